@@ -1,0 +1,61 @@
+# Stickerloop: `make run` sets up and serves the platform on one machine; `make test` runs the suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Tests run against the PostgreSQL and Redis already running on the development and CI machines.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stickerloop
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: install run test bench lint format system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU build lies on the machines' disk; anything else downloads GBs.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py build_default_models
+	$(BIN)/python manage.py demo_setup
+	@echo "Starting a Celery worker (queues default, gpu, train) and the site at http://$(HOST):$(PORT)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/celery -A stickerloop worker -Q default,gpu,train --pool solo --loglevel INFO \
+		> var/worker.log 2>&1 & \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	sh -c 'for script in bench/*.py; do $(BIN)/python "$$script" $(BENCH_ARGS) || exit 1; done'
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
+system-deps:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var

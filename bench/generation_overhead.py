@@ -1,0 +1,111 @@
+"""Generation overhead: the platform path against the bare pipeline, same candidates, one run.
+
+Platform: batch rows → planning task (``default``) → chunk task (``gpu``) on a real Celery worker
+with a warm pipeline cache → PNG encode → storage → candidate rows and counters. Bare: the same
+pipeline wrapper called in a loop in this process, same prompts, seeds and batch size.
+
+    python bench/generation_overhead.py [--quick]
+
+Last line: {"bench": "generation_overhead", "candidates": N, "platform_s": …, "bare_s": …,
+"overhead_ratio": …}. Target: overhead_ratio ≤ 1.10 at batch size 8 on the tiny models.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import emit, setup_django, start_worker, stop_worker, wait_until
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small size, for CI")
+    parser.add_argument("--prompts", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+    prompts = args.prompts or (4 if args.quick else 32)
+    seeds = list(range(2 if args.quick else args.seeds))
+
+    env = setup_django("bench_generation")
+    env["STICKERLOOP_GENERATION_BATCH_SIZE"] = str(args.batch_size)
+    env["STICKERLOOP_GENERATION_CHUNK_SIZE"] = "64"
+    from generation import services
+    from generation.models import GenerationBatch
+    from generation.pipelines import generate_stickers, load_pipeline, select_device
+
+    models_root = Path(tempfile.mkdtemp(prefix="stickerloop-bench-models-"))
+    model = {m.name: m for m in services.default_models_register(root=models_root)}["sticker-base"]
+    texts = [f"a sticker of thing number {i}, smiling" for i in range(prompts)]
+    warm_set, _ = services.prompt_set_import(name="warm", content="warm up\n", file_format="text")
+    bench_set, _ = services.prompt_set_import(
+        name="bench", content="\n".join(texts), file_format="text"
+    )
+    params = {"num_inference_steps": args.steps}
+
+    worker = start_worker("default,gpu", env, Path(tempfile.mkdtemp()) / "worker.log")
+    try:
+
+        def run(prompt_set, batch_seeds) -> float:
+            started = time.perf_counter()
+            batch = services.generation_batch_create(
+                kind="sticker",
+                prompt_set=prompt_set,
+                model_versions=[model],
+                seeds=batch_seeds,
+                params=params,
+            )
+            wait_until(
+                lambda: GenerationBatch.objects.filter(pk=batch.pk, status="succeeded").exists(),
+                timeout=1800,
+            )
+            return time.perf_counter() - started
+
+        # Warm the worker's pipeline cache: the target excludes the one-time model load.
+        run(warm_set, [0])
+        platform_s = run(bench_set, seeds)
+    finally:
+        stop_worker(worker)
+
+    device, dtype = select_device(None)
+    loaded = load_pipeline(model.uri, kind="image", device=device, dtype=dtype)
+    items = [(t, s) for t in texts for s in seeds]
+    generate_stickers(
+        loaded,
+        prompts=["warm up"],
+        seeds=[0],
+        num_inference_steps=args.steps,
+        guidance_scale=5.0,
+        width=64,
+        height=64,
+    )
+    started = time.perf_counter()
+    for i in range(0, len(items), args.batch_size):
+        group = items[i : i + args.batch_size]
+        generate_stickers(
+            loaded,
+            prompts=[t for t, _ in group],
+            seeds=[s for _, s in group],
+            num_inference_steps=args.steps,
+            guidance_scale=5.0,
+            width=64,
+            height=64,
+        )
+    bare_s = time.perf_counter() - started
+    emit(
+        {
+            "bench": "generation_overhead",
+            "candidates": len(items),
+            "batch_size": args.batch_size,
+            "platform_s": round(platform_s, 3),
+            "bare_s": round(bare_s, 3),
+            "overhead_ratio": round(platform_s / bare_s, 3),
+        }
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Generation API: one class per operation, nested input and output serializers."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from generation import selectors, services
+from generation.models import (
+    BatchKind,
+    Candidate,
+    GenerationBatch,
+    ModelKind,
+    ModelRole,
+    ModelVersion,
+    Prompt,
+    PromptSet,
+)
+from stickerloop.media import media_url
+from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "role",
+            "uri",
+            "description",
+            "default_params",
+            "max_prompt_tokens",
+            "parent",
+            "provenance",
+            "is_active",
+            "created_at",
+        ]
+
+
+class ModelVersionListApi(generics.ListAPIView):
+    """Model versions (curators and engineers)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = ModelVersionOutput
+
+    def get_queryset(self):
+        return selectors.model_version_list(kind=self.request.query_params.get("kind"))
+
+
+class ModelVersionDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = ModelVersionOutput
+    queryset = ModelVersion.objects.all()
+
+
+class ModelVersionRegisterApi(APIView):
+    """Register a diffusers model folder (engineers)."""
+
+    permission_classes = [IsEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.SlugField(max_length=100)
+        kind = serializers.ChoiceField(choices=ModelKind.choices)
+        role = serializers.ChoiceField(choices=ModelRole.choices, default=ModelRole.BASE)
+        uri = serializers.CharField(max_length=1000)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        default_params = serializers.DictField(required=False, default=dict)
+        parent = serializers.PrimaryKeyRelatedField(
+            queryset=ModelVersion.objects.all(), required=False, allow_null=True
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: ModelVersionOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.model_version_register(**data.validated_data, created_by=request.user)
+        return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class PromptOutput(serializers.ModelSerializer):
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = Prompt
+        fields = ["id", "position", "text", "enhanced_text", "tags"]
+
+
+class PromptSetOutput(serializers.ModelSerializer):
+    prompt_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = PromptSet
+        fields = ["id", "name", "description", "is_held_out", "prompt_count", "created_at"]
+
+
+class PromptSetListApi(generics.ListAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = PromptSetOutput
+
+    def get_queryset(self):
+        return selectors.prompt_set_list()
+
+
+class PromptSetDetailApi(APIView):
+    permission_classes = [IsCuratorOrEngineer]
+
+    class OutputSerializer(PromptSetOutput):
+        prompts = PromptOutput(many=True, read_only=True)
+
+        class Meta(PromptSetOutput.Meta):
+            fields = [*PromptSetOutput.Meta.fields, "prompts"]
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, pk: int):
+        prompt_set = get_object_or_404(
+            selectors.prompt_set_list().prefetch_related("prompts__tags"), pk=pk
+        )
+        return Response(self.OutputSerializer(prompt_set).data)
+
+
+class PromptSetImportApi(APIView):
+    """Import a prompt set from a text, CSV or JSONL file (multipart ``file``) or ``content``."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        format = serializers.ChoiceField(choices=["text", "csv", "jsonl"], required=False)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        is_held_out = serializers.BooleanField(required=False, default=False)
+        file = serializers.FileField(required=False)
+        content = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+        def validate(self, attrs):
+            upload = attrs.pop("file", None)
+            if upload is None and "content" not in attrs:
+                raise serializers.ValidationError({"file": "Upload a file or give 'content'."})
+            if upload is not None:
+                if upload.size > 20 * 1024 * 1024:
+                    raise serializers.ValidationError({"file": "The file is over 20 MB."})
+                try:
+                    attrs["content"] = upload.read().decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise serializers.ValidationError(
+                        {"file": "The file is not UTF-8 text."}
+                    ) from exc
+                if "format" not in attrs:
+                    suffix = upload.name.rsplit(".", 1)[-1].lower()
+                    attrs["format"] = {"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text")
+            attrs.setdefault("format", "text")
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        prompt_set = PromptSetOutput()
+        imported = serializers.IntegerField()
+        duplicates = serializers.ListField(child=serializers.DictField())
+        empty_lines = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        prompt_set, report = services.prompt_set_import(
+            name=values["name"],
+            content=values["content"],
+            file_format=values["format"],
+            description=values["description"],
+            is_held_out=values["is_held_out"],
+            created_by=request.user,
+        )
+        prompt_set.prompt_count = report.imported
+        payload = {
+            "prompt_set": prompt_set,
+            "imported": report.imported,
+            "duplicates": report.duplicates,
+            "empty_lines": report.empty_lines,
+        }
+        return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+class BatchOutput(serializers.ModelSerializer):
+    model_versions = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    progress_percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = GenerationBatch
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "status",
+            "prompt_set",
+            "model_versions",
+            "seeds",
+            "params",
+            "total",
+            "done_count",
+            "failed_count",
+            "progress_percent",
+            "chunks_total",
+            "chunks_finished",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class BatchListApi(generics.ListAPIView):
+    """Batches with their progress, newest first."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = BatchOutput
+
+    def get_queryset(self):
+        return selectors.batch_list()
+
+
+class BatchDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = BatchOutput
+
+    def get_queryset(self):
+        return selectors.batch_list()
+
+
+class BatchCreateApi(APIView):
+    """Ask for a sticker batch (prompt set × model versions × seeds) or an animation batch
+    (source sticker candidates × animation model versions × seeds)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        kind = serializers.ChoiceField(choices=BatchKind.choices)
+        model_versions = serializers.PrimaryKeyRelatedField(
+            queryset=ModelVersion.objects.all(), many=True, allow_empty=False
+        )
+        prompt_set = serializers.PrimaryKeyRelatedField(
+            queryset=PromptSet.objects.all(), required=False, allow_null=True
+        )
+        sources = serializers.PrimaryKeyRelatedField(
+            queryset=Candidate.objects.all(), many=True, required=False
+        )
+        seeds = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
+        params = serializers.DictField(required=False, default=dict)
+
+    @extend_schema(request=InputSerializer, responses={201: BatchOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        batch = services.generation_batch_create(
+            name=values["name"],
+            kind=values["kind"],
+            model_versions=values["model_versions"],
+            prompt_set=values.get("prompt_set"),
+            sources=values.get("sources") or [],
+            seeds=values["seeds"],
+            params=values["params"],
+            requested_by=request.user,
+        )
+        return Response(BatchOutput(batch).data, status=status.HTTP_201_CREATED)
+
+
+class BatchCancelApi(APIView):
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(request=None, responses=BatchOutput)
+    def post(self, request, pk: int):
+        batch = get_object_or_404(GenerationBatch, pk=pk)
+        batch = services.generation_batch_cancel(batch=batch)
+        return Response(BatchOutput(batch).data)
+
+
+class CandidateOutput(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(read_only=True, slug_field="name")
+    file_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Candidate
+        fields = [
+            "id",
+            "kind",
+            "origin",
+            "batch",
+            "model_version",
+            "prompt",
+            "source",
+            "seed",
+            "params",
+            "raw_prompt",
+            "enhanced_prompt",
+            "motion_prompt",
+            "file",
+            "file_url",
+            "frames_prefix",
+            "width",
+            "height",
+            "frame_count",
+            "file_size",
+            "sha256",
+            "device",
+            "inference_ms",
+            "motion_score",
+            "created_at",
+        ]
+
+    def get_file_url(self, obj: Candidate) -> str:
+        return media_url(obj.file)
+
+
+class CandidateListApi(generics.ListAPIView):
+    """Candidates, filtered by batch, model version, prompt, prompt set, tag, kind or source."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = CandidateOutput
+
+    class FilterSerializer(serializers.Serializer):
+        batch = serializers.IntegerField(required=False)
+        model_version = serializers.IntegerField(required=False)
+        prompt = serializers.IntegerField(required=False)
+        prompt_set = serializers.IntegerField(required=False)
+        tag = serializers.CharField(required=False)
+        kind = serializers.ChoiceField(choices=["sticker", "animation"], required=False)
+        source = serializers.IntegerField(required=False)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(name, type=t)
+            for name, t in [
+                ("batch", int),
+                ("model_version", int),
+                ("prompt", int),
+                ("prompt_set", int),
+                ("tag", str),
+                ("kind", str),
+                ("source", int),
+            ]
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = self.FilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.candidate_list(**filters.validated_data)
+
+
+class CandidateDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = CandidateOutput
+    queryset = Candidate.objects.select_related("model_version")
+
+
+class BatchProgressApi(APIView):
+    """Live counters for the given batch ids (``?ids=1,2,3``), polled by the batch list page."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField()
+        total = serializers.IntegerField()
+        done_count = serializers.IntegerField()
+        failed_count = serializers.IntegerField()
+        error = serializers.CharField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("ids", str, description="Comma-separated batch ids")],
+        responses=OutputSerializer(many=True),
+    )
+    def get(self, request):
+        raw = request.query_params.get("ids", "")
+        try:
+            ids = [int(part) for part in raw.split(",") if part][:200]
+        except ValueError as exc:
+            raise serializers.ValidationError({"ids": "Must be comma-separated integers."}) from exc
+        return Response(
+            self.OutputSerializer(selectors.batch_progress(batch_ids=ids), many=True).data
+        )

@@ -1,0 +1,91 @@
+"""Django-free model code: loading diffusers pipelines, generating stickers and animations.
+
+Nothing here imports Django; the generation services call these functions and record the
+results. Names are resolved lazily (PEP 562) so that a process that only encodes images or
+counts tokens does not import torch and diffusers (about 5.5 s on the 2-core machine).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "select_device": "device",
+    "ModelLoadError": "loading",
+    "LoadedPipeline": "loading",
+    "load_pipeline": "loading",
+    "PipelineCache": "loading",
+    "prompt_token_count": "loading",
+    "model_prompt_token_limit": "loading",
+    "GeneratedSticker": "image",
+    "check_sticker_inputs": "image",
+    "generate_stickers": "image",
+    "GeneratedAnimation": "animation",
+    "check_animation_inputs": "animation",
+    "generate_animations": "animation",
+    "motion_score": "motion",
+    "encode_png": "encode",
+    "encode_animated_webp": "encode",
+    "decode_animated_webp": "encode",
+    "sha256_hex": "encode",
+    "matte_background": "matting",
+    "build_tiny_sticker_model": "tiny",
+    "build_tiny_animation_model": "tiny",
+    "build_default_models": "tiny",
+}
+
+__all__ = [
+    "GeneratedAnimation",
+    "GeneratedSticker",
+    "LoadedPipeline",
+    "ModelLoadError",
+    "PipelineCache",
+    "build_default_models",
+    "build_tiny_animation_model",
+    "build_tiny_sticker_model",
+    "check_animation_inputs",
+    "check_sticker_inputs",
+    "decode_animated_webp",
+    "encode_animated_webp",
+    "encode_png",
+    "generate_animations",
+    "generate_stickers",
+    "load_pipeline",
+    "matte_background",
+    "model_prompt_token_limit",
+    "motion_score",
+    "prompt_token_count",
+    "select_device",
+    "sha256_hex",
+]
+
+if TYPE_CHECKING:
+    from .animation import GeneratedAnimation, check_animation_inputs, generate_animations
+    from .device import select_device
+    from .encode import decode_animated_webp, encode_animated_webp, encode_png, sha256_hex
+    from .image import GeneratedSticker, check_sticker_inputs, generate_stickers
+    from .loading import (
+        LoadedPipeline,
+        ModelLoadError,
+        PipelineCache,
+        load_pipeline,
+        model_prompt_token_limit,
+        prompt_token_count,
+    )
+    from .matting import matte_background
+    from .motion import motion_score
+    from .tiny import build_default_models, build_tiny_animation_model, build_tiny_sticker_model
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,58 @@
+"""Generation reads."""
+
+from django.db.models import Count, Q, QuerySet
+
+from generation.models import Candidate, GenerationBatch, ModelVersion, PromptSet
+
+
+def model_version_list(*, kind: str | None = None) -> QuerySet[ModelVersion]:
+    qs = ModelVersion.objects.select_related("parent")
+    return qs.filter(kind=kind) if kind else qs
+
+
+def prompt_set_list() -> QuerySet[PromptSet]:
+    return PromptSet.objects.annotate(prompt_count=Count("prompts"))
+
+
+def batch_list() -> QuerySet[GenerationBatch]:
+    return GenerationBatch.objects.select_related("prompt_set", "requested_by").prefetch_related(
+        "model_versions"
+    )
+
+
+def batch_progress(*, batch_ids: list[int]) -> list[dict]:
+    """The live counters the batch list polls for; one query."""
+    return list(
+        GenerationBatch.objects.filter(pk__in=batch_ids).values(
+            "id", "status", "total", "done_count", "failed_count", "error"
+        )
+    )
+
+
+def candidate_list(
+    *,
+    batch: int | None = None,
+    model_version: int | None = None,
+    prompt: int | None = None,
+    prompt_set: int | None = None,
+    tag: str | None = None,
+    kind: str | None = None,
+    source: int | None = None,
+) -> QuerySet[Candidate]:
+    qs = Candidate.objects.select_related("model_version", "prompt", "source")
+    filters = Q()
+    if batch is not None:
+        filters &= Q(batch_id=batch)
+    if model_version is not None:
+        filters &= Q(model_version_id=model_version)
+    if prompt is not None:
+        filters &= Q(prompt_id=prompt)
+    if prompt_set is not None:
+        filters &= Q(prompt__prompt_set_id=prompt_set)
+    if tag:
+        filters &= Q(prompt__tags__name=tag)
+    if kind:
+        filters &= Q(kind=kind)
+    if source is not None:
+        filters &= Q(source_id=source)
+    return qs.filter(filters).order_by("id")

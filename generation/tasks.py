@@ -1,0 +1,40 @@
+"""Thin Celery adapters: take ids, call a service. State lives in the database."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+# Only a lost database connection is worth retrying; bad input fails the chunk in the service.
+_TRANSIENT = (OperationalError,)
+
+
+@shared_task(
+    name="generation.plan_batch",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def plan_batch(batch_id: int) -> None:
+    from generation import services
+
+    services.generation_batch_plan(batch_id=batch_id)
+
+
+@shared_task(
+    name="generation.run_chunk",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    # A chunk is GENERATION_CHUNK_SIZE items; on a real model at 512 px that is minutes, not hours.
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def run_chunk(chunk_id: int) -> None:
+    from generation import services
+
+    services.generation_chunk_run(chunk_id=chunk_id)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from generation import views
+
+urlpatterns = [
+    path("batches/", views.batch_list, name="batch-list"),
+    path("batches/<int:pk>/", views.batch_detail, name="batch-detail"),
+    path("candidates/", views.candidate_gallery, name="candidate-gallery"),
+    path("models/", views.model_version_list, name="model-version-list"),
+]

@@ -1,0 +1,27 @@
+from django.urls import path
+
+from generation import apis
+
+urlpatterns = [
+    path("model-versions/", apis.ModelVersionListApi.as_view(), name="api-model-version-list"),
+    path(
+        "model-versions/register/",
+        apis.ModelVersionRegisterApi.as_view(),
+        name="api-model-version-register",
+    ),
+    path(
+        "model-versions/<int:pk>/",
+        apis.ModelVersionDetailApi.as_view(),
+        name="api-model-version-detail",
+    ),
+    path("prompt-sets/", apis.PromptSetListApi.as_view(), name="api-prompt-set-list"),
+    path("prompt-sets/import/", apis.PromptSetImportApi.as_view(), name="api-prompt-set-import"),
+    path("prompt-sets/<int:pk>/", apis.PromptSetDetailApi.as_view(), name="api-prompt-set-detail"),
+    path("batches/", apis.BatchListApi.as_view(), name="api-batch-list"),
+    path("batches/create/", apis.BatchCreateApi.as_view(), name="api-batch-create"),
+    path("batches/progress/", apis.BatchProgressApi.as_view(), name="api-batch-progress"),
+    path("batches/<int:pk>/", apis.BatchDetailApi.as_view(), name="api-batch-detail"),
+    path("batches/<int:pk>/cancel/", apis.BatchCancelApi.as_view(), name="api-batch-cancel"),
+    path("candidates/", apis.CandidateListApi.as_view(), name="api-candidate-list"),
+    path("candidates/<int:pk>/", apis.CandidateDetailApi.as_view(), name="api-candidate-detail"),
+]

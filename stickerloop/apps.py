@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StickerloopConfig(AppConfig):
+    name = "stickerloop"
+    verbose_name = "Stickerloop"

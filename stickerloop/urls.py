@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from stickerloop import media, views
+
+api_patterns = [
+    path("", include("generation.urls_api")),
+    path("", include("annotation.urls_api")),
+    path("", include("annotation.quality.urls_api")),
+    path("", include("training_bridge.urls_api")),
+    path("", include("training_bridge.jobs.urls_api")),
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("me/", views.MeApi.as_view(), name="api-me"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("media/<path:key>", media.media_serve, name="media"),
+    path("", include("generation.urls")),
+    path("", include("annotation.urls")),
+    path("", include("annotation.quality.urls")),
+    path("", include("training_bridge.urls")),
+    path("", include("training_bridge.jobs.urls")),
+]

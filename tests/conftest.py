@@ -1,0 +1,187 @@
+"""Shared fixtures: real PostgreSQL, real Redis, the tiny diffusers models, users per role."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from stickerloop.services import user_create_with_roles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    engine = django_settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(
+            "The suite runs against PostgreSQL: use `make test`, or set DATABASE_URL to a "
+            f"postgres:// URL (got {engine}).",
+            returncode=2,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory) -> Path:
+    """The default tiny models, built offline once per test session."""
+    from generation.pipelines import build_default_models
+
+    root = tmp_path_factory.mktemp("models")
+    build_default_models(root)
+    return root
+
+
+@pytest.fixture
+def models(db, tiny_models_root):
+    """The tiny models registered as model versions, by name."""
+    from generation import services
+
+    return {mv.name: mv for mv in services.default_models_register(root=tiny_models_root)}
+
+
+def _user(username: str, roles: list[str]):
+    return user_create_with_roles(username=username, password="pw-" + username, roles=roles)
+
+
+@pytest.fixture
+def rater(db):
+    return _user("rater", ["rater"])
+
+
+@pytest.fixture
+def curator(db):
+    return _user("curator", ["curator"])
+
+
+@pytest.fixture
+def engineer(db):
+    return _user("engineer", ["ml_engineer"])
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("boss", ["admin"])
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def api():
+    return client_for
+
+
+class Worker:
+    """A real Celery worker in a subprocess, on the test database and the test broker."""
+
+    def __init__(self, *, queues: str, media_root: Path, log_path: Path, extra_env: dict):
+        db = connection.settings_dict
+        url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "STICKERLOOP_MEDIA_ROOT": str(media_root),
+            "DATABASE_CONN_MAX_AGE": "0",
+            **extra_env,
+        }
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "stickerloop",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log_path, "ab"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to ack, requeue or clean up."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def broker_clean():
+    """Empty the test broker so no message from an earlier test reaches this test's worker."""
+    import redis
+
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def start_worker(transactional_db, broker_clean, settings, tmp_path):
+    """Start real workers; every one is stopped at the end of the test."""
+    workers: list[Worker] = []
+
+    def start(queues: str = "default,gpu", **extra_env) -> Worker:
+        worker = Worker(
+            queues=queues,
+            media_root=Path(settings.MEDIA_ROOT),
+            log_path=tmp_path / f"worker-{len(workers)}.log",
+            extra_env={k: str(v) for k, v in extra_env.items()},
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message}")

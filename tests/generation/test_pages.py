@@ -1,0 +1,128 @@
+import pytest
+from django.core.management import call_command
+
+from generation import services
+from generation.models import Candidate, GenerationBatch, PromptSet
+
+pytestmark = pytest.mark.django_db
+
+
+def _candidate(models, text="a cat", kind="sticker", **extra):
+    prompt_set = (
+        PromptSet.objects.first()
+        or services.prompt_set_import(name="p", content=f"{text}\n", file_format="text")[0]
+    )
+    return Candidate.objects.create(
+        kind=kind,
+        model_version=models["sticker-base"],
+        prompt=prompt_set.prompts.first(),
+        raw_prompt=text,
+        file="candidates/x.png",
+        width=64,
+        height=64,
+        sha256="0" * 64,
+        **extra,
+    )
+
+
+def test_gallery_escapes_prompts_and_shows_checkerboard(client, curator, models):
+    _candidate(models, text="<script>alert(1)</script> a cat")
+    client.force_login(curator)
+    html = client.get("/candidates/").content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a cat" in html
+    assert "<script>alert(1)" not in html
+    assert 'class="gallery bg-checker"' in html
+    assert 'class="gallery bg-dark"' in client.get("/candidates/?bg=dark").content.decode()
+
+
+def test_animation_is_shown_beside_its_source(client, curator, models):
+    source = _candidate(models)
+    animation = Candidate.objects.create(
+        kind="animation",
+        model_version=models["anim-teacher-a"],
+        source=source,
+        raw_prompt="a cat",
+        motion_prompt="waves",
+        file="candidates/y.webp",
+        width=64,
+        height=64,
+        frame_count=8,
+        sha256="1" * 64,
+        motion_score=0.125,
+    )
+    client.force_login(curator)
+    html = client.get("/candidates/?kind=animation").content.decode()
+    assert f'alt="source sticker {source.pk}"' in html
+    assert f'alt="animation {animation.pk}"' in html
+    assert "motion 0.125" in html
+
+
+def test_batch_list_and_detail(client, curator, models):
+    prompt_set, _ = services.prompt_set_import(name="b", content="a cat\n", file_format="text")
+    batch = services.generation_batch_create(
+        kind="sticker",
+        prompt_set=prompt_set,
+        model_versions=[models["sticker-base"]],
+        seeds=[1],
+        params={},
+        name="first",
+    )
+    client.force_login(curator)
+    listing = client.get("/batches/").content.decode()
+    assert f'data-batch="{batch.pk}" data-finished="0"' in listing
+    detail = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert "0 of 1 stored" in detail
+    progress = client.get(f"/api/batches/progress/?ids={batch.pk}").json()
+    assert progress == [
+        {
+            "id": batch.pk,
+            "status": "queued",
+            "total": 1,
+            "done_count": 0,
+            "failed_count": 0,
+            "error": "",
+        }
+    ]
+    assert client.get("/api/batches/progress/?ids=x").status_code == 400
+
+
+def test_media_needs_login_and_serves_files(client, rater, settings):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    default_storage.save("candidates/a.png", ContentFile(b"\x89PNG..."))
+    assert client.get("/media/candidates/a.png").status_code == 302
+    client.force_login(rater)
+    response = client.get("/media/candidates/a.png")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == b"\x89PNG..."
+    assert client.get("/media/candidates/../secret").status_code == 404
+
+
+def test_demo_setup_creates_role_users_and_a_first_batch(models, capsys):
+    call_command("demo_setup")
+    out = capsys.readouterr().out
+    assert "curator   / stickerloop   roles: curator" in out
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.order_by("username")
+    assert [(u.username, sorted(u.groups.values_list("name", flat=True))) for u in users] == [
+        ("admin", ["admin", "curator", "ml_engineer", "rater"]),
+        ("curator", ["curator"]),
+        ("engineer", ["ml_engineer"]),
+        ("rater", ["rater"]),
+        ("rater2", ["rater"]),
+    ]
+    batch = GenerationBatch.objects.get()
+    assert (batch.total, batch.kind) == (24, "sticker")
+    call_command("demo_setup")  # idempotent
+    assert GenerationBatch.objects.count() == 1
+
+
+def test_demo_setup_refuses_production(settings):
+    from django.core.management.base import CommandError
+
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="refuses production"):
+        call_command("demo_setup")

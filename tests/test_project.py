@@ -1,0 +1,119 @@
+"""The project's wiring: settings fail loudly, docker-compose describes the topology."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _import_settings(**env):
+    """Import the settings module in a fresh interpreter with ``env``; return (rc, stderr)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STICKERLOOP_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", "import stickerloop.settings"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, result.stderr
+
+
+def test_production_refuses_the_default_secret_key():
+    rc, err = _import_settings(STICKERLOOP_ENV="production", DJANGO_DEBUG="0")
+    assert rc != 0
+    assert "DJANGO_SECRET_KEY must be set in production" in err
+
+
+def test_production_refuses_debug():
+    rc, err = _import_settings(
+        STICKERLOOP_ENV="production", DJANGO_SECRET_KEY="s" * 50, DJANGO_DEBUG="1"
+    )
+    assert rc != 0
+    assert "DJANGO_DEBUG must be off in production" in err
+
+
+def test_production_starts_with_a_secret_and_debug_off():
+    rc, err = _import_settings(STICKERLOOP_ENV="production", DJANGO_SECRET_KEY="s" * 50)
+    assert rc == 0, err
+
+
+def test_bad_boolean_is_named():
+    rc, err = _import_settings(DJANGO_DEBUG="maybe")
+    assert rc != 0
+    assert "DJANGO_DEBUG must be a boolean (1/0, true/false), not 'maybe'" in err
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_services(compose):
+    services = compose["services"]
+    assert sorted(services) == [
+        "minio",
+        "postgres",
+        "redis",
+        "web",
+        "worker-default",
+        "worker-gpu",
+        "worker-train",
+    ]
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+        assert service["healthcheck"]["test"], name
+
+
+def test_compose_worker_commands(compose):
+    services = compose["services"]
+    assert services["worker-default"]["command"][:6] == [
+        "celery",
+        "-A",
+        "stickerloop",
+        "worker",
+        "-Q",
+        "default",
+    ]
+    gpu = services["worker-gpu"]["command"]
+    assert gpu[5] == "gpu"
+    assert gpu[gpu.index("--concurrency") + 1] == "1"
+    assert gpu[gpu.index("--prefetch-multiplier") + 1] == "1"
+    assert services["worker-train"]["command"][5] == "train"
+    [device] = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    assert "gunicorn stickerloop.wsgi:application" in services["web"]["command"][-1]
+
+
+def test_compose_dependencies(compose):
+    services = compose["services"]
+    for name in ("web", "worker-default", "worker-gpu", "worker-train"):
+        deps = services[name]["depends_on"]
+        for needed in ("postgres", "redis", "minio"):
+            assert deps[needed] == {"condition": "service_healthy"}, (name, needed)
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://")
+        assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379")
+        assert env["STICKERLOOP_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert set(compose["volumes"]) == {"pgdata", "redisdata", "miniodata", "models"}
+
+
+def test_compose_config_where_the_plugin_exists():
+    docker = shutil.which("docker")
+    if (
+        docker is None
+        or subprocess.run([docker, "compose", "version"], capture_output=True).returncode
+    ):
+        pytest.skip("docker compose plugin not installed on this machine")
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x", "MINIO_ROOT_PASSWORD": "y"}
+    result = subprocess.run(
+        [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
