@@ -1,10 +1,11 @@
 """Pages for curators and engineers: batches with live progress, and the candidate gallery."""
 
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
-from generation import selectors
-from generation.models import ChunkStatus
+from generation import selectors, services
+from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptSet
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -65,4 +66,92 @@ def candidate_gallery(request):
 def model_version_list(request):
     return render(
         request, "generation/model_versions.html", {"versions": selectors.model_version_list()}
+    )
+
+
+@role_required(*STAFF)
+def prompt_set_list(request):
+    """Prompt sets, with an upload form that imports a text, CSV or JSONL file."""
+    report = None
+    errors: dict = {}
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        name = request.POST.get("name", "").strip()
+        if not name:
+            errors["name"] = ["Give the prompt set a name."]
+        if upload is None:
+            errors["file"] = ["Choose a file to import."]
+        if not errors:
+            suffix = upload.name.rsplit(".", 1)[-1].lower()
+            try:
+                content = upload.read().decode("utf-8")
+                prompt_set, report = services.prompt_set_import(
+                    name=name,
+                    content=content,
+                    file_format={"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text"),
+                    is_held_out=request.POST.get("is_held_out") == "on",
+                    created_by=request.user,
+                )
+            except UnicodeDecodeError:
+                errors["file"] = ["The file is not UTF-8 text."]
+            except ValidationError as exc:
+                errors = exc.message_dict
+    return render(
+        request,
+        "generation/prompt_sets.html",
+        {"prompt_sets": selectors.prompt_set_list(), "report": report, "errors": errors},
+    )
+
+
+@role_required(*STAFF)
+def batch_create(request):
+    """Ask for a sticker batch from a prompt set; the same checks as the API apply."""
+    errors: dict = {}
+    if request.method == "POST":
+        try:
+            seeds = [int(s) for s in request.POST.get("seeds", "").replace(",", " ").split()]
+        except ValueError:
+            seeds = None
+            errors["seeds"] = ["Seeds are whole numbers separated by spaces or commas."]
+        params = {}
+        for name, cast in (
+            ("num_inference_steps", int),
+            ("guidance_scale", float),
+            ("width", int),
+            ("height", int),
+        ):
+            raw = request.POST.get(name, "").strip()
+            if raw:
+                try:
+                    params[name] = cast(raw)
+                except ValueError:
+                    errors[f"params.{name}"] = ["Must be a number."]
+        if not errors:
+            try:
+                batch = services.generation_batch_create(
+                    kind="sticker",
+                    name=request.POST.get("name", ""),
+                    prompt_set=PromptSet.objects.filter(
+                        pk=request.POST.get("prompt_set") or 0
+                    ).first(),
+                    model_versions=list(
+                        ModelVersion.objects.filter(pk__in=request.POST.getlist("model_versions"))
+                    ),
+                    seeds=seeds,
+                    params=params,
+                    requested_by=request.user,
+                )
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                return redirect("batch-detail", pk=batch.pk)
+    return render(
+        request,
+        "generation/batch_create.html",
+        {
+            "errors": errors,
+            "prompt_sets": selectors.prompt_set_list(),
+            "model_versions": selectors.model_version_list(kind=ModelKind.IMAGE),
+            "form": request.POST,
+        },
     )

@@ -126,3 +126,52 @@ def test_demo_setup_refuses_production(settings):
     settings.PRODUCTION = True
     with pytest.raises(CommandError, match="refuses production"):
         call_command("demo_setup")
+
+
+def test_prompt_set_upload_page(client, curator):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(curator)
+    upload = SimpleUploadedFile("p.txt", b"a cat\n\na cat\na dog\n")
+    html = client.post("/prompt-sets/", {"name": "page", "file": upload}).content.decode()
+    assert "Imported 2 prompts; 1 duplicate(s) skipped (lines 3); 1 empty line(s) skipped." in html
+    assert list(PromptSet.objects.get(name="page").prompts.values_list("text", flat=True)) == [
+        "a cat",
+        "a dog",
+    ]
+    empty = SimpleUploadedFile("e.txt", b"\n")
+    html = client.post("/prompt-sets/", {"name": "empty", "file": empty}).content.decode()
+    assert "<strong>file</strong>: The file holds no prompts." in html
+    assert not PromptSet.objects.filter(name="empty").exists()
+
+
+def test_batch_create_page(client, curator, models, django_capture_on_commit_callbacks):
+    prompt_set, _ = services.prompt_set_import(name="f", content="a cat\n", file_format="text")
+    client.force_login(curator)
+    assert client.get("/batches/new/").status_code == 200
+    bad = client.post(
+        "/batches/new/",
+        {
+            "prompt_set": prompt_set.pk,
+            "model_versions": [models["sticker-base"].pk],
+            "seeds": "1 2",
+            "num_inference_steps": "500",
+        },
+    ).content.decode()
+    assert "<strong>params.num_inference_steps</strong>: Must be between 1 and 200, not 500." in bad
+    assert GenerationBatch.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            "/batches/new/",
+            {
+                "prompt_set": prompt_set.pk,
+                "model_versions": [models["sticker-base"].pk],
+                "seeds": "1, 2",
+                "num_inference_steps": "4",
+            },
+        )
+    batch = GenerationBatch.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/batches/{batch.pk}/"
+    assert (batch.total, batch.seeds, batch.params["num_inference_steps"]) == (2, [1, 2], 4)
+    assert len(callbacks) == 1
