@@ -34,21 +34,33 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_models_root(tmp_path_factory) -> Path:
+def tiny_model_specs(tmp_path_factory) -> list[dict]:
     """The default tiny models, built offline once per test session."""
     from generation.pipelines import build_default_models
 
-    root = tmp_path_factory.mktemp("models")
-    build_default_models(root)
-    return root
+    return build_default_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tiny_model_specs) -> Path:
+    return Path(tiny_model_specs[0]["uri"]).parent
 
 
 @pytest.fixture
-def models(db, tiny_models_root):
-    """The tiny models registered as model versions, by name."""
+def models(db, tiny_model_specs):
+    """The tiny models registered as model versions, by name (the folders are built once)."""
     from generation import services
 
-    return {mv.name: mv for mv in services.default_models_register(root=tiny_models_root)}
+    return {
+        spec["name"]: services.model_version_register(
+            name=spec["name"],
+            kind=spec["kind"],
+            role=spec["role"],
+            uri=spec["uri"],
+            default_params=spec["default_params"],
+        )
+        for spec in tiny_model_specs
+    }
 
 
 def _user(username: str, roles: list[str]):

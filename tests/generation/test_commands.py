@@ -1,0 +1,22 @@
+import pytest
+from django.core.management import call_command
+
+from generation.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def test_build_default_models_registers_them_once(tiny_models_root, capsys):
+    call_command("build_default_models", root=tiny_models_root)
+    call_command("build_default_models", root=tiny_models_root)
+    rows = list(ModelVersion.objects.order_by("name").values_list("name", "kind", "role"))
+    assert rows == [
+        ("anim-student", "animation", "student"),
+        ("anim-teacher-a", "animation", "teacher"),
+        ("anim-teacher-b", "animation", "teacher"),
+        ("sticker-base", "image", "base"),
+    ]
+    base = ModelVersion.objects.get(name="sticker-base")
+    assert base.uri == str(tiny_models_root / "sticker-base")
+    assert base.max_prompt_tokens == 77
+    assert f"sticker-base         image      base     {base.uri}" in capsys.readouterr().out
