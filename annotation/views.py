@@ -1,8 +1,293 @@
-from django.shortcuts import render
+"""Pages: the rater's own page and rating screen; campaign pages for curators and engineers."""
 
+import json
+
+import markdown
+import nh3
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from annotation import selectors, services
+from annotation.forms import CampaignForm, MembershipForm, SelectionForm
+from annotation.models import Campaign, CampaignMembership, CampaignStatus, MembershipStatus
+from annotation.schema import PRESETS
+from generation.models import Candidate
+from stickerloop import media
+from stickerloop.api import ServiceConflict
+from stickerloop.media import media_url
 from stickerloop.roles import Role, role_required
+
+STAFF = (Role.CURATOR, Role.ML_ENGINEER)
+PREFETCH = 3
+
+
+def guidelines_html(text: str) -> str:
+    """Markdown rendered, then sanitised: raw HTML, scripts and event handlers are dropped."""
+    return mark_safe(nh3.clean(markdown.markdown(text or "", extensions=["extra"])))
+
+
+def _examples(candidates) -> list[dict]:
+    return [
+        {
+            "id": c.pk,
+            "kind": c.kind,
+            "url": media_url(c.file),
+            "prompt": c.raw_prompt,
+            "source_url": media_url(c.source.file) if c.source_id else "",
+        }
+        for c in candidates.select_related("source")
+    ]
+
+
+# Raters ------------------------------------------------------------------------------------------
 
 
 @role_required(Role.RATER)
 def rater_home(request):
-    return render(request, "annotation/rater_home.html", {})
+    return render(
+        request,
+        "annotation/rater_home.html",
+        {
+            "campaigns": selectors.rater_campaigns(rater=request.user),
+            "today": selectors.rater_today(rater=request.user),
+        },
+    )
+
+
+@role_required(Role.RATER)
+def rate(request, pk: int):
+    """The rating screen. Its script leases and preloads the next items through the API."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    membership = CampaignMembership.objects.filter(campaign=campaign, rater=request.user).first()
+    if membership is None:
+        raise PermissionDenied(f"You are not a rater of campaign {campaign.name!r}.")
+    config = {
+        "campaign": {
+            "id": campaign.pk,
+            "name": campaign.name,
+            "kind": campaign.kind,
+            "status": campaign.status,
+        },
+        "membership": {"status": membership.status, "reason": membership.paused_reason},
+        "schema": campaign.question_schema,
+        "user": request.user.get_username(),
+        "prefetch": PREFETCH,
+        "undo_seconds": int(services.undo_window().total_seconds()),
+        "urls": {
+            "step": reverse("api-rating-step", args=[campaign.pk]),
+            "held": reverse("api-items-held", args=[campaign.pk]),
+            "undo": reverse("api-judgment-undo", args=[campaign.pk]),
+            "ping": reverse("api-rate-ping"),
+            "home": reverse("rater-home"),
+        },
+    }
+    return render(
+        request,
+        "annotation/rate.html",
+        {
+            "campaign": campaign,
+            "config": config,
+            "guidelines": guidelines_html(campaign.guidelines),
+            "good_examples": _examples(campaign.good_examples.all()),
+            "bad_examples": _examples(campaign.bad_examples.all()),
+            "can_rate": membership.status == MembershipStatus.ACTIVE
+            and campaign.status == CampaignStatus.RUNNING,
+        },
+    )
+
+
+@login_required
+def rate_media(request, candidate_id: int, part: str):
+    """A candidate's file for the rating screen, addressed by candidate id (see
+    ``selectors.candidate_media_key``); cached by the browser like every media file."""
+    key = selectors.candidate_media_key(candidate_id=candidate_id, part=part, user=request.user)
+    if key is None:
+        raise Http404("No such file.")
+    return media.media_serve(request, key)
+
+
+# Curators ----------------------------------------------------------------------------------------
+
+
+def _form_errors(form, exc: ValidationError) -> None:
+    for field, problems in exc.message_dict.items():
+        target = field if field in form.fields else None
+        for problem in problems:
+            form.add_error(target, problem if target else f"{field}: {problem}")
+
+
+@role_required(*STAFF)
+def campaign_list(request):
+    page = Paginator(selectors.campaign_list(), 25).get_page(request.GET.get("page"))
+    rows = [{"campaign": c, "progress": selectors.campaign_progress(campaign=c)} for c in page]
+    return render(request, "annotation/campaign_list.html", {"page": page, "rows": rows})
+
+
+def _campaign_values(form: CampaignForm) -> dict:
+    values = dict(form.cleaned_data)
+    values["good_examples"] = list(Candidate.objects.filter(pk__in=values["good_examples"]))
+    values["bad_examples"] = list(Candidate.objects.filter(pk__in=values["bad_examples"]))
+    if values.get("preset") != "custom":
+        values["question_schema"] = None
+    return values
+
+
+@role_required(*STAFF)
+def campaign_create(request):
+    form = CampaignForm(request.POST or None, initial={"preset": "alignment"})
+    if request.method == "POST" and form.is_valid():
+        values = _campaign_values(form)
+        values["raters"] = list(values["raters"])
+        try:
+            campaign = services.campaign_create(**values, created_by=request.user)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"Campaign {campaign.name!r} created as a draft.")
+            return redirect("campaign-detail", pk=campaign.pk)
+    return render(
+        request,
+        "annotation/campaign_form.html",
+        {"form": form, "presets": PRESETS, "title": "New campaign"},
+    )
+
+
+@role_required(*STAFF)
+def campaign_edit(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    initial = {
+        "name": campaign.name,
+        "preset": campaign.preset,
+        "guidelines": campaign.guidelines,
+        "overlap": campaign.overlap,
+        "max_overlap": campaign.max_overlap,
+        "lease_seconds": campaign.lease_seconds,
+        "gold_rate": campaign.gold_rate,
+        "good_examples": " ".join(
+            str(i) for i in campaign.good_examples.values_list("pk", flat=True)
+        ),
+        "bad_examples": " ".join(
+            str(i) for i in campaign.bad_examples.values_list("pk", flat=True)
+        ),
+    }
+    if campaign.preset == "custom":
+        initial["question_schema"] = json.dumps(campaign.question_schema, indent=2)
+    form = CampaignForm(request.POST or None, initial=initial, editing=True)
+    if request.method == "POST" and form.is_valid():
+        values = _campaign_values(form)
+        if campaign.status != CampaignStatus.DRAFT:
+            values = {k: values[k] for k in services.EDITABLE_WHILE_RUNNING}
+        elif values["question_schema"] is None and values["preset"] == campaign.preset:
+            values.pop("question_schema")
+            values.pop("preset")
+        if values.get("max_overlap") is None:
+            values.pop("max_overlap", None)
+        try:
+            services.campaign_update(campaign=campaign, **values)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        except ServiceConflict as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("campaign-detail", pk=campaign.pk)
+    return render(
+        request,
+        "annotation/campaign_form.html",
+        {"form": form, "presets": PRESETS, "title": f"Edit {campaign.name}", "campaign": campaign},
+    )
+
+
+@role_required(*STAFF)
+def campaign_detail(request, pk: int):
+    campaign = get_object_or_404(selectors.campaign_list(), pk=pk)
+    return render(
+        request,
+        "annotation/campaign_detail.html",
+        {
+            "campaign": campaign,
+            "progress": selectors.campaign_progress(campaign=campaign),
+            "memberships": campaign.memberships.select_related("rater").order_by("rater__username"),
+            "selection_form": SelectionForm(),
+            "membership_form": MembershipForm(),
+            "guidelines": guidelines_html(campaign.guidelines),
+            "good_examples": _examples(campaign.good_examples.all()),
+            "bad_examples": _examples(campaign.bad_examples.all()),
+        },
+    )
+
+
+ACTIONS = {
+    "start": services.campaign_start,
+    "pause": services.campaign_pause,
+    "close": services.campaign_close,
+}
+
+
+@require_POST
+@role_required(*STAFF)
+def campaign_action(request, pk: int, action: str):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    if action not in ACTIONS:
+        raise PermissionDenied("Unknown action.")
+    try:
+        ACTIONS[action](campaign=campaign)
+    except ServiceConflict as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Campaign {action}ed." if action != "pause" else "Paused.")
+    return redirect("campaign-detail", pk=pk)
+
+
+@require_POST
+@role_required(*STAFF)
+def campaign_items_from_selection(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    form = SelectionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("campaign-detail", pk=pk)
+    data = form.cleaned_data
+    try:
+        items = services.campaign_items_from_selection(
+            campaign=campaign,
+            batches=[b.pk for b in data["batches"]],
+            model_versions=[m.pk for m in data["model_versions"]],
+            prompt_tags=[t.name for t in data["prompt_tags"]],
+            candidate_kind=data["candidate_kind"] or None,
+            group_size=data["group_size"],
+            seed=data["seed"],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    except ServiceConflict as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{len(items)} item(s) added.")
+    return redirect("campaign-detail", pk=pk)
+
+
+@require_POST
+@role_required(*STAFF)
+def campaign_membership(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    form = MembershipForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("campaign-detail", pk=pk)
+    try:
+        services.campaign_membership_set(campaign=campaign, **form.cleaned_data)
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    else:
+        messages.success(
+            request, f"{form.cleaned_data['rater'].get_username()}: {form.cleaned_data['status']}."
+        )
+    return redirect("campaign-detail", pk=pk)

@@ -228,12 +228,24 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # everything else (planning, aggregation, dataset builds and exports) on default.
 CELERY_TASK_ROUTES = {
     "generation.run_chunk": {"queue": "gpu"},
-    "training.*": {"queue": "train"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Annotation: expired leases go back to the pool (the rating step sweeps too, throttled).
+CELERY_BEAT_SCHEDULE["annotation-expire-leases"] = {
+    "task": "annotation.expire_leases",
+    "schedule": 60.0,
+}
+# Leases one rater may hold per campaign (the current item and the prefetched ones), the undo
+# window, how often one web process sweeps a campaign's expired leases, and whether the rating
+# step runs as one PostgreSQL function (else as single statements; SQLite always does).
+ANNOTATION_MAX_HELD_LEASES = env_int("STICKERLOOP_ANNOTATION_MAX_HELD_LEASES", 6)
+ANNOTATION_UNDO_SECONDS = env_int("STICKERLOOP_ANNOTATION_UNDO_SECONDS", 120)
+ANNOTATION_LEASE_SWEEP_SECONDS = env_int("STICKERLOOP_ANNOTATION_LEASE_SWEEP_SECONDS", 5)
+ANNOTATION_RATE_STEP_IN_DATABASE = env_bool("STICKERLOOP_ANNOTATION_RATE_STEP_IN_DATABASE", True)
+
 
 # Generation
 MODELS_DIR = Path(env("STICKERLOOP_MODELS_DIR", str(VAR_DIR / "models")))
@@ -241,6 +253,7 @@ GENERATION_BATCH_SIZE = env_int("STICKERLOOP_GENERATION_BATCH_SIZE", 8)
 GENERATION_CHUNK_SIZE = env_int("STICKERLOOP_GENERATION_CHUNK_SIZE", 32)
 GENERATION_DEVICE = env("STICKERLOOP_DEVICE")
 PIPELINE_CACHE_SIZE = env_int("STICKERLOOP_PIPELINE_CACHE_SIZE", 4)
+
 
 LOGGING = {
     "version": 1,

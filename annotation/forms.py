@@ -1,0 +1,94 @@
+"""Curator page forms. They parse input only; the services validate and write."""
+
+import json
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from annotation.models import CampaignKind, MembershipStatus, Preset
+from generation.models import CandidateKind, GenerationBatch, ModelVersion, Tag
+
+
+def _raters():
+    return get_user_model().objects.filter(groups__name="rater").order_by("username").distinct()
+
+
+def _candidate_ids(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.replace(",", " ").split()]
+    except ValueError as exc:
+        raise forms.ValidationError("Give candidate ids as numbers separated by spaces.") from exc
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=CampaignKind.choices)
+    preset = forms.ChoiceField(
+        choices=Preset.choices, help_text="Custom: give the questions as JSON below."
+    )
+    question_schema = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
+        required=False,
+        help_text="Only for the custom preset: a JSON list of questions.",
+    )
+    guidelines = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
+        required=False,
+        help_text="Markdown.",
+    )
+    good_examples = forms.CharField(required=False, help_text="Candidate ids, space-separated.")
+    bad_examples = forms.CharField(required=False, help_text="Candidate ids, space-separated.")
+    overlap = forms.IntegerField(initial=3)
+    max_overlap = forms.IntegerField(required=False, help_text="Empty: the same as overlap.")
+    lease_seconds = forms.IntegerField(initial=600)
+    gold_rate = forms.FloatField(initial=0.0)
+    raters = forms.ModelMultipleChoiceField(queryset=None, required=False)
+
+    def __init__(self, *args, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["raters"].queryset = _raters()
+        if editing:
+            del self.fields["kind"]
+            del self.fields["raters"]
+
+    def clean_question_schema(self):
+        text = self.cleaned_data["question_schema"].strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
+
+    def clean_good_examples(self):
+        return _candidate_ids(self.cleaned_data["good_examples"])
+
+    def clean_bad_examples(self):
+        return _candidate_ids(self.cleaned_data["bad_examples"])
+
+
+class SelectionForm(forms.Form):
+    batches = forms.ModelMultipleChoiceField(
+        queryset=GenerationBatch.objects.order_by("-id"), required=False
+    )
+    model_versions = forms.ModelMultipleChoiceField(
+        queryset=ModelVersion.objects.order_by("name"), required=False
+    )
+    prompt_tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.order_by("name"), required=False, to_field_name="name"
+    )
+    candidate_kind = forms.ChoiceField(
+        choices=[("", "any"), *CandidateKind.choices], required=False
+    )
+    group_size = forms.IntegerField(required=False, help_text="Set campaigns: candidates per item.")
+    seed = forms.IntegerField(required=False, help_text="Seed for the display order.")
+
+
+class MembershipForm(forms.Form):
+    rater = forms.ModelChoiceField(queryset=None)
+    status = forms.ChoiceField(choices=MembershipStatus.choices)
+    reason = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["rater"].queryset = _raters()

@@ -1,0 +1,24 @@
+"""Thin Celery adapters for the annotation app."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+
+@shared_task(
+    name="annotation.expire_leases",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def expire_leases() -> None:
+    """Give expired leases' slots back to the pool (the rating step also does it, throttled).
+
+    Safe to run twice or concurrently: the sweep locks the lease rows it releases and skips
+    rows another sweep holds."""
+    from annotation import services
+
+    services.lease_expire_sweep()

@@ -1,0 +1,417 @@
+"""Assignment throughput: R raters over HTTP against a campaign of 1,000,000 items.
+
+The app runs under gunicorn on 127.0.0.1; this process creates the campaign with bulk SQL, then
+runs R load-generator threads (one rater each, token-authenticated) that loop "submit the current
+item and lease the next" (one ``POST /api/campaigns/<id>/rate/``) for a fixed time, for
+R = 1, 8, 32 in turn. Each phase uses fresh raters on the same campaign, so later phases start
+with partly judged items at the head of the queue. The same threads then hammer the trivial
+token-authenticated ``GET /api/rate/ping/`` for the same time: the floor. After each phase the
+database is checked: no item over its overlap, no rater with two views of an item, every
+acknowledged judgment stored.
+
+    python bench/assignment.py [--quick] [--items N] [--seconds S] [--raters 1,8,32] [--workers 4]
+
+Full size: 30 s per phase; --quick: 10,000 items, 3 s per phase. The campaign has overlap 3, so
+the single rater's own judged items pile up at the head of the queue (the case the pick's level
+windows are for). Workers are gunicorn gthread workers with one thread each and keep-alive;
+before measuring, warm-up raters of their own load every worker and database connection.
+With BENCH_DEBUG=1, stderr also gets the CPU milliseconds per judgment and per floor request
+of gunicorn, the PostgreSQL backends and the load generator (from /proc).
+
+One JSON line per R: {"bench": "assignment", "items", "raters", "seconds", "judgments",
+"judgments_per_s", "next_p50_ms", "next_p99_ms", "submit_p99_ms", "floor_requests_per_s",
+"floor_ratio", "over_assigned", "duplicate_views", "lost"}. next and submit are the same request
+here, so next_* and submit_* describe that request's latency.
+Targets (2 cores, load generator included): one rater at 1,000,000 items, >= 2,000 judgments,
+next_p99_ms <= 25; 32 raters: judgments_per_s >= 300, floor_ratio >= 0.4; counters 0.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from _common import ROOT, emit, setup_django, wait_until
+
+OVERLAP = 3
+CANDIDATES = 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:
+    """A running single-kind campaign of ``items`` items with overlap 3, built with bulk SQL."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.db import connection
+    from PIL import Image
+    from rest_framework.authtoken.models import Token
+
+    from annotation import services
+    from generation.models import Candidate, ModelVersion
+    from generation.pipelines import encode_png, sha256_hex
+
+    # Token login only: no password hashing (PBKDF2 costs 0.3 s a user here).
+    users = get_user_model().objects.bulk_create(
+        [get_user_model()(username=f"bench-rater-{i}", password="!") for i in range(raters)]
+    )
+    Group.objects.get(name="rater").user_set.add(*users)
+    tokens = [Token.objects.get_or_create(user=u)[0].key for u in users]
+    version = ModelVersion.objects.create(name="bench-model", kind="image", uri="/nonexistent")
+    data = encode_png(Image.new("RGBA", (64, 64), (200, 80, 40, 255)))
+    default_storage.save("bench/sticker.png", ContentFile(data))
+    Candidate.objects.bulk_create(
+        [
+            Candidate(
+                kind="sticker",
+                model_version=version,
+                seed=i,
+                raw_prompt=f"bench {i}",
+                file="bench/sticker.png",
+                width=64,
+                height=64,
+                file_size=len(data),
+                sha256=sha256_hex(data),
+            )
+            for i in range(CANDIDATES)
+        ]
+    )
+    first_candidate = Candidate.objects.order_by("id").values_list("id", flat=True).first()
+    campaign = services.campaign_create(
+        name="bench", kind="single", preset="alignment", overlap=OVERLAP, raters=users
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO annotation_item (campaign_id, is_gold, overlap_target, judgment_count,"
+            " leased_count, group_key, created_at)"
+            " SELECT %s, false, %s, 0, 0, '', now() FROM generate_series(1, %s)",
+            [campaign.pk, OVERLAP, items],
+        )
+        cursor.execute(
+            "INSERT INTO annotation_itemcandidate (item_id, candidate_id, position, side)"
+            " SELECT id, %s + (id %% %s), 0, '' FROM annotation_item WHERE campaign_id = %s",
+            [first_candidate, CANDIDATES, campaign.pk],
+        )
+    # Outside the load transaction: VACUUM sets the visibility map and ANALYZE the statistics,
+    # so autovacuum does not start on the new rows in the middle of a measured phase.
+    with connection.cursor() as cursor:
+        for table in ("annotation_item", "annotation_itemcandidate", "generation_candidate"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    services.campaign_start(campaign=campaign)
+    return campaign.pk, tokens
+
+
+class Client:
+    """One keep-alive HTTP connection; reconnects when the server closes it."""
+
+    def __init__(self, port: int, token: str):
+        self.port = port
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        payload = json.dumps(body) if body is not None else None
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=payload, headers=self.headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                return response.status, json.loads(data) if data else {}
+            except (http.client.HTTPException, ConnectionError, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def rater_loop(client: Client, campaign_id: int, deadline: float, out: dict) -> None:
+    path = f"/api/campaigns/{campaign_id}/rate/"
+    status, body = client.request("POST", path, {"fetch": 1})
+    assert status == 200, body
+    queue = list(body["items"])
+    latencies, acknowledged, errors = [], [], 0
+    flip = False
+    while time.monotonic() < deadline and queue:
+        item = queue.pop(0)
+        client_id = str(uuid.uuid4())
+        flip = not flip
+        submit = {
+            "item": item["id"],
+            "client_id": client_id,
+            "seconds_on_item": 2.0,
+            "answers": {"aligned": flip},
+        }
+        started = time.perf_counter()
+        status, body = client.request("POST", path, {"submit": submit, "fetch": 1})
+        latencies.append(time.perf_counter() - started)
+        if status == 200 and body["judgment"] and body["judgment"]["client_id"] == client_id:
+            acknowledged.append(client_id)
+            queue.extend(body["items"])
+        else:
+            errors += 1
+    out["latencies"], out["acknowledged"], out["errors"] = latencies, acknowledged, errors
+
+
+def floor_loop(client: Client, deadline: float, out: dict) -> None:
+    count, latencies = 0, []
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        status, _ = client.request("GET", "/api/rate/ping/")
+        latencies.append(time.perf_counter() - started)
+        assert status == 200
+        count += 1
+    out["count"], out["latencies"] = count, latencies
+
+
+def run_threads(target, args_list) -> list[dict]:
+    outs = [{} for _ in args_list]
+    threads = [
+        threading.Thread(target=target, args=(*a, o)) for a, o in zip(args_list, outs, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outs
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the given processes (from /proc), for BENCH_DEBUG breakdowns."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def process_groups(server_pid: int, database: str) -> dict[str, list[int]]:
+    from django.db import connection
+
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database])
+        backends = [row[0] for row in cursor.fetchall()]
+    return {
+        "gunicorn": [server_pid, *map(int, children)],
+        "postgres": backends,
+        "loadgen": [os.getpid()],
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def check_database(campaign_id: int, acknowledged: list[str]) -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM annotation_item i WHERE i.campaign_id = %s AND ("
+            " i.judgment_count > i.overlap_target OR i.judgment_count + i.leased_count >"
+            " i.overlap_target OR i.judgment_count <> (SELECT COUNT(*) FROM annotation_judgment j"
+            "  WHERE j.item_id = i.id AND NOT j.skipped))"
+            " AND i.id IN (SELECT item_id FROM annotation_judgment UNION"
+            "  SELECT item_id FROM annotation_lease)",
+            [campaign_id],
+        )
+        over_assigned = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM annotation_judgment"
+            "  GROUP BY item_id, rater_id HAVING COUNT(*) > 1) d)"
+            " + (SELECT COUNT(*) FROM annotation_lease l JOIN annotation_judgment j"
+            "  ON j.item_id = l.item_id AND j.rater_id = l.rater_id)"
+        )
+        duplicate_views = cursor.fetchone()[0]
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS acked (client_id uuid)")
+        cursor.execute("TRUNCATE acked")
+        for start in range(0, len(acknowledged), 5000):
+            part = acknowledged[start : start + 5000]
+            cursor.execute("INSERT INTO acked VALUES " + ", ".join(["(%s)"] * len(part)), part)
+        cursor.execute(
+            "SELECT COUNT(*) FROM acked a WHERE NOT EXISTS (SELECT 1 FROM annotation_judgment j"
+            " WHERE j.client_id = a.client_id)"
+        )
+        lost = cursor.fetchone()[0]
+    return {"over_assigned": over_assigned, "duplicate_views": duplicate_views, "lost": lost}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 items, 3 s per phase (CI)")
+    parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--raters", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    args = parser.parse_args()
+    items = args.items or (10_000 if args.quick else 1_000_000)
+    seconds = args.seconds or (3.0 if args.quick else 30.0)
+    phases = [int(r) for r in args.raters.split(",")]
+
+    env = setup_django("bench_assignment")
+    created = time.perf_counter()
+    warmup_raters = 2 * args.workers
+    campaign_id, tokens = create_campaign(items, sum(phases) + warmup_raters)
+    setup_s = time.perf_counter() - created
+    print(f"# campaign of {items} items created in {setup_s:.1f} s", file=sys.stderr, flush=True)
+
+    from django.db import connection
+
+    connection.close()
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="stickerloop-bench-")) / "gunicorn.log"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "stickerloop.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "1",
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "256",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "DJANGO_DEBUG": "0",
+            "DATABASE_CONN_MAX_AGE": "600",
+            "STICKERLOOP_LOG_LEVEL": "WARNING",
+        },
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                status, _ = Client(port, tokens[0]).request("GET", "/api/rate/ping/")
+                return status == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout=60, interval=0.2)
+        # Every worker imports the URL conf and the apps on its first requests (seconds) and
+        # each database connection compiles the rating function once: warm both up, with raters
+        # of their own, before anything is measured.
+        warmup = [Client(port, t) for t in tokens[-warmup_raters:]]
+        warm_s = min(2.0, seconds / 2)
+        run_threads(floor_loop, [(c, time.monotonic() + warm_s) for c in warmup])
+        run_threads(rater_loop, [(c, campaign_id, time.monotonic() + warm_s) for c in warmup])
+        used = 0
+        for raters in phases:
+            phase_tokens = tokens[used : used + raters]
+            used += raters
+            clients = [Client(port, t) for t in phase_tokens]
+            deadline = time.monotonic() + seconds
+            started = time.monotonic()
+            groups = (
+                process_groups(server.pid, env["DATABASE_URL"].rsplit("/", 1)[1])
+                if os.environ.get("BENCH_DEBUG")
+                else {}
+            )
+            before = {k: cpu_seconds(v) for k, v in groups.items()}
+            outs = run_threads(rater_loop, [(c, campaign_id, deadline) for c in clients])
+            elapsed = time.monotonic() - started
+            if groups:
+                groups = process_groups(server.pid, env["DATABASE_URL"].rsplit("/", 1)[1])
+                spent = {k: cpu_seconds(v) - before[k] for k, v in groups.items()}
+                done = sum(len(o["acknowledged"]) for o in outs) or 1
+                print(
+                    "# CPU ms per judgment: "
+                    + ", ".join(f"{k} {1000 * v / done:.2f}" for k, v in spent.items()),
+                    file=sys.stderr,
+                )
+            latencies = [x for o in outs for x in o["latencies"]]
+            acknowledged = [x for o in outs for x in o["acknowledged"]]
+            floor_deadline = time.monotonic() + seconds
+            floor_started = time.monotonic()
+            before = {k: cpu_seconds(v) for k, v in groups.items()}
+            floor_outs = run_threads(floor_loop, [(c, floor_deadline) for c in clients])
+            if groups:
+                spent = {k: cpu_seconds(v) - before[k] for k, v in groups.items()}
+                done = sum(o["count"] for o in floor_outs) or 1
+                print(
+                    "# CPU ms per floor request: "
+                    + ", ".join(f"{k} {1000 * v / done:.2f}" for k, v in spent.items()),
+                    file=sys.stderr,
+                )
+            floor_rate = sum(o["count"] for o in floor_outs) / (time.monotonic() - floor_started)
+            if os.environ.get("BENCH_DEBUG"):
+                floor_latencies = [x for o in floor_outs for x in o["latencies"]]
+                print(
+                    f"# floor p50 {1000 * statistics.median(floor_latencies):.1f} ms, p99 "
+                    f"{1000 * percentile(floor_latencies, 0.99):.1f} ms; step > 250 ms: "
+                    f"{sum(x > 0.25 for x in latencies)} of {len(latencies)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            checks = check_database(campaign_id, acknowledged)
+            rate = len(acknowledged) / elapsed
+            emit(
+                {
+                    "bench": "assignment",
+                    "items": items,
+                    "raters": raters,
+                    "seconds": round(elapsed, 2),
+                    "judgments": len(acknowledged),
+                    "judgments_per_s": round(rate, 1),
+                    "next_p50_ms": round(1000 * statistics.median(latencies), 2)
+                    if latencies
+                    else 0,
+                    "next_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+                    "submit_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+                    "floor_requests_per_s": round(floor_rate, 1),
+                    "floor_ratio": round(rate / floor_rate, 3) if floor_rate else 0,
+                    **checks,
+                }
+            )
+            errors = sum(o["errors"] for o in outs)
+            if errors:
+                print(f"# {errors} submit(s) not acknowledged", file=sys.stderr, flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

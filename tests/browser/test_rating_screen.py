@@ -1,0 +1,268 @@
+"""A rater in Debian's Chromium: logs in, judges 10 single items and 5 pairs with the keyboard
+only, undoes and skips, works through a lost connection; the database holds exactly that."""
+
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from annotation.models import Judgment
+from tests.annotation import factories as f
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+XSS_PROMPT = "<script>window.pwned = 1</script> a cat <b>waving</b>"
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still synchronous and safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        yield context, page
+        context.close()
+        browser.close()
+
+
+def _item(page) -> int:
+    page.wait_for_function("() => document.getElementById('stage').dataset.item !== ''")
+    return int(page.get_attribute("#stage", "data-item"))
+
+
+def _wait_item_change(page, previous: int) -> int:
+    page.wait_for_function(
+        f"() => !['', '{previous}'].includes(document.getElementById('stage').dataset.item)"
+    )
+    return _item(page)
+
+
+def _wait_sent(page, *, queued: int = 0) -> None:
+    """Until every answer is acknowledged (and ``queued`` items wait in the prefetch buffer)."""
+    page.wait_for_function(
+        "(queued) => document.getElementById('outbox-count').textContent === '0'"
+        " && window.stickerloopRater.state.queue.length >= queued",
+        arg=queued,
+    )
+
+
+def test_rater_judges_with_the_keyboard(live_server, browser_page):
+    try:
+        _judge_with_the_keyboard(live_server, *browser_page)
+    finally:
+        # The test's queries ran under Playwright's event loop, on a connection of that context
+        # only: close it, or the test database cannot be dropped at the end of the session.
+        connections.close_all()
+
+
+def _judge_with_the_keyboard(live_server, context, page):
+    r = f.user("kim", ["rater"])
+    texts = [XSS_PROMPT if i == 0 else f"sticker number {i}" for i in range(12)]
+    single = f.running_campaign(
+        raters=[r],
+        preset="alignment",
+        name="Alignment A",
+        groups=[[f.sticker(text=t)] for t in texts],
+    )
+    old, new = f.model_version("old"), f.model_version("new")
+    pair_groups = []
+    for i in range(8):
+        p = f.prompt(f"pair prompt {i}")
+        pair_groups.append(
+            [f.sticker(version=old, on_prompt=p), f.sticker(version=new, on_prompt=p)]
+        )
+    pairs = f.running_campaign(raters=[r], kind="pair", name="Old vs new", groups=pair_groups)
+
+    # Log in with the keyboard.
+    page.goto(f"{live_server.url}/login/?next=/rate/{single.pk}/")
+    page.focus("#id_username")
+    page.keyboard.type("kim")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-kim")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/rate/{single.pk}/")
+
+    expected: dict[int, dict] = {}
+    current = _item(page)
+    for n in range(10):
+        if n == 0:
+            # The prompt is shown as text, never run.
+            assert page.text_content("#prompt .prompt-text") == XSS_PROMPT
+            assert page.evaluate("() => window.pwned") is None
+        if n == 4:
+            current = _check_prefetched_next_item(page, current, expected)
+            continue
+        if n % 2 == 0:
+            page.keyboard.press("y")
+            expected[current] = {"aligned": True}
+        else:
+            page.keyboard.press("n")  # the focus moves on to "what is missing"
+            page.keyboard.press("1")
+            page.keyboard.press("4")
+            expected[current] = {"aligned": False, "missing": ["subject", "count"]}
+        page.keyboard.press("Enter")
+        previous, current = current, _wait_item_change(page, current)
+        if n == 6:
+            # Undo once the answer reached the server: the item comes back with its answers.
+            _wait_sent(page)
+            page.keyboard.press("u")
+            page.wait_for_function(
+                f"() => document.getElementById('stage').dataset.item === '{previous}'"
+            )
+            assert (
+                page.get_attribute(".question[data-key=aligned] .option.chosen", "aria-pressed")
+                == "true"
+            )
+            page.keyboard.press("n")
+            page.keyboard.press("2")
+            page.keyboard.press("Enter")
+            expected[previous] = {"aligned": False, "missing": ["action"]}
+            assert _wait_item_change(page, previous) == current
+    # Skip the next item with a reason.
+    skipped = current
+    page.keyboard.press("s")
+    page.keyboard.press("2")
+    current = _wait_item_change(page, skipped)
+    _wait_sent(page)
+
+    judgments = Judgment.objects.filter(campaign=single, rater=r)
+    assert {j.item_id: j.answers for j in judgments if not j.skipped} == expected
+    assert len(expected) == 10
+    assert [(j.item_id, j.skip_reason) for j in judgments if j.skipped] == [(skipped, "Not sure")]
+    assert all(j.seconds_on_item > 0 for j in judgments)
+
+    # Five pairs; two of them judged while the network is down.
+    page.goto(f"{live_server.url}/rate/{pairs.pk}/")
+    current = _item(page)
+    pair_expected: dict[int, dict] = {}
+    sides = ["left", "tie", "right"]
+    for n in range(5):
+        assert page.locator("#stage figure.shown").count() == 2
+        if n == 2:
+            context.set_offline(True)
+        answers = {"alignment": sides[n % 3], "style": sides[(n + 1) % 3], "overall": sides[n % 3]}
+        page.keyboard.press(str(sides.index(answers["alignment"]) + 1))
+        page.keyboard.press(str(sides.index(answers["style"]) + 1))
+        page.keyboard.press("Tab")  # motion is optional for stickers: pass it by
+        page.keyboard.press(str(sides.index(answers["overall"]) + 1))
+        page.keyboard.press("Enter")
+        pair_expected[current] = answers
+        current = _wait_item_change(page, current)
+        if n == 3:
+            assert page.text_content("#outbox-count") == "2"
+            assert page.get_attribute("#net", "data-online") == "0"
+            context.set_offline(False)
+            page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    _wait_sent(page)
+    stored = Judgment.objects.filter(campaign=pairs, rater=r)
+    assert {j.item_id: j.answers for j in stored} == pair_expected
+    assert stored.count() == 5
+
+
+def _check_prefetched_next_item(page, current: int, expected: dict) -> int:
+    """Answer the current item and check the next one appears from the prefetch buffer: shown
+    while its submit is still held back, with no request for its data or media afterwards."""
+    _wait_sent(page, queued=1)
+    nxt = page.evaluate("() => window.stickerloopRater.state.queue[0]")
+    urls = {c["url"] for c in nxt["candidates"]}
+    # The next item's media were fetched before this answer was given.
+    assert page.evaluate(
+        "(urls) => urls.every(u => window.stickerloopRater.media.get(u)?.complete)", list(urls)
+    )
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    # Hold every rating request back for a second: the screen must not wait for it.
+    page.evaluate(
+        """() => {
+            const real = window.fetch;
+            window.fetch = (url, options) =>
+                new Promise((resolve) => setTimeout(resolve, 1000)).then(() => real(url, options));
+            window.restoreFetch = () => { window.fetch = real; };
+        }"""
+    )
+    page.keyboard.press("y")
+    started = time.monotonic()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"() => document.getElementById('stage').dataset.item === '{nxt['id']}'", timeout=900
+    )
+    shown_after = time.monotonic() - started
+    assert shown_after < 0.9
+    assert page.text_content("#outbox-count") == "1"  # the answer is still on its way
+    page.evaluate("() => window.restoreFetch()")
+    expected[current] = {"aligned": True}
+    _wait_sent(page)
+    assert not [u for u in seen if any(u.endswith(m) for m in urls)]
+    return nxt["id"]
+
+
+def test_best_of_n_animations(live_server, browser_page):
+    try:
+        _best_of_n(live_server, *browser_page)
+    finally:
+        connections.close_all()
+
+
+def _best_of_n(live_server, context, page):
+    r = f.user("ben", ["rater"])
+    source = f.sticker(on_prompt=f.prompt("a frog"))
+    teachers = [f.model_version(f"teacher-{i}", kind="animation") for i in range(3)]
+    animations = [f.animation(source=source, version=t, frames=4) for t in teachers]
+    campaign = f.running_campaign(
+        raters=[r], kind="best_of_n", name="Teachers", groups=[animations]
+    )
+    page.goto(f"{live_server.url}/login/?next=/rate/{campaign.pk}/")
+    page.fill("#id_username", "ben")
+    page.fill("#id_password", "pw-ben")
+    page.keyboard.press("Enter")
+    item = _item(page)
+    shown = [
+        int(x)
+        for x in page.eval_on_selector_all(
+            "#stage figure.shown", "els => els.map(e => e.dataset.candidate)"
+        )
+    ]
+    assert sorted(shown) == [a.pk for a in animations]
+    assert page.locator("#stage img.source-sticker").count() == 3
+    # The frames loop; space pauses, "." steps one frame.
+    first = "#stage img.animation"
+    src = page.get_attribute(first, "src")
+    page.wait_for_function(
+        f"(src) => document.querySelector('{first}').getAttribute('src') !== src", arg=src
+    )
+    page.keyboard.press(" ")
+    paused = page.get_attribute(first, "src")
+    page.wait_for_timeout(400)
+    assert page.get_attribute(first, "src") == paused
+    page.keyboard.press(".")
+    assert page.get_attribute(first, "src") != paused
+    assert page.text_content("#frame-info").startswith("frame ")
+    # Pass/fail per animation, then the best one.
+    for key in ("y", "n", "y"):
+        page.keyboard.press(key)
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('outbox-count').textContent === '0'")
+    [judgment] = Judgment.objects.filter(item_id=item)
+    assert judgment.answers == {
+        "motion_pass": {str(shown[0]): True, str(shown[1]): False, str(shown[2]): True},
+        "best": shown[0],
+    }
