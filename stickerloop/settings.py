@@ -233,6 +233,13 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Quality control: recompute stored results of campaigns with new judgments.
+QUALITY_AGGREGATE_EVERY_SECONDS = env_int("STICKERLOOP_QUALITY_AGGREGATE_EVERY_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["quality-aggregate-periodic"] = {
+    "task": "quality.aggregate_periodic",
+    "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),
+}
+
 # Annotation: expired leases go back to the pool (the rating step sweeps too, throttled).
 CELERY_BEAT_SCHEDULE["annotation-expire-leases"] = {
     "task": "annotation.expire_leases",

@@ -1,0 +1,139 @@
+"""Bulk reads and writes for result tables and imports: COPY on PostgreSQL, plain SQL elsewhere.
+
+A million judgments or a few hundred thousand consensus rows go through ``COPY`` as text in a
+few seconds; the ORM would build one Python object per row first. SQLite (``make run``) takes the
+portable path, which is fine at its sizes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from django.db import connection
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+_SPECIAL = ("\\", "\t", "\n", "\r")
+
+
+def _escape(value) -> str:
+    text = str(value)
+    if any(ch in text for ch in _SPECIAL):
+        text = (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _text_value(value) -> str:
+    """One value as COPY text: None/NaN as ``\\N``, booleans as t/f, specials escaped."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "\\N"
+    if isinstance(value, bool | np.bool_):
+        return "t" if value else "f"
+    return _escape(value)
+
+
+def _column(values, n: int) -> np.ndarray | list:
+    """A column as COPY text. A scalar repeats; numeric and boolean arrays are converted in
+    numpy; other values one by one (the hot columns of results are numeric or constant)."""
+    if np.isscalar(values) or values is None:
+        return [_text_value(values)] * n
+    array = np.asarray(values)
+    if array.dtype == np.bool_:
+        return np.where(array, "t", "f").tolist()
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(str).tolist()
+    if np.issubdtype(array.dtype, np.floating):
+        text = array.astype(str)
+        text[np.isnan(array)] = "\\N"
+        return text.tolist()
+    return [_text_value(v) for v in array.tolist()]
+
+
+def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 200_000) -> int:
+    """Insert rows given column-wise into ``table``; return the count. A column is an array,
+    a list, or a scalar that every row shares; strings must already be what the column stores
+    (JSON columns take JSON text). Runs in the caller's transaction."""
+    names = list(columns)
+    lengths = {len(v) for v in columns.values() if not (np.isscalar(v) or v is None)}
+    if len(lengths) != 1:
+        raise ValueError("give at least one array column, all of the same length")
+    n = lengths.pop()
+    if n == 0:
+        return 0
+    if is_postgres():
+        prepared = [_column(columns[name], n) for name in names]
+        with connection.cursor() as cursor:
+            for start in range(0, n, chunk_rows):
+                stop = min(n, start + chunk_rows)
+                lines = map("\t".join, zip(*(c[start:stop] for c in prepared), strict=True))
+                buffer = io.StringIO("\n".join(lines) + "\n")
+                cursor.copy_expert(f"COPY {table} ({', '.join(names)}) FROM STDIN", buffer)
+        return n
+    rows = list(zip(*(_plain(columns[name], n) for name in names), strict=True))
+    placeholders = ", ".join(["%s"] * len(names))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", rows
+        )
+    return n
+
+
+def _plain(values, n: int) -> list:
+    if np.isscalar(values) or values is None:
+        values = [values] * n
+    out = []
+    for value in np.asarray(values, dtype=object):
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and value != value:
+            value = None
+        out.append(value)
+    return out
+
+
+def copy_select(sql: str, params: list) -> io.StringIO:
+    """``COPY (sql) TO STDOUT`` into a text buffer (PostgreSQL only)."""
+    with connection.cursor() as cursor:
+        query = cursor.mogrify(sql, params).decode()
+        buffer = io.StringIO()
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT", buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def select_arrays(sql: str, params: list, dtypes: dict[str, object]):
+    """Run a SELECT whose columns are named by ``dtypes`` and return a pandas DataFrame; on
+    PostgreSQL through COPY (about a second per million rows), elsewhere through a cursor."""
+    import pandas as pd
+
+    names = list(dtypes)
+    if is_postgres():
+        return pd.read_csv(
+            copy_select(sql, params),
+            sep="\t",
+            header=None,
+            names=names,
+            quoting=3,
+            dtype={k: v for k, v in dtypes.items() if v is not bool},
+            na_values=["\\N"],
+            keep_default_na=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql.replace("%s", "%s"), params)
+        rows = cursor.fetchall()
+    frame = pd.DataFrame.from_records(rows, columns=names)
+    for name, dtype in dtypes.items():
+        if dtype is not str and len(frame):
+            frame[name] = frame[name].astype(dtype)
+    return frame

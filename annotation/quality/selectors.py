@@ -1,0 +1,415 @@
+"""Quality reads: judgments as compact arrays, stored results, rater tables, rankings.
+
+``item_consensus`` is the contract curation builds on: stored results when a run has produced
+them for that campaign, question and method, else the method computed on the fly from the
+judgments that count (not excluded, not skipped; gold items included, callers filter).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Avg, Count
+
+from annotation.models import Campaign, CampaignKind, CampaignMembership, Judgment
+from annotation.quality import aggregation, bulk
+from annotation.quality.aggregation import ItemConsensus, Responses
+from annotation.quality.models import (
+    AgreementResult,
+    ConsensusResult,
+    GoldScore,
+    QualityPolicy,
+    QuestionResult,
+    RankingResult,
+    RaterQuality,
+)
+
+__all__ = [
+    "ItemConsensus",
+    "item_consensus",
+    "item_candidate_consensus",
+    "methods_for_question",
+    "question_responses",
+]
+
+# Which consensus methods fit which question type. Text, multi_choice and pick answers have no
+# single label to agree on; the probabilistic models treat a Likert scale as categories.
+METHODS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "binary": aggregation.CATEGORICAL_METHODS,
+    "single_choice": aggregation.CATEGORICAL_METHODS,
+    "likert": (*aggregation.CATEGORICAL_METHODS, *aggregation.SCALE_METHODS),
+    "multi_choice": (),
+    "text": (),
+    "pick": (),
+}
+ALPHA_LEVEL_BY_TYPE = {"binary": "nominal", "single_choice": "nominal", "likert": "ordinal"}
+
+
+def campaign_questions(campaign: Campaign) -> list[dict]:
+    return list(campaign.question_schema or [])
+
+
+def question_of(campaign: Campaign, question_key: str) -> dict:
+    """The schema entry of ``question_key``; ValidationError naming the field if unknown."""
+    for question in campaign_questions(campaign):
+        if question.get("key") == question_key:
+            return question
+    keys = ", ".join(q.get("key", "?") for q in campaign_questions(campaign)) or "none"
+    raise ValidationError(
+        {"question_key": [f"Campaign {campaign.pk} has no question {question_key!r} ({keys})."]}
+    )
+
+
+def methods_for_question(question: dict) -> tuple[str, ...]:
+    return METHODS_BY_TYPE.get(question.get("type", ""), ())
+
+
+def check_method(question: dict, method: str) -> None:
+    """ValidationError when ``method`` cannot aggregate answers of the question's type."""
+    fitting = methods_for_question(question)
+    if method not in aggregation.ALL_METHODS:
+        raise ValidationError(
+            {
+                "method": [
+                    f"Unknown consensus method {method!r}; use one of "
+                    f"{', '.join(aggregation.ALL_METHODS)}."
+                ]
+            }
+        )
+    if method not in fitting:
+        allowed = ", ".join(fitting) if fitting else "none"
+        raise ValidationError(
+            {
+                "method": [
+                    f"Method {method!r} does not fit question {question['key']!r} of type "
+                    f"{question['type']!r} (methods that fit: {allowed})."
+                ]
+            }
+        )
+
+
+def question_labels(question: dict) -> tuple:
+    return tuple(option["value"] for option in question.get("options") or [])
+
+
+# Loading judgments as arrays ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Units:
+    """For per-candidate questions the unit of consensus is (item, candidate): ``Responses``
+    then carries unit numbers in ``item_ids`` and this maps them back."""
+
+    item_ids: np.ndarray
+    candidate_ids: np.ndarray
+
+
+def _json_text(value) -> str:
+    """The text PostgreSQL prints for a jsonb value, for matching answers to options."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _read_postgres(campaign_id: int, key: str, per_candidate: bool):
+    import pandas as pd
+
+    table = Judgment._meta.db_table
+    where = "j.campaign_id = %s AND NOT j.excluded AND NOT j.skipped AND j.answers ? %s"
+    if per_candidate:
+        sql = (
+            f"SELECT j.item_id, j.rater_id, e.key, e.value FROM {table} j "
+            f"CROSS JOIN LATERAL jsonb_each(CASE jsonb_typeof(j.answers -> %s) WHEN 'object' "
+            f"THEN j.answers -> %s ELSE '{{}}'::jsonb END) e WHERE {where}"
+        )
+        params = [key, key, campaign_id, key]
+        names = ["item", "rater", "candidate", "answer"]
+    else:
+        sql = f"SELECT j.item_id, j.rater_id, j.answers -> %s FROM {table} j WHERE {where}"
+        params = [key, campaign_id, key]
+        names = ["item", "rater", "answer"]
+    return pd.read_csv(
+        bulk.copy_select(sql, params),
+        sep="\t",
+        header=None,
+        names=names,
+        quoting=3,
+        dtype={"item": np.int64, "rater": np.int64, "candidate": str, "answer": str},
+        keep_default_na=False,
+        na_filter=False,
+    )
+
+
+def _read_generic(campaign_id: int, key: str, per_candidate: bool):
+    import pandas as pd
+
+    rows = Judgment.objects.filter(
+        campaign_id=campaign_id, excluded=False, skipped=False, answers__has_key=key
+    ).values_list("item_id", "rater_id", "answers")
+    records = []
+    for item_id, rater_id, answers in rows.iterator(chunk_size=5000):
+        value = answers.get(key)
+        if per_candidate:
+            if isinstance(value, dict):
+                records += [(item_id, rater_id, str(c), _json_text(v)) for c, v in value.items()]
+        else:
+            records.append((item_id, rater_id, _json_text(value)))
+    names = (
+        ["item", "rater", "candidate", "answer"] if per_candidate else ["item", "rater", "answer"]
+    )
+    return pd.DataFrame.from_records(records, columns=names)
+
+
+def question_responses(*, campaign: Campaign, question: dict) -> tuple[Responses, Units | None]:
+    """The answers that count for ``question`` as arrays.
+
+    Answers that are not among the question's options (left over from an earlier schema) are
+    dropped. For per-candidate questions the returned ``Units`` maps unit numbers to
+    (item, candidate).
+    """
+    key = question["key"]
+    per_candidate = bool(question.get("per_candidate"))
+    if connection.vendor == "postgresql":
+        frame = _read_postgres(campaign.pk, key, per_candidate)
+    else:
+        frame = _read_generic(campaign.pk, key, per_candidate)
+    labels = question_labels(question)
+    codes = frame["answer"].map({_json_text(v): i for i, v in enumerate(labels)})
+    keep = codes.notna().to_numpy()
+    frame = frame[keep]
+    codes = codes[keep].to_numpy(dtype=np.int64)
+    units = None
+    items = frame["item"].to_numpy(dtype=np.int64)
+    if per_candidate:
+        candidates = frame["candidate"].astype(np.int64).to_numpy()
+        pairs = np.stack([items, candidates], axis=1) if len(items) else np.empty((0, 2), np.int64)
+        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        units = Units(item_ids=unique[:, 0], candidate_ids=unique[:, 1])
+        items = inverse.reshape(-1).astype(np.int64)
+    values = None
+    if question.get("type") == "likert":
+        scale = np.array([float(v) for v in labels])
+        values = scale[codes]
+    responses = Responses(
+        item_ids=items,
+        rater_ids=frame["rater"].to_numpy(dtype=np.int64),
+        codes=codes,
+        labels=labels,
+        values=values,
+    )
+    return responses, units
+
+
+# Consensus ---------------------------------------------------------------------------------------
+
+
+def _stored(campaign_id: int, question_key: str, method: str) -> bool:
+    return QuestionResult.objects.filter(
+        campaign_id=campaign_id, question_key=question_key, method=method
+    ).exists()
+
+
+def _from_rows(rows) -> ItemConsensus:
+    label, confidence, n, tie, tied, mean, median = rows
+    return ItemConsensus(
+        label=label,
+        confidence=confidence,
+        n_judgments=n,
+        is_tie=tie,
+        mean=mean,
+        median=median,
+        tied_labels=tuple(tied or ()),
+    )
+
+
+_ROW_FIELDS = ("label", "confidence", "n_judgments", "is_tie", "tied_labels", "mean", "median")
+
+
+def _campaign_and_question(campaign_id: int, question_key: str, method: str):
+    try:
+        campaign = Campaign.objects.get(pk=campaign_id)
+    except Campaign.DoesNotExist as exc:
+        raise ValidationError({"campaign": [f"No campaign {campaign_id}."]}) from exc
+    question = question_of(campaign, question_key)
+    check_method(question, method)
+    return campaign, question
+
+
+def item_consensus(
+    *, campaign_id: int, question_key: str, method: str = aggregation.MAJORITY
+) -> dict[int, ItemConsensus]:
+    """Consensus per item id for one question and method.
+
+    Reads the stored results of the latest aggregation run when there are any for this campaign,
+    question and method; otherwise computes the method now from the judgments that count
+    (non-excluded, non-skipped). Gold items are included; callers filter. Raises
+    ValidationError for an unknown campaign or question, or a method that does not fit the
+    question's type, and for per-candidate questions (use ``item_candidate_consensus``).
+    """
+    campaign, question = _campaign_and_question(campaign_id, question_key, method)
+    if question.get("per_candidate"):
+        raise ValidationError(
+            {
+                "question_key": [
+                    f"Question {question_key!r} is answered per candidate; read it "
+                    "with item_candidate_consensus."
+                ]
+            }
+        )
+    if _stored(campaign_id, question_key, method):
+        rows = ConsensusResult.objects.filter(
+            campaign_id=campaign_id,
+            question_key=question_key,
+            method=method,
+            candidate__isnull=True,
+        ).values_list("item_id", *_ROW_FIELDS)
+        return {row[0]: _from_rows(row[1:]) for row in rows.iterator(chunk_size=10000)}
+    responses, _ = question_responses(campaign=campaign, question=question)
+    if not len(responses):
+        return {}
+    return aggregation.consensus(responses, method=method).as_dict()
+
+
+def item_candidate_consensus(
+    *, campaign_id: int, question_key: str, method: str = aggregation.MAJORITY
+) -> dict[tuple[int, int], ItemConsensus]:
+    """Like ``item_consensus`` for per-candidate questions, keyed by (item id, candidate id)."""
+    campaign, question = _campaign_and_question(campaign_id, question_key, method)
+    if not question.get("per_candidate"):
+        raise ValidationError(
+            {
+                "question_key": [
+                    f"Question {question_key!r} is not answered per candidate; read "
+                    "it with item_consensus."
+                ]
+            }
+        )
+    if _stored(campaign_id, question_key, method):
+        rows = ConsensusResult.objects.filter(
+            campaign_id=campaign_id,
+            question_key=question_key,
+            method=method,
+            candidate__isnull=False,
+        ).values_list("item_id", "candidate_id", *_ROW_FIELDS)
+        return {(row[0], row[1]): _from_rows(row[2:]) for row in rows.iterator(chunk_size=10000)}
+    responses, units = question_responses(campaign=campaign, question=question)
+    if not len(responses):
+        return {}
+    table = aggregation.consensus(responses, method=method)
+    return {
+        (int(units.item_ids[u]), int(units.candidate_ids[u])): table.consensus(i)
+        for i, u in enumerate(table.item_ids)
+    }
+
+
+# Stored results for pages and APIs ---------------------------------------------------------------
+
+
+def policy_for(campaign: Campaign) -> QualityPolicy:
+    """The campaign's policy, or an unsaved one with the defaults."""
+    try:
+        return campaign.quality_policy
+    except QualityPolicy.DoesNotExist:
+        return QualityPolicy(campaign=campaign)
+
+
+def agreement_results(*, campaign: Campaign) -> list[AgreementResult]:
+    return list(AgreementResult.objects.filter(campaign=campaign).order_by("question_key"))
+
+
+def question_results(*, campaign: Campaign) -> list[QuestionResult]:
+    return list(QuestionResult.objects.filter(campaign=campaign).order_by("question_key", "method"))
+
+
+def rater_table(*, campaign: Campaign) -> list[dict]:
+    """One row per rater with judgments or a quality record: figures, membership state, why."""
+    qualities = {
+        q.rater_id: q
+        for q in RaterQuality.objects.filter(campaign=campaign).select_related("rater")
+    }
+    memberships = {
+        m.rater_id: m
+        for m in CampaignMembership.objects.filter(campaign=campaign).select_related("rater")
+    }
+    rows = []
+    for rater_id in sorted(set(qualities) | set(memberships)):
+        quality = qualities.get(rater_id)
+        membership = memberships.get(rater_id)
+        user = (quality or membership).rater
+        rows.append(
+            {
+                "rater_id": rater_id,
+                "username": user.get_username(),
+                "status": membership.status if membership else "",
+                "paused_reason": membership.paused_reason if membership else "",
+                "paused_at": membership.paused_at if membership else None,
+                "n_judgments": quality.n_judgments if quality else 0,
+                "n_gold": quality.n_gold if quality else 0,
+                "gold_accuracy": quality.gold_accuracy if quality else None,
+                "consensus_agreement": quality.consensus_agreement if quality else None,
+                "n_consensus": quality.n_consensus if quality else 0,
+                "median_seconds": quality.median_seconds if quality else None,
+                "fast_share": quality.fast_share if quality else None,
+                "reliability": quality.reliability if quality else {},
+                "computed_at": quality.computed_at if quality else None,
+            }
+        )
+    return rows
+
+
+def ranking_results(*, campaign: Campaign) -> list[RankingResult]:
+    return list(
+        RankingResult.objects.filter(campaign=campaign)
+        .prefetch_related("strengths__model_version")
+        .order_by("question_key")
+    )
+
+
+@dataclass(frozen=True)
+class QualificationState:
+    required: bool
+    passed: bool
+    n_gold: int
+    accuracy: float | None
+    reason: str
+
+
+def qualification_state(*, campaign: Campaign, rater_id: int) -> QualificationState:
+    """Whether the rater has passed the qualification campaign that ``campaign`` requires: at
+    least ``qualification_min_gold`` scored gold judgments there, with mean score at or above
+    ``qualification_min_accuracy``. Read live from the gold scores (one query)."""
+    policy = policy_for(campaign)
+    if policy.qualification_campaign_id is None:
+        return QualificationState(required=False, passed=True, n_gold=0, accuracy=None, reason="")
+    figures = GoldScore.objects.filter(
+        campaign_id=policy.qualification_campaign_id, rater_id=rater_id
+    ).aggregate(n=Count("id"), accuracy=Avg("score"))
+    n, accuracy = figures["n"], figures["accuracy"]
+    passed = (
+        n >= policy.qualification_min_gold
+        and accuracy is not None
+        and accuracy >= policy.qualification_min_accuracy
+    )
+    so_far = f"so far {n}" + (f" at {accuracy:.0%}" if accuracy is not None else "")
+    reason = (
+        ""
+        if passed
+        else f"Pass the qualification campaign {policy.qualification_campaign.name!r} first: "
+        f"{policy.qualification_min_gold} gold items at "
+        f"{policy.qualification_min_accuracy:.0%} or better ({so_far})."
+    )
+    return QualificationState(
+        required=True, passed=passed, n_gold=n, accuracy=accuracy, reason=reason
+    )
+
+
+def rater_is_qualified(*, campaign: Campaign, rater_id: int) -> bool:
+    """For the rating path: may the campaign's queue open to this rater, as far as
+    qualification goes?"""
+    return qualification_state(campaign=campaign, rater_id=rater_id).passed
+
+
+def is_pair_campaign(campaign: Campaign) -> bool:
+    return campaign.kind == CampaignKind.PAIR

@@ -1,0 +1,143 @@
+"""Quality pages: a campaign's agreement, consensus and raters; the leaderboard of a pair
+campaign. Numbers come from stored results; plots are inline SVG drawn on the server."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from annotation.models import Campaign, CampaignKind
+from annotation.quality import selectors, services, svg
+from annotation.quality.models import AggregationRun
+from stickerloop.api import ServiceConflict
+from stickerloop.roles import Role, has_role, role_required
+
+STAFF = (Role.CURATOR, Role.ML_ENGINEER)
+
+
+@role_required(*STAFF)
+def campaign_index(request):
+    campaigns = Campaign.objects.order_by("-created_at", "-id")[:200]
+    last_runs = {}
+    for run in AggregationRun.objects.filter(campaign__in=campaigns).order_by("-created_at"):
+        last_runs.setdefault(run.campaign_id, run)
+    rows = [{"campaign": c, "run": last_runs.get(c.pk)} for c in campaigns]
+    return render(request, "quality/index.html", {"rows": rows})
+
+
+def _question_labels(campaign: Campaign) -> dict[str, str]:
+    return {q["key"]: q.get("label", q["key"]) for q in selectors.campaign_questions(campaign)}
+
+
+@role_required(*STAFF)
+def campaign_quality(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    labels = _question_labels(campaign)
+    agreement = [
+        {
+            "result": a,
+            "label": labels.get(a.question_key, a.question_key),
+            "plot": svg.bar_chart(
+                [str(d["label"]) for d in a.distribution],
+                [d["count"] for d in a.distribution],
+                title=f"Answers to {a.question_key}",
+            ),
+        }
+        for a in selectors.agreement_results(campaign=campaign)
+    ]
+    results = [
+        {
+            "result": r,
+            "plot": svg.histogram(
+                r.confidence_histogram, title=f"Consensus confidence, {r.question_key}, {r.method}"
+            ),
+        }
+        for r in selectors.question_results(campaign=campaign)
+    ]
+    raters = selectors.rater_table(campaign=campaign)
+    runs = AggregationRun.objects.filter(campaign=campaign).order_by("-created_at")[:5]
+    return render(
+        request,
+        "quality/campaign.html",
+        {
+            "campaign": campaign,
+            "policy": selectors.policy_for(campaign),
+            "agreement": agreement,
+            "results": results,
+            "raters": raters,
+            "paused_count": sum(1 for r in raters if r["status"] == "paused"),
+            "runs": runs,
+            "is_pair": campaign.kind == CampaignKind.PAIR,
+            "can_act": has_role(request.user, Role.CURATOR),
+        },
+    )
+
+
+@role_required(*STAFF)
+def leaderboard(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    labels = _question_labels(campaign)
+    boards = []
+    for ranking in selectors.ranking_results(campaign=campaign):
+        strengths = list(ranking.strengths.all())
+        names = [s.model_version.name for s in strengths]
+        position = {s.model_version_id: i for i, s in enumerate(strengths)}
+        rates = {}
+        for pair in ranking.pairs:
+            i, j = position[pair["a_id"]], position[pair["b_id"]]
+            total = pair["a_wins"] + pair["b_wins"] + pair["ties"]
+            rates[(i, j)] = (pair["a_win_rate"], total)
+            rates[(j, i)] = (1 - pair["a_win_rate"], total)
+        boards.append(
+            {
+                "ranking": ranking,
+                "label": labels.get(ranking.question_key, ranking.question_key),
+                "strengths": strengths,
+                "strength_plot": svg.interval_chart(
+                    [(s.model_version.name, s.strength, s.ci_low, s.ci_high) for s in strengths],
+                    title=f"Bradley–Terry strength with 95% bootstrap intervals, "
+                    f"{ranking.question_key}",
+                ),
+                "matrix_plot": svg.win_rate_matrix(
+                    names, rates, title=f"Win rate of the row model, {ranking.question_key}"
+                ),
+                "pairs": ranking.pairs,
+            }
+        )
+    return render(request, "quality/leaderboard.html", {"campaign": campaign, "boards": boards})
+
+
+@require_POST
+@role_required(*STAFF)
+def compute(request, pk: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        run = services.aggregation_run_request(campaign=campaign, requested_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    else:
+        messages.success(request, f"Computation {run.pk} is queued.")
+    return redirect("quality-campaign", pk=campaign.pk)
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def rater_resume(request, pk: int, rater_id: int):
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        services.rater_resume(
+            campaign=campaign,
+            rater_id=rater_id,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+        )
+    except (ValidationError, ServiceConflict) as exc:
+        text = (
+            " ".join(m for ms in exc.message_dict.values() for m in ms)
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        messages.error(request, text)
+    else:
+        messages.success(request, "The rater is resumed.")
+    return redirect("quality-campaign", pk=campaign.pk)
