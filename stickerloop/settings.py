@@ -228,6 +228,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # everything else (planning, aggregation, dataset builds and exports) on default.
 CELERY_TASK_ROUTES = {
     "generation.run_chunk": {"queue": "gpu"},
+    "training_jobs.run": {"queue": "train"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -253,6 +254,17 @@ ANNOTATION_UNDO_SECONDS = env_int("STICKERLOOP_ANNOTATION_UNDO_SECONDS", 120)
 ANNOTATION_LEASE_SWEEP_SECONDS = env_int("STICKERLOOP_ANNOTATION_LEASE_SWEEP_SECONDS", 5)
 ANNOTATION_RATE_STEP_IN_DATABASE = env_bool("STICKERLOOP_ANNOTATION_RATE_STEP_IN_DATABASE", True)
 
+# Curation: whether draft dataset versions may be exported (off: only published versions reach
+# training), the server folder that weak-corpus folder imports must lie under, local scratch and
+# cache space for exports (empty: beside MEDIA_ROOT), and how often pending training triggers
+# (published before the training service was deployed) are retried.
+DATASET_EXPORT_DRAFTS = env_bool("STICKERLOOP_DATASET_EXPORT_DRAFTS", False)
+WEAK_IMPORT_ROOT = Path(env("STICKERLOOP_WEAK_IMPORT_ROOT", str(VAR_DIR / "imports")))
+DATASET_WORK_DIR = env("STICKERLOOP_DATASET_WORK_DIR")
+CELERY_BEAT_SCHEDULE["training-bridge-fire-pending-triggers"] = {
+    "task": "training_bridge.fire_pending_triggers",
+    "schedule": float(env_int("STICKERLOOP_TRIGGER_RETRY_SECONDS", 300)),
+}
 
 # Generation
 MODELS_DIR = Path(env("STICKERLOOP_MODELS_DIR", str(VAR_DIR / "models")))
@@ -261,6 +273,11 @@ GENERATION_CHUNK_SIZE = env_int("STICKERLOOP_GENERATION_CHUNK_SIZE", 32)
 GENERATION_DEVICE = env("STICKERLOOP_DEVICE")
 PIPELINE_CACHE_SIZE = env_int("STICKERLOOP_PIPELINE_CACHE_SIZE", 4)
 
+# Training jobs: each job's spec, log, checkpoints and output model live in TRAINING_DIR/job-<id>.
+TRAINING_DIR = Path(env("STICKERLOOP_TRAINING_DIR", str(VAR_DIR / "training")))
+TRAINING_DEVICE = env("STICKERLOOP_TRAINING_DEVICE")
+# A running job whose heartbeat is older than this is orphaned (its worker died): resumable.
+TRAINING_STALE_SECONDS = env_int("STICKERLOOP_TRAINING_STALE_SECONDS", 120)
 
 LOGGING = {
     "version": 1,

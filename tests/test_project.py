@@ -117,3 +117,30 @@ def test_compose_config_where_the_plugin_exists():
         [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_task_is_routed_to_its_queue():
+    from stickerloop.celery import app
+
+    app.loader.import_default_modules()
+    ours = sorted(name for name in app.tasks if not name.startswith("celery."))
+    routes = {
+        name: app.amqp.router.route({}, name, args=(), kwargs={})["queue"].name for name in ours
+    }
+    assert routes == {
+        "annotation.expire_leases": "default",
+        "generation.plan_batch": "default",
+        "generation.run_chunk": "gpu",
+        "quality.aggregate_campaign": "default",
+        "quality.aggregate_periodic": "default",
+        "quality.score_gold_judgment": "default",
+        "training_bridge.fire_pending_triggers": "default",
+        "training_bridge.run_export": "default",
+        "training_bridge.run_weak_import": "default",
+        "training_jobs.evaluation_advance": "default",
+        "training_jobs.run": "train",
+    }
+    for name in ours:
+        task = app.tasks[name]
+        assert task.acks_late, name
+        assert task.time_limit and task.soft_time_limit, name

@@ -1,1 +1,37 @@
-urlpatterns: list = []
+from django.urls import path
+
+from training_bridge.jobs import apis
+
+urlpatterns = [
+    path("training-jobs/", apis.JobListApi.as_view(), name="api-training-job-list"),
+    path("training-jobs/create/", apis.JobCreateApi.as_view(), name="api-training-job-create"),
+    path(
+        "training-jobs/progress/", apis.JobProgressApi.as_view(), name="api-training-job-progress"
+    ),
+    path("training-jobs/<int:pk>/", apis.JobDetailApi.as_view(), name="api-training-job-detail"),
+    path(
+        "training-jobs/<int:pk>/cancel/",
+        apis.JobCancelApi.as_view(),
+        name="api-training-job-cancel",
+    ),
+    path(
+        "training-jobs/<int:pk>/resume/",
+        apis.JobResumeApi.as_view(),
+        name="api-training-job-resume",
+    ),
+    path(
+        "training-jobs/<int:pk>/report/",
+        apis.JobProgressReportApi.as_view(),
+        name="api-training-job-report",
+    ),
+    path(
+        "training-jobs/<int:pk>/register-output/",
+        apis.JobRegisterOutputApi.as_view(),
+        name="api-training-job-register-output",
+    ),
+    path(
+        "training-jobs/<int:pk>/losses/",
+        apis.JobLossesApi.as_view(),
+        name="api-training-job-losses",
+    ),
+]

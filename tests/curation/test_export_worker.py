@@ -1,0 +1,59 @@
+"""Exports run as Celery tasks on the ``default`` queue of a real worker (subprocess)."""
+
+import pytest
+
+from tests.conftest import wait_for
+from training_bridge import services
+from training_bridge.models import DatasetExport
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker):
+    campaign = make.campaign(name="align")
+    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
+    for prompt in ["a cat", "a dog", "a frog", "a bee"]:
+        for _ in range(3):
+            item = make.item(campaign, [make.sticker(prompt)])
+            for rater in raters:
+                make.judge(item, rater, {"aligned": True, "quality": 5})
+    rule = services.dataset_rule_create(
+        values={
+            "name": "align",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0.25,
+        },
+        created_by=curator,
+    )
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    services.dataset_version_publish(version=version, published_by=curator)
+
+    worker = start_worker("default")
+    client = api(curator)
+    ids = []
+    for fmt, extra in [("imagefolder", {}), ("webdataset", {"shard_size": 5}), ("parquet", {})]:
+        response = client.post(
+            f"/api/dataset-versions/{version.pk}/exports/", {"format": fmt, **extra}, format="json"
+        )
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+
+    def finished():
+        rows = client.get(f"/api/dataset-exports/progress/?ids={','.join(map(str, ids))}").json()
+        return all(r["status"] in ("succeeded", "failed") for r in rows) and rows
+
+    rows = wait_for(finished, timeout=120, message=worker.log()[-3000:])
+    assert [(r["status"], r["done"], r["total"], r["error"]) for r in rows] == [
+        ("succeeded", 12, 12, "")
+    ] * 3
+    exports = {e.format: e for e in DatasetExport.objects.all()}
+    assert [f["name"] for f in exports["webdataset"].files] == [
+        "train-000000.tar",
+        "train-000001.tar",
+        "validation-000000.tar",
+    ]
+    assert all(
+        e.attempts == 1 and len(e.sha256) == 64 and e.size_bytes > 0 for e in exports.values()
+    )

@@ -1,0 +1,366 @@
+"""Exports read back with their real consumers (datasets, webdataset, pyarrow) against the
+manifest; size and checksum recorded; permission-checked, audited downloads; bad requests."""
+
+import hashlib
+import io
+import json
+import math
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from training_bridge import selectors, services
+from training_bridge.models import AuditEvent, DatasetEntry, DatasetExport
+
+pytestmark = pytest.mark.django_db
+
+T = {"aligned": True, "quality": 4}
+F = {"aligned": False, "quality": 2}
+PROMPTS = ["a red cat", "a blue dog", "a green frog", "a pink bird", "a grey owl", "a tiny bee"]
+
+
+@pytest.fixture
+def sticker_version(make, curator):
+    """A published alignment version of 12 stickers over 6 prompts, split train/validation."""
+    campaign = make.campaign(name="align")
+    raters = [make.rater(f"r{i}", campaign) for i in range(3)]
+    for index, prompt in enumerate(PROMPTS):
+        for _ in range(2):
+            item = make.item(campaign, [make.sticker(prompt, enhanced=f"{prompt}, sticker art")])
+            for rater in raters:
+                make.judge(item, rater, T if index % 5 or rater != raters[0] else F)
+    rule = services.dataset_rule_create(
+        values={
+            "name": "align",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0.3,
+            "caption_source": "enhanced_prompt",
+        },
+        created_by=curator,
+    )
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    return services.dataset_version_publish(version=version, published_by=curator)
+
+
+@pytest.fixture
+def animation_version(make, curator):
+    """A published teacher-selection version from a best-of-N campaign: 3 stickers animated by
+    two teachers; raters pass some animations per candidate."""
+    from tests.curation.conftest import MOTION_SCHEMA
+
+    campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
+    raters = [make.rater(f"m{i}", campaign) for i in range(3)]
+    for index, prompt in enumerate(["a cat waving", "a dog jumping", "a cup steaming"]):
+        source = make.sticker(prompt)
+        a = make.animation(source, teacher="anim-teacher-a", seed=1)
+        b = make.animation(source, teacher="anim-teacher-b", seed=2)
+        item = make.item(campaign, [b, a])
+        for rater in raters:
+            make.judge(item, rater, {"motion_pass": {str(a.pk): True, str(b.pk): index == 1}})
+    rule = services.dataset_rule_create(
+        values={
+            "name": "teachers",
+            "purpose": "teacher_selection",
+            "campaigns": [campaign],
+            "conditions": [{"question": "motion_pass", "labels": [True], "min_confidence": 0.6}],
+            "validation_fraction": 0.0,
+            "caption_source": "motion_prompt",
+            "min_motion_score": 0.0,
+        },
+        created_by=curator,
+    )
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    return services.dataset_version_publish(version=version, published_by=curator)
+
+
+def export_now(version, fmt, user, shard_size=None, capture=None):
+    """Ask for the export as the API does, then run it as the worker would."""
+    export = services.dataset_export_create(
+        version=version, export_format=fmt, shard_size=shard_size, requested_by=user
+    )
+    services.dataset_export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == "succeeded", export.error
+    return export
+
+
+def manifest(version) -> dict[int, DatasetEntry]:
+    return {e.candidate_id: e for e in DatasetEntry.objects.filter(version=version)}
+
+
+def stored(key: str) -> bytes:
+    with default_storage.open(key, "rb") as fh:
+        return fh.read()
+
+
+def check_recorded_files(export):
+    total = 0
+    for item in export.files:
+        data = stored(item["key"])
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (item["size"], item["sha256"])
+        total += len(data)
+    assert export.size_bytes == total
+
+
+def test_imagefolder_loads_with_datasets_and_matches_the_manifest(
+    sticker_version, curator, tmp_path, django_capture_on_commit_callbacks
+):
+    import datasets
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        export = services.dataset_export_create(
+            version=sticker_version, export_format="imagefolder", requested_by=curator
+        )
+    assert len(callbacks) == 1  # the task is queued after commit
+    assert (export.status, export.total, export.done) == ("queued", 12, 0)
+    services.dataset_export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert (export.status, export.done, export.error) == ("succeeded", 12, "")
+    assert [f["name"] for f in export.files] == ["imagefolder.tar"]
+    assert export.sha256 == export.files[0]["sha256"]
+    check_recorded_files(export)
+
+    root = selectors.dataset_version_local_export(version=sticker_version)
+    info = json.loads((root / "dataset.json").read_text())
+    assert info["dataset_version_id"] == sticker_version.pk
+    assert (info["purpose"], info["kind"], info["entry_count"]) == ("alignment", "image", 12)
+    assert info["manifest_sha256"] == sticker_version.manifest_sha256
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
+    rows = manifest(sticker_version)
+    assert sticker_version.train_count and sticker_version.validation_count
+    assert {split: loaded[split].num_rows for split in loaded} == {
+        "train": sticker_version.train_count,
+        "validation": sticker_version.validation_count,
+    }
+    for split in ("train", "validation"):
+        for row in loaded[split]:
+            entry = rows[row["candidate_id"]]
+            assert entry.split == split
+            assert row["text"] == entry.caption == f"{entry.prompt_text}, sticker art"
+            assert (row["label"], row["confidence"]) == (entry.label, entry.confidence)
+            assert (row["model_version"], row["seed"], row["prompt"]) == (
+                "sticker-base",
+                entry.seed,
+                entry.prompt_text,
+            )
+            assert row["teacher"] is None and row["frames_dir"] is None
+            assert row["sha256"] == entry.file_sha256
+            assert row["image"].mode == "RGBA"
+            original = Image.open(io.BytesIO(stored(entry.file_key)))
+            assert row["image"].tobytes() == original.tobytes()
+    # a prompt never lands in both splits
+    prompts = {s: {r["prompt"] for r in loaded[s]} for s in loaded}
+    assert not prompts["train"] & prompts["validation"]
+    # the same version exports to the same bytes
+    again = export_now(sticker_version, "imagefolder", curator)
+    assert again.sha256 == export.sha256
+
+
+def test_webdataset_shards_read_with_webdataset(sticker_version, curator):
+    import webdataset as wds
+
+    export = export_now(sticker_version, "webdataset", curator, shard_size=4)
+    train, val = sticker_version.train_count, sticker_version.validation_count
+    assert [f["name"] for f in export.files] == [
+        *(f"train-{i:06d}.tar" for i in range(math.ceil(train / 4))),
+        *(f"validation-{i:06d}.tar" for i in range(math.ceil(val / 4))),
+    ]
+    check_recorded_files(export)
+    rows = manifest(sticker_version)
+    urls = [default_storage.path(f["key"]) for f in export.files]
+    seen = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        seen[int(sample["__key__"])] = meta
+        entry = rows[int(sample["__key__"])]
+        assert hashlib.sha256(sample["png"]).hexdigest() == entry.file_sha256
+        assert Image.open(io.BytesIO(sample["png"])).mode == "RGBA"
+        assert (meta["split"], meta["text"], meta["labels"], meta["confidences"]) == (
+            entry.split,
+            entry.caption,
+            entry.labels,
+            entry.confidences,
+        )
+    assert sorted(seen) == sorted(rows)
+
+
+def test_parquet_manifest_reads_with_pyarrow(sticker_version, curator):
+    import pyarrow.parquet as pq
+
+    export = export_now(sticker_version, "parquet", curator)
+    assert [f["name"] for f in export.files] == ["manifest.parquet"]
+    check_recorded_files(export)
+    table = pq.read_table(default_storage.path(export.files[0]["key"]))
+    assert table.num_rows == 12
+    info = json.loads(table.schema.metadata[b"stickerloop"])
+    assert info["manifest_sha256"] == sticker_version.manifest_sha256
+    rows = manifest(sticker_version)
+    for row in table.to_pylist():
+        entry = rows[row["candidate_id"]]
+        assert (row["split"], row["text"], json.loads(row["label"]), row["confidence"]) == (
+            entry.split,
+            entry.caption,
+            entry.label,
+            entry.confidence,
+        )
+        assert json.loads(row["labels"]) == entry.labels
+        assert row["image"]["path"] == f"{entry.split}/{entry.candidate_id}.png"
+        assert hashlib.sha256(row["image"]["bytes"]).hexdigest() == entry.file_sha256
+        assert row["frames"] == [] and row["source_image"] is None
+
+
+def test_animations_export_frames_source_and_animated_file(animation_version, curator, tmp_path):
+    import datasets
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    rows = manifest(animation_version)
+    # teacher a passes everywhere, teacher b only on the dog: 4 animations from both teachers
+    assert sorted(e.teacher for e in rows.values()) == [
+        "anim-teacher-a",
+        "anim-teacher-a",
+        "anim-teacher-a",
+        "anim-teacher-b",
+    ]
+    assert {e.caption for e in rows.values()} == {"waves"}
+    root = selectors.dataset_version_local_export(version=animation_version)
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
+    assert list(loaded) == ["train"]
+    for row in loaded["train"]:
+        entry = rows[row["candidate_id"]]
+        assert row["teacher"] == entry.teacher
+        assert row["image"].format == "WEBP" and getattr(row["image"], "n_frames", 1) == 4
+        assert row["source"].mode == "RGBA"
+        source = entry.source_candidate
+        assert row["source"].tobytes() == Image.open(io.BytesIO(stored(source.file))).tobytes()
+        frames = sorted((root / "train" / row["frames_dir"]).glob("frame-*.png"))
+        assert [f.name for f in frames] == [f"frame-{i:03d}.png" for i in range(4)]
+        for i, frame in enumerate(frames):
+            assert frame.read_bytes() == stored(f"{entry.frames_prefix}frame-{i:03d}.png")
+
+    export = export_now(animation_version, "webdataset", curator, shard_size=100)
+    for sample in wds.WebDataset(
+        [default_storage.path(f["key"]) for f in export.files],
+        shardshuffle=False,
+        empty_check=False,
+    ):
+        entry = rows[int(sample["__key__"])]
+        assert hashlib.sha256(sample["webp"]).hexdigest() == entry.file_sha256
+        assert sorted(k for k in sample if k.startswith("frame-")) == [
+            f"frame-{i:03d}.png" for i in range(4)
+        ]
+        assert sample["source.png"] == stored(entry.source_file_key)
+
+    export = export_now(animation_version, "parquet", curator)
+    table = pq.read_table(default_storage.path(export.files[0]["key"])).to_pylist()
+    assert len(table) == 4
+    for row in table:
+        entry = rows[row["candidate_id"]]
+        assert len(row["frames"]) == row["frame_count"] == 4
+        assert row["source_image"]["bytes"] == stored(entry.source_file_key)
+        assert row["teacher"] == entry.teacher and row["motion_score"] == entry.motion_score
+
+
+def test_downloads_are_permission_checked_and_audited(
+    api, sticker_version, curator, engineer, rater
+):
+    export = export_now(sticker_version, "imagefolder", curator)
+    url = f"/api/dataset-exports/{export.pk}/download/"
+    assert api(rater).get(url).status_code == 403
+    assert api(None).get(url).status_code in (401, 403)
+    response = api(engineer).get(url)
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == export.sha256
+    assert response["Content-Disposition"] == 'attachment; filename="imagefolder.tar"'
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "actor__username"))
+    assert events[-3:] == [
+        ("export", "curator"),
+        ("export_succeeded", None),
+        ("download", "engineer"),
+    ]
+    missing = api(engineer).get(url + "?file=nope.tar")
+    assert missing.status_code == 400
+    assert missing.json() == {"file": [f"Export {export.pk} has no file 'nope.tar'."]}
+
+
+def test_export_requests_that_are_not_allowed(api, curator, make, sticker_version, settings):
+    client = api(curator)
+    url = f"/api/dataset-versions/{sticker_version.pk}/exports/"
+    bad = client.post(url, {"format": "zip"}, format="json")
+    assert bad.status_code == 400
+    assert bad.json() == {"format": ['"zip" is not a valid choice.']}
+    shard = client.post(url, {"format": "webdataset", "shard_size": 0}, format="json")
+    assert shard.json() == {"shard_size": ["Must be between 1 and 100000, not 0."]}
+    shard = client.post(url, {"format": "parquet", "shard_size": 10}, format="json")
+    assert shard.json() == {"shard_size": ["Only WebDataset exports have shards."]}
+    # a draft cannot be exported (unless the setting allows it)
+    rule = sticker_version.rule
+    services.dataset_version_retire(version=sticker_version, retired_by=curator)
+    retired = client.post(url, {"format": "parquet"}, format="json")
+    assert retired.status_code == 409
+    assert retired.json() == {
+        "detail": f"Version {sticker_version.pk} is retired; it cannot be exported."
+    }
+    draft, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    response = client.post(
+        f"/api/dataset-versions/{draft.pk}/exports/", {"format": "parquet"}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Version {draft.pk} is a draft; publish it before exporting."
+    }
+    assert DatasetExport.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="export").exists()
+    settings.DATASET_EXPORT_DRAFTS = True
+    allowed = client.post(
+        f"/api/dataset-versions/{draft.pk}/exports/", {"format": "parquet"}, format="json"
+    )
+    assert allowed.status_code == 201
+    assert allowed.json()["status"] == "queued"
+
+
+def test_a_file_changed_after_the_build_fails_the_export(sticker_version, curator):
+    entry = DatasetEntry.objects.filter(version=sticker_version).order_by("position").first()
+    default_storage.delete(entry.file_key)
+    default_storage.save(entry.file_key, ContentFile(b"tampered"))
+    export = services.dataset_export_create(
+        version=sticker_version, export_format="parquet", requested_by=curator
+    )
+    services.dataset_export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == "failed"
+    assert export.error == (
+        f"Candidate {entry.candidate_id}'s file {entry.file_key} no longer matches the checksum "
+        "in the manifest."
+    )
+    assert (export.files, export.sha256, export.size_bytes) == ([], "", 0)
+    assert not default_storage.exists(f"{export.storage_prefix}manifest.parquet")
+
+
+def test_local_copies_of_every_format(sticker_version, curator):
+    import pyarrow.parquet as pq
+
+    folder = selectors.dataset_version_local_export(
+        version=sticker_version, export_format="parquet"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "manifest.parquet"]
+    assert pq.read_metadata(folder / "manifest.parquet").num_rows == 12
+    folder = selectors.dataset_version_local_export(
+        version=sticker_version, export_format="webdataset"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dataset.json",
+        "train-000000.tar",
+        "validation-000000.tar",
+    ]
+    # a second call reuses the copy and the export
+    again = selectors.dataset_version_local_export(
+        version=sticker_version, export_format="webdataset"
+    )
+    assert again == folder
+    assert DatasetExport.objects.filter(format="webdataset").count() == 1

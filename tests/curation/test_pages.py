@@ -1,0 +1,137 @@
+"""Curation pages: the rule page's preview funnel and grid, building from the page, versions,
+diff, exports with progress bars, weak corpora."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from training_bridge import services
+from training_bridge.models import DatasetExport, DatasetVersion
+
+pytestmark = pytest.mark.django_db
+
+T = {"aligned": True, "quality": 4}
+F = {"aligned": False, "quality": 1}
+
+
+@pytest.fixture
+def rule(make, curator):
+    campaign = make.campaign(name="align")
+    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
+    for index, prompt in enumerate(["a cat", "a dog", "a frog"]):
+        item = make.item(campaign, [make.sticker(prompt)])
+        for rater in raters:
+            make.judge(item, rater, F if index == 2 else T)
+    return services.dataset_rule_create(
+        values={
+            "name": "align pages",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0,
+        },
+        created_by=curator,
+    )
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
+    client = login(curator)
+    page = client.get(f"/datasets/rules/{rule.pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    rows = re.findall(
+        r'data-stage="(\w+)"><td>[^<]*</td><td data-field="kept">(\d+)</td>'
+        r'<td data-field="dropped">(\d+)</td>',
+        html,
+    )
+    assert rows == [
+        ("source", "3", "0"),
+        ("gold", "3", "0"),
+        ("paused_only", "3", "0"),
+        ("min_judgments", "3", "0"),
+        ("condition_0", "2", "1"),
+        ("kind", "2", "0"),
+        ("held_out", "2", "0"),
+    ]
+    assert html.count('class="candidate"') == 3  # two kept, one dropped sample
+    assert "2 entries from 2 prompt(s): 2 train, 0 validation." in html
+    built = client.post(f"/datasets/rules/{rule.pk}/build/")
+    version = DatasetVersion.objects.get()
+    assert built.status_code == 302 and built["Location"] == f"/datasets/versions/{version.pk}/"
+    page = client.get(built["Location"]).content.decode()
+    assert version.manifest_sha256 in page
+    assert "Publish" in page
+
+
+def test_version_pages_publish_export_and_diff(rule, curator, make):
+    client = login(curator)
+    v1, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    assert client.post(f"/datasets/versions/{v1.pk}/publish/").status_code == 302
+    v1.refresh_from_db()
+    assert v1.status == "published"
+    response = client.post(
+        f"/datasets/versions/{v1.pk}/export/", {"format": "webdataset", "shard_size": "2"}
+    )
+    assert response.status_code == 302
+    export = DatasetExport.objects.get()
+    assert (export.format, export.shard_size, export.status) == ("webdataset", 2, "queued")
+    page = client.get(f"/datasets/versions/{v1.pk}/").content.decode()
+    assert f'data-export="{export.pk}" data-finished="0"' in page
+    assert 'class="bar" data-field="bar" style="width: 0%"' in page
+    services.dataset_export_run(export_id=export.pk)
+    page = client.get("/datasets/exports/").content.decode()
+    assert 'style="width: 100%"' in page and "train-000000.tar" in page
+    # a refused action comes back as a message, and nothing is stored
+    client.post(f"/datasets/versions/{v1.pk}/export/", {"format": "webdataset", "shard_size": "x"})
+    page = client.get(f"/datasets/versions/{v1.pk}/").content.decode()
+    assert "shard_size: Must be a whole number." in page
+    assert DatasetExport.objects.count() == 1
+    # a second version and the diff page
+    campaign = rule.campaigns.get()
+    item = make.item(campaign, [make.sticker("an owl")])
+    make.judge(item, make.rater("r9", campaign), T)
+    v2, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    page = client.get(f"/datasets/versions/{v1.pk}/diff/{v2.pk}/").content.decode()
+    assert "1 added, 0 removed, 0 changed, 2 unchanged." in page
+
+
+def test_pages_need_a_staff_role(rule, rater, engineer):
+    assert login(rater).get("/datasets/").status_code == 403
+    assert login(engineer).get("/datasets/").status_code == 200
+    assert login(engineer).get("/datasets/weak-sources/").status_code == 200
+    assert login(engineer).post(f"/datasets/rules/{rule.pk}/build/").status_code == 403
+    assert DatasetVersion.objects.count() == 0
+
+
+def test_animation_pages_show_source_and_animation(make, curator):
+    from tests.curation.conftest import MOTION_SCHEMA
+
+    campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
+    rater = make.rater("m1", campaign)
+    source = make.sticker("a cat waving")
+    a = make.animation(source, teacher="anim-teacher-a", seed=1)
+    b = make.animation(source, teacher="anim-teacher-b", seed=2)
+    item = make.item(campaign, [a, b])
+    make.judge(item, rater, {"motion_pass": {str(a.pk): True, str(b.pk): False}})
+    rule = services.dataset_rule_create(
+        values={
+            "name": "teachers",
+            "purpose": "teacher_selection",
+            "campaigns": [campaign],
+            "conditions": [{"question": "motion_pass", "labels": [True]}],
+        },
+        created_by=curator,
+    )
+    client = login(curator)
+    page = client.get(f"/datasets/rules/{rule.pk}/").content.decode()
+    assert f'src="/media/{source.file}"' in page and f'src="/media/{a.file}"' in page
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
+    assert f'src="/media/{source.file}"' in page and "anim-teacher-a" in page

@@ -1,0 +1,143 @@
+"""Publishing a version whose rule carries a training trigger creates the training job through
+the training side's service; while that service is absent the trigger waits and fires later."""
+
+import sys
+
+import pytest
+
+from training_bridge import services
+from training_bridge.models import AuditEvent, TrainingTrigger
+
+pytestmark = pytest.mark.django_db
+
+T = {"aligned": True, "quality": 4}
+
+
+@pytest.fixture
+def rule_with_trigger(make, curator, models):
+    campaign = make.campaign(name="align")
+    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
+    for prompt in ["a cat", "a dog", "a frog", "an owl"]:
+        item = make.item(campaign, [make.sticker(prompt)])
+        for rater in raters:
+            make.judge(item, rater, T)
+
+    def rule(trigger):
+        return services.dataset_rule_create(
+            values={
+                "name": f"align {len(trigger)}",
+                "purpose": "alignment",
+                "campaigns": [campaign],
+                "conditions": [{"question": "aligned", "labels": [True]}],
+                "validation_fraction": 0.25,
+                "training_trigger": trigger,
+            },
+            created_by=curator,
+        )
+
+    return rule
+
+
+def finetune(models) -> dict:
+    return {
+        "recipe": "finetune",
+        "base_model_version_id": models["sticker-base"].pk,
+        "params": {"max_train_steps": 2},
+        "role": "train",
+        "evaluate": False,
+    }
+
+
+def test_publish_creates_the_training_job(api, curator, rule_with_trigger, models):
+    from training_bridge.jobs.models import TrainingJob
+
+    rule = rule_with_trigger(finetune(models))
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    response = api(curator).post(f"/api/dataset-versions/{version.pk}/publish/")
+    assert response.status_code == 200
+    trigger = response.json()["training_trigger"]
+    job = TrainingJob.objects.get()
+    assert (trigger["status"], trigger["job_id"], trigger["error"]) == ("fired", job.pk, "")
+    assert job.recipe == "finetune" and job.requested_by == curator
+    assert list(job.dataset_links.values_list("dataset_version_id", "role", "manifest_sha256")) == [
+        (version.pk, "train", version.manifest_sha256)
+    ]
+    assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
+        "build",
+        "publish",
+        "trigger_fired",
+    ]
+
+
+def test_trigger_waits_while_the_training_service_is_absent(
+    curator, rule_with_trigger, models, monkeypatch
+):
+    from training_bridge.jobs.models import TrainingJob
+
+    rule = rule_with_trigger(finetune(models))
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    # given: the training side is not deployed (its module cannot be imported)
+    monkeypatch.setitem(sys.modules, "training_bridge.jobs.services", None)
+    services.dataset_version_publish(version=version, published_by=curator)
+    trigger = TrainingTrigger.objects.get(version=version)
+    assert (trigger.status, trigger.job_id) == ("pending", None)
+    assert services.training_triggers_fire_pending() == 0
+    assert TrainingJob.objects.count() == 0
+    # when: it lands, the pending trigger fires once
+    monkeypatch.delitem(sys.modules, "training_bridge.jobs.services")
+    assert services.training_triggers_fire_pending() == 1
+    assert services.training_triggers_fire_pending() == 0
+    trigger.refresh_from_db()
+    assert trigger.status == "fired" and trigger.job_id == TrainingJob.objects.get().pk
+    assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
+        "build",
+        "publish",
+        "trigger_pending",
+        "trigger_fired",
+    ]
+
+
+def test_a_refused_job_keeps_the_publish_and_records_why(api, curator, rule_with_trigger, models):
+    from training_bridge.jobs.models import TrainingJob
+
+    trigger = {**finetune(models), "recipe": "style_tailoring", "role": "content"}
+    rule = rule_with_trigger(trigger)
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    published = api(curator).post(f"/api/dataset-versions/{version.pk}/publish/").json()
+    assert published["status"] == "published"
+    assert published["training_trigger"]["status"] == "failed"
+    # the training side's own message, keyed by its field
+    assert published["training_trigger"]["error"].startswith("datasets: ")
+    assert TrainingJob.objects.count() == 0
+    # firing again without a fix fails the same way; a fired trigger cannot fire twice
+    again = api(curator).post(f"/api/training-triggers/{published['training_trigger']['id']}/fire/")
+    assert again.status_code == 200 and again.json()["status"] == "failed"
+
+
+def test_trigger_input_is_checked_when_the_rule_is_saved(api, curator, make, models):
+    campaign = make.campaign(name="align")
+    response = api(curator).post(
+        "/api/dataset-rules/create/",
+        {
+            "name": "r",
+            "purpose": "alignment",
+            "campaigns": [campaign.pk],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "training_trigger": {
+                "recipe": "finetune",
+                "role": "teacher_selection",
+                "base_model_version_id": models["anim-teacher-a"].pk,
+            },
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "training_trigger.base_model_version_id": [
+            "Model version 'anim-teacher-a' is an animation model; this rule makes image datasets."
+        ],
+        "training_trigger.role": [
+            "Role 'teacher_selection' does not take alignment datasets (it takes "
+            "teacher_selection)."
+        ],
+    }

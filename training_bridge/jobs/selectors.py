@@ -1,0 +1,164 @@
+"""Training job reads: lists, live progress, loss curves, evaluation results, model lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch, QuerySet
+
+from generation.models import ModelVersion
+from training_bridge.jobs.models import TrainingJob, TrainingJobDataset, TrainingJobLoss
+
+
+def training_job_list(
+    *, status: str | None = None, recipe: str | None = None
+) -> QuerySet[TrainingJob]:
+    qs = TrainingJob.objects.select_related(
+        "base_model_version", "output_model_version", "requested_by"
+    ).prefetch_related(
+        Prefetch(
+            "dataset_links",
+            queryset=TrainingJobDataset.objects.select_related("dataset_version__rule"),
+        )
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if recipe:
+        qs = qs.filter(recipe=recipe)
+    return qs
+
+
+def training_job_progress(*, job_ids: list[int]) -> list[dict]:
+    """The live fields the job list polls for; one query."""
+    return list(
+        TrainingJob.objects.filter(pk__in=job_ids).values(
+            "id",
+            "status",
+            "step",
+            "total_steps",
+            "last_loss",
+            "seconds_per_step",
+            "eta_seconds",
+            "error",
+        )
+    )
+
+
+def training_job_losses(*, job: TrainingJob) -> QuerySet[TrainingJobLoss]:
+    return TrainingJobLoss.objects.filter(job=job).order_by("step", "role")
+
+
+def training_job_loss_curves(
+    *, job: TrainingJob, max_points: int = 400
+) -> dict[str, list[tuple[int, float]]]:
+    """Per role, (step, loss) points in step order, thinned to at most ``max_points`` by
+    averaging consecutive points (a long run keeps its shape, the page stays small)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for step, role, loss in training_job_losses(job=job).values_list("step", "role", "loss"):
+        if loss is not None:
+            curves.setdefault(role, []).append((step, loss))
+    for role, points in curves.items():
+        if len(points) > max_points:
+            size = -(-len(points) // max_points)
+            curves[role] = [
+                (chunk[-1][0], sum(loss for _, loss in chunk) / len(chunk))
+                for chunk in (points[i : i + size] for i in range(0, len(points), size))
+            ]
+    return curves
+
+
+@dataclass
+class WinRate:
+    question: str
+    new_wins: int
+    parent_wins: int
+    ties: int
+    new_win_rate: float | None
+
+
+def training_job_evaluation_results(*, job: TrainingJob) -> list[WinRate]:
+    """The new model's record against its parent per pairwise question, once the quality
+    side has ranked the evaluation campaign (empty before)."""
+    evaluation = getattr(job, "evaluation", None)
+    if evaluation is None or evaluation.campaign_id is None or job.output_model_version_id is None:
+        return []
+    from annotation.quality.selectors import ranking_results
+
+    new, parent = job.output_model_version_id, job.base_model_version_id
+    out = []
+    for result in ranking_results(campaign=evaluation.campaign):
+        for pair in result.pairs or []:
+            a, b = pair.get("a_id"), pair.get("b_id")
+            if {a, b} != {new, parent}:
+                continue
+            new_is_a = a == new
+            new_wins = pair.get("a_wins" if new_is_a else "b_wins", 0)
+            parent_wins = pair.get("b_wins" if new_is_a else "a_wins", 0)
+            ties = pair.get("ties", 0)
+            decided = new_wins + parent_wins + ties
+            out.append(
+                WinRate(
+                    question=result.question_key,
+                    new_wins=new_wins,
+                    parent_wins=parent_wins,
+                    ties=ties,
+                    # Ties count half, as in the published side-by-side win rates.
+                    new_win_rate=(new_wins + 0.5 * ties) / decided if decided else None,
+                )
+            )
+    return out
+
+
+@dataclass
+class LineageNode:
+    version: ModelVersion
+    job: TrainingJob | None = None
+    datasets: list[TrainingJobDataset] = field(default_factory=list)
+    depth: int = 0
+
+
+@dataclass
+class Lineage:
+    """A model version's ancestors (root first), itself, and its children."""
+
+    ancestors: list[LineageNode]
+    current: LineageNode
+    children: list[LineageNode]
+    jobs: list[TrainingJob]
+
+
+def _node(version: ModelVersion, jobs: dict[int, TrainingJob], depth: int) -> LineageNode:
+    job = jobs.get(version.pk)
+    return LineageNode(
+        version=version,
+        job=job,
+        datasets=list(job.dataset_links.all()) if job else [],
+        depth=depth,
+    )
+
+
+def model_version_lineage(*, version: ModelVersion, max_depth: int = 50) -> Lineage:
+    """Parent chain up to the root, the children, and the jobs that produced each of them."""
+    chain = []
+    current = version
+    seen = {version.pk}
+    while current.parent_id is not None and len(chain) < max_depth:
+        current = ModelVersion.objects.get(pk=current.parent_id)
+        if current.pk in seen:
+            break
+        seen.add(current.pk)
+        chain.append(current)
+    chain.reverse()
+    children = list(ModelVersion.objects.filter(parent=version).order_by("created_at", "pk"))
+    ids = [v.pk for v in chain] + [version.pk] + [c.pk for c in children]
+    jobs = {
+        job.output_model_version_id: job
+        for job in training_job_list().filter(output_model_version_id__in=ids)
+    }
+    depth = len(chain)
+    return Lineage(
+        ancestors=[_node(v, jobs, i) for i, v in enumerate(chain)],
+        current=_node(version, jobs, depth),
+        children=[_node(c, jobs, depth + 1) for c in children],
+        jobs=list(training_job_list().filter(base_model_version=version)),
+    )

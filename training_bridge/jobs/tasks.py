@@ -1,0 +1,38 @@
+"""Thin Celery adapters for training jobs: take ids, call a service. State lives in the database."""
+
+from celery import shared_task
+
+# The evaluation batch of the tiny models takes seconds; real models minutes.
+EVALUATION_POLL_SECONDS = 3
+
+
+@shared_task(
+    name="training_jobs.run",
+    acks_late=True,
+    ignore_result=True,
+    # No automatic retry: the runner settles every outcome itself (FAILED with the reason), and
+    # a worker that dies leaves the job orphaned for `training_job_resume` or for a redelivery
+    # to take over once its heartbeat is stale. A run lasts as long as training does.
+    soft_time_limit=7 * 24 * 3600,
+    time_limit=7 * 24 * 3600 + 300,
+)
+def run_job(job_id: int, attempt: int) -> None:
+    from training_bridge.jobs import services
+
+    services.training_job_run(job_id=job_id, attempt=attempt)
+
+
+@shared_task(
+    name="training_jobs.evaluation_advance",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def evaluation_advance(evaluation_id: int) -> None:
+    from training_bridge.jobs import services
+
+    if not services.training_job_evaluation_advance(evaluation_id=evaluation_id):
+        # The batch is still generating: look again shortly (the batch always ends, in
+        # success, failure or cancellation, so this stops).
+        evaluation_advance.apply_async((evaluation_id,), countdown=EVALUATION_POLL_SECONDS)

@@ -1,0 +1,169 @@
+"""Training pages: the job list with live progress bars, a form to start a job, the job page
+with its live loss curve, and a model version's lineage. Writes go through the services."""
+
+import json
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from generation.models import ModelVersion, PromptSet
+from stickerloop.api import ServiceConflict, validation_error_detail
+from stickerloop.roles import Role, has_role, role_required
+from training_bridge.jobs import charts, selectors, services
+from training_bridge.jobs.models import DatasetRole, Launcher, Recipe, TrainingJob
+from training_bridge.models import DatasetVersion, VersionStatus
+from training_bridge.recipes.spec import RECIPE_ROLES
+
+STAFF = (Role.CURATOR, Role.ML_ENGINEER)
+
+
+def _errors(exc: ValidationError) -> dict[str, list[str]]:
+    detail = validation_error_detail(exc)
+    return detail if isinstance(detail, dict) else {"non_field_errors": detail}
+
+
+@role_required(*STAFF)
+def job_list(request):
+    qs = selectors.training_job_list(
+        status=request.GET.get("status") or None, recipe=request.GET.get("recipe") or None
+    )
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "training_jobs/job_list.html",
+        {"page": page, "recipes": Recipe.choices, "filters": request.GET},
+    )
+
+
+def _form_context(values: dict, errors: dict | None = None) -> dict:
+    published = DatasetVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related("rule")
+    return {
+        "values": values,
+        "errors": errors or {},
+        "recipes": [
+            (value, label, ", ".join(RECIPE_ROLES[value])) for value, label in Recipe.choices
+        ],
+        "roles": DatasetRole.choices,
+        "launchers": Launcher.choices,
+        "base_models": ModelVersion.objects.filter(is_active=True).order_by("name"),
+        "versions": published.order_by("-created_at", "-id")[:200],
+        "prompt_sets": PromptSet.objects.filter(is_held_out=True).order_by("-created_at")[:50],
+    }
+
+
+@role_required(Role.ML_ENGINEER)
+def job_create(request):
+    """Start a job by hand: recipe, base model, one published version per role, parameters."""
+    if request.method != "POST":
+        return render(request, "training_jobs/job_form.html", _form_context({"params": "{}"}))
+    values = request.POST
+    errors: dict[str, list[str]] = {}
+    try:
+        params = json.loads(values.get("params") or "{}")
+        if not isinstance(params, dict):
+            raise ValueError
+    except ValueError:
+        params = None
+        errors["params"] = ['Parameters must be a JSON object, e.g. {"max_train_steps": 500}.']
+    base = ModelVersion.objects.filter(pk=values.get("base_model_version") or None).first()
+    if base is None:
+        errors["base_model_version"] = ["Choose a base model version."]
+    datasets = {}
+    for role, _ in DatasetRole.choices:
+        chosen = values.get(f"dataset_{role}")
+        if chosen:
+            version = DatasetVersion.objects.filter(pk=chosen).select_related("rule").first()
+            if version is None:
+                errors[f"datasets.{role}"] = [f"Dataset version {chosen} does not exist."]
+            else:
+                datasets[role] = version
+    prompt_set = PromptSet.objects.filter(pk=values.get("evaluation_prompt_set") or None).first()
+    if not errors:
+        try:
+            job = services.training_job_create(
+                recipe=values.get("recipe", ""),
+                base_model_version=base,
+                datasets=datasets,
+                params=params,
+                name=values.get("name", "").strip(),
+                launcher=values.get("launcher") or Launcher.QUEUE,
+                evaluate=values.get("evaluate") == "on",
+                evaluation_prompt_set=prompt_set,
+                requested_by=request.user,
+            )
+        except ValidationError as exc:
+            errors = _errors(exc)
+        except ServiceConflict as exc:
+            errors = {"non_field_errors": [str(exc)]}
+        else:
+            messages.success(request, f"Job {job.pk} created.")
+            return redirect("training-job-detail", pk=job.pk)
+    return render(request, "training_jobs/job_form.html", _form_context(values, errors), status=400)
+
+
+def _live_context(job: TrainingJob) -> dict:
+    curves = selectors.training_job_loss_curves(job=job)
+    return {
+        "job": job,
+        "chart": charts.loss_curve_svg(curves, total_steps=job.total_steps),
+        "roles": sorted(curves),
+    }
+
+
+@role_required(*STAFF)
+def job_detail(request, pk: int):
+    job = get_object_or_404(selectors.training_job_list().select_related("evaluation"), pk=pk)
+    context = _live_context(job)
+    context.update(
+        {
+            "links": job.dataset_links.all(),
+            "params": sorted(job.params.items()),
+            "evaluation": getattr(job, "evaluation", None),
+            "win_rates": selectors.training_job_evaluation_results(job=job),
+            "can_act": has_role(request.user, Role.ML_ENGINEER),
+        }
+    )
+    return render(request, "training_jobs/job_detail.html", context)
+
+
+@role_required(*STAFF)
+def job_live(request, pk: int):
+    """The parts of the job page that move while it runs (progress, loss curve, log tail)."""
+    job = get_object_or_404(TrainingJob, pk=pk)
+    return render(request, "training_jobs/_live.html", _live_context(job))
+
+
+@require_POST
+@role_required(Role.ML_ENGINEER)
+def job_action(request, pk: int, action: str):
+    job = get_object_or_404(TrainingJob, pk=pk)
+    try:
+        if action == "cancel":
+            services.training_job_cancel(job=job, cancelled_by=request.user)
+        elif action == "resume":
+            services.training_job_resume(job=job, resumed_by=request.user)
+        else:
+            messages.error(request, f"Unknown action {action!r}.")
+    except ServiceConflict as exc:
+        messages.error(request, str(exc))
+    except ValidationError as exc:
+        messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in _errors(exc).items()))
+    return redirect("training-job-detail", pk=pk)
+
+
+@role_required(*STAFF)
+def model_lineage(request, pk: int):
+    version = get_object_or_404(ModelVersion.objects.select_related("parent"), pk=pk)
+    lineage = selectors.model_version_lineage(version=version)
+    graph = charts.lineage_svg(
+        lineage, url_for=lambda v: reverse("model-version-lineage", kwargs={"pk": v.pk})
+    )
+    return render(
+        request,
+        "training_jobs/lineage.html",
+        {"version": version, "lineage": lineage, "graph": graph},
+    )

@@ -1,0 +1,965 @@
+"""The training loop shared by every recipe: diffusion loss, checkpoints, resume, output.
+
+Shaped like diffusers' ``examples/text_to_image/train_text_to_image.py``: the VAE and text
+encoder are frozen, the UNet (whole, LoRA adapters through peft, or only the motion modules of
+an AnimateDiff UNet) learns to predict the noise (or the velocity, when the base scheduler's
+``prediction_type`` is ``v_prediction``) at random timesteps; accelerate handles the device,
+mixed precision, gradient accumulation and several processes, so the same code runs on a CPU
+with the tiny models and under ``accelerate launch`` on GPUs.
+
+What the recipes change is only which samples and timesteps make up each micro-batch (see
+``Composition``):
+
+- finetune and distill_student: the batch comes from the one dataset, timesteps from
+  [0, num_train_timesteps);
+- sequential: from ``first`` for the first ``first_stage_steps`` steps, then from ``second``;
+- style_tailoring: a ``content_ratio`` share of every batch from ``content`` with timesteps in
+  [timestep_split, num_train_timesteps), the rest from ``style`` with timesteps in
+  [0, timestep_split).
+
+Randomness is a function of (seed, micro-batch index) alone: which entries a micro-batch takes,
+its timesteps and its noise are drawn from generators seeded with them, and the data order is
+a seeded permutation per epoch. A run resumed from a checkpoint therefore continues exactly as
+the uninterrupted run would have, and the platform can assert that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import ExportedDataset, load_frames, load_pixels, read_export
+from .model_card import write_model_card
+from .spec import (
+    ANIMATION,
+    DISTILL_STUDENT,
+    SEQUENTIAL,
+    STYLE_TAILORING,
+    DatasetFacts,
+    ModelFacts,
+    SpecError,
+    TrainingSpec,
+    check_spec,
+)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "training_state.json"
+SUMMARY_FILE = "training_summary.json"
+TIMESTEPS_FILE = "timesteps.jsonl"
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
+# Parameters that change how a run is observed or stored, not what it learns: a checkpoint
+# stays usable when only these differ.
+_NON_LEARNING_PARAMS = {
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "keep_checkpoints",
+    "logging_steps",
+    "record_timesteps",
+    "validation_samples",
+    "inference_steps",
+}
+# Decoded training images are kept in memory up to this size: the tiny datasets fit entirely,
+# a real one streams from disk.
+PIXEL_CACHE_BYTES = 256 * 1024 * 1024
+# Timesteps kept in memory for the result (per role); the log file keeps them all.
+MAX_KEPT_TIMESTEPS = 100_000
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class TrainingResult:
+    """What a run produced.
+
+    Attributes:
+        output_dir: the diffusers-format model folder (with README.md and training_summary.json).
+        recipe: the recipe that ran.
+        steps: optimizer steps done in total (equal to ``max_train_steps`` on success).
+        resumed_from_step: the checkpoint step this process started from, or None.
+        final_loss: per role, the mean loss of the last logging interval.
+        metrics: everything recorded in the model card (losses, validation losses, timings,
+            teacher counts, ...).
+        sampled_timesteps: per role, the first MAX_KEPT_TIMESTEPS timesteps this process drew,
+            in order; ``logs/timesteps.jsonl`` in the output has every step's (recorded when
+            ``record_timesteps`` is on).
+        teacher_counts: entries per teacher in the teacher-selection dataset (distill_student).
+        load_seconds: time to load the model and read the datasets.
+        train_seconds: time spent in training steps in this process.
+    """
+
+    output_dir: str
+    recipe: str
+    steps: int
+    resumed_from_step: int | None
+    final_loss: dict[str, float]
+    metrics: dict[str, Any]
+    sampled_timesteps: dict[str, list[int]] = field(default_factory=dict)
+    teacher_counts: dict[str, int] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+# Sampling ---------------------------------------------------------------------------------------
+
+
+class RoleSampler:
+    """Entry indices of one dataset in a seeded order: a fresh permutation every epoch.
+
+    ``take(start, count)`` returns the entries at positions ``start`` .. ``start + count - 1``
+    of the endless sequence perm(epoch 0) + perm(epoch 1) + ..., so any position can be
+    reached without replaying the ones before it.
+    """
+
+    def __init__(self, size: int, *, seed: int, salt: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.salt = salt
+        self._epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, self.salt, epoch])
+            self._perm = rng.permutation(self.size)
+            self._epoch = epoch
+        return self._perm
+
+    def take(self, start: int, count: int) -> list[int]:
+        out = []
+        for position in range(start, start + count):
+            epoch, index = divmod(position, self.size)
+            out.append(int(self.permutation(epoch)[index]))
+        return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One role's share of a micro-batch: ``count`` entries from position ``start``, with
+    timesteps drawn from [low, high)."""
+
+    role: str
+    start: int
+    count: int
+    low: int
+    high: int
+
+
+class Composition:
+    """Which roles, dataset positions and timestep ranges make up micro-batch ``m``.
+
+    Micro-batches are numbered across optimizer steps, accumulation steps and processes:
+    ``m = (step * gradient_accumulation_steps + accumulation_index) * num_processes + rank``.
+    """
+
+    def __init__(
+        self,
+        recipe: str,
+        params: dict[str, Any],
+        *,
+        num_train_timesteps: int,
+        roles: list[str],
+        micro_per_step: int,
+    ) -> None:
+        self.recipe = recipe
+        self.batch = params["train_batch_size"]
+        self.timesteps = num_train_timesteps
+        self.roles = roles
+        self.micro_per_step = micro_per_step
+        self.first_micro = params.get("first_stage_steps", 0) * micro_per_step
+        self.ratio = params.get("content_ratio", 1.0)
+        self.split = params.get("timestep_split", 0)
+
+    def _content_before(self, m: int) -> int:
+        # Error diffusion: the first m micro-batches hold round(m * B * ratio) content samples
+        # in total, so the mix is exact over any run length and needs no state.
+        return math.floor(m * self.batch * self.ratio + 0.5)
+
+    def parts(self, m: int) -> list[Part]:
+        b, t = self.batch, self.timesteps
+        if self.recipe == STYLE_TAILORING:
+            before, after = self._content_before(m), self._content_before(m + 1)
+            content = after - before
+            parts = []
+            if content:
+                parts.append(Part("content", before, content, self.split, t))
+            if b - content:
+                parts.append(Part("style", m * b - before, b - content, 0, self.split))
+            return parts
+        if self.recipe == SEQUENTIAL:
+            if m < self.first_micro:
+                return [Part("first", m * b, b, 0, t)]
+            return [Part("second", (m - self.first_micro) * b, b, 0, t)]
+        return [Part(self.roles[0], m * b, b, 0, t)]
+
+    def positions_until(self, micro_count: int) -> dict[str, int]:
+        """Samples taken from each role by the first ``micro_count`` micro-batches."""
+        b = self.batch
+        if self.recipe == STYLE_TAILORING:
+            content = self._content_before(micro_count)
+            return {"content": content, "style": micro_count * b - content}
+        if self.recipe == SEQUENTIAL:
+            first = min(micro_count, self.first_micro)
+            return {"first": first * b, "second": max(0, micro_count - self.first_micro) * b}
+        return {self.roles[0]: micro_count * b}
+
+
+def _micro_seed(seed: int, micro: int) -> int:
+    return (seed * 1_000_003 + micro) % (2**63 - 1)
+
+
+# The trainer -------------------------------------------------------------------------------------
+
+
+def spec_fingerprint(spec: TrainingSpec, datasets: list[DatasetFacts], params: dict) -> str:
+    """A hash of what determines the learned weights; checkpoints of another run are refused."""
+    learning = {k: v for k, v in params.items() if k not in _NON_LEARNING_PARAMS}
+    payload = {
+        "recipe": spec.recipe,
+        "base_model": str(Path(spec.base_model).resolve()),
+        "datasets": sorted(
+            (d.role, f.manifest_sha256) for d, f in zip(spec.datasets, datasets, strict=True)
+        ),
+        "params": learning,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (their state file written last) under ``output_dir``, oldest first."""
+    folder = Path(output_dir)
+    found = []
+    if folder.is_dir():
+        for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
+            suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
+            if suffix.isdigit() and (path / STATE_FILE).is_file():
+                found.append((int(suffix), path))
+    return sorted(found)
+
+
+class Trainer:
+    """One run of a recipe. ``run()`` does everything; ``setup()`` and ``train_step()`` are
+    public so a benchmark can time bare steps without checkpoints or progress output.
+
+    Raises (from ``setup``):
+        SpecError: invalid arguments (see spec.check_spec), a base model whose scheduler
+            predicts something other than epsilon or v_prediction, fp16 on a CPU, or a
+            checkpoint from a different run.
+        generation.pipelines.ModelLoadError: the base model does not load.
+    """
+
+    def __init__(
+        self,
+        spec: TrainingSpec,
+        *,
+        on_event: EventSink | None = None,
+        resume_from_checkpoint: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.on_event = on_event
+        self.resume_from_checkpoint = resume_from_checkpoint
+        self.model_facts: ModelFacts
+        self.dataset_facts: list[DatasetFacts]
+        self.params: dict[str, Any]
+        self.model_facts, self.dataset_facts, self.params = check_spec(spec)
+        if self.model_facts.prediction_type not in PREDICTION_TYPES:
+            raise SpecError(
+                "base_model",
+                f"The base model's scheduler predicts {self.model_facts.prediction_type!r}; the "
+                f"recipes train {' or '.join(PREDICTION_TYPES)} models.",
+            )
+        if (
+            resume_from_checkpoint not in (None, "latest")
+            and not Path(resume_from_checkpoint).is_dir()
+        ):
+            raise SpecError(
+                "resume_from_checkpoint",
+                f"`resume_from_checkpoint` has to be 'latest' or a checkpoint folder but "
+                f"{resume_from_checkpoint} does not exist.",
+            )
+        self.output_dir = Path(spec.output_dir)
+        self.fingerprint = spec_fingerprint(spec, self.dataset_facts, self.params)
+        self.global_step = 0
+        self.resumed_from: int | None = None
+        self.sampled_timesteps: dict[str, list[int]] = {}
+        self.step_timesteps: dict[str, list[int]] = {}
+        self._pixel_cache: dict[Path, np.ndarray] = {}
+        self._pixel_cache_bytes = 0
+        self._setup_done = False
+        self._closed = False
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is not None and self.accelerator.is_main_process:
+            self.on_event(event, fields)
+
+    def setup(self) -> None:
+        """Load the model and datasets, build the optimizer, and resume if asked (idempotent)."""
+        if self._setup_done:
+            return
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from diffusers import DDPMScheduler
+        from diffusers.optimization import get_scheduler
+
+        from generation.pipelines import load_pipeline
+
+        started = time.perf_counter()
+        p = self.params
+        cpu = self.spec.device == "cpu" or (
+            self.spec.device is None and not torch.cuda.is_available()
+        )
+        if self.spec.device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("device", "`device` is 'cuda' but CUDA is not available.")
+        if cpu and p["mixed_precision"] == "fp16":
+            raise SpecError(
+                "params.mixed_precision",
+                "`mixed_precision` 'fp16' needs a GPU; use 'no' or 'bf16'.",
+            )
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=p["gradient_accumulation_steps"],
+            mixed_precision=p["mixed_precision"],
+            cpu=cpu,
+        )
+        set_seed(p["seed"])
+        self.is_animation = self.model_facts.kind == ANIMATION
+        num_frames = p.get("num_frames")
+        self.datasets: dict[str, ExportedDataset] = {}
+        self.validation: dict[str, ExportedDataset] = {}
+        for dataset in self.spec.datasets:
+            self.datasets[dataset.role] = read_export(
+                dataset.path, role=dataset.role, min_frames=num_frames
+            )
+            self.validation[dataset.role] = read_export(
+                dataset.path, role=dataset.role, split="validation", min_frames=num_frames
+            )
+        self.roles = [d.role for d in self.spec.datasets]
+        self.samplers = {
+            role: RoleSampler(len(self.datasets[role].entries), seed=p["seed"], salt=index)
+            for index, role in enumerate(self.roles)
+        }
+
+        # The pipeline loads on the CPU in float32: trainable weights stay float32 under mixed
+        # precision (autocast computes in half), as in diffusers' training examples.
+        loaded = load_pipeline(
+            self.spec.base_model, kind=self.model_facts.kind, device="cpu", dtype=torch.float32
+        )
+        self.pipe = loaded.pipe
+        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+            p["mixed_precision"], torch.float32
+        )
+        device = self.accelerator.device
+        self.vae = self.pipe.vae.requires_grad_(False).eval()
+        self.text_encoder = self.pipe.text_encoder.requires_grad_(False).eval()
+        # Casting a module to the dtype it already has logs a warning per call; skip that.
+        if self.weight_dtype != torch.float32:
+            self.vae.to(dtype=self.weight_dtype)
+            self.text_encoder.to(dtype=self.weight_dtype)
+        self.vae.to(device)
+        self.text_encoder.to(device)
+        self.tokenizer = self.pipe.tokenizer
+        self.vae_channels = self.vae.config.in_channels
+        unet = self.pipe.unet
+        unet.train()
+        method = p["method"]
+        if method == "full":
+            unet.requires_grad_(True)
+        elif method == "motion":
+            unet.freeze_unet2d_params()
+        else:
+            from peft import LoraConfig
+
+            unet.requires_grad_(False)
+            unet.add_adapter(
+                LoraConfig(
+                    r=p["lora_rank"],
+                    lora_alpha=p["lora_alpha"],
+                    init_lora_weights="gaussian",
+                    target_modules=LORA_TARGET_MODULES,
+                )
+            )
+        trainable = [param for param in unet.parameters() if param.requires_grad]
+        self.trainable_names = [n for n, param in unet.named_parameters() if param.requires_grad]
+        optimizer = torch.optim.AdamW(
+            trainable, lr=p["learning_rate"], weight_decay=p["adam_weight_decay"]
+        )
+        processes = self.accelerator.num_processes
+        lr_scheduler = get_scheduler(
+            p["lr_scheduler"],
+            optimizer=optimizer,
+            num_warmup_steps=p["lr_warmup_steps"] * processes,
+            num_training_steps=p["max_train_steps"] * processes,
+        )
+        self.unet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            unet, optimizer, lr_scheduler
+        )
+        self.micro_per_step = p["gradient_accumulation_steps"] * processes
+        self.composition = Composition(
+            self.spec.recipe,
+            p,
+            num_train_timesteps=self.model_facts.num_train_timesteps,
+            roles=self.roles,
+            micro_per_step=self.micro_per_step,
+        )
+        self._resume()
+        self.load_seconds = time.perf_counter() - started
+        self._setup_done = True
+
+    def _resume(self) -> None:
+        if self.resume_from_checkpoint is None:
+            return
+        if self.resume_from_checkpoint == "latest":
+            checkpoints = list_checkpoints(self.output_dir)
+            if not checkpoints:
+                return
+            path = checkpoints[-1][1]
+        else:
+            path = Path(self.resume_from_checkpoint)
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        if state.get("fingerprint") != self.fingerprint:
+            raise SpecError(
+                "resume_from_checkpoint",
+                f"Checkpoint {path} was made by a different run (recipe, base model, datasets or "
+                f"learning parameters differ); remove it or use another output_dir.",
+            )
+        from safetensors.torch import load_file
+
+        model = self.accelerator.unwrap_model(self.unet)
+        weights = load_file(str(path / "trainable.safetensors"), device="cpu")
+        missing = set(self.trainable_names) - set(weights)
+        if missing:
+            raise SpecError(
+                "resume_from_checkpoint",
+                f"Checkpoint {path} lacks {len(missing)} trainable tensors, "
+                f"e.g. {sorted(missing)[0]}.",
+            )
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, tensor in weights.items():
+                params[name].copy_(tensor.to(params[name].device))
+        self.optimizer.load_state_dict(
+            torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        )
+        self.lr_scheduler.load_state_dict(
+            torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True)
+        )
+        self.global_step = int(state["step"])
+        self.resumed_from = self.global_step
+        self.last_loss = state.get("last_loss") or {}
+        log = self.output_dir / "logs" / TIMESTEPS_FILE
+        if log.is_file() and self.accelerator.is_main_process:
+            # Steps after the checkpoint ran before the crash and will run again: drop them, so
+            # the log holds each step once.
+            kept = [
+                line
+                for line in log.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] <= self.global_step
+            ]
+            log.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def _pixels(self, entry) -> np.ndarray:
+        cached = self._pixel_cache.get(entry.file)
+        if cached is not None:
+            return cached
+        resolution = self.params["resolution"]
+        if self.is_animation:
+            array = load_frames(
+                entry,
+                resolution=resolution,
+                num_frames=self.params["num_frames"],
+                channels=self.vae_channels,
+            )
+        else:
+            array = load_pixels(entry.file, resolution=resolution, channels=self.vae_channels)
+        if self._pixel_cache_bytes + array.nbytes <= PIXEL_CACHE_BYTES:
+            self._pixel_cache[entry.file] = array
+            self._pixel_cache_bytes += array.nbytes
+        return array
+
+    def _encode_text(self, captions: list[str], repeat: int) -> torch.Tensor:
+        ids = self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.accelerator.device)
+        states = self.text_encoder(ids, return_dict=False)[0]
+        if repeat > 1:
+            # AnimateDiff's UNet takes one text state per frame, as its pipelines pass it.
+            states = states.repeat_interleave(repeat, dim=0)
+        return states
+
+    def _encode_latents(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        device = self.accelerator.device
+        scaling = self.vae.config.scaling_factor
+        if not self.is_animation:
+            dist = self.vae.encode(pixels.to(device, dtype=self.weight_dtype)).latent_dist
+            return dist.sample(generator=generator) * scaling
+        batch, frames = pixels.shape[:2]
+        flat = pixels.reshape(batch * frames, *pixels.shape[2:]).to(device, dtype=self.weight_dtype)
+        latents = self.vae.encode(flat).latent_dist.sample(generator=generator) * scaling
+        # contiguous(): backward through UNetMotionModel from these permuted latents segfaults
+        # in torch 2.13's CPU kernels (measured); a contiguous copy costs nothing noticeable.
+        return (
+            latents.reshape(batch, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+        )
+
+    def _micro_batch_loss(self, micro: int) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
+        """Loss of micro-batch ``micro``; also (sum of per-sample losses, count) per role."""
+        generator = torch.Generator().manual_seed(_micro_seed(self.params["seed"], micro))
+        parts = self.composition.parts(micro)
+        entries, roles, timesteps = [], [], []
+        for part in parts:
+            dataset = self.datasets[part.role].entries
+            for index in self.samplers[part.role].take(part.start, part.count):
+                entries.append(dataset[index])
+                roles.append(part.role)
+            ts = torch.randint(part.low, part.high, (part.count,), generator=generator)
+            timesteps.append(ts)
+            if self.params["record_timesteps"]:
+                drawn = ts.tolist()
+                self.step_timesteps.setdefault(part.role, []).extend(drawn)
+                kept = self.sampled_timesteps.setdefault(part.role, [])
+                if len(kept) < MAX_KEPT_TIMESTEPS:
+                    kept.extend(drawn[: MAX_KEPT_TIMESTEPS - len(kept)])
+        timesteps_t = torch.cat(timesteps).long().to(self.accelerator.device)
+        pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
+        with torch.no_grad():
+            latents = self._encode_latents(pixels, generator)
+            text = self._encode_text(
+                [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
+            )
+        noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(
+            latents.device, dtype=latents.dtype
+        )
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps_t)
+        if self.model_facts.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps_t)
+        prediction = self.unet(noisy, timesteps_t, encoder_hidden_states=text, return_dict=False)[0]
+        per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none")
+        per_sample = per_sample.mean(dim=list(range(1, per_sample.ndim)))
+        by_role: dict[str, tuple[float, int]] = {}
+        detached = per_sample.detach()
+        for role in dict.fromkeys(roles):
+            mask = torch.tensor([r == role for r in roles], device=detached.device)
+            by_role[role] = (float(detached[mask].sum()), int(mask.sum()))
+        return per_sample.mean(), by_role
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (all its accumulation micro-batches); the mean loss per role."""
+        accelerator = self.accelerator
+        sums: dict[str, list[float]] = {}
+        base = self.global_step * self.micro_per_step
+        for accumulation in range(self.params["gradient_accumulation_steps"]):
+            micro = base + accumulation * accelerator.num_processes + accelerator.process_index
+            with accelerator.accumulate(self.unet):
+                loss, by_role = self._micro_batch_loss(micro)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(
+                        [p for p in self.unet.parameters() if p.requires_grad],
+                        self.params["max_grad_norm"],
+                    )
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            for role, (total, count) in by_role.items():
+                entry = sums.setdefault(role, [0.0, 0])
+                entry[0] += total
+                entry[1] += count
+        if accelerator.num_processes > 1:
+            roles = sorted(set(self.roles))
+            local = torch.tensor(
+                [[sums.get(r, [0.0, 0])[0], sums.get(r, [0.0, 0])[1]] for r in roles],
+                device=accelerator.device,
+            )
+            total = accelerator.reduce(local, "sum")
+            sums = {r: [float(total[i, 0]), int(total[i, 1])] for i, r in enumerate(roles)}
+        self.global_step += 1
+        return {role: s / n for role, (s, n) in sums.items() if n}
+
+    # -- checkpoints and output ---------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint-<step>`` (trainable weights, optimizer, lr scheduler, state).
+
+        Written into a temporary folder renamed into place, with the state file last, so a
+        crash mid-write never leaves a checkpoint that ``list_checkpoints`` would pick.
+        """
+        from safetensors.torch import save_file
+
+        final = self.output_dir / f"{CHECKPOINT_PREFIX}{self.global_step}"
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            staging = self.output_dir / f".{final.name}.tmp"
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
+            model = self.accelerator.unwrap_model(self.unet)
+            weights = {
+                name: param.detach().to("cpu", torch.float32).contiguous()
+                for name, param in model.named_parameters()
+                if param.requires_grad
+            }
+            save_file(weights, str(staging / "trainable.safetensors"))
+            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(self.lr_scheduler.state_dict(), staging / "scheduler.pt")
+            (staging / STATE_FILE).write_text(
+                json.dumps(
+                    {
+                        "step": self.global_step,
+                        "fingerprint": self.fingerprint,
+                        "recipe": self.spec.recipe,
+                        "last_loss": getattr(self, "last_loss", {}),
+                    }
+                ),
+                encoding="utf-8",
+            )
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(staging, final)
+            for _, old in list_checkpoints(self.output_dir)[
+                : -self.params["checkpoints_total_limit"]
+            ]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def _trained_unet(self):
+        """The UNet to save: LoRA adapters merged in (the adapter is also saved on its own)."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.params["method"] == "lora":
+            unet.save_lora_adapter(str(self.output_dir / "unet_lora"))
+            unet.fuse_lora()
+            unet.unload_lora()
+        return unet.to("cpu").eval()
+
+    def save_output(self, metrics: dict[str, Any]) -> None:
+        """Write the model as a diffusers pipeline, its model card and its training summary.
+
+        The summary is written last: its presence means the folder is complete.
+        """
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        unet = self._trained_unet()
+        pipe = self.pipe
+        pipe.unet = unet
+        for module in (pipe.vae, pipe.text_encoder):
+            module.to("cpu")
+            if module.dtype != torch.float32:
+                module.to(dtype=torch.float32)
+        if self.is_animation and getattr(pipe, "motion_adapter", None) is not None:
+            # Keep the saved motion adapter equal to the trained motion modules (the inverse of
+            # UNetMotionModel.load_motion_modules), so the folder is consistent either way.
+            adapter = pipe.motion_adapter
+            for i, block in enumerate(adapter.down_blocks):
+                block.motion_modules.load_state_dict(
+                    unet.down_blocks[i].motion_modules.state_dict()
+                )
+            for i, block in enumerate(adapter.up_blocks):
+                block.motion_modules.load_state_dict(unet.up_blocks[i].motion_modules.state_dict())
+            if adapter.mid_block is not None and hasattr(unet.mid_block, "motion_modules"):
+                adapter.mid_block.motion_modules.load_state_dict(
+                    unet.mid_block.motion_modules.state_dict()
+                )
+        pipe.save_pretrained(str(self.output_dir), safe_serialization=True)
+        summary = self.summary(metrics)
+        write_model_card(self.output_dir / "README.md", summary)
+        (self.output_dir / SUMMARY_FILE).write_text(
+            json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8"
+        )
+        if not self.params["keep_checkpoints"]:
+            for _, path in list_checkpoints(self.output_dir):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        default_params = {}
+        if "inference_steps" in self.params:
+            default_params["num_inference_steps"] = self.params["inference_steps"]
+        if self.is_animation:
+            default_params["num_frames"] = self.params["num_frames"]
+        return {
+            "recipe": self.spec.recipe,
+            "base_model": str(self.spec.base_model),
+            "model_kind": self.model_facts.kind,
+            "prediction_type": self.model_facts.prediction_type,
+            "num_train_timesteps": self.model_facts.num_train_timesteps,
+            "datasets": [
+                {
+                    "role": d.role,
+                    "path": d.path,
+                    "dataset_version_id": f.dataset_version_id,
+                    "purpose": f.purpose,
+                    "kind": f.kind,
+                    "manifest_sha256": f.manifest_sha256,
+                    "entries": len(self.datasets[d.role].entries),
+                    "validation_entries": len(self.validation[d.role].entries),
+                }
+                for d, f in zip(self.spec.datasets, self.dataset_facts, strict=True)
+            ],
+            "params": self.params,
+            "metrics": metrics,
+            "default_params": default_params,
+            "fingerprint": self.fingerprint,
+            "job": self.spec.job,
+        }
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validation_loss(self) -> dict[str, float]:
+        """Mean loss per role on up to ``validation_samples`` validation entries, at fixed,
+        evenly spread timesteps of the role's range and seeded noise: comparable across runs."""
+        limit = self.params["validation_samples"]
+        if not limit:
+            return {}
+        unet = self.accelerator.unwrap_model(self.unet)
+        unet.eval()
+        out = {}
+        generator = torch.Generator()
+        for role in self.roles:
+            entries = self.validation[role].entries[:limit]
+            if not entries:
+                continue
+            low, high = 0, self.model_facts.num_train_timesteps
+            if self.spec.recipe == STYLE_TAILORING:
+                split = self.params["timestep_split"]
+                low, high = (split, high) if role == "content" else (0, split)
+                if low == high:
+                    continue
+            count = len(entries)
+            timesteps = torch.tensor(
+                [low + int((i + 0.5) * (high - low) / count) for i in range(count)]
+            ).to(self.accelerator.device)
+            generator.manual_seed(self.params["seed"])
+            pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
+            latents = self._encode_latents(pixels, generator)
+            text = self._encode_text(
+                [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
+            )
+            noise = torch.randn(latents.shape, generator=generator).to(
+                latents.device, latents.dtype
+            )
+            noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+            if self.model_facts.prediction_type == "epsilon":
+                target = noise
+            else:
+                target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+            with self.accelerator.autocast():
+                prediction = unet(noisy, timesteps, encoder_hidden_states=text, return_dict=False)[
+                    0
+                ]
+            out[role] = float(F.mse_loss(prediction.float(), target.float()))
+        unet.train()
+        return out
+
+    def teacher_samples_seen(self) -> dict[str, int]:
+        """Samples drawn per teacher over the whole run (a function of the seed, not of resumes)."""
+        if self.spec.recipe != DISTILL_STUDENT:
+            return {}
+        role = self.roles[0]
+        entries = self.datasets[role].entries
+        taken = self.composition.positions_until(
+            self.params["max_train_steps"] * self.micro_per_step
+        )
+        total = taken[role]
+        sampler = RoleSampler(len(entries), seed=self.params["seed"], salt=0)
+        teachers = [e.teacher or "none" for e in entries]
+        names = sorted(set(teachers))
+        codes = np.array([names.index(t) for t in teachers])
+        counts = np.zeros(len(names), dtype=np.int64)
+        full_epochs, rest = divmod(total, len(entries))
+        if full_epochs:
+            counts += np.bincount(codes, minlength=len(names)) * full_epochs
+        if rest:
+            counts += np.bincount(
+                codes[sampler.permutation(full_epochs)[:rest]], minlength=len(names)
+            )
+        return {name: int(c) for name, c in zip(names, counts, strict=True)}
+
+    # -- the whole run ------------------------------------------------------------------------
+
+    def _existing_result(self) -> TrainingResult | None:
+        """The finished output of this same run, if a previous process completed it."""
+        summary_path = self.output_dir / SUMMARY_FILE
+        if not summary_path.is_file():
+            return None
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("fingerprint") != self.fingerprint:
+            raise SpecError(
+                "output_dir",
+                f"{self.output_dir} already holds the output of a different run; "
+                f"choose another output_dir.",
+            )
+        metrics = summary["metrics"]
+        return TrainingResult(
+            output_dir=str(self.output_dir),
+            recipe=self.spec.recipe,
+            steps=int(metrics["steps"]),
+            resumed_from_step=int(metrics["steps"]),
+            final_loss=metrics.get("final_loss", {}),
+            metrics=metrics,
+            teacher_counts=metrics.get("teacher_counts", {}),
+        )
+
+    def run(self) -> TrainingResult:
+        """Train to ``max_train_steps`` (from the latest checkpoint when resuming), save, report."""
+        done = self._existing_result() if self.resume_from_checkpoint else None
+        if done is not None:
+            if self.on_event is not None:
+                self.on_event(
+                    "done",
+                    {
+                        "step": done.steps,
+                        "total": done.steps,
+                        "output_dir": done.output_dir,
+                        "metrics": done.metrics,
+                    },
+                )
+            return done
+        self.setup()
+        p = self.params
+        total = p["max_train_steps"]
+        teacher_counts = (
+            self.datasets[self.roles[0]].teacher_counts
+            if self.spec.recipe == DISTILL_STUDENT
+            else {}
+        )
+        self._emit(
+            "start",
+            recipe=self.spec.recipe,
+            step=self.global_step,
+            total=total,
+            resumed_from=self.resumed_from,
+            load_s=round(self.load_seconds, 4),
+            device=str(self.accelerator.device),
+            num_processes=self.accelerator.num_processes,
+            datasets=[
+                {
+                    "role": d.role,
+                    "path": d.path,
+                    "manifest_sha256": f.manifest_sha256,
+                    "entries": len(self.datasets[d.role].entries),
+                }
+                for d, f in zip(self.spec.datasets, self.dataset_facts, strict=True)
+            ],
+            teacher_counts=teacher_counts,
+        )
+        timesteps_log = None
+        if p["record_timesteps"] and self.accelerator.is_main_process:
+            (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
+            timesteps_log = (self.output_dir / "logs" / TIMESTEPS_FILE).open("a", encoding="utf-8")
+        window: dict[str, list[float]] = {}
+        window_started = time.perf_counter()
+        window_steps = 0
+        train_seconds = 0.0
+        self.last_loss = getattr(self, "last_loss", {})
+        try:
+            while self.global_step < total:
+                step_started = time.perf_counter()
+                self.step_timesteps = {}
+                losses = self.train_step()
+                train_seconds += time.perf_counter() - step_started
+                window_steps += 1
+                for role, loss in losses.items():
+                    entry = window.setdefault(role, [0.0, 0])
+                    entry[0] += loss
+                    entry[1] += 1
+                if timesteps_log is not None:
+                    timesteps_log.write(
+                        json.dumps({"step": self.global_step, "timesteps": self.step_timesteps})
+                        + "\n"
+                    )
+                step = self.global_step
+                if step % p["logging_steps"] == 0 or step == total:
+                    elapsed = time.perf_counter() - window_started
+                    per_step = elapsed / window_steps
+                    self.last_loss = {r: s / n for r, (s, n) in window.items()}
+                    self._emit(
+                        "progress",
+                        step=step,
+                        total=total,
+                        loss={r: round(v, 6) for r, v in self.last_loss.items()},
+                        seconds_per_step=round(per_step, 5),
+                        eta_s=round(per_step * (total - step), 2),
+                        lr=self.lr_scheduler.get_last_lr()[0],
+                    )
+                    window, window_steps, window_started = {}, 0, time.perf_counter()
+                if step % p["checkpointing_steps"] == 0 and step < total:
+                    if timesteps_log is not None:
+                        timesteps_log.flush()
+                    path = self.save_checkpoint()
+                    self._emit("checkpoint", step=step, path=str(path))
+        finally:
+            if timesteps_log is not None:
+                timesteps_log.close()
+        metrics = {
+            "steps": self.global_step,
+            "final_loss": {r: round(v, 6) for r, v in self.last_loss.items()},
+            "validation_loss": {r: round(v, 6) for r, v in self.validation_loss().items()},
+            "resumed_from_step": self.resumed_from,
+            "load_seconds": round(self.load_seconds, 3),
+            "train_seconds_this_process": round(train_seconds, 3),
+            "seconds_per_step": round(train_seconds / max(1, total - (self.resumed_from or 0)), 5),
+            "device": str(self.accelerator.device),
+            "num_processes": self.accelerator.num_processes,
+            "samples_seen": self.composition.positions_until(total * self.micro_per_step),
+        }
+        if self.spec.recipe == DISTILL_STUDENT:
+            metrics["teacher_counts"] = teacher_counts
+            metrics["teacher_samples_seen"] = self.teacher_samples_seen()
+        self.save_output(metrics)
+        self._emit(
+            "done",
+            step=self.global_step,
+            total=total,
+            output_dir=str(self.output_dir),
+            metrics=metrics,
+        )
+        result = TrainingResult(
+            output_dir=str(self.output_dir),
+            recipe=self.spec.recipe,
+            steps=self.global_step,
+            resumed_from_step=self.resumed_from,
+            final_loss=metrics["final_loss"],
+            metrics=metrics,
+            sampled_timesteps={r: list(v) for r, v in self.sampled_timesteps.items()},
+            teacher_counts=teacher_counts,
+            load_seconds=self.load_seconds,
+            train_seconds=train_seconds,
+        )
+        self.close()
+        return result
+
+    def close(self) -> None:
+        """Forget accelerate's process-wide state, so another run can start in this process."""
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is None or self._closed:
+            return
+        self._closed = True
+        if accelerator.num_processes > 1:
+            return
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()

@@ -1,0 +1,350 @@
+"""Curation reads: rule previews, versions and their manifests, diffs, exports, the audit log,
+and the local copy of an export that training reads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.db.models import Count, Q, QuerySet
+
+from generation.models import Candidate
+from stickerloop.api import ServiceConflict
+from stickerloop.media import media_url
+from training_bridge import curation
+from training_bridge.curation import RuleSpec, Stage
+from training_bridge.models import (
+    AuditEvent,
+    DatasetEntry,
+    DatasetExport,
+    DatasetRule,
+    DatasetVersion,
+    ExportFormat,
+    Split,
+    TaskStatus,
+    TrainingTrigger,
+    WeakImport,
+    WeakSource,
+)
+
+SAMPLE_SIZE = 24
+DROPPED_SAMPLE_PER_STAGE = 6
+
+
+def dataset_rule_list() -> QuerySet[DatasetRule]:
+    return DatasetRule.objects.prefetch_related("campaigns", "weak_sources").annotate(
+        version_count=Count("versions")
+    )
+
+
+@dataclass
+class Preview:
+    stages: list[Stage]
+    entry_count: int
+    train_count: int
+    validation_count: int
+    prompt_count: int
+    sample: list[dict] = field(default_factory=list)
+    dropped_samples: list[dict] = field(default_factory=list)
+
+
+def _candidate_cards(ids: list[int]) -> dict[int, dict]:
+    rows = Candidate.objects.filter(pk__in=ids).select_related("model_version", "source")
+    return {
+        c.pk: {
+            "candidate_id": c.pk,
+            "kind": c.kind,
+            "file_url": media_url(c.file),
+            "source_url": media_url(c.source.file) if c.source_id else "",
+            "prompt": c.raw_prompt,
+            "model_version": c.model_version.name if c.model_version_id else "",
+            "motion_score": c.motion_score,
+        }
+        for c in rows
+    }
+
+
+def _spread(ids: list[int], size: int) -> list[int]:
+    """A fixed, well-mixed sample: the ids whose hashes come first."""
+    return sorted(ids, key=lambda i: hashlib.sha256(str(i).encode()).digest())[:size]
+
+
+def dataset_rule_preview(*, spec: RuleSpec, sample_size: int = SAMPLE_SIZE) -> Preview:
+    """What building the rule now would give: counts kept and dropped per condition, split
+    sizes, a sample of kept candidates and a few dropped by each condition.
+
+    Perceptual hashes are computed in memory and not stored (a preview writes nothing).
+    """
+    selection = curation.select(spec, store_fingerprints=False)
+    entries = selection.entries
+    train = sum(1 for e in entries if e.split == Split.TRAIN)
+    by_id = {e.candidate_id: e for e in entries}
+    sample_ids = _spread(list(by_id), sample_size)
+    dropped = curation.dropped_by_stage(selection)
+    dropped_ids = {stage: _spread(ids, DROPPED_SAMPLE_PER_STAGE) for stage, ids in dropped.items()}
+    cards = _candidate_cards(sample_ids + [i for ids in dropped_ids.values() for i in ids])
+    sample = []
+    for candidate_id in sample_ids:
+        entry = by_id[candidate_id]
+        sample.append(
+            {
+                **cards[candidate_id],
+                "split": entry.split,
+                "caption": entry.caption,
+                "label": entry.label,
+                "confidence": entry.confidence,
+            }
+        )
+    labels = {s.key: s.label for s in selection.stages}
+    dropped_samples = [
+        {
+            "stage": stage,
+            "label": labels[stage],
+            "count": len(dropped[stage]),
+            "candidates": [cards[i] for i in ids if i in cards],
+        }
+        for stage, ids in dropped_ids.items()
+    ]
+    dropped_samples.sort(key=lambda d: [s.key for s in selection.stages].index(d["stage"]))
+    return Preview(
+        stages=selection.stages,
+        entry_count=len(entries),
+        train_count=train,
+        validation_count=len(entries) - train,
+        prompt_count=len({curation.normalise_prompt(e.prompt_text) for e in entries}),
+        sample=sample,
+        dropped_samples=dropped_samples,
+    )
+
+
+def dataset_version_list(
+    *,
+    rule: int | None = None,
+    purpose: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+) -> QuerySet[DatasetVersion]:
+    filters = Q()
+    if rule is not None:
+        filters &= Q(rule_id=rule)
+    if purpose:
+        filters &= Q(purpose=purpose)
+    if status:
+        filters &= Q(status=status)
+    if kind:
+        filters &= Q(kind=kind)
+    return DatasetVersion.objects.select_related("rule", "built_by", "published_by").filter(filters)
+
+
+def dataset_version_entries(*, version: DatasetVersion, split: str | None = None):
+    qs = DatasetEntry.objects.filter(version=version).order_by("position")
+    return qs.filter(split=split) if split else qs
+
+
+@dataclass
+class VersionDiff:
+    old: DatasetVersion
+    new: DatasetVersion
+    added_count: int
+    removed_count: int
+    changed_count: int
+    unchanged_count: int
+    added: list[int]
+    removed: list[int]
+    changed: list[dict]
+
+
+_DIFF_FIELDS = ("label", "confidence", "labels", "split", "caption")
+
+
+def _diff_rows(version: DatasetVersion) -> dict[int, tuple]:
+    rows = DatasetEntry.objects.filter(version=version).values_list("candidate_id", *_DIFF_FIELDS)
+    return {row[0]: row[1:] for row in rows.iterator(chunk_size=10000)}
+
+
+def dataset_version_diff(
+    *, old: DatasetVersion, new: DatasetVersion, limit: int = 500
+) -> VersionDiff:
+    """Entries added, removed and changed (label, labels, split or caption) from ``old`` to
+    ``new``; both versions must come from the same rule. Lists are cut at ``limit``."""
+    from django.core.exceptions import ValidationError
+
+    if old.rule_id != new.rule_id:
+        raise ValidationError(
+            {
+                "other": [
+                    f"Versions {old.pk} and {new.pk} come from different rules; a diff "
+                    "compares versions of one rule."
+                ]
+            }
+        )
+    before, after = _diff_rows(old), _diff_rows(new)
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = []
+    for candidate_id in sorted(set(before) & set(after)):
+        if before[candidate_id] != after[candidate_id]:
+            fields = [
+                f
+                for f, a, b in zip(
+                    _DIFF_FIELDS, before[candidate_id], after[candidate_id], strict=True
+                )
+                if a != b
+            ]
+            changed.append(
+                {
+                    "candidate_id": candidate_id,
+                    "fields": fields,
+                    "old": dict(zip(_DIFF_FIELDS, before[candidate_id], strict=True)),
+                    "new": dict(zip(_DIFF_FIELDS, after[candidate_id], strict=True)),
+                }
+            )
+    common = len(set(before) & set(after))
+    return VersionDiff(
+        old=old,
+        new=new,
+        added_count=len(added),
+        removed_count=len(removed),
+        changed_count=len(changed),
+        unchanged_count=common - len(changed),
+        added=added[:limit],
+        removed=removed[:limit],
+        changed=changed[:limit],
+    )
+
+
+def dataset_export_list(*, version: int | None = None) -> QuerySet[DatasetExport]:
+    qs = DatasetExport.objects.select_related("version__rule", "requested_by")
+    return qs.filter(version_id=version) if version is not None else qs
+
+
+def export_progress(*, export_ids: list[int]) -> list[dict]:
+    """The live counters the exports page polls for; one query."""
+    return list(
+        DatasetExport.objects.filter(pk__in=export_ids).values(
+            "id", "status", "total", "done", "size_bytes", "sha256", "error"
+        )
+    )
+
+
+def audit_events(
+    *, version: int | None = None, export: int | None = None, action: str | None = None
+) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.select_related("actor", "version__rule", "export")
+    if version is not None:
+        qs = qs.filter(version_id=version)
+    if export is not None:
+        qs = qs.filter(export_id=export)
+    if action:
+        qs = qs.filter(action=action)
+    return qs
+
+
+def training_triggers(*, version: DatasetVersion) -> QuerySet[TrainingTrigger]:
+    return TrainingTrigger.objects.filter(version=version)
+
+
+def weak_source_list() -> QuerySet[WeakSource]:
+    return WeakSource.objects.all()
+
+
+def weak_import_list(*, source: int | None = None) -> QuerySet[WeakImport]:
+    qs = WeakImport.objects.select_related("source", "requested_by")
+    return qs.filter(source_id=source) if source is not None else qs
+
+
+# The local copy training reads -------------------------------------------------------------------
+
+
+def _latest_export(version: DatasetVersion, export_format: str) -> DatasetExport | None:
+    return (
+        DatasetExport.objects.filter(
+            version=version, format=export_format, status=TaskStatus.SUCCEEDED
+        )
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def _copy_out(key: str, target: Path) -> None:
+    try:
+        shutil.copyfile(default_storage.path(key), target)
+    except NotImplementedError:
+        with default_storage.open(key, "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _extract(key: str, target: Path) -> None:
+    """Unpack a stored tar, streaming (a bucket object is read once, front to back)."""
+    with default_storage.open(key, "rb") as src, tarfile.open(fileobj=src, mode="r|") as archive:
+        archive.extractall(target, filter="data")
+
+
+def dataset_version_local_export(
+    *, version: DatasetVersion, export_format: str = "imagefolder"
+) -> Path:
+    """A local folder holding the version in ``export_format``, ready for training code.
+
+    ``imagefolder``: ``<root>/dataset.json``, ``<root>/train/metadata.jsonl`` and
+    ``<root>/validation/metadata.jsonl`` (the latter only when the split has entries) with the
+    files beside them; ``datasets.load_dataset("imagefolder", data_dir=root)`` loads it.
+    ``webdataset``: the shards; ``parquet``: ``manifest.parquet``. Both also get ``dataset.json``.
+
+    Uses the newest finished export of that format, or exports now (in this process) when there
+    is none. The copy lives in a cache folder keyed by the export's checksum, filled in a
+    temporary folder and renamed into place, so concurrent callers never see half a copy.
+
+    Raises:
+        ServiceConflict: the version is retired (or a draft while drafts may not be exported),
+            or the export failed.
+        ValidationError: unknown format.
+    """
+    from training_bridge import services
+
+    export = _latest_export(version, export_format)
+    if export is None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            export = services._export_row(
+                version=version,
+                export_format=export_format,
+                shard_size=None,
+                requested_by=None,
+            )
+        services.dataset_export_run(export_id=export.pk)
+        export.refresh_from_db()
+        if export.status != TaskStatus.SUCCEEDED:
+            raise ServiceConflict(f"Exporting version {version.pk} failed: {export.error}")
+    cache_root = services.work_dir() / "cache"
+    target = cache_root / f"v{version.pk}-{export_format}-{export.sha256[:16]}"
+    if (target / "dataset.json").is_file():
+        return target
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=cache_root))
+    try:
+        if export_format == ExportFormat.IMAGEFOLDER:
+            _extract(export.files[0]["key"], staging)
+        else:
+            import json
+
+            for item in export.files:
+                _copy_out(item["key"], staging / item["name"])
+            (staging / "dataset.json").write_text(
+                json.dumps(services.dataset_info(version), sort_keys=True) + "\n"
+            )
+        try:
+            os.rename(staging, target)
+        except OSError:
+            # Another process finished first; its copy is the same bytes.
+            if not (target / "dataset.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

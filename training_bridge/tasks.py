@@ -1,0 +1,78 @@
+"""Thin Celery adapters: take ids, call a service. State lives in the database."""
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import OperationalError
+
+# Only a lost database connection is worth retrying; bad input fails the row in the service.
+_TRANSIENT = (OperationalError,)
+
+
+@shared_task(
+    name="training_bridge.run_export",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    # 100,000 small stickers export in a few seconds; a million 512-px images in tens of minutes.
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 60,
+)
+def run_export(export_id: int) -> None:
+    from training_bridge import services
+
+    try:
+        services.dataset_export_run(export_id=export_id)
+    except _TRANSIENT:
+        raise
+    except SoftTimeLimitExceeded:
+        services.dataset_export_fail(
+            export_id=export_id, error="The export ran past its time limit (3 hours)."
+        )
+    except Exception as exc:
+        # A bug must not leave the export "running" for ever; the traceback goes to the log.
+        services.dataset_export_fail(export_id=export_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(
+    name="training_bridge.run_weak_import",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 60,
+)
+def run_weak_import(import_id: int) -> None:
+    from training_bridge import services
+
+    try:
+        services.weak_import_run(import_id=import_id)
+    except _TRANSIENT:
+        raise
+    except SoftTimeLimitExceeded:
+        services.weak_import_fail(
+            import_id=import_id, error="The import ran past its time limit (6 hours)."
+        )
+    except Exception as exc:
+        services.weak_import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(
+    name="training_bridge.fire_pending_triggers",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def fire_pending_triggers() -> None:
+    from training_bridge import services
+
+    services.training_triggers_fire_pending()

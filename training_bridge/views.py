@@ -1,0 +1,183 @@
+"""Curation pages: rules with their preview grid, versions, diffs, exports with progress bars,
+weak corpora. Writes go through the services; a refused action comes back as a message."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from stickerloop.api import ServiceConflict, validation_error_detail
+from stickerloop.roles import Role, role_required
+from training_bridge import selectors, services
+from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion, ExportFormat
+from training_bridge.rules import rule_spec_check, rule_values
+
+STAFF = (Role.CURATOR, Role.ML_ENGINEER)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        detail = validation_error_detail(exc)
+        if isinstance(detail, dict):
+            return " ".join(f"{k}: {' '.join(v)}" for k, v in detail.items())
+        return " ".join(detail)
+    return str(exc)
+
+
+@role_required(*STAFF)
+def rule_list(request):
+    page = Paginator(selectors.dataset_rule_list(), 25).get_page(request.GET.get("page"))
+    return render(request, "training_bridge/rule_list.html", {"page": page})
+
+
+@role_required(*STAFF)
+def rule_detail(request, pk: int):
+    rule = get_object_or_404(selectors.dataset_rule_list(), pk=pk)
+    preview, problem = None, ""
+    try:
+        spec = rule_spec_check(values=rule_values(rule))
+        preview = selectors.dataset_rule_preview(spec=spec)
+    except ValidationError as exc:
+        problem = _error_text(exc)
+    return render(
+        request,
+        "training_bridge/rule_detail.html",
+        {
+            "rule": rule,
+            "preview": preview,
+            "problem": problem,
+            "versions": selectors.dataset_version_list(rule=rule.pk)[:50],
+            "background": request.GET.get("bg", "checker"),
+        },
+    )
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def rule_build(request, pk: int):
+    rule = get_object_or_404(DatasetRule, pk=pk)
+    try:
+        version, created = services.dataset_version_build(rule=rule, built_by=request.user)
+    except (ValidationError, ServiceConflict) as exc:
+        messages.error(request, f"Nothing was built. {_error_text(exc)}")
+        return redirect("dataset-rule-detail", pk=pk)
+    if not created:
+        messages.info(request, f"Nothing changed since version {version.number}: same manifest.")
+    return redirect("dataset-version-detail", pk=version.pk)
+
+
+@role_required(*STAFF)
+def version_list(request):
+    versions = selectors.dataset_version_list(
+        purpose=request.GET.get("purpose") or None, status=request.GET.get("status") or None
+    )
+    page = Paginator(versions, 25).get_page(request.GET.get("page"))
+    return render(request, "training_bridge/version_list.html", {"page": page})
+
+
+@role_required(*STAFF)
+def version_detail(request, pk: int):
+    version = get_object_or_404(selectors.dataset_version_list(), pk=pk)
+    entries = selectors.dataset_version_entries(version=version).select_related(
+        "candidate", "source_candidate"
+    )[:48]
+    return render(
+        request,
+        "training_bridge/version_detail.html",
+        {
+            "version": version,
+            "entries": entries,
+            "exports": selectors.dataset_export_list(version=version.pk)[:50],
+            "events": selectors.audit_events(version=version.pk)[:100],
+            "triggers": selectors.training_triggers(version=version),
+            "siblings": selectors.dataset_version_list(rule=version.rule_id).exclude(pk=version.pk),
+            "formats": ExportFormat.choices,
+            "default_shard_size": services.DEFAULT_SHARD_SIZE,
+            "background": request.GET.get("bg", "checker"),
+        },
+    )
+
+
+def _version_action(request, pk: int, action) -> object:
+    version = get_object_or_404(DatasetVersion, pk=pk)
+    try:
+        action(version)
+    except (ValidationError, ServiceConflict) as exc:
+        messages.error(request, _error_text(exc))
+    return redirect("dataset-version-detail", pk=pk)
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def version_publish(request, pk: int):
+    return _version_action(
+        request,
+        pk,
+        lambda v: services.dataset_version_publish(version=v, published_by=request.user),
+    )
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def version_retire(request, pk: int):
+    return _version_action(
+        request, pk, lambda v: services.dataset_version_retire(version=v, retired_by=request.user)
+    )
+
+
+@require_POST
+@role_required(*STAFF)
+def version_export(request, pk: int):
+    shard = request.POST.get("shard_size") or None
+    fmt = request.POST.get("format", "")
+
+    def export(version):
+        shard_size = int(shard) if shard and shard.isdigit() else None
+        if shard and shard_size is None:
+            raise ValidationError({"shard_size": ["Must be a whole number."]})
+        services.dataset_export_create(
+            version=version,
+            export_format=fmt,
+            shard_size=shard_size if fmt == ExportFormat.WEBDATASET else None,
+            requested_by=request.user,
+        )
+
+    return _version_action(request, pk, export)
+
+
+@role_required(*STAFF)
+def version_diff(request, pk: int, other: int):
+    old = get_object_or_404(DatasetVersion.objects.select_related("rule"), pk=pk)
+    new = get_object_or_404(DatasetVersion.objects.select_related("rule"), pk=other)
+    try:
+        diff = selectors.dataset_version_diff(old=old, new=new, limit=200)
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+        return redirect("dataset-version-detail", pk=pk)
+    return render(request, "training_bridge/version_diff.html", {"diff": diff})
+
+
+@role_required(*STAFF)
+def export_list(request):
+    page = Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
+    return render(request, "training_bridge/export_list.html", {"page": page})
+
+
+@role_required(*STAFF)
+def export_detail(request, pk: int):
+    export = get_object_or_404(DatasetExport.objects.select_related("version__rule"), pk=pk)
+    return render(
+        request,
+        "training_bridge/export_detail.html",
+        {"export": export, "events": selectors.audit_events(export=export.pk)[:100]},
+    )
+
+
+@role_required(*STAFF)
+def weak_source_list(request):
+    return render(
+        request,
+        "training_bridge/weak_sources.html",
+        {"sources": selectors.weak_source_list(), "imports": selectors.weak_import_list()[:50]},
+    )
