@@ -313,7 +313,11 @@ def campaign_membership_set(
         raise ValidationError({"rater": problems})
     if len(reason) > 500:
         raise ValidationError({"reason": ["At most 500 characters."]})
-    membership, _ = CampaignMembership.objects.get_or_create(campaign=campaign, rater=rater)
+    membership, created = CampaignMembership.objects.get_or_create(campaign=campaign, rater=rater)
+    if created and status == MembershipStatus.ACTIVE:
+        # A new membership starts active; the gate may pause it for a missing qualification.
+        _qualification_gate(campaign, [rater.pk])
+        return CampaignMembership.objects.get(pk=membership.pk)
     membership = CampaignMembership.objects.select_for_update().get(pk=membership.pk)
     if status == MembershipStatus.PAUSED:
         membership.status = status
@@ -328,14 +332,29 @@ def campaign_membership_set(
     return membership
 
 
+def _qualification_gate(campaign: Campaign, rater_ids: list[int]) -> None:
+    """Pause new members who have not passed the campaign's qualification campaign, in the
+    caller's transaction, so no item is leased to them before the gate has looked."""
+    from annotation.quality.services import qualification_gate_apply
+
+    qualification_gate_apply(campaign=campaign, rater_ids=rater_ids)
+
+
+@transaction.atomic
 def campaign_raters_add(*, campaign: Campaign, raters: Sequence[AbstractBaseUser]) -> int:
-    """Add active memberships for ``raters`` (existing ones are left as they are)."""
+    """Add active memberships for ``raters`` (existing ones are left as they are); a campaign
+    that requires a qualification pauses the new members who have not passed it."""
     if problems := _check_raters(raters):
         raise ValidationError({"raters": problems})
-    created = CampaignMembership.objects.bulk_create(
+    new_ids = {r.pk for r in raters} - set(
+        CampaignMembership.objects.filter(campaign=campaign).values_list("rater_id", flat=True)
+    )
+    CampaignMembership.objects.bulk_create(
         [CampaignMembership(campaign=campaign, rater=r) for r in raters], ignore_conflicts=True
     )
-    return len(created)
+    if new_ids:
+        _qualification_gate(campaign, sorted(new_ids))
+    return len(new_ids)
 
 
 # Items -------------------------------------------------------------------------------------------

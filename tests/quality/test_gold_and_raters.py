@@ -247,6 +247,27 @@ def test_qualification_gate_pauses_until_the_rater_passes():
     assert CampaignMembership.objects.get(campaign=camp, rater=newcomer).status == "active"
 
 
+def test_raters_added_after_the_requirement_wait_for_the_qualification():
+    from annotation import services as annotation_services
+
+    qualifier, qual_gold, _ = _gold_campaign(n_gold=3, n_plain=1)
+    camp = f.campaign(questions=QUESTIONS[:1])
+    _policy(camp, qualification_campaign=qualifier, qualification_min_gold=3)
+    # when two raters join afterwards, one by the bulk path and one by the single path
+    bulk, single = f.raters(2)
+    assert annotation_services.campaign_raters_add(campaign=camp, raters=[bulk]) == 1
+    membership = annotation_services.campaign_membership_set(campaign=camp, rater=single)
+    # then neither can be given an item before passing
+    statuses = dict(
+        CampaignMembership.objects.filter(campaign=camp).values_list("rater_id", "status")
+    )
+    assert statuses == {bulk.pk: "paused", single.pk: "paused"}
+    assert membership.status == "paused"
+    assert membership.paused_reason.startswith(
+        f"Pass the qualification campaign {qualifier.name!r} first"
+    )
+
+
 def test_adaptive_overlap_raises_low_confidence_items_up_to_the_maximum():
     camp = f.campaign(questions=QUESTIONS[:1], overlap=2, max_overlap=3)
     _policy(camp, confidence_target=0.8)
