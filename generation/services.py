@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -543,18 +543,25 @@ def candidate_file_key(
     return f"candidates/{batch_id}/{model_version_id}/{key[0]}-{key[1]}.{ext}"
 
 
-def _store_candidate(*, lookup: dict, defaults: dict) -> bool:
-    """Insert the candidate unless its key exists; True when this call created it."""
-    try:
-        with transaction.atomic():
-            _, created = Candidate.objects.get_or_create(**lookup, defaults=defaults)
-    except IntegrityError:
-        # A concurrent run of the same chunk won the insert between our get and create.
-        return False
-    return created
+@transaction.atomic
+def _store_candidates(*, batch_id: int, candidates: list[Candidate]) -> int:
+    """Insert one pipeline call's candidates, skipping keys already stored, and set the batch's
+    done count; return how many candidates the batch now holds.
+
+    One INSERT for the group (ON CONFLICT DO NOTHING on the unique candidate key) instead of a
+    get-or-create per candidate: measured on the tiny models, the per-row round trips were a
+    third of the platform's overhead over the bare pipeline. The count is taken after locking
+    the batch row in the inserting transaction, so a redelivered chunk racing the original
+    (the insert waits on the other's uncommitted rows) still ends with the exact number.
+    """
+    Candidate.objects.bulk_create(candidates, ignore_conflicts=True)
+    GenerationBatch.objects.select_for_update().filter(pk=batch_id).values_list("pk").get()
+    stored = Candidate.objects.filter(batch_id=batch_id).count()
+    GenerationBatch.objects.filter(pk=batch_id).update(done_count=stored)
+    return stored
 
 
-def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> int:
+def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> list[Candidate]:
     params = chunk.batch.params
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=[i["prompt"] for i in items])}
     texts = [prompts[i["prompt"]].enhanced_text or prompts[i["prompt"]].text for i in items]
@@ -568,7 +575,7 @@ def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> int
         height=params["height"],
         negative_prompt=params.get("negative_prompt") or None,
     )
-    created = 0
+    rows = []
     for item, result in zip(items, results, strict=True):
         data = encode_png(result.image)
         key = candidate_file_key(
@@ -579,38 +586,35 @@ def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> int
         )
         default_storage.save(key, ContentFile(data))
         prompt = prompts[item["prompt"]]
-        created += _store_candidate(
-            lookup={
-                "batch_id": chunk.batch_id,
-                "prompt_id": prompt.pk,
-                "model_version_id": chunk.model_version_id,
-                "seed": item["seed"],
-                "source": None,
-            },
-            defaults={
-                "kind": CandidateKind.STICKER,
-                "params": {
+        rows.append(
+            Candidate(
+                batch_id=chunk.batch_id,
+                prompt_id=prompt.pk,
+                model_version_id=chunk.model_version_id,
+                seed=item["seed"],
+                kind=CandidateKind.STICKER,
+                params={
                     **params,
                     "alpha_source": result.alpha_source,
                     "pipeline": loaded.class_name,
                     "dtype": str(loaded.dtype),
                 },
-                "raw_prompt": prompt.text,
-                "enhanced_prompt": prompt.enhanced_text,
-                "file": key,
-                "width": result.image.width,
-                "height": result.image.height,
-                "frame_count": 1,
-                "file_size": len(data),
-                "sha256": sha256_hex(data),
-                "device": loaded.device,
-                "inference_ms": result.inference_ms,
-            },
+                raw_prompt=prompt.text,
+                enhanced_prompt=prompt.enhanced_text,
+                file=key,
+                width=result.image.width,
+                height=result.image.height,
+                frame_count=1,
+                file_size=len(data),
+                sha256=sha256_hex(data),
+                device=loaded.device,
+                inference_ms=result.inference_ms,
+            )
         )
-    return created
+    return rows
 
 
-def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> int:
+def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> list[Candidate]:
     from PIL import Image
 
     params = chunk.batch.params
@@ -633,7 +637,7 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> i
         height=params["height"],
         strength=params["strength"],
     )
-    created = 0
+    rows = []
     for item, text, result in zip(items, texts, results, strict=True):
         item_key = _item_key(BatchKind.ANIMATION, item)
         data = encode_animated_webp(result.frames, fps=params["fps"])
@@ -650,33 +654,31 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> i
             )
         default_storage.save(key, ContentFile(data))
         source = sources[item["source"]]
-        created += _store_candidate(
-            lookup={
-                "batch_id": chunk.batch_id,
-                "source_id": source.pk,
-                "model_version_id": chunk.model_version_id,
-                "seed": item["seed"],
-            },
-            defaults={
-                "kind": CandidateKind.ANIMATION,
-                "prompt_id": source.prompt_id,
-                "params": {**params, "pipeline": loaded.class_name, "dtype": str(loaded.dtype)},
-                "raw_prompt": source.raw_prompt,
-                "enhanced_prompt": source.enhanced_prompt,
-                "motion_prompt": text,
-                "file": key,
-                "frames_prefix": frames_prefix,
-                "width": result.frames[0].width,
-                "height": result.frames[0].height,
-                "frame_count": len(result.frames),
-                "file_size": len(data),
-                "sha256": sha256_hex(data),
-                "device": loaded.device,
-                "inference_ms": result.inference_ms,
-                "motion_score": result.motion_score,
-            },
+        rows.append(
+            Candidate(
+                batch_id=chunk.batch_id,
+                source_id=source.pk,
+                model_version_id=chunk.model_version_id,
+                seed=item["seed"],
+                kind=CandidateKind.ANIMATION,
+                prompt_id=source.prompt_id,
+                params={**params, "pipeline": loaded.class_name, "dtype": str(loaded.dtype)},
+                raw_prompt=source.raw_prompt,
+                enhanced_prompt=source.enhanced_prompt,
+                motion_prompt=text,
+                file=key,
+                frames_prefix=frames_prefix,
+                width=result.frames[0].width,
+                height=result.frames[0].height,
+                frame_count=len(result.frames),
+                file_size=len(data),
+                sha256=sha256_hex(data),
+                device=loaded.device,
+                inference_ms=result.inference_ms,
+                motion_score=result.motion_score,
+            )
         )
-    return created
+    return rows
 
 
 def generation_chunk_run(*, chunk_id: int) -> None:
@@ -710,19 +712,20 @@ def generation_chunk_run(*, chunk_id: int) -> None:
             return
         started = time.perf_counter()
         try:
-            created = run_group(chunk, loaded, list(group))
+            rows = run_group(chunk, loaded, list(group))
         except (ValueError, RuntimeError, OSError) as exc:
             logger.exception("chunk %s failed", chunk_id)
             _chunk_finish(
                 chunk_id=chunk_id, status=ChunkStatus.FAILED, error=f"{type(exc).__name__}: {exc}"
             )
             return
-        if created:
-            GenerationBatch.objects.filter(pk=chunk.batch_id).update(
-                done_count=F("done_count") + created
-            )
+        stored = _store_candidates(batch_id=chunk.batch_id, candidates=rows)
         logger.info(
-            "chunk %s: %d candidates in %.3f s", chunk_id, created, time.perf_counter() - started
+            "chunk %s: %d candidates in %.3f s (batch holds %d)",
+            chunk_id,
+            len(rows),
+            time.perf_counter() - started,
+            stored,
         )
     _chunk_finish(chunk_id=chunk_id, status=ChunkStatus.SUCCEEDED)
 
