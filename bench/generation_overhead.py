@@ -26,6 +26,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads on both sides; on 2 cores, two threads against the worker's own "
+        "database and broker traffic stall on stragglers and the figure measures contention",
+    )
     args = parser.parse_args()
     prompts = args.prompts or (4 if args.quick else 32)
     seeds = list(range(2 if args.quick else args.seeds))
@@ -33,6 +40,7 @@ def main() -> None:
     env = setup_django("bench_generation")
     env["STICKERLOOP_GENERATION_BATCH_SIZE"] = str(args.batch_size)
     env["STICKERLOOP_GENERATION_CHUNK_SIZE"] = "64"
+    env["OMP_NUM_THREADS"] = str(args.threads)
     from generation import services
     from generation.models import GenerationBatch
     from generation.pipelines import generate_stickers, load_pipeline, select_device
@@ -70,6 +78,9 @@ def main() -> None:
     finally:
         stop_worker(worker)
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     device, dtype = select_device(None)
     loaded = load_pipeline(model.uri, kind="image", device=device, dtype=dtype)
     items = [(t, s) for t in texts for s in seeds]
@@ -100,6 +111,7 @@ def main() -> None:
             "bench": "generation_overhead",
             "candidates": len(items),
             "batch_size": args.batch_size,
+            "threads": args.threads,
             "platform_s": round(platform_s, 3),
             "bare_s": round(bare_s, 3),
             "overhead_ratio": round(platform_s / bare_s, 3),
