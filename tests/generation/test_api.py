@@ -6,6 +6,20 @@ from generation.models import Candidate, GenerationBatch, PromptSet
 pytestmark = pytest.mark.django_db
 
 
+def _stored_candidate(model_version, *, kind="sticker", file="s.png", **extra):
+    """A candidate row without generation: these tests only need it to exist."""
+    return Candidate.objects.create(
+        kind=kind,
+        model_version=model_version,
+        raw_prompt=extra.pop("raw_prompt", "x"),
+        file=file,
+        width=64,
+        height=64,
+        sha256="0" * 64,
+        **extra,
+    )
+
+
 def _prompt_set(client, name="set", content="a cat\na dog\n"):
     response = client.post(
         "/api/prompt-sets/import/", {"name": name, "content": content}, format="json"
@@ -157,15 +171,7 @@ def test_empty_prompt_set_batch_is_400(api, curator, models):
 
 
 def test_animation_source_must_be_a_sticker(api, curator, models):
-    animation = Candidate.objects.create(
-        kind="animation",
-        model_version=models["anim-teacher-a"],
-        raw_prompt="x",
-        file="a.webp",
-        width=64,
-        height=64,
-        sha256="0" * 64,
-    )
+    animation = _stored_candidate(models["anim-teacher-a"], kind="animation", file="a.webp")
     response = api(curator).post(
         "/api/batches/create/",
         {
@@ -216,17 +222,7 @@ def test_candidate_filters(api, curator, models):
     prompt = PromptSet.objects.get(pk=set_id).prompts.get()
     base = models["sticker-base"]
     for seed in (1, 2):
-        Candidate.objects.create(
-            kind="sticker",
-            model_version=base,
-            prompt=prompt,
-            seed=seed,
-            raw_prompt="a cat",
-            file=f"s{seed}.png",
-            width=64,
-            height=64,
-            sha256="0" * 64,
-        )
+        _stored_candidate(base, prompt=prompt, seed=seed, raw_prompt="a cat", file=f"s{seed}.png")
     body = client.get(f"/api/candidates/?prompt={prompt.pk}&kind=sticker").json()
     assert body["count"] == 2
     assert [c["seed"] for c in body["results"]] == [1, 2]
@@ -235,15 +231,7 @@ def test_candidate_filters(api, curator, models):
 
 
 def test_animation_strength_that_leaves_no_step_is_400(api, curator, models):
-    source = Candidate.objects.create(
-        kind="sticker",
-        model_version=models["sticker-base"],
-        raw_prompt="x",
-        file="s.png",
-        width=64,
-        height=64,
-        sha256="0" * 64,
-    )
+    source = _stored_candidate(models["sticker-base"])
     response = api(curator).post(
         "/api/batches/create/",
         {
