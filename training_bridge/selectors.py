@@ -38,8 +38,11 @@ DROPPED_SAMPLE_PER_STAGE = 6
 
 
 def dataset_rule_list() -> QuerySet[DatasetRule]:
-    return DatasetRule.objects.prefetch_related("campaigns", "weak_sources").annotate(
-        version_count=Count("versions")
+    # Ordered explicitly: Meta.ordering does not apply to an aggregated query.
+    return (
+        DatasetRule.objects.prefetch_related("campaigns", "weak_sources")
+        .annotate(version_count=Count("versions"))
+        .order_by("name", "id")
     )
 
 
