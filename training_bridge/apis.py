@@ -469,6 +469,35 @@ class ExportCreateApi(APIView):
         return Response(ExportOutput(export).data, status=status.HTTP_201_CREATED)
 
 
+class ExportBatchCreateApi(APIView):
+    """Export a published version in several formats at once: one task writes them all in one
+    pass over the manifest and the files. Answers the exports, in the order asked."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ExportBatchCreateInput"
+
+        formats = serializers.ListField(
+            child=serializers.ChoiceField(choices=ExportFormat.choices), allow_empty=False
+        )
+        shard_size = serializers.IntegerField(required=False, allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: ExportOutput(many=True)})
+    def post(self, request, pk: int):
+        version = get_object_or_404(DatasetVersion, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        exports = services.dataset_exports_create(
+            version=version,
+            export_formats=data.validated_data["formats"],
+            shard_size=data.validated_data.get("shard_size"),
+            requested_by=request.user,
+        )
+        return Response(ExportOutput(exports, many=True).data, status=status.HTTP_201_CREATED)
+
+
 class ExportListApi(generics.ListAPIView):
     permission_classes = [IsCuratorOrEngineer]
     serializer_class = ExportOutput

@@ -55,7 +55,7 @@ from training_bridge.models import (
 from training_bridge.neardup import perceptual_hash
 from training_bridge.rules import rule_spec_check, rule_values
 from training_bridge.writers import (
-    ExportRecord,
+    ExportBatch,
     ImagefolderWriter,
     OutputFile,
     ParquetWriter,
@@ -614,14 +614,47 @@ def dataset_export_create(
     requested_by: AbstractBaseUser | None = None,
 ) -> DatasetExport:
     """Queue an export of a published version on the ``default`` queue (after commit)."""
-    export = _export_row(
+    (export,) = dataset_exports_create(
         version=version,
-        export_format=export_format,
+        export_formats=[export_format],
         shard_size=shard_size,
         requested_by=requested_by,
     )
-    curation_tasks.run_export.delay_on_commit(export.pk)
     return export
+
+
+@transaction.atomic
+def dataset_exports_create(
+    *,
+    version: DatasetVersion,
+    export_formats: list[str],
+    shard_size: int | None = None,
+    requested_by: AbstractBaseUser | None = None,
+) -> list[DatasetExport]:
+    """Queue exports of one version in several formats, written in one pass: the manifest is
+    read and every file read and checked once for all of them. Each export keeps its own row,
+    progress, files, checksum and audit events. ``shard_size`` is the WebDataset export's.
+    """
+    if isinstance(export_formats, str) or not isinstance(export_formats, list | tuple):
+        raise ValidationError({"formats": ["Must be a list of formats."]})
+    if not export_formats:
+        raise ValidationError({"formats": ["Name at least one format."]})
+    repeated = sorted({f for f in export_formats if export_formats.count(f) > 1}, key=str)
+    if repeated:
+        raise ValidationError({"formats": [f"Each format once; repeated: {repeated[0]!r}."]})
+    if shard_size is not None and ExportFormat.WEBDATASET not in export_formats:
+        raise ValidationError({"shard_size": ["Only WebDataset exports have shards."]})
+    exports = [
+        _export_row(
+            version=version,
+            export_format=fmt,
+            shard_size=shard_size if fmt == ExportFormat.WEBDATASET else None,
+            requested_by=requested_by,
+        )
+        for fmt in export_formats
+    ]
+    curation_tasks.run_exports.delay_on_commit([e.pk for e in exports])
+    return exports
 
 
 @transaction.atomic
@@ -787,10 +820,12 @@ _RECORD_COLUMNS = (
     "frame_count",
     "motion_score",
 )
+# Blank names go out as JSON null; the database turns them into NULL on the way.
+_BLANK_AS_NULL = {"model_version_name", "teacher"}
 EXPORT_READ_CHUNK = 5000
 
 
-def _manifest_rows(version: DatasetVersion) -> Iterator[tuple]:
+def _manifest_chunks(version: DatasetVersion) -> Iterator[list[tuple]]:
     """The manifest in order, ``EXPORT_READ_CHUNK`` rows per query by position range.
 
     Raw SQL with the JSON columns as text: they are written out as they are, and Django's
@@ -799,7 +834,12 @@ def _manifest_rows(version: DatasetVersion) -> Iterator[tuple]:
     """
     cast = "::text" if connection.vendor == "postgresql" else ""
     columns = ", ".join(
-        f"COALESCE({c}{cast}, 'null')" if c in _JSON_COLUMNS else c for c in _RECORD_COLUMNS
+        f"COALESCE({c}{cast}, 'null')"
+        if c in _JSON_COLUMNS
+        else f"NULLIF({c}, '')"
+        if c in _BLANK_AS_NULL
+        else c
+        for c in _RECORD_COLUMNS
     )
     sql = (
         f"SELECT {columns} FROM {DatasetEntry._meta.db_table} "
@@ -809,75 +849,126 @@ def _manifest_rows(version: DatasetVersion) -> Iterator[tuple]:
         with connection.cursor() as cursor:
             cursor.execute(sql, [version.pk, start, start + EXPORT_READ_CHUNK])
             rows = cursor.fetchall()
-        yield from rows
+        if rows:
+            yield rows
 
 
-def export_records(version: DatasetVersion, reader: _StorageReader) -> Iterator[ExportRecord]:
-    """The version's entries in manifest order, with their bytes, one at a time.
+EXPORT_BATCH_BYTES = 32 << 20
 
-    Each file is checked against the sha256 the manifest recorded; a changed or missing file
-    stops the export rather than exporting something other than the version.
+
+def export_batches(version: DatasetVersion, reader: _StorageReader) -> Iterator[ExportBatch]:
+    """The version's entries in manifest order with their bytes, a batch at a time.
+
+    A batch holds at most ``EXPORT_READ_CHUNK`` entries and stops growing once its files pass
+    ``EXPORT_BATCH_BYTES``, so memory stays bounded for large animations too. Each file is
+    checked against the sha256 the manifest recorded; a changed or missing file stops the
+    export rather than exporting something other than the version.
     """
-    sha256 = hashlib.sha256
-    for (
-        candidate_id,
-        split,
-        file_key,
-        file_sha256,
-        file_ext,
-        caption,
-        label,
-        confidence,
-        labels,
-        confidences,
-        scores,
-        n_judgments,
-        model_version_name,
-        seed,
-        prompt_text,
-        teacher,
-        source_candidate_id,
-        source_file_key,
-        frames_prefix,
-        frame_count,
-        motion_score,
-    ) in _manifest_rows(version):
-        data = reader.read(file_key)
-        if sha256(data).hexdigest() != file_sha256:
-            raise ExportInputError(
-                f"Candidate {candidate_id}'s file {file_key} no longer matches the checksum in "
-                "the manifest."
-            )
-        source_data = None
-        if source_candidate_id is not None and source_file_key:
-            source_data = reader.read(source_file_key)
-        frames = []
-        if frames_prefix:
-            frames = [reader.read(f"{frames_prefix}frame-{i:03d}.png") for i in range(frame_count)]
-        # Positional: keyword construction of the 21 fields costs twice as much per entry.
-        yield ExportRecord(
-            candidate_id,
-            split,
-            file_ext,
-            data,
-            caption,
-            label,
-            confidence,
+    for rows in _manifest_chunks(version):
+        (
+            candidate_ids,
+            splits,
+            file_keys,
+            file_sha256s,
+            file_exts,
+            captions,
             labels,
             confidences,
+            labels_all,
+            confidences_all,
             scores,
             n_judgments,
-            model_version_name or None,
-            seed,
-            prompt_text,
-            teacher or None,
-            file_sha256,
-            motion_score,
-            frame_count,
-            source_candidate_id if source_data is not None else None,
-            source_data,
-            frames,
-        )
+            model_versions,
+            seeds,
+            prompts,
+            teachers,
+            source_ids,
+            source_keys,
+            frames_prefixes,
+            frame_counts,
+            motion_scores,
+        ) = zip(*rows, strict=True)
+        extras = any(source_keys) or any(frames_prefixes)
+        start = 0
+        while start < len(rows):
+            datas, sources, frames = _read_files(
+                reader,
+                start,
+                file_keys,
+                source_ids,
+                source_keys,
+                frames_prefixes,
+                frame_counts,
+                extras=extras,
+            )
+            end = start + len(datas)
+            part = slice(start, end)
+            digests = [hashlib.sha256(data).hexdigest() for data in datas]
+            if digests != list(file_sha256s[part]):
+                i = next(i for i, d in enumerate(digests) if d != file_sha256s[start + i])
+                raise ExportInputError(
+                    f"Candidate {candidate_ids[start + i]}'s file {file_keys[start + i]} no "
+                    "longer matches the checksum in the manifest."
+                )
+            yield ExportBatch(
+                candidate_id=candidate_ids[part],
+                split=splits[part],
+                ext=file_exts[part],
+                sha256=file_sha256s[part],
+                caption=captions[part],
+                label_json=labels[part],
+                confidence=confidences[part],
+                labels_json=labels_all[part],
+                confidences_json=confidences_all[part],
+                scores_json=scores[part],
+                n_judgments=n_judgments[part],
+                model_version=model_versions[part],
+                seed=seeds[part],
+                prompt=prompts[part],
+                teacher=teachers[part],
+                motion_score=motion_scores[part],
+                frame_count=frame_counts[part],
+                data=datas,
+                source_candidate_id=[
+                    sid if data is not None else None
+                    for sid, data in zip(source_ids[part], sources, strict=True)
+                ],
+                source_data=sources,
+                frames=frames,
+            )
+            start = end
+
+
+def _read_files(reader, start, file_keys, source_ids, source_keys, prefixes, counts, *, extras):
+    """Files from entry ``start`` on until the batch's byte budget is spent: (files, sources,
+    frame lists)."""
+    read = reader.read
+    datas: list[bytes] = []
+    sources: list[bytes | None] = []
+    frames: list[list[bytes]] = []
+    total = 0
+    for i in range(start, len(file_keys)):
+        data = read(file_keys[i])
+        datas.append(data)
+        total += len(data)
+        if extras:
+            source = None
+            if source_ids[i] is not None and source_keys[i]:
+                source = read(source_keys[i])
+                total += len(source)
+            sources.append(source)
+            prefix = prefixes[i]
+            entry_frames = (
+                [read(f"{prefix}frame-{k:03d}.png") for k in range(counts[i])] if prefix else []
+            )
+            total += sum(map(len, entry_frames))
+            frames.append(entry_frames)
+        if total >= EXPORT_BATCH_BYTES:
+            break
+    if not extras:
+        sources = [None] * len(datas)
+        frames = [[]] * len(datas)
+    return datas, sources, frames
 
 
 def _writer_for(export: DatasetExport, folder: Path):
@@ -916,52 +1007,104 @@ def _store_outputs(export: DatasetExport, outputs: list[OutputFile]) -> list[dic
 
 
 def dataset_export_run(*, export_id: int) -> None:
-    """Write an export: stream the manifest and its files into local files, move them into
-    storage under deterministic keys, record size and checksum, then mark it finished.
+    """Write one export; see ``dataset_exports_run``."""
+    dataset_exports_run(export_ids=[export_id])
 
-    Memory stays bounded: entries arrive 5,000 at a time, each file is written as it is read,
-    and Parquet holds one row group. Progress moves every 2% (at most every 2,000 entries).
+
+def dataset_exports_run(*, export_ids: list[int]) -> None:
+    """Write exports of one version in one pass: stream the manifest and its files into each
+    export's local files, move them into storage under deterministic keys, record sizes and
+    checksums, then mark each finished.
+
+    Memory stays bounded: entries arrive in batches of at most 5,000 entries or 32 MB of files,
+    and each batch is written out (a Parquet row group, a run of archive members) before the
+    next is read. Progress moves after a batch, at most every 2% (and 2,000 entries). A file
+    that no longer matches the manifest fails every export of the pass; a writer's own failure
+    fails only its export.
     """
-    export = _export_claim(export_id)
-    if export is None:
+    claimed = [e for e in map(_export_claim, export_ids) if e is not None]
+    if not claimed:
         return
+    version = claimed[0].version
+    strays = [e for e in claimed if e.version_id != version.pk]
+    for export in strays:
+        _export_finish(
+            export.pk,
+            status=TaskStatus.FAILED,
+            error=f"Export {export.pk} is of version {export.version_id}, not {version.pk}; "
+            "one pass writes one version.",
+        )
+    claimed = [e for e in claimed if e.version_id == version.pk]
     cpu_started = time.process_time()
     scratch = work_dir() / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"export-{export.pk}-", dir=scratch))
-    writer = None
+    folders: dict[int, Path] = {}
+    writers: dict[int, object] = {}
+    failed: dict[int, str] = {}
+    outputs: dict[int, list[OutputFile]] = {}
     reader = _StorageReader()
     try:
-        writer = _writer_for(export, folder)
-        # About 50 progress writes per export, none more often than every 2,000 entries.
-        step = max(2000, export.total // 50)
-        for done, record in enumerate(export_records(export.version, reader), 1):
-            writer.add(record)
-            if done % step == 0:
-                DatasetExport.objects.filter(pk=export.pk).update(done=done)
-        outputs = writer.close()
-        writer = None
-        files = _store_outputs(export, outputs)
-    except (ExportInputError, OSError, ValueError) as exc:
-        if writer is not None:
+        for export in claimed:
+            folders[export.pk] = Path(tempfile.mkdtemp(prefix=f"export-{export.pk}-", dir=scratch))
+            try:
+                writers[export.pk] = _writer_for(export, folders[export.pk])
+            except (OSError, ValueError) as exc:
+                failed[export.pk] = str(exc)
+        # At most about 50 progress writes per export.
+        step = max(2000, version.entry_count // 50)
+        done = reported = 0
+        for batch in export_batches(version, reader):
+            for pk, writer in list(writers.items()):
+                try:
+                    writer.add_batch(batch)
+                except (OSError, ValueError) as exc:
+                    failed[pk] = str(exc)
+                    writers.pop(pk).abort()
+            if not writers:
+                break
+            done += len(batch)
+            if done - reported >= step:
+                DatasetExport.objects.filter(pk__in=list(writers)).update(done=done)
+                reported = done
+        for pk, writer in list(writers.items()):
+            try:
+                outputs[pk] = writer.close()
+            except (OSError, ValueError) as exc:
+                failed[pk] = str(exc)
+            writers.pop(pk)
+        cpu_seconds = round(time.process_time() - cpu_started, 3)
+        for export in claimed:
+            if export.pk in failed:
+                logger.warning("export %s failed: %s", export.pk, failed[export.pk])
+                _export_finish(export.pk, status=TaskStatus.FAILED, error=failed[export.pk])
+                continue
+            try:
+                files = _store_outputs(export, outputs[export.pk])
+            except (ExportInputError, OSError) as exc:
+                logger.warning("export %s failed: %s", export.pk, exc)
+                _export_finish(export.pk, status=TaskStatus.FAILED, error=str(exc))
+                continue
+            _export_finish(
+                export.pk, status=TaskStatus.SUCCEEDED, files=files, cpu_seconds=cpu_seconds
+            )
+    except (ExportInputError, OSError) as exc:
+        # Reading the version failed: nothing of this pass is an export of it.
+        for writer in writers.values():
             writer.abort()
-        logger.warning("export %s failed: %s", export.pk, exc)
-        _export_finish(export.pk, status=TaskStatus.FAILED, error=str(exc))
-        return
+        logger.warning("exports %s failed: %s", [e.pk for e in claimed], exc)
+        for export in claimed:
+            _export_finish(export.pk, status=TaskStatus.FAILED, error=str(exc))
     finally:
         reader.close()
-        shutil.rmtree(folder, ignore_errors=True)
-    _export_finish(
-        export.pk,
-        status=TaskStatus.SUCCEEDED,
-        files=files,
-        cpu_seconds=round(time.process_time() - cpu_started, 3),
-    )
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def dataset_export_fail(*, export_id: int, error: str) -> None:
-    """Mark an export failed from outside its run (the task hit its time limit or crashed)."""
-    _export_finish(export_id, status=TaskStatus.FAILED, error=error)
+def dataset_exports_fail(*, export_ids: list[int], error: str) -> None:
+    """Mark exports failed from outside their run (the task hit its time limit or crashed);
+    those already finished keep their result."""
+    for export_id in export_ids:
+        _export_finish(export_id, status=TaskStatus.FAILED, error=error)
 
 
 @transaction.atomic

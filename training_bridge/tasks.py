@@ -9,7 +9,7 @@ _TRANSIENT = (OperationalError,)
 
 
 @shared_task(
-    name="training_bridge.run_export",
+    name="training_bridge.run_exports",
     acks_late=True,
     ignore_result=True,
     autoretry_for=_TRANSIENT,
@@ -19,20 +19,21 @@ _TRANSIENT = (OperationalError,)
     soft_time_limit=3 * 3600,
     time_limit=3 * 3600 + 60,
 )
-def run_export(export_id: int) -> None:
+def run_exports(export_ids: list[int]) -> None:
+    """Exports of one version, written in one pass."""
     from training_bridge import services
 
     try:
-        services.dataset_export_run(export_id=export_id)
+        services.dataset_exports_run(export_ids=export_ids)
     except _TRANSIENT:
         raise
     except SoftTimeLimitExceeded:
-        services.dataset_export_fail(
-            export_id=export_id, error="The export ran past its time limit (3 hours)."
+        services.dataset_exports_fail(
+            export_ids=export_ids, error="The export ran past its time limit (3 hours)."
         )
     except Exception as exc:
-        # A bug must not leave the export "running" for ever; the traceback goes to the log.
-        services.dataset_export_fail(export_id=export_id, error=f"{type(exc).__name__}: {exc}")
+        # A bug must not leave an export "running" for ever; the traceback goes to the log.
+        services.dataset_exports_fail(export_ids=export_ids, error=f"{type(exc).__name__}: {exc}")
         raise
 
 

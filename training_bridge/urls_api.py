@@ -55,6 +55,11 @@ urlpatterns = [
         apis.ExportCreateApi.as_view(),
         name="api-dataset-export-create",
     ),
+    path(
+        "dataset-versions/<int:pk>/exports/batch/",
+        apis.ExportBatchCreateApi.as_view(),
+        name="api-dataset-export-batch-create",
+    ),
     path("dataset-exports/", apis.ExportListApi.as_view(), name="api-dataset-export-list"),
     path(
         "dataset-exports/progress/",

@@ -1,10 +1,13 @@
 """Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet.
 
-Each writer takes ``ExportRecord`` values one at a time and streams them to local files, so
-memory stays bounded by one record (plus one Parquet row group) whatever the dataset's size.
-The services read the records from storage and move the finished files into storage.
+Writers take ``ExportBatch`` values: runs of consecutive manifest entries held as columns, with
+their bytes. The services cut batches at a few thousand entries or a few tens of megabytes of
+files, whichever comes first, so memory stays bounded whatever the dataset's size. Working a
+batch at a time rather than an entry at a time matters at this scale: at 100,000 entries every
+microsecond spent per entry is a tenth of a second per format, and GNU tar copies the same files
+at about 3.5 µs each.
 
-Every archive is byte-for-byte reproducible: members are written in record order with a fixed
+Every archive is byte-for-byte reproducible: members are written in manifest order with a fixed
 mtime, owner and mode, so the same version exported twice gives the same checksum.
 """
 
@@ -13,11 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _encode_string
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 SPLITS = ("train", "validation")
 _BLOCK = 512
@@ -28,6 +35,10 @@ _MODE_UID_GID = b"0000644\0" + b"0000000\0" + b"0000000\0"
 _TAIL = b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * (_BLOCK - 265)
 # The checksum is the byte sum of the header with its own field read as eight spaces.
 _CONSTANT_SUM = sum(_MODE_UID_GID) + sum(_TAIL) + 8 * ord(" ")
+# Octal digit positions, most significant first: an 11-digit size and a 6-digit checksum.
+_PIECE = 1 << 20
+_SIZE_SHIFTS = np.arange(30, -1, -3, dtype=np.int64)
+_CHECKSUM_SHIFTS = np.arange(15, -1, -3, dtype=np.int64)
 
 
 def _split_name(name: bytes) -> tuple[bytes, bytes]:
@@ -43,18 +54,35 @@ def _split_name(name: bytes) -> tuple[bytes, bytes]:
 class TarWriter:
     """A minimal ustar writer: regular files only, fixed metadata, sha256 while writing.
 
-    Python's ``tarfile`` spends about 45 µs per member building headers (measured: 9.4 s for
-    200,000 small members on the 2-core machine, against 1.5 s for GNU tar on the same files);
-    precomputing the constant part of the header brings that to about 7 µs. The output reads
-    with ``tarfile``, GNU tar and ``webdataset``.
+    Python's ``tarfile`` spends about 45 µs per member building headers; here the headers of a
+    whole run of members are built at once as rows of a numpy array (names, octal sizes and
+    checksums filled column-wise), and the run goes out in one write and one hash update. The
+    output reads with ``tarfile``, GNU tar and ``webdataset``.
     """
 
     def __init__(self, path: Path, *, mtime: int = 0):
         self.path = Path(path)
-        self._file: BinaryIO = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._file: BinaryIO = open(self.path, "wb", buffering=0)  # noqa: SIM115
         self._hash = hashlib.sha256()
         self._mtime = b"%011o\0" % max(int(mtime), 0)
-        self._mtime_sum = sum(self._mtime)
+        template = np.frombuffer(
+            b"".join(
+                (
+                    b"\0" * 100,
+                    _MODE_UID_GID,
+                    b"\0" * 12,
+                    self._mtime,
+                    b" " * 8,
+                    _TAIL,
+                )
+            ),
+            dtype=np.uint8,
+        )
+        # Summed with the checksum field as eight spaces; written with its NUL and space.
+        self._template_sum = int(template.sum())
+        template = template.copy()
+        template[154] = 0
+        self._template = template
         self.size = 0
         self.members = 0
 
@@ -63,11 +91,11 @@ class TarWriter:
         self._hash.update(data)
         self.size += len(data)
 
-    def _header(self, name: str, size: int) -> bytes:
-        encoded = name.encode()
-        prefix, short = _split_name(encoded) if len(encoded) > 100 else (b"", encoded)
+    def _header(self, name: bytes, size: int) -> bytes:
+        """One header, for a name too long for the fast path."""
+        prefix, short = _split_name(name)
         size_field = b"%011o\0" % size
-        checksum = _CONSTANT_SUM + sum(short) + sum(prefix) + sum(size_field) + self._mtime_sum
+        checksum = _CONSTANT_SUM + sum(short) + sum(prefix) + sum(size_field) + sum(self._mtime)
         tail = _TAIL if not prefix else _TAIL[:189] + prefix + b"\0" * (167 - len(prefix))
         return b"".join(
             (
@@ -81,14 +109,56 @@ class TarWriter:
             )
         )
 
-    def add(self, name: str, data: bytes) -> None:
-        # One write and one hash update per member: at 100,000 members the calls add up.
-        self._write(b"".join((self._header(name, len(data)), data, _PADDING[-len(data) % _BLOCK])))
-        self.members += 1
+    def _headers(self, names: Sequence[bytes], sizes: Sequence[int]) -> list:
+        """The 512-byte headers of a run of members."""
+        count = len(names)
+        rows = np.empty((count, _BLOCK), dtype=np.uint8)
+        rows[:] = self._template
+        fitted = np.frombuffer(
+            b"".join([name.ljust(100, b"\0")[:100] for name in names]), dtype=np.uint8
+        ).reshape(count, 100)
+        rows[:, :100] = fitted
+        size_array = np.fromiter(sizes, dtype=np.int64, count=count)
+        digits = 48 + ((size_array[:, None] >> _SIZE_SHIFTS) & 7)
+        rows[:, 124:135] = digits
+        # The sum of the constant fields is known; only names and sizes vary.
+        checksums = self._template_sum + fitted.sum(axis=1, dtype=np.int64) + digits.sum(axis=1)
+        rows[:, 148:154] = 48 + ((checksums[:, None] >> _CHECKSUM_SHIFTS) & 7)
+        block = rows.tobytes()
+        headers = [block[i : i + _BLOCK] for i in range(0, count * _BLOCK, _BLOCK)]
+        if max(map(len, names)) > 100:
+            for i, name in enumerate(names):
+                if len(name) > 100:
+                    headers[i] = self._header(name, sizes[i])
+        return headers
+
+    def add_members(self, names: Sequence[str], datas: Sequence[bytes]) -> None:
+        """Members in order: one header build, one write and one hash update for the run."""
+        if not names:
+            return
+        encoded = [name.encode() for name in names]
+        sizes = [len(data) for data in datas]
+        headers = self._headers(encoded, sizes)
+        parts: list = []
+        extend = parts.extend
+        pending = 0
+        # Joined, hashed and written about 1 MB at a time: the piece is still in the CPU's
+        # cache for the hash and the copy into the page cache (three times faster, measured,
+        # than one join of the whole run).
+        for header, data, size in zip(headers, datas, sizes, strict=True):
+            extend((header, data, _PADDING[-size % _BLOCK]))
+            pending += size + 2 * _BLOCK
+            if pending >= _PIECE:
+                self._write(b"".join(parts))
+                parts.clear()
+                pending = 0
+        if parts:
+            self._write(b"".join(parts))
+        self.members += len(encoded)
 
     def add_chunks(self, name: str, size: int, chunks: Iterable[bytes]) -> None:
         """A member whose ``size`` bytes arrive in pieces (a large file, streamed)."""
-        self._write(self._header(name, size))
+        self._write(self._headers([name.encode()], [size])[0])
         written = 0
         for chunk in chunks:
             self._write(chunk)
@@ -126,64 +196,90 @@ def json_number(value: float | int | None) -> str:
 
 
 @dataclass(slots=True)
-class ExportRecord:
-    """One manifest entry with its bytes, as a writer needs it.
+class ExportBatch:
+    """Consecutive manifest entries as columns of equal length, with their bytes.
 
     The label columns arrive as JSON text (``label_json``, ``labels_json`` ...) straight from
-    the manifest and go out as they are: writing 100,000 entries three ways, decoding and
-    re-encoding them cost more than reading the files (measured: 1.8 s of 7 s).
+    the manifest and go out as they are: decoding and re-encoding them cost more than reading
+    the files. ``source_data`` is None and ``frames`` empty for an entry without them.
     """
 
-    candidate_id: int
-    split: str
-    ext: str
-    data: bytes
-    caption: str
-    label_json: str
-    confidence: float
-    labels_json: str
-    confidences_json: str
-    scores_json: str
-    n_judgments: int
-    model_version: str | None
-    seed: int
-    prompt: str
-    teacher: str | None
-    sha256: str
-    motion_score: float | None
-    frame_count: int
-    source_candidate_id: int | None = None
-    source_data: bytes | None = None
-    frames: list[bytes] = field(default_factory=list)
+    candidate_id: Sequence[int]
+    split: Sequence[str]
+    ext: Sequence[str]
+    sha256: Sequence[str]
+    caption: Sequence[str]
+    label_json: Sequence[str]
+    confidence: Sequence[float]
+    labels_json: Sequence[str]
+    confidences_json: Sequence[str]
+    scores_json: Sequence[str]
+    n_judgments: Sequence[int]
+    model_version: Sequence[str | None]
+    seed: Sequence[int]
+    prompt: Sequence[str]
+    teacher: Sequence[str | None]
+    motion_score: Sequence[float | None]
+    frame_count: Sequence[int]
+    data: Sequence[bytes]
+    source_candidate_id: Sequence[int | None]
+    source_data: Sequence[bytes | None]
+    frames: Sequence[Sequence[bytes]]
+    # Worked out once for all the writers of a pass.
+    _common: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.candidate_id)
+
+    def check(self) -> None:
+        for name in self.__slots__:
+            if name != "_common" and len(getattr(self, name)) != len(self):
+                raise ValueError(f"column `{name}` has {len(getattr(self, name))} values.")
+        if not set(self.split) <= set(SPLITS):
+            bad = next(s for s in self.split if s not in SPLITS)
+            raise ValueError(f"`split` has to be one of {', '.join(SPLITS)} but is {bad!r}.")
 
     @property
-    def key(self) -> str:
-        return str(self.candidate_id)
+    def has_extras(self) -> bool:
+        """Whether any entry brings a source sticker or frames (animations do)."""
+        return any(d is not None for d in self.source_data) or any(self.frames)
 
-    def file_name(self) -> str:
-        return f"{self.candidate_id}.{self.ext}"
+    def file_names(self) -> list[str]:
+        return [f"{c}.{e}" for c, e in zip(self.candidate_id, self.ext, strict=True)]
 
-    def source_file_name(self) -> str | None:
-        if self.source_data is None:
+    def source_file_name(self, i: int) -> str | None:
+        if self.source_data[i] is None:
             return None
-        return f"sources/{self.source_candidate_id}.png"
+        return f"sources/{self.source_candidate_id[i]}.png"
 
-    def frames_dir(self) -> str | None:
-        return f"frames/{self.candidate_id}" if self.frames else None
+    def frames_dir(self, i: int) -> str | None:
+        return f"frames/{self.candidate_id[i]}" if self.frames[i] else None
 
-    def common_json(self) -> str:
+    def common_json(self) -> list[str]:
         """The columns every format carries, as the members of a JSON object (no braces)."""
-        return (
-            f'"text":{_encode_string(self.caption)},"candidate_id":{self.candidate_id},'
-            f'"label":{self.label_json},"confidence":{json_number(self.confidence)},'
-            f'"model_version":{json_string(self.model_version)},"seed":{self.seed},'
-            f'"prompt":{_encode_string(self.prompt)},"teacher":{json_string(self.teacher)}'
-        )
+        if self._common is None:
+            self._common = self._format_common()
+        return self._common
 
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"`split` has to be one of {', '.join(SPLITS)} but is {split!r}.")
+    def _format_common(self) -> list[str]:
+        enc = _encode_string
+        return [
+            f'"text":{enc(caption)},"candidate_id":{cid},"label":{label},'
+            f'"confidence":{confidence!r},'
+            f'"model_version":{"null" if model is None else enc(model)},"seed":{seed},'
+            f'"prompt":{enc(prompt)},"teacher":{"null" if teacher is None else enc(teacher)}'
+            for caption, cid, label, confidence, model, seed, prompt, teacher in zip(
+                self.caption,
+                self.candidate_id,
+                self.label_json,
+                self.confidence,
+                self.model_version,
+                self.seed,
+                self.prompt,
+                self.teacher,
+                strict=True,
+            )
+        ]
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -191,11 +287,7 @@ def _json_bytes(value: Any) -> bytes:
 
 
 class _Spool:
-    """Lines kept in memory up to ``limit`` bytes, then in a temporary file.
-
-    ``tempfile.SpooledTemporaryFile.write`` costs about 4 µs a call in Python; appending to a
-    list and writing in large pieces costs a tenth of that.
-    """
+    """Lines kept in memory up to ``limit`` bytes, then in a temporary file."""
 
     def __init__(self, limit: int = 4 << 20):
         self._parts: list[bytes] = []
@@ -264,29 +356,59 @@ class ImagefolderWriter:
         self._counts = dict.fromkeys(SPLITS, 0)
         self._sources: dict[str, set[int]] = {split: set() for split in SPLITS}
 
-    def add(self, record: ExportRecord) -> None:
-        _check_split(record.split)
-        split = record.split
-        file_name = record.file_name()
-        self._tar.add(f"{split}/{file_name}", record.data)
-        source_name = record.source_file_name()
-        if source_name is not None and record.source_candidate_id not in self._sources[split]:
-            self._sources[split].add(record.source_candidate_id)
-            self._tar.add(f"{split}/{source_name}", record.source_data)
-        frames_dir = record.frames_dir()
-        for index, frame in enumerate(record.frames):
-            self._tar.add(f"{split}/{frames_dir}/frame-{index:03d}.png", frame)
-        line = (
-            f'{{"file_name":"{file_name}",{record.common_json()},'
-            f'"source_file_name":{json_string(source_name)},'
-            f'"frames_dir":{json_string(frames_dir)},"sha256":"{record.sha256}",'
-            f'"labels_json":{_encode_string(record.labels_json)}}}\n'
-        )
-        self._metadata[split].write(line.encode())
-        self._counts[split] += 1
+    def add_batch(self, batch: ExportBatch) -> None:
+        batch.check()
+        file_names = batch.file_names()
+        common = batch.common_json()
+        if batch.has_extras:
+            names, datas, sources, frame_dirs = self._members_with_extras(batch, file_names)
+        else:
+            names = [f"{s}/{f}" for s, f in zip(batch.split, file_names, strict=True)]
+            datas = batch.data
+            sources = frame_dirs = ["null"] * len(batch)
+        self._tar.add_members(names, datas)
+        lines = {split: [] for split in SPLITS}
+        for split, file_name, shared, source, frames_dir, sha, labels in zip(
+            batch.split,
+            file_names,
+            common,
+            sources,
+            frame_dirs,
+            batch.sha256,
+            batch.labels_json,
+            strict=True,
+        ):
+            lines[split].append(
+                f'{{"file_name":"{file_name}",{shared},"source_file_name":{source},'
+                f'"frames_dir":{frames_dir},"sha256":"{sha}",'
+                f'"labels_json":{_encode_string(labels)}}}\n'
+            )
+        for split, split_lines in lines.items():
+            if split_lines:
+                self._metadata[split].write("".join(split_lines).encode())
+                self._counts[split] += len(split_lines)
+
+    def _members_with_extras(self, batch: ExportBatch, file_names: list[str]):
+        names, datas, sources, frame_dirs = [], [], [], []
+        for i, split in enumerate(batch.split):
+            names.append(f"{split}/{file_names[i]}")
+            datas.append(batch.data[i])
+            source_name = batch.source_file_name(i)
+            source_id = batch.source_candidate_id[i]
+            if source_name is not None and source_id not in self._sources[split]:
+                self._sources[split].add(source_id)
+                names.append(f"{split}/{source_name}")
+                datas.append(batch.source_data[i])
+            frames_dir = batch.frames_dir(i)
+            for index, frame in enumerate(batch.frames[i]):
+                names.append(f"{split}/{frames_dir}/frame-{index:03d}.png")
+                datas.append(frame)
+            sources.append(json_string(source_name))
+            frame_dirs.append(json_string(frames_dir))
+        return names, datas, sources, frame_dirs
 
     def close(self) -> list[OutputFile]:
-        self._tar.add("dataset.json", _json_bytes(self._info) + b"\n")
+        self._tar.add_members(["dataset.json"], [_json_bytes(self._info) + b"\n"])
         for split in SPLITS:
             spool = self._metadata[split]
             if self._counts[split]:
@@ -331,25 +453,50 @@ class WebDatasetWriter:
             writer = self._open[split] = TarWriter(self._folder / name, mtime=self._mtime)
         return writer
 
-    def add(self, record: ExportRecord) -> None:
-        _check_split(record.split)
-        shard = self._shard(record.split)
-        key = record.key
-        shard.add(f"{key}.{record.ext}", record.data)
-        sample = (
-            f'{{{record.common_json()},"split":"{record.split}","labels":{record.labels_json},'
-            f'"confidences":{record.confidences_json},"scores":{record.scores_json},'
-            f'"n_judgments":{record.n_judgments},"sha256":"{record.sha256}",'
-            f'"motion_score":{json_number(record.motion_score)},'
-            f'"frame_count":{record.frame_count},'
-            f'"source_candidate_id":{json_number(record.source_candidate_id)}}}'
-        )
-        shard.add(f"{key}.json", sample.encode())
-        if record.source_data is not None:
-            shard.add(f"{key}.source.png", record.source_data)
-        for index, frame in enumerate(record.frames):
-            shard.add(f"{key}.frame-{index:03d}.png", frame)
-        self._in_shard[record.split] += 1
+    def add_batch(self, batch: ExportBatch) -> None:
+        batch.check()
+        common = batch.common_json()
+        samples = [
+            f'{{{shared},"split":"{split}","labels":{labels},"confidences":{confs},'
+            f'"scores":{scores},"n_judgments":{n},"sha256":"{sha}",'
+            f'"motion_score":{"null" if motion is None else repr(motion)},'
+            f'"frame_count":{frames},'
+            f'"source_candidate_id":{"null" if source is None else source}}}'.encode()
+            for shared, split, labels, confs, scores, n, sha, motion, frames, source in zip(
+                common,
+                batch.split,
+                batch.labels_json,
+                batch.confidences_json,
+                batch.scores_json,
+                batch.n_judgments,
+                batch.sha256,
+                batch.motion_score,
+                batch.frame_count,
+                batch.source_candidate_id,
+                strict=True,
+            )
+        ]
+        extras = batch.has_extras
+        for split in SPLITS:
+            rows = [i for i, s in enumerate(batch.split) if s == split]
+            while rows:
+                shard = self._shard(split)
+                room = self._shard_size - self._in_shard[split]
+                taken, rows = rows[:room], rows[room:]
+                names, datas = [], []
+                for i in taken:
+                    key = batch.candidate_id[i]
+                    names += (f"{key}.{batch.ext[i]}", f"{key}.json")
+                    datas += (batch.data[i], samples[i])
+                    if extras:
+                        if batch.source_data[i] is not None:
+                            names.append(f"{key}.source.png")
+                            datas.append(batch.source_data[i])
+                        for index, frame in enumerate(batch.frames[i]):
+                            names.append(f"{key}.frame-{index:03d}.png")
+                            datas.append(frame)
+                shard.add_members(names, datas)
+                self._in_shard[split] += len(taken)
 
     def close(self) -> list[OutputFile]:
         for split in SPLITS:
@@ -363,54 +510,17 @@ class WebDatasetWriter:
             writer.abort()
 
 
-_PARQUET_COLUMNS = (
-    "candidate_id",
-    "split",
-    "file_name",
-    "text",
-    "label",
-    "confidence",
-    "labels",
-    "confidences",
-    "scores",
-    "model_version",
-    "seed",
-    "prompt",
-    "teacher",
-    "source_candidate_id",
-    "source_file_name",
-    "sha256",
-    "motion_score",
-    "frame_count",
-    "image",
-    "source_image",
-    "frames",
-)
-
-
 class ParquetWriter:
     """One Parquet file, one row per entry, with the bytes inside.
 
     ``image`` and ``source_image`` follow the ``datasets`` Image convention (a struct of
     ``bytes`` and ``path``); ``frames`` lists an animation's PNG frames. ``label``, ``labels``,
     ``confidences`` and ``scores`` are JSON text because their types differ between questions.
-    Columns are gathered per row group (``row_group_size`` rows or ``row_group_bytes`` of
-    files, whichever comes first) and written as arrays; image bytes are stored uncompressed
+    Each batch becomes a row group, written as arrays; image bytes are stored uncompressed
     (PNG and WebP are compressed already), the rest with snappy.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        dataset_info: dict,
-        row_group_size: int = 4096,
-        row_group_bytes: int = 64 << 20,
-    ):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self._pa = pa
+    def __init__(self, path: Path, *, dataset_info: dict):
         self._image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
         self._schema = pa.schema(
             [
@@ -465,89 +575,62 @@ class ParquetWriter:
                 "teacher",
             ],
         )
-        self._columns: dict[str, list] = {name: [] for name in _PARQUET_COLUMNS}
-        self._rows = 0
-        self._bytes = 0
-        self._row_group_size = row_group_size
-        self._row_group_bytes = row_group_bytes
 
-    def add(self, record: ExportRecord) -> None:
-        _check_split(record.split)
-        c = self._columns
-        file_name = f"{record.split}/{record.file_name()}"
-        source_name = record.source_file_name()
-        c["candidate_id"].append(record.candidate_id)
-        c["split"].append(record.split)
-        c["file_name"].append(file_name)
-        c["text"].append(record.caption)
-        c["label"].append(record.label_json)
-        c["confidence"].append(record.confidence)
-        c["labels"].append(record.labels_json)
-        c["confidences"].append(record.confidences_json)
-        c["scores"].append(record.scores_json)
-        c["model_version"].append(record.model_version)
-        c["seed"].append(record.seed)
-        c["prompt"].append(record.prompt)
-        c["teacher"].append(record.teacher)
-        c["source_candidate_id"].append(record.source_candidate_id)
-        c["source_file_name"].append(f"{record.split}/{source_name}" if source_name else None)
-        c["sha256"].append(record.sha256)
-        c["motion_score"].append(record.motion_score)
-        c["frame_count"].append(record.frame_count)
-        c["image"].append((record.data, file_name))
-        c["source_image"].append(record.source_data)
-        c["frames"].append(record.frames)
-        self._rows += 1
-        self._bytes += len(record.data) + sum(len(f) for f in record.frames)
-        if self._rows >= self._row_group_size or self._bytes >= self._row_group_bytes:
-            self._flush()
-
-    def _struct(self, pairs: list) -> Any:
-        pa = self._pa
-        return pa.StructArray.from_arrays(
-            [
-                pa.array([p[0] for p in pairs], pa.binary()),
-                pa.array([p[1] for p in pairs], pa.string()),
-            ],
+    def add_batch(self, batch: ExportBatch) -> None:
+        batch.check()
+        file_names = [
+            f"{split}/{name}" for split, name in zip(batch.split, batch.file_names(), strict=True)
+        ]
+        source_names = [
+            None if name is None else f"{batch.split[i]}/{name}"
+            for i, name in enumerate(map(batch.source_file_name, range(len(batch))))
+        ]
+        image = pa.StructArray.from_arrays(
+            [pa.array(batch.data, pa.binary()), pa.array(file_names, pa.string())],
             fields=list(self._image),
         )
-
-    def _flush(self) -> None:
-        if not self._rows:
-            return
-        pa = self._pa
-        c = self._columns
-        arrays = []
-        for name in _PARQUET_COLUMNS:
-            kind = self._schema.field(name).type
-            if name == "image":
-                arrays.append(self._struct(c[name]))
-            elif name == "source_image":
-                present = [
-                    (data, c["source_file_name"][i]) if data is not None else (b"", "")
-                    for i, data in enumerate(c[name])
-                ]
-                struct = self._struct(present)
-                mask = pa.array([data is None for data in c[name]], pa.bool_())
-                arrays.append(
-                    pa.StructArray.from_arrays(
-                        [struct.field(0), struct.field(1)], fields=list(self._image), mask=mask
-                    )
-                )
-            else:
-                arrays.append(pa.array(c[name], kind))
+        missing = [data is None for data in batch.source_data]
+        source_image = pa.StructArray.from_arrays(
+            [
+                pa.array([b"" if d is None else d for d in batch.source_data], pa.binary()),
+                pa.array(["" if n is None else n for n in source_names], pa.string()),
+            ],
+            fields=list(self._image),
+            mask=pa.array(missing, pa.bool_()),
+        )
+        columns = {
+            "candidate_id": batch.candidate_id,
+            "split": batch.split,
+            "file_name": file_names,
+            "text": batch.caption,
+            "label": batch.label_json,
+            "confidence": batch.confidence,
+            "labels": batch.labels_json,
+            "confidences": batch.confidences_json,
+            "scores": batch.scores_json,
+            "model_version": batch.model_version,
+            "seed": batch.seed,
+            "prompt": batch.prompt,
+            "teacher": batch.teacher,
+            "source_candidate_id": batch.source_candidate_id,
+            "source_file_name": source_names,
+            "sha256": batch.sha256,
+            "motion_score": batch.motion_score,
+            "frame_count": batch.frame_count,
+        }
+        arrays = [
+            pa.array(columns[field.name], field.type)
+            for field in self._schema
+            if field.name in columns
+        ]
+        arrays += [image, source_image, pa.array(batch.frames, pa.list_(pa.binary()))]
         self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
-        self._columns = {name: [] for name in _PARQUET_COLUMNS}
-        self._rows = 0
-        self._bytes = 0
 
     def close(self) -> list[OutputFile]:
-        self._flush()
         self._writer.close()
         return [_describe(self.path)]
 
     def abort(self) -> None:
-        self._columns = {name: [] for name in _PARQUET_COLUMNS}
         self._writer.close()
 
 

@@ -57,3 +57,18 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker)
     assert all(
         e.attempts == 1 and len(e.sha256) == 64 and e.size_bytes > 0 for e in exports.values()
     )
+
+    # the three formats again in one request: one task writes them in one pass, to the same bytes
+    response = client.post(
+        f"/api/dataset-versions/{version.pk}/exports/batch/",
+        {"formats": ["imagefolder", "webdataset", "parquet"], "shard_size": 5},
+        format="json",
+    )
+    assert response.status_code == 201
+    ids = [e["id"] for e in response.json()]
+    rows = wait_for(finished, timeout=120, message=worker.log()[-3000:])
+    assert [(r["status"], r["done"], r["error"]) for r in rows] == [("succeeded", 12, "")] * 3
+    together = DatasetExport.objects.in_bulk(ids)
+    assert {e.format: e.sha256 for e in together.values()} == {
+        fmt: e.sha256 for fmt, e in exports.items()
+    }

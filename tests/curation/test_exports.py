@@ -364,3 +364,134 @@ def test_local_copies_of_every_format(sticker_version, curator):
     )
     assert again == folder
     assert DatasetExport.objects.filter(format="webdataset").count() == 1
+
+
+@pytest.mark.parametrize("fixture", ["sticker_version", "animation_version"])
+def test_batch_boundaries_do_not_change_an_export(fixture, curator, monkeypatch, request):
+    """An export written one entry per batch (every file past the byte budget, two entries per
+    query) is the same archive, byte for byte, as one written in a single batch; Parquet holds
+    the same rows, one row group per batch."""
+    import pyarrow.parquet as pq
+
+    version = request.getfixturevalue(fixture)
+    whole = {
+        fmt: export_now(version, fmt, curator, shard_size=3 if fmt == "webdataset" else None)
+        for fmt in ("imagefolder", "webdataset", "parquet")
+    }
+    monkeypatch.setattr(services, "EXPORT_READ_CHUNK", 2)
+    monkeypatch.setattr(services, "EXPORT_BATCH_BYTES", 1)
+    pieces = {
+        fmt: export_now(version, fmt, curator, shard_size=3 if fmt == "webdataset" else None)
+        for fmt in ("imagefolder", "webdataset", "parquet")
+    }
+    for fmt in ("imagefolder", "webdataset"):
+        assert [(f["name"], f["sha256"]) for f in pieces[fmt].files] == [
+            (f["name"], f["sha256"]) for f in whole[fmt].files
+        ]
+        assert pieces[fmt].sha256 == whole[fmt].sha256
+    one, many = (
+        pq.ParquetFile(default_storage.path(e.files[0]["key"]))
+        for e in (whole["parquet"], pieces["parquet"])
+    )
+    assert (one.num_row_groups, many.num_row_groups) == (1, version.entry_count)
+    assert many.read().to_pylist() == one.read().to_pylist()
+
+
+def test_several_formats_in_one_request_are_written_in_one_pass(
+    api, sticker_version, curator, monkeypatch, django_capture_on_commit_callbacks
+):
+    alone = {
+        fmt: export_now(
+            sticker_version, fmt, curator, shard_size=4 if fmt == "webdataset" else None
+        )
+        for fmt in ("imagefolder", "webdataset", "parquet")
+    }
+    url = f"/api/dataset-versions/{sticker_version.pk}/exports/batch/"
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api(curator).post(
+            url,
+            {"formats": ["parquet", "imagefolder", "webdataset"], "shard_size": 4},
+            format="json",
+        )
+    assert response.status_code == 201
+    body = response.json()
+    assert [(e["format"], e["shard_size"], e["status"]) for e in body] == [
+        ("parquet", None, "queued"),
+        ("imagefolder", None, "queued"),
+        ("webdataset", 4, "queued"),
+    ]
+    assert len(callbacks) == 1  # one task for the three
+
+    reads = []
+    real_read = services._StorageReader.read
+
+    def counted(self, key):
+        reads.append(key)
+        return real_read(self, key)
+
+    monkeypatch.setattr(services._StorageReader, "read", counted)
+    services.dataset_exports_run(export_ids=[e["id"] for e in body])
+    together = {e.format: e for e in DatasetExport.objects.filter(pk__in=[e["id"] for e in body])}
+    # every file read once for the three formats
+    assert sorted(reads) == sorted(e.file_key for e in manifest(sticker_version).values())
+    for fmt, export in together.items():
+        assert (export.status, export.done, export.error) == ("succeeded", 12, "")
+        assert export.sha256 == alone[fmt].sha256  # the same bytes as an export on its own
+        check_recorded_files(export)
+    events = AuditEvent.objects.filter(export__in=together.values(), action="export_succeeded")
+    assert events.count() == 3
+
+
+def test_a_changed_file_fails_every_export_of_the_pass(sticker_version, curator):
+    entry = DatasetEntry.objects.filter(version=sticker_version).order_by("position").last()
+    default_storage.delete(entry.file_key)
+    default_storage.save(entry.file_key, ContentFile(b"tampered"))
+    exports = services.dataset_exports_create(
+        version=sticker_version,
+        export_formats=["imagefolder", "webdataset", "parquet"],
+        requested_by=curator,
+    )
+    services.dataset_exports_run(export_ids=[e.pk for e in exports])
+    error = (
+        f"Candidate {entry.candidate_id}'s file {entry.file_key} no longer matches the checksum "
+        "in the manifest."
+    )
+    for export in exports:
+        export.refresh_from_db()
+        assert (export.status, export.error, export.files, export.sha256) == (
+            "failed",
+            error,
+            [],
+            "",
+        )
+        assert not default_storage.exists(export.storage_prefix.rstrip("/"))
+    assert AuditEvent.objects.filter(action="export_failed").count() == 3
+
+
+def test_batch_export_requests_that_are_not_allowed(api, curator, sticker_version):
+    client = api(curator)
+    url = f"/api/dataset-versions/{sticker_version.pk}/exports/batch/"
+    cases = [
+        ({"formats": []}, {"formats": ["This list may not be empty."]}),
+        ({"formats": "parquet"}, {"formats": ['Expected a list of items but got type "str".']}),
+        ({"formats": ["parquet", "zip"]}, {"formats": {"1": ['"zip" is not a valid choice.']}}),
+        (
+            {"formats": ["parquet", "imagefolder", "parquet"]},
+            {"formats": ["Each format once; repeated: 'parquet'."]},
+        ),
+        (
+            {"formats": ["parquet", "imagefolder"], "shard_size": 10},
+            {"shard_size": ["Only WebDataset exports have shards."]},
+        ),
+        # the parquet row is made before the shard size is refused: it is rolled back too
+        (
+            {"formats": ["parquet", "webdataset"], "shard_size": 0},
+            {"shard_size": ["Must be between 1 and 100000, not 0."]},
+        ),
+    ]
+    for payload, expected in cases:
+        response = client.post(url, payload, format="json")
+        assert (response.status_code, response.json()) == (400, expected), payload
+    assert DatasetExport.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="export").exists()
+    assert api(None).post(url, {"formats": ["parquet"]}, format="json").status_code in (401, 403)

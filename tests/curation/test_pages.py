@@ -102,6 +102,26 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     assert "1 added, 0 removed, 0 changed, 2 unchanged." in page
 
 
+def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
+    client = login(curator)
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    services.dataset_version_publish(version=version, published_by=curator)
+    page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
+    assert page.count('type="checkbox" name="format"') == 3
+    response = client.post(
+        f"/datasets/versions/{version.pk}/export/",
+        {"format": ["webdataset", "parquet"], "shard_size": "1"},
+    )
+    assert response.status_code == 302
+    exports = list(DatasetExport.objects.order_by("pk").values_list("format", "shard_size"))
+    assert exports == [("webdataset", 1), ("parquet", None)]
+    # nothing ticked: a message, and nothing stored
+    client.post(f"/datasets/versions/{version.pk}/export/", {"shard_size": ""})
+    page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
+    assert "formats: Name at least one format." in page
+    assert DatasetExport.objects.count() == 2
+
+
 def test_pages_need_a_staff_role(rule, rater, engineer):
     assert login(rater).get("/datasets/").status_code == 403
     assert login(engineer).get("/datasets/").status_code == 200
