@@ -344,3 +344,20 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
         4,
     ]
     assert job.log_tail.startswith("Loading pipeline components...\n")
+
+
+def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path):
+    resume_point = services.resume_point
+    for step in (5, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "training_state.json").write_text("{}")
+    (tmp_path / "checkpoint-15").mkdir()  # being written when the worker died: no state file
+    assert resume_point(TrainingJob(last_checkpoint_step=5), tmp_path) == str(
+        tmp_path / "checkpoint-5"
+    )
+    assert resume_point(TrainingJob(last_checkpoint_step=10), tmp_path) == str(
+        tmp_path / "checkpoint-10"
+    )
+    # none recorded, or the recorded one rotated away or never completed: the newest there is
+    assert resume_point(TrainingJob(last_checkpoint_step=None), tmp_path) == "latest"
+    assert resume_point(TrainingJob(last_checkpoint_step=15), tmp_path) == "latest"

@@ -50,8 +50,11 @@ from training_bridge.models import DatasetVersion, VersionStatus
 from training_bridge.recipes.launch import LAUNCH_TOOLS, render_launch_command
 from training_bridge.recipes.progress import EVENTS
 from training_bridge.recipes.spec import (
+    CHECKPOINT_PREFIX,
     RECIPE_MODEL_KINDS,
     RECIPE_ROLES,
+    STATE_FILE,
+    SUMMARY_FILE,
     DatasetSpec,
     ModelFacts,
     SpecError,
@@ -64,7 +67,6 @@ from training_bridge.recipes.spec import (
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "training_summary.json"
 MAX_EVALUATION_SEEDS = 8
 MAX_EVALUATION_SOURCES = 64
 DEFAULT_EVALUATION_SEEDS = [0, 1]
@@ -606,7 +608,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def recipe_command(spec_path: Path) -> list[str]:
+def recipe_command(spec_path: Path, resume_from: str = "latest") -> list[str]:
     """The child process of a queue job: the recipe's own entry point, resuming if it can."""
     return [
         sys.executable,
@@ -615,8 +617,24 @@ def recipe_command(spec_path: Path) -> list[str]:
         "--spec",
         str(spec_path),
         "--resume-from-checkpoint",
-        "latest",
+        resume_from,
     ]
+
+
+def resume_point(job: TrainingJob, run_dir: Path) -> str:
+    """Where a queue job's next attempt starts: the checkpoint the job last recorded.
+
+    A worker killed between the recipe's lines and the runner's next flush leaves a newer
+    checkpoint on disk whose steps the job never recorded; resuming from it would leave those
+    steps' losses out for good. Starting from the recorded one runs them again (their rows are
+    written once). ``latest`` when that checkpoint is gone (rotated away) or none was recorded.
+    """
+    step = job.last_checkpoint_step
+    if step is not None:
+        folder = run_dir / f"{CHECKPOINT_PREFIX}{step}"
+        if (folder / STATE_FILE).is_file():
+            return str(folder)
+    return "latest"
 
 
 def training_job_run(*, job_id: int, attempt: int) -> None:
@@ -659,7 +677,7 @@ def training_job_run(*, job_id: int, attempt: int) -> None:
 
     try:
         outcome = run_watched(
-            recipe_command(folder / "spec.json"),
+            recipe_command(folder / "spec.json", resume_point(job, Path(spec.output_dir))),
             cwd=settings.BASE_DIR,
             env=_child_env(),
             log_path=folder / "train.log",

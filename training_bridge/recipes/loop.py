@@ -44,9 +44,12 @@ from .data import ExportedDataset, load_frames, load_pixels, read_export
 from .model_card import write_model_card
 from .spec import (
     ANIMATION,
+    CHECKPOINT_PREFIX,
     DISTILL_STUDENT,
     SEQUENTIAL,
+    STATE_FILE,
     STYLE_TAILORING,
+    SUMMARY_FILE,
     DatasetFacts,
     ModelFacts,
     SpecError,
@@ -54,9 +57,6 @@ from .spec import (
     check_spec,
 )
 
-CHECKPOINT_PREFIX = "checkpoint-"
-STATE_FILE = "training_state.json"
-SUMMARY_FILE = "training_summary.json"
 TIMESTEPS_FILE = "timesteps.jsonl"
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -868,7 +868,9 @@ class Trainer:
         timesteps_log = None
         if p["record_timesteps"] and self.accelerator.is_main_process:
             (self.output_dir / "logs").mkdir(parents=True, exist_ok=True)
-            timesteps_log = (self.output_dir / "logs" / TIMESTEPS_FILE).open("a", encoding="utf-8")
+            # A fresh run starts the log anew; a resumed one kept the steps up to its checkpoint.
+            mode = "w" if self.resumed_from is None else "a"
+            timesteps_log = (self.output_dir / "logs" / TIMESTEPS_FILE).open(mode, encoding="utf-8")
         window: dict[str, list[float]] = {}
         window_started = time.perf_counter()
         window_steps = 0

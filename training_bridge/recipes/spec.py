@@ -17,6 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Files of a run's output folder, named here so the platform can find them without torch.
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "training_state.json"
+SUMMARY_FILE = "training_summary.json"
+
 FINETUNE = "finetune"
 SEQUENTIAL = "sequential"
 STYLE_TAILORING = "style_tailoring"
