@@ -9,11 +9,12 @@ media folder, and candidates, items and judgments copied in with COPY. Timed:
 - build_s: ``dataset_version_build`` of an alignment rule (consensus on the fly, the funnel,
   the manifest rows);
 - export_s: from asking for the three formats in one request (``dataset_exports_create``:
-  one task, one pass over the manifest and the files) to all three finished, on a real
-  ``default``-queue worker (the platform's path: task, manifest stream, files read from
+  one pass over the manifest and the files for all three, split into parts of at most
+  ``DATASET_EXPORT_PART_ENTRIES`` entries, a task each) to all three finished, on real
+  ``default``-queue workers (the platform's path: tasks, manifest stream, files read from
   storage and checked, archives written, moved into storage, checksums recorded);
 - separate_export_s, for comparison: three requests, one per format, run side by side on
-  ``--workers`` worker processes;
+  ``--workers`` worker processes (each its own pass over the files);
 - copy_s: ``tar`` of the same PNG files in the same run (the floor).
 
 peak_rss_mb is the largest resident set of this process and of the workers.

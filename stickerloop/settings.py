@@ -259,6 +259,9 @@ ANNOTATION_RATE_STEP_IN_DATABASE = env_bool("STICKERLOOP_ANNOTATION_RATE_STEP_IN
 # cache space for exports (empty: beside MEDIA_ROOT), and how often pending training triggers
 # (published before the training service was deployed) are retried.
 DATASET_EXPORT_DRAFTS = env_bool("STICKERLOOP_DATASET_EXPORT_DRAFTS", False)
+# An export of more entries than this is written in parts, a task each, so that several
+# workers share it (a part is a range of the manifest; parts are about equal).
+DATASET_EXPORT_PART_ENTRIES = env_int("STICKERLOOP_DATASET_EXPORT_PART_ENTRIES", 50_000)
 WEAK_IMPORT_ROOT = Path(env("STICKERLOOP_WEAK_IMPORT_ROOT", str(VAR_DIR / "imports")))
 DATASET_WORK_DIR = env("STICKERLOOP_DATASET_WORK_DIR")
 CELERY_BEAT_SCHEDULE["training-bridge-fire-pending-triggers"] = {

@@ -426,6 +426,7 @@ class ExportOutput(serializers.ModelSerializer):
             "status",
             "total",
             "done",
+            "parts",
             "progress_percent",
             "storage_prefix",
             "files",

@@ -381,6 +381,8 @@ class ExportFormat(models.TextChoices):
 class DatasetExport(models.Model):
     """One export of a version into the configured storage: QUEUED → RUNNING → SUCCEEDED | FAILED.
 
+    A large version is written in ``parts``: consecutive ranges of the manifest, each a task
+    of its own, so several workers share one export; the export succeeds when every part has.
     Files go to deterministic keys under ``storage_prefix``, so a re-run overwrites its own
     output.
     """
@@ -395,7 +397,15 @@ class DatasetExport(models.Model):
     )
     total = models.PositiveIntegerField(default=0, help_text="Entries to write.")
     done = models.PositiveIntegerField(default=0, help_text="Entries written.")
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Part runs started.")
+    parts = models.PositiveIntegerField(
+        default=1, help_text="Ranges of the manifest written side by side, a task each."
+    )
+    part_results = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"<part>": {"files": [...], "cpu_seconds": s}} of the parts finished so far.',
+    )
     storage_prefix = models.CharField(max_length=500, blank=True)
     files = models.JSONField(
         default=list, blank=True, help_text='[{"name", "key", "size", "sha256"}], by name.'
@@ -418,6 +428,7 @@ class DatasetExport(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(done__lte=F("total")), name="export_done_lte_total"),
+            models.CheckConstraint(condition=Q(parts__gte=1), name="export_parts_at_least_one"),
             models.CheckConstraint(
                 condition=~Q(format="webdataset") | Q(shard_size__gte=1),
                 name="export_webdataset_has_shard_size",

@@ -296,8 +296,10 @@ def dataset_version_local_export(
 
     ``imagefolder``: ``<root>/dataset.json``, ``<root>/train/metadata.jsonl`` and
     ``<root>/validation/metadata.jsonl`` (the latter only when the split has entries) with the
-    files beside them; ``datasets.load_dataset("imagefolder", data_dir=root)`` loads it.
-    ``webdataset``: the shards; ``parquet``: ``manifest.parquet``. Both also get ``dataset.json``.
+    files beside them, or ``<root>/<split>/<part>/...`` for an export written in parts;
+    ``datasets.load_dataset("imagefolder", data_dir=root)`` loads either. ``webdataset``: the
+    shards; ``parquet``: ``manifest.parquet`` (or one file per part). Both also get
+    ``dataset.json``.
 
     Uses the newest finished export of that format, or exports now (in this process) when there
     is none. The copy lives in a cache folder keyed by the export's checksum, filled in a
@@ -333,7 +335,8 @@ def dataset_version_local_export(
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=cache_root))
     try:
         if export_format == ExportFormat.IMAGEFOLDER:
-            _extract(export.files[0]["key"], staging)
+            for item in export.files:
+                _extract(item["key"], staging)
         else:
             import json
 

@@ -3,6 +3,7 @@ exports into storage, weak-corpus imports and the audit log."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import io
@@ -14,6 +15,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -24,7 +27,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Count, F, Max
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from generation.models import Candidate, CandidateKind, CandidateOrigin
@@ -557,6 +561,19 @@ def training_triggers_fire_pending() -> int:
 # Exports -----------------------------------------------------------------------------------------
 
 
+def export_part_count(entry_count: int) -> int:
+    """How many parts an export of ``entry_count`` entries is written in
+    (``DATASET_EXPORT_PART_ENTRIES`` entries at most per part)."""
+    per_part = max(1, int(getattr(settings, "DATASET_EXPORT_PART_ENTRIES", 50_000)))
+    return max(1, -(-entry_count // per_part))
+
+
+def export_part_range(total: int, parts: int, part: int) -> tuple[int, int]:
+    """Manifest positions [start, stop) of ``part``: ``parts`` ranges of about equal size."""
+    size = -(-total // parts) if total else 0
+    return min(total, part * size), min(total, (part + 1) * size)
+
+
 def _check_exportable(version: DatasetVersion) -> None:
     if version.status == VersionStatus.RETIRED:
         raise ServiceConflict(f"Version {version.pk} is retired; it cannot be exported.")
@@ -591,6 +608,7 @@ def _export_row(
         format=export_format,
         shard_size=shard_size,
         total=version.entry_count,
+        parts=export_part_count(version.entry_count),
         requested_by=requested_by,
     )
     export.storage_prefix = f"exports/v{version.pk}/{export.pk}-{export_format}/"
@@ -634,6 +652,8 @@ def dataset_exports_create(
     """Queue exports of one version in several formats, written in one pass: the manifest is
     read and every file read and checked once for all of them. Each export keeps its own row,
     progress, files, checksum and audit events. ``shard_size`` is the WebDataset export's.
+    A large version is written in parts (``DATASET_EXPORT_PART_ENTRIES``): a task per part,
+    each one pass over its range of the manifest for every format.
     """
     if isinstance(export_formats, str) or not isinstance(export_formats, list | tuple):
         raise ValidationError({"formats": ["Must be a list of formats."]})
@@ -653,16 +673,24 @@ def dataset_exports_create(
         )
         for fmt in export_formats
     ]
-    curation_tasks.run_exports.delay_on_commit([e.pk for e in exports])
+    ids = [e.pk for e in exports]
+    for part in range(exports[0].parts):
+        curation_tasks.run_exports.delay_on_commit(ids, part)
     return exports
 
 
 @transaction.atomic
-def _export_claim(export_id: int) -> DatasetExport | None:
-    """Mark the export running; None when it has ended already. An export found RUNNING is a
-    redelivery after its worker died: it runs again and overwrites its own keys."""
+def _export_claim(export_id: int, part: int) -> DatasetExport | None:
+    """Mark the export running for ``part``; None when the export has ended or the part is
+    done. A part found running is a redelivery after its worker died: it runs again and
+    overwrites its own keys."""
     export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
-    if export.status in TERMINAL_TASK_STATUSES:
+    if export.status in TERMINAL_TASK_STATUSES or str(part) in export.part_results:
+        return None
+    if not 0 <= part < export.parts:
+        _export_finish_locked(
+            export, status=TaskStatus.FAILED, error=f"Export {export.pk} has no part {part}."
+        )
         return None
     if export.version.status == VersionStatus.RETIRED:
         _export_finish_locked(
@@ -670,12 +698,34 @@ def _export_claim(export_id: int) -> DatasetExport | None:
         )
         return None
     export.status = TaskStatus.RUNNING
-    export.started_at = timezone.now()
+    export.started_at = export.started_at or timezone.now()
     export.attempts = F("attempts") + 1
-    export.done = 0
-    export.save(update_fields=["status", "started_at", "attempts", "done"])
+    export.save(update_fields=["status", "started_at", "attempts"])
     export.refresh_from_db(fields=["attempts"])
     return export
+
+
+@transaction.atomic
+def _export_finish_part(
+    export_id: int, *, part: int, files: list[dict], cpu_seconds: float
+) -> bool:
+    """Record a finished part; the last part to finish finishes the export. False when the
+    export ended meanwhile (another part failed): the caller's files are not part of it."""
+    export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
+    if export.status in TERMINAL_TASK_STATUSES:
+        return False
+    export.part_results[str(part)] = {"files": files, "cpu_seconds": cpu_seconds}
+    export.save(update_fields=["part_results"])
+    if len(export.part_results) < export.parts:
+        return True
+    results = export.part_results.values()
+    _export_finish_locked(
+        export,
+        status=TaskStatus.SUCCEEDED,
+        files=sorted((f for r in results for f in r["files"]), key=lambda f: f["name"]),
+        cpu_seconds=round(sum(r["cpu_seconds"] for r in results), 3),
+    )
+    return True
 
 
 def _export_finish_locked(
@@ -690,6 +740,11 @@ def _export_finish_locked(
     export.error = error
     export.finished_at = timezone.now()
     fields = ["status", "error", "finished_at"]
+    if status == TaskStatus.FAILED and export.part_results:
+        # Parts that finished before another failed stored files that no export owns now.
+        transaction.on_commit(partial(_delete_keys, _part_keys(export.part_results)))
+        export.part_results = {}
+        fields.append("part_results")
     if files is not None:
         export.files = files
         export.size_bytes = sum(f["size"] for f in files)
@@ -718,6 +773,15 @@ def _export_finish_locked(
             "cpu_seconds": cpu_seconds,
         },
     )
+
+
+def _part_keys(part_results: dict) -> list[str]:
+    return [f["key"] for result in part_results.values() for f in result["files"]]
+
+
+def _delete_keys(keys: list[str]) -> None:
+    for key in keys:
+        default_storage.delete(key)
 
 
 @transaction.atomic
@@ -825,7 +889,7 @@ _BLANK_AS_NULL = {"model_version_name", "teacher"}
 EXPORT_READ_CHUNK = 5000
 
 
-def _manifest_chunks(version: DatasetVersion) -> Iterator[list[tuple]]:
+def _manifest_chunks(version: DatasetVersion, start: int, stop: int) -> Iterator[list[tuple]]:
     """The manifest in order, ``EXPORT_READ_CHUNK`` rows per query by position range.
 
     Raw SQL with the JSON columns as text: they are written out as they are, and Django's
@@ -845,9 +909,9 @@ def _manifest_chunks(version: DatasetVersion) -> Iterator[list[tuple]]:
         f"SELECT {columns} FROM {DatasetEntry._meta.db_table} "
         "WHERE version_id = %s AND position >= %s AND position < %s ORDER BY position"
     )
-    for start in range(0, version.entry_count, EXPORT_READ_CHUNK):
+    for first in range(start, stop, EXPORT_READ_CHUNK):
         with connection.cursor() as cursor:
-            cursor.execute(sql, [version.pk, start, start + EXPORT_READ_CHUNK])
+            cursor.execute(sql, [version.pk, first, min(stop, first + EXPORT_READ_CHUNK)])
             rows = cursor.fetchall()
         if rows:
             yield rows
@@ -856,15 +920,19 @@ def _manifest_chunks(version: DatasetVersion) -> Iterator[list[tuple]]:
 EXPORT_BATCH_BYTES = 32 << 20
 
 
-def export_batches(version: DatasetVersion, reader: _StorageReader) -> Iterator[ExportBatch]:
-    """The version's entries in manifest order with their bytes, a batch at a time.
+def export_batches(
+    version: DatasetVersion, reader: _StorageReader, start: int = 0, stop: int | None = None
+) -> Iterator[ExportBatch]:
+    """The version's entries (manifest positions [start, stop)) in manifest order with their
+    bytes, a batch at a time.
 
     A batch holds at most ``EXPORT_READ_CHUNK`` entries and stops growing once its files pass
     ``EXPORT_BATCH_BYTES``, so memory stays bounded for large animations too. Each file is
     checked against the sha256 the manifest recorded; a changed or missing file stops the
     export rather than exporting something other than the version.
     """
-    for rows in _manifest_chunks(version):
+    stop = version.entry_count if stop is None else stop
+    for rows in _manifest_chunks(version, start, stop):
         (
             candidate_ids,
             splits,
@@ -971,18 +1039,52 @@ def _read_files(reader, start, file_keys, source_ids, source_keys, prefixes, cou
     return datas, sources, frames
 
 
-def _writer_for(export: DatasetExport, folder: Path):
+def _writer_for(export: DatasetExport, folder: Path, part: int, first_shard: dict[str, int]):
     version = export.version
     info = dataset_info(version)
     # Archive members carry the version's build time, so re-exports are byte-identical.
     mtime = int(version.created_at.timestamp())
+    if export.format == ExportFormat.WEBDATASET:
+        return WebDatasetWriter(
+            folder, shard_size=export.shard_size, mtime=mtime, first_shard=first_shard
+        )
+    name = export_file_name(export.format, part, export.parts)
     if export.format == ExportFormat.IMAGEFOLDER:
         return ImagefolderWriter(
-            folder / EXPORT_FILE_NAMES[export.format], dataset_info=info, mtime=mtime
+            folder / name,
+            dataset_info=info,
+            mtime=mtime,
+            folder=f"{part:05d}" if export.parts > 1 else "",
         )
-    if export.format == ExportFormat.WEBDATASET:
-        return WebDatasetWriter(folder, shard_size=export.shard_size, mtime=mtime)
-    return ParquetWriter(folder / EXPORT_FILE_NAMES[export.format], dataset_info=info)
+    return ParquetWriter(folder / name, dataset_info=info)
+
+
+def export_file_name(export_format: str, part: int, parts: int) -> str:
+    """``imagefolder.tar`` / ``manifest.parquet``, or ``imagefolder-00001-of-00002.tar`` ...
+    for the parts of a many-part export (the Hugging Face Hub's naming of parquet shards)."""
+    name = EXPORT_FILE_NAMES[export_format]
+    if parts == 1:
+        return name
+    stem, dot, ext = name.partition(".")
+    return f"{stem}-{part:05d}-of-{parts:05d}{dot}{ext}"
+
+
+def _first_shards(version: DatasetVersion, shard_size: int, parts: int, part: int) -> dict:
+    """The index of ``part``'s first WebDataset shard in each split: every earlier part starts
+    its own shards, so this counts theirs (one query over the earlier ranges)."""
+    if part == 0:
+        return {}
+    size = export_part_range(version.entry_count, parts, 1)[0]
+    rows = (
+        DatasetEntry.objects.filter(version=version, position__lt=part * size)
+        .annotate(part=F("position") / size)
+        .values_list("split", "part")
+        .annotate(n=Count("id"))
+    )
+    first: dict[str, int] = {}
+    for split, _, count in rows:
+        first[split] = first.get(split, 0) + -(-count // shard_size)
+    return first
 
 
 class _MovableFile(File):
@@ -1007,14 +1109,16 @@ def _store_outputs(export: DatasetExport, outputs: list[OutputFile]) -> list[dic
 
 
 def dataset_export_run(*, export_id: int) -> None:
-    """Write one export; see ``dataset_exports_run``."""
-    dataset_exports_run(export_ids=[export_id])
+    """Write one export, every part in turn, here and now (tests and local copies)."""
+    parts = DatasetExport.objects.values_list("parts", flat=True).get(pk=export_id)
+    for part in range(parts):
+        dataset_exports_run(export_ids=[export_id], part=part)
 
 
-def dataset_exports_run(*, export_ids: list[int]) -> None:
-    """Write exports of one version in one pass: stream the manifest and its files into each
-    export's local files, move them into storage under deterministic keys, record sizes and
-    checksums, then mark each finished.
+def dataset_exports_run(*, export_ids: list[int], part: int = 0) -> None:
+    """Write ``part`` of exports of one version in one pass: stream that range of the manifest
+    and its files into each export's local files, move them into storage under deterministic
+    keys, record sizes and checksums; the last part to finish finishes each export.
 
     Memory stays bounded: entries arrive in batches of at most 5,000 entries or 32 MB of files,
     and each batch is written out (a Parquet row group, a run of archive members) before the
@@ -1022,19 +1126,40 @@ def dataset_exports_run(*, export_ids: list[int]) -> None:
     that no longer matches the manifest fails every export of the pass; a writer's own failure
     fails only its export.
     """
-    claimed = [e for e in map(_export_claim, export_ids) if e is not None]
+    claimed = [e for e in (_export_claim(i, part) for i in export_ids) if e is not None]
     if not claimed:
         return
-    version = claimed[0].version
-    strays = [e for e in claimed if e.version_id != version.pk]
-    for export in strays:
-        _export_finish(
-            export.pk,
-            status=TaskStatus.FAILED,
-            error=f"Export {export.pk} is of version {export.version_id}, not {version.pk}; "
-            "one pass writes one version.",
-        )
-    claimed = [e for e in claimed if e.version_id == version.pk]
+    version, parts = claimed[0].version, claimed[0].parts
+    for export in claimed:
+        if (export.version_id, export.parts) != (version.pk, parts):
+            _export_finish(
+                export.pk,
+                status=TaskStatus.FAILED,
+                error=f"Export {export.pk} is not of version {version.pk} in {parts} part(s); "
+                "one pass writes one version.",
+            )
+    claimed = [e for e in claimed if (e.version_id, e.parts) == (version.pk, parts)]
+    start, stop = export_part_range(version.entry_count, parts, part)
+    with _collector_paused():
+        _exports_write(claimed, version, parts, part, start, stop)
+
+
+@contextmanager
+def _collector_paused():
+    """Pause Python's cycle collector: a pass allocates millions of short-lived tuples and
+    strings, none in cycles, and each burst of allocations would otherwise walk every object
+    the worker holds (a third of an export's time in a Celery worker, measured)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _exports_write(claimed, version, parts: int, part: int, start: int, stop: int) -> None:
+    """Write ``part`` of each claimed export and settle it (see ``dataset_exports_run``)."""
     cpu_started = time.process_time()
     scratch = work_dir() / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -1045,15 +1170,22 @@ def dataset_exports_run(*, export_ids: list[int]) -> None:
     reader = _StorageReader()
     try:
         for export in claimed:
-            folders[export.pk] = Path(tempfile.mkdtemp(prefix=f"export-{export.pk}-", dir=scratch))
+            folders[export.pk] = Path(
+                tempfile.mkdtemp(prefix=f"export-{export.pk}-{part}-", dir=scratch)
+            )
+            first_shard = (
+                _first_shards(version, export.shard_size, parts, part)
+                if export.format == ExportFormat.WEBDATASET
+                else {}
+            )
             try:
-                writers[export.pk] = _writer_for(export, folders[export.pk])
+                writers[export.pk] = _writer_for(export, folders[export.pk], part, first_shard)
             except (OSError, ValueError) as exc:
                 failed[export.pk] = str(exc)
         # At most about 50 progress writes per export.
         step = max(2000, version.entry_count // 50)
-        done = reported = 0
-        for batch in export_batches(version, reader):
+        unreported = 0
+        for batch in export_batches(version, reader, start, stop):
             for pk, writer in list(writers.items()):
                 try:
                     writer.add_batch(batch)
@@ -1062,10 +1194,13 @@ def dataset_exports_run(*, export_ids: list[int]) -> None:
                     writers.pop(pk).abort()
             if not writers:
                 break
-            done += len(batch)
-            if done - reported >= step:
-                DatasetExport.objects.filter(pk__in=list(writers)).update(done=done)
-                reported = done
+            unreported += len(batch)
+            if unreported >= step:
+                # Parts add to one counter; a redelivered part may count twice until the end.
+                DatasetExport.objects.filter(pk__in=list(writers)).update(
+                    done=Least(F("done") + unreported, F("total"))
+                )
+                unreported = 0
         for pk, writer in list(writers.items()):
             try:
                 outputs[pk] = writer.close()
@@ -1084,9 +1219,8 @@ def dataset_exports_run(*, export_ids: list[int]) -> None:
                 logger.warning("export %s failed: %s", export.pk, exc)
                 _export_finish(export.pk, status=TaskStatus.FAILED, error=str(exc))
                 continue
-            _export_finish(
-                export.pk, status=TaskStatus.SUCCEEDED, files=files, cpu_seconds=cpu_seconds
-            )
+            if not _export_finish_part(export.pk, part=part, files=files, cpu_seconds=cpu_seconds):
+                _delete_keys([f["key"] for f in files])
     except (ExportInputError, OSError) as exc:
         # Reading the version failed: nothing of this pass is an export of it.
         for writer in writers.values():

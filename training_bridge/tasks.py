@@ -19,12 +19,12 @@ _TRANSIENT = (OperationalError,)
     soft_time_limit=3 * 3600,
     time_limit=3 * 3600 + 60,
 )
-def run_exports(export_ids: list[int]) -> None:
-    """Exports of one version, written in one pass."""
+def run_exports(export_ids: list[int], part: int = 0) -> None:
+    """One part of exports of one version, written in one pass."""
     from training_bridge import services
 
     try:
-        services.dataset_exports_run(export_ids=export_ids)
+        services.dataset_exports_run(export_ids=export_ids, part=part)
     except _TRANSIENT:
         raise
     except SoftTimeLimitExceeded:

@@ -49,3 +49,56 @@ def test_concurrent_builds_make_one_version(make, curator):
     assert {v.pk for v, _ in results} == {version.pk}
     assert sorted(created for _, created in results) == [False] * 5 + [True]
     assert (version.number, DatasetEntry.objects.count()) == (1, 5)
+
+
+def test_parts_finishing_at_once_finish_the_export_once(make, curator, settings):
+    """Every part of two exports (and each part twice, as a redelivery would) at once on
+    PostgreSQL: each export succeeds once, with every part's files."""
+    from training_bridge.models import AuditEvent, DatasetExport
+
+    campaign = make.campaign(name="align")
+    rater = make.rater("r0", campaign)
+    for prompt in ["a cat", "a dog", "a frog", "an owl", "a bee", "a fox", "a yak", "an elk"]:
+        item = make.item(campaign, [make.sticker(prompt)])
+        make.judge(item, rater, {"aligned": True, "quality": 3})
+    rule = services.dataset_rule_create(
+        values={
+            "name": "align",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "min_judgments": 1,
+        },
+        created_by=curator,
+    )
+    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    services.dataset_version_publish(version=version, published_by=curator)
+    settings.DATASET_EXPORT_PART_ENTRIES = 2
+    exports = services.dataset_exports_create(
+        version=version, export_formats=["imagefolder", "parquet"], requested_by=curator
+    )
+    ids = [e.pk for e in exports]
+    runs = [part for part in range(4) for _ in range(2)]
+    errors = []
+    barrier = threading.Barrier(len(runs))
+
+    def run(part):
+        try:
+            barrier.wait()
+            services.dataset_exports_run(export_ids=ids, part=part)
+        except Exception as exc:  # any failure is asserted on below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(part,)) for part in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    for export in DatasetExport.objects.filter(pk__in=ids):
+        assert (export.status, export.parts, export.done) == ("succeeded", 4, 8)
+        assert len(export.files) == 4 and sorted(export.part_results) == ["0", "1", "2", "3"]
+    succeeded = AuditEvent.objects.filter(export_id__in=ids, action="export_succeeded")
+    assert sorted(succeeded.values_list("export_id", flat=True)) == sorted(ids)

@@ -9,7 +9,7 @@ from training_bridge.models import DatasetExport
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker):
+def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker, settings):
     campaign = make.campaign(name="align")
     raters = [make.rater(f"r{i}", campaign) for i in range(2)]
     for prompt in ["a cat", "a dog", "a frog", "a bee"]:
@@ -72,3 +72,20 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker)
     assert {e.format: e.sha256 for e in together.values()} == {
         fmt: e.sha256 for fmt, e in exports.items()
     }
+
+    # and in parts (at most 5 entries each: 3 parts, a task each)
+    settings.DATASET_EXPORT_PART_ENTRIES = 5
+    response = client.post(
+        f"/api/dataset-versions/{version.pk}/exports/batch/",
+        {"formats": ["imagefolder", "parquet"]},
+        format="json",
+    )
+    ids = [e["id"] for e in response.json()]
+    rows = wait_for(finished, timeout=120, message=worker.log()[-3000:])
+    assert [(r["status"], r["done"], r["error"]) for r in rows] == [("succeeded", 12, "")] * 2
+    in_parts = DatasetExport.objects.in_bulk(ids)
+    assert sorted(f["name"] for e in in_parts.values() for f in e.files) == [
+        *(f"imagefolder-{i:05d}-of-00003.tar" for i in range(3)),
+        *(f"manifest-{i:05d}-of-00003.parquet" for i in range(3)),
+    ]
+    assert {e.attempts for e in in_parts.values()} == {3}

@@ -495,3 +495,123 @@ def test_batch_export_requests_that_are_not_allowed(api, curator, sticker_versio
     assert DatasetExport.objects.count() == 0
     assert not AuditEvent.objects.filter(action="export").exists()
     assert api(None).post(url, {"formats": ["parquet"]}, format="json").status_code in (401, 403)
+
+
+def test_a_large_version_is_written_in_parts_that_read_back_as_one(
+    sticker_version, curator, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """Parts (here at most 5 entries each: 12 entries make 3 parts of 4) run as tasks of their
+    own, in any order; the export succeeds with the last, and every consumer reads the parts
+    back as the whole version."""
+    import datasets
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    from training_bridge.recipes.data import read_export
+
+    settings.DATASET_EXPORT_PART_ENTRIES = 5
+    with django_capture_on_commit_callbacks() as callbacks:
+        exports = services.dataset_exports_create(
+            version=sticker_version,
+            export_formats=["imagefolder", "webdataset", "parquet"],
+            shard_size=3,
+            requested_by=curator,
+        )
+    assert len(callbacks) == 3  # a task per part, each for the three formats
+    assert [e.parts for e in exports] == [3, 3, 3]
+    ids = [e.pk for e in exports]
+    for part in (2, 0):
+        services.dataset_exports_run(export_ids=ids, part=part)
+    for export in exports:
+        export.refresh_from_db()
+        assert (export.status, sorted(export.part_results), export.files) == (
+            "running",
+            ["0", "2"],
+            [],
+        )
+    services.dataset_exports_run(export_ids=ids, part=1)
+    services.dataset_exports_run(export_ids=ids, part=1)  # a redelivered part does nothing
+    imagefolder, webdataset, parquet = DatasetExport.objects.filter(pk__in=ids).order_by("pk")
+    for export in (imagefolder, webdataset, parquet):
+        assert (export.status, export.done, export.attempts) == ("succeeded", 12, 3)
+        check_recorded_files(export)
+    assert [f["name"] for f in imagefolder.files] == [
+        f"imagefolder-{i:05d}-of-00003.tar" for i in range(3)
+    ]
+    assert [f["name"] for f in parquet.files] == [
+        f"manifest-{i:05d}-of-00003.parquet" for i in range(3)
+    ]
+    rows = manifest(sticker_version)
+
+    # imagefolder: each part in its own folder under each split; datasets reads them all
+    root = selectors.dataset_version_local_export(version=sticker_version)
+    folders = {p.relative_to(root).as_posix() for p in root.glob("*/*/metadata.jsonl")}
+    assert {f.split("/")[1] for f in folders} == {"00000", "00001", "00002"}
+    assert {f.split("/")[0] for f in folders} == {"train", "validation"}
+    assert not list(root.glob("*/metadata.jsonl"))
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
+    got = {r["candidate_id"]: (split, r["sha256"]) for split in loaded for r in loaded[split]}
+    assert got == {c: (e.split, e.file_sha256) for c, e in rows.items()}
+    read = [
+        e.candidate_id
+        for split in ("train", "validation")
+        for e in read_export(root, role="main", split=split).entries
+    ]
+    assert sorted(read) == sorted(rows)
+
+    # WebDataset: shard numbers run on across parts, a part starting shards of its own
+    names = [f["name"] for f in webdataset.files]
+    counts: dict[str, int] = {}
+    for f in webdataset.files:
+        with open(default_storage.path(f["key"]), "rb") as fh:
+            samples = list(wds.WebDataset([fh.name], shardshuffle=False, empty_check=False))
+        counts[f["name"]] = len(samples)
+    assert all(1 <= n <= 3 for n in counts.values())
+    for split in ("train", "validation"):
+        split_names = [n for n in names if n.startswith(f"{split}-")]
+        assert split_names == [f"{split}-{i:06d}.tar" for i in range(len(split_names))]
+        assert sum(counts[n] for n in split_names) == sum(
+            1 for e in rows.values() if e.split == split
+        )
+
+    # Parquet: the parts' rows are the manifest, in manifest order
+    ordered = list(
+        DatasetEntry.objects.filter(version=sticker_version)
+        .order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
+    table = [
+        row["candidate_id"]
+        for f in parquet.files
+        for row in pq.read_table(default_storage.path(f["key"])).to_pylist()
+    ]
+    assert table == ordered
+
+
+def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
+    sticker_version, curator, settings, django_capture_on_commit_callbacks
+):
+    settings.DATASET_EXPORT_PART_ENTRIES = 5
+    export = services.dataset_export_create(
+        version=sticker_version, export_format="parquet", requested_by=curator
+    )
+    services.dataset_exports_run(export_ids=[export.pk], part=0)
+    export.refresh_from_db()
+    stored_by_part_0 = [f["key"] for f in export.part_results["0"]["files"]]
+    assert [default_storage.exists(k) for k in stored_by_part_0] == [True]
+    # a file in part 1's range (positions 4 to 7) changes
+    entry = DatasetEntry.objects.get(version=sticker_version, position=5)
+    default_storage.delete(entry.file_key)
+    default_storage.save(entry.file_key, ContentFile(b"tampered"))
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the failure commits
+        services.dataset_exports_run(export_ids=[export.pk], part=1)
+    export.refresh_from_db()
+    assert (export.status, export.part_results, export.files) == ("failed", {}, [])
+    assert export.error.startswith(f"Candidate {entry.candidate_id}'s file")
+    assert [default_storage.exists(k) for k in stored_by_part_0] == [False]
+    # the last part, finishing after the failure, leaves nothing behind either
+    with django_capture_on_commit_callbacks(execute=True):
+        services.dataset_exports_run(export_ids=[export.pk], part=2)
+    export.refresh_from_db()
+    assert export.status == "failed"
+    assert not default_storage.exists(f"{export.storage_prefix}manifest-00002-of-00003.parquet")

@@ -9,9 +9,10 @@ Layout, as the curation side writes it::
                                         "confidence", "model_version", "seed", "prompt",
                                         "teacher", "source_file_name", "frames_dir"}
 
-Paths in a row are relative to the folder of its ``metadata.jsonl`` (as ``imagefolder``
-reads them). Images are RGBA PNGs; animations are animated WebPs whose frames also lie in
-``frames_dir`` as ``frame-000.png``, ``frame-001.png``, ...
+An export written in parts has ``<root>/<split>/<part>/metadata.jsonl`` files instead, one
+per part. Paths in a row are relative to the folder of its ``metadata.jsonl`` (as
+``imagefolder`` reads them). Images are RGBA PNGs; animations are animated WebPs whose frames
+also lie in ``frames_dir`` as ``frame-000.png``, ``frame-001.png``, ...
 """
 
 from __future__ import annotations
@@ -80,11 +81,27 @@ def read_export(
         raise ValueError(f"`split` has to be one of {', '.join(SPLITS)} but is {split!r}.")
     root = Path(path)
     facts = read_dataset_facts(root)
-    metadata = root / split / "metadata.jsonl"
-    if not metadata.is_file():
+    folder = root / split
+    # A many-part export has one metadata file per part, in <split>/<part>/.
+    metadata_files = sorted(
+        path
+        for path in (folder / "metadata.jsonl", *folder.glob("*/metadata.jsonl"))
+        if path.is_file()
+    )
+    if not metadata_files:
         if split == "validation":
             return ExportedDataset(facts=facts, role=role, split=split, entries=[])
         raise SpecError("datasets", f"The dataset export {root} has no {split}/metadata.jsonl.")
+    entries = []
+    for metadata in metadata_files:
+        entries += _read_metadata(metadata, facts, min_frames)
+    if not entries and split == "train":
+        raise SpecError("datasets", f"The dataset export {root} has no training entries.")
+    return ExportedDataset(facts=facts, role=role, split=split, entries=entries)
+
+
+def _read_metadata(metadata: Path, facts: DatasetFacts, min_frames: int | None) -> list[Entry]:
+    """The rows of one ``metadata.jsonl``; paths in them are relative to its folder."""
     entries = []
     base = metadata.parent
     with metadata.open(encoding="utf-8") as fh:
@@ -126,9 +143,7 @@ def read_export(
                     candidate_id=row.get("candidate_id"),
                 )
             )
-    if not entries and split == "train":
-        raise SpecError("datasets", f"The dataset export {root} has no training entries.")
-    return ExportedDataset(facts=facts, role=role, split=split, entries=entries)
+    return entries
 
 
 def _webp_frame_count(file: Path) -> int:
