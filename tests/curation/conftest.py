@@ -23,6 +23,7 @@ from annotation.schema import normalise_schema
 from generation.models import Candidate, ModelKind, ModelRole, ModelVersion, Prompt, PromptSet
 from generation.pipelines import encode_animated_webp, encode_png, motion_score, sha256_hex
 from stickerloop.services import user_create_with_roles
+from training_bridge import services
 
 ALIGNMENT_SCHEMA = [
     {"key": "aligned", "type": "binary", "label": "Does it show the prompt?"},
@@ -177,6 +178,36 @@ class Factory:
             skipped=skipped,
             skip_reason="unsure" if skipped else "",
             excluded=excluded,
+        )
+
+    def alignment_rule(
+        self,
+        prompts: list[str],
+        curator,
+        *,
+        raters: int = 2,
+        per_prompt: int = 1,
+        quality: int = 3,
+        **values,
+    ):
+        """An alignment rule over one campaign: ``per_prompt`` stickers for each prompt, every
+        one judged aligned by each of ``raters`` raters. ``values`` add to the rule's."""
+        campaign = self.campaign(name="align")
+        judges = [self.rater(f"r{i}", campaign) for i in range(raters)]
+        for prompt in prompts:
+            for _ in range(per_prompt):
+                item = self.item(campaign, [self.sticker(prompt)])
+                for judge in judges:
+                    self.judge(item, judge, {"aligned": True, "quality": quality})
+        return services.dataset_rule_create(
+            values={
+                "name": "align",
+                "purpose": "alignment",
+                "campaigns": [campaign],
+                "conditions": [{"question": "aligned", "labels": [True]}],
+                **values,
+            },
+            created_by=curator,
         )
 
 

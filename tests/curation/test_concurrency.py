@@ -12,21 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_concurrent_builds_make_one_version(make, curator):
-    campaign = make.campaign(name="align")
-    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
-    for prompt in ["a cat", "a dog", "a frog", "an owl", "a bee"]:
-        item = make.item(campaign, [make.sticker(prompt)])
-        for rater in raters:
-            make.judge(item, rater, {"aligned": True, "quality": 3})
-    rule = services.dataset_rule_create(
-        values={
-            "name": "align",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-        },
-        created_by=curator,
-    )
+    rule = make.alignment_rule(["a cat", "a dog", "a frog", "an owl", "a bee"], curator)
     results, errors = [], []
     barrier = threading.Barrier(6)
 
@@ -56,20 +42,11 @@ def test_parts_finishing_at_once_finish_the_export_once(make, curator, settings)
     PostgreSQL: each export succeeds once, with every part's files."""
     from training_bridge.models import AuditEvent, DatasetExport
 
-    campaign = make.campaign(name="align")
-    rater = make.rater("r0", campaign)
-    for prompt in ["a cat", "a dog", "a frog", "an owl", "a bee", "a fox", "a yak", "an elk"]:
-        item = make.item(campaign, [make.sticker(prompt)])
-        make.judge(item, rater, {"aligned": True, "quality": 3})
-    rule = services.dataset_rule_create(
-        values={
-            "name": "align",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "min_judgments": 1,
-        },
-        created_by=curator,
+    rule = make.alignment_rule(
+        ["a cat", "a dog", "a frog", "an owl", "a bee", "a fox", "a yak", "an elk"],
+        curator,
+        raters=1,
+        min_judgments=1,
     )
     version, _ = services.dataset_version_build(rule=rule, built_by=curator)
     services.dataset_version_publish(version=version, published_by=curator)

@@ -10,22 +10,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker, settings):
-    campaign = make.campaign(name="align")
-    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
-    for prompt in ["a cat", "a dog", "a frog", "a bee"]:
-        for _ in range(3):
-            item = make.item(campaign, [make.sticker(prompt)])
-            for rater in raters:
-                make.judge(item, rater, {"aligned": True, "quality": 5})
-    rule = services.dataset_rule_create(
-        values={
-            "name": "align",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0.25,
-        },
-        created_by=curator,
+    rule = make.alignment_rule(
+        ["a cat", "a dog", "a frog", "a bee"],
+        curator,
+        per_prompt=3,
+        quality=5,
+        validation_fraction=0.25,
     )
     version, _ = services.dataset_version_build(rule=rule, built_by=curator)
     services.dataset_version_publish(version=version, published_by=curator)
