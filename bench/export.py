@@ -268,16 +268,20 @@ def populate(n: int, media_root: Path) -> tuple[object, int]:
 
 
 def wait_for_exports(ids: list[int]) -> None:
-    from training_bridge.models import DatasetExport
+    """Until every export in ``ids`` has ended. One raw query per poll: the ORM's would cost
+    the exports being timed about 1 ms of CPU per poll (measured), on the same two cores."""
+    from django.db import connection
 
-    wait_until(
-        lambda: (
-            DatasetExport.objects.filter(pk__in=ids, status__in=["succeeded", "failed"]).count()
-            == len(ids)
-        ),
-        timeout=1800,
-        interval=0.02,
-    )
+    def ended() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM training_bridge_datasetexport "
+                "WHERE id = ANY(%s) AND status IN ('succeeded', 'failed')",
+                [ids],
+            )
+            return cursor.fetchone()[0] == len(ids)
+
+    wait_until(ended, timeout=1800, interval=0.02)
 
 
 def main() -> None:
