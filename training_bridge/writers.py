@@ -191,10 +191,6 @@ def json_string(value: str | None) -> str:
     return "null" if value is None else _encode_string(value)
 
 
-def json_number(value: float | int | None) -> str:
-    return "null" if value is None else repr(value)
-
-
 @dataclass(slots=True)
 class ExportBatch:
     """Consecutive manifest entries as columns of equal length, with their bytes.
