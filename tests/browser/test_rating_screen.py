@@ -168,7 +168,10 @@ def _judge_with_the_keyboard(live_server, context, page):
         current = _wait_item_change(page, current)
         if n == 3:
             assert page.text_content("#outbox-count") == "2"
-            assert page.get_attribute("#net", "data-online") == "0"
+            # The indicator turns when a send fails, which may still be under way.
+            page.wait_for_function(
+                "() => document.getElementById('net').dataset.online === '0'", timeout=10_000
+            )
             context.set_offline(False)
             page.evaluate("() => window.dispatchEvent(new Event('online'))")
     _wait_sent(page)
