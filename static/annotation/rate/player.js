@@ -1,0 +1,63 @@
+// Animations on the stage: frames swapped on a timer, so they can pause, step and change speed.
+// Every animation on screen shows the same frame number.
+import { $ } from "./config.js";
+
+const SPEEDS = [0.25, 0.5, 1, 2, 4];
+const stage = $("stage");
+let playing = true;
+let speed = 2; // index into SPEEDS
+let frame = 0;
+let timer = null;
+
+function animations() {
+  return Array.from(stage.querySelectorAll("img.animation"));
+}
+
+function drawFrame() {
+  for (const img of animations()) {
+    const frames = JSON.parse(img.dataset.frames);
+    img.src = frames[((frame % frames.length) + frames.length) % frames.length];
+  }
+  const first = animations()[0];
+  if (first) {
+    const n = JSON.parse(first.dataset.frames).length;
+    $("frame-info").textContent = `frame ${(((frame % n) + n) % n) + 1}/${n}`;
+  }
+  $("speed-info").textContent = `${SPEEDS[speed]}×`;
+}
+
+function start() {
+  stop();
+  drawFrame();
+  if (!playing) return;
+  const first = animations()[0];
+  const fps = first ? Number(first.dataset.fps) || 8 : 8;
+  timer = setInterval(() => {
+    frame += 1;
+    drawFrame();
+  }, 1000 / (fps * SPEEDS[speed]));
+}
+
+export function stop() {
+  clearInterval(timer);
+  timer = null;
+}
+
+/** A new item is on the stage: play its animations from the first frame, if it has any. */
+export function load(animated) {
+  frame = 0;
+  if (animated) start();
+  else stop();
+}
+
+/** One of the player's keys or buttons: play, prev-frame, next-frame, slower or faster. */
+export function control(action) {
+  if (action === "play") playing = !playing;
+  if (action === "prev-frame" || action === "next-frame") {
+    playing = false;
+    frame += action === "next-frame" ? 1 : -1;
+  }
+  if (action === "slower") speed = Math.max(0, speed - 1);
+  if (action === "faster") speed = Math.min(SPEEDS.length - 1, speed + 1);
+  start();
+}
