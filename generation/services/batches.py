@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from generation import tasks as generation_tasks
 from generation.models import (
+    TERMINAL_BATCH_STATUSES,
     BatchKind,
     BatchStatus,
     Candidate,
@@ -24,6 +25,7 @@ from generation.models import (
 from generation.params import GenerationParams, validate_params
 from generation.pipelines import prompt_token_count
 from stickerloop.api import ServiceConflict
+from stickerloop.lifecycle import lock_unfinished
 
 MAX_SEEDS = 64
 MAX_SEED = 2**32 - 1
@@ -180,8 +182,8 @@ def generation_batch_plan(*, batch_id: int) -> list[int]:
 
     Returns the ids of the chunks queued by this call.
     """
-    batch = GenerationBatch.objects.select_for_update().get(pk=batch_id)
-    if batch.chunks_total or batch.is_finished:
+    batch = lock_unfinished(GenerationBatch.objects, batch_id, finished=TERMINAL_BATCH_STATUSES)
+    if batch is None or batch.chunks_total:
         return []
     specs = _chunk_specs(batch)
     chunks = GenerationChunk.objects.bulk_create(

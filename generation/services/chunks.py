@@ -7,7 +7,6 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from generation.models import (
@@ -30,6 +29,7 @@ from generation.pipelines import (
     sha256_hex,
 )
 from generation.services.batches import batched
+from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
 
 logger = logging.getLogger(__name__)
 
@@ -54,26 +54,20 @@ def _chunk_claim(chunk_id: int) -> GenerationChunk | None:
     Lock order is chunk, then batch (as in ``_chunk_finish``). A chunk found RUNNING is a
     redelivery after its worker died: it runs again, and the unique candidate key makes that safe.
     """
-    chunk = (
-        GenerationChunk.objects.select_for_update()
-        .select_related("batch", "model_version")
-        .get(pk=chunk_id)
+    chunk = lock_unfinished(
+        GenerationChunk.objects.select_related("batch", "model_version"),
+        chunk_id,
+        finished=TERMINAL_CHUNK_STATUSES,
     )
-    if chunk.status in TERMINAL_CHUNK_STATUSES:
+    if chunk is None:
         return None
     batch = GenerationBatch.objects.select_for_update().get(pk=chunk.batch_id)
     if batch.status == BatchStatus.CANCELLED:
         return chunk
     now = timezone.now()
-    chunk.status = ChunkStatus.RUNNING
-    chunk.attempts = F("attempts") + 1
-    chunk.started_at = now
-    chunk.save(update_fields=["status", "attempts", "started_at"])
+    mark_running(chunk, now=now, count_attempt=True)
     if batch.status == BatchStatus.QUEUED:
-        batch.status = BatchStatus.RUNNING
-        batch.started_at = now
-        batch.save(update_fields=["status", "started_at"])
-    chunk.refresh_from_db(fields=["attempts"])
+        mark_running(batch, now=now)
     chunk.batch = batch
     return chunk
 
@@ -81,17 +75,16 @@ def _chunk_claim(chunk_id: int) -> GenerationChunk | None:
 @transaction.atomic
 def _chunk_finish(*, chunk_id: int, status: str, error: str = "") -> None:
     """Move a chunk to a terminal state once and settle the batch when it was the last one."""
-    chunk = GenerationChunk.objects.select_for_update().select_related("batch").get(pk=chunk_id)
-    if chunk.status in TERMINAL_CHUNK_STATUSES:
+    chunk = lock_unfinished(
+        GenerationChunk.objects.select_related("batch"), chunk_id, finished=TERMINAL_CHUNK_STATUSES
+    )
+    if chunk is None:
         return
     missing = 0
     if status != ChunkStatus.SUCCEEDED:
         stored = _stored_keys(chunk)
         missing = sum(1 for item in chunk.items if _item_key(chunk.batch.kind, item) not in stored)
-    chunk.status = status
-    chunk.error = error
-    chunk.finished_at = timezone.now()
-    chunk.save(update_fields=["status", "error", "finished_at"])
+    mark_finished(chunk, status=status, error=error)
     batch = GenerationBatch.objects.select_for_update().get(pk=chunk.batch_id)
     batch.chunks_finished += 1
     if status == ChunkStatus.FAILED:
