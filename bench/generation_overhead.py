@@ -41,17 +41,17 @@ def main() -> None:
     env["STICKERLOOP_GENERATION_BATCH_SIZE"] = str(args.batch_size)
     env["STICKERLOOP_GENERATION_CHUNK_SIZE"] = "64"
     env["OMP_NUM_THREADS"] = str(args.threads)
-    from generation import services
     from generation.models import GenerationBatch
     from generation.pipelines import generate_stickers, load_pipeline, select_device
+    from generation.services.batches import generation_batch_create
+    from generation.services.model_versions import default_models_register
+    from generation.services.prompts import prompt_set_import
 
     models_root = Path(tempfile.mkdtemp(prefix="stickerloop-bench-models-"))
-    model = {m.name: m for m in services.default_models_register(root=models_root)}["sticker-base"]
+    model = {m.name: m for m in default_models_register(root=models_root)}["sticker-base"]
     texts = [f"a sticker of thing number {i}, smiling" for i in range(prompts)]
-    warm_set, _ = services.prompt_set_import(name="warm", content="warm up\n", file_format="text")
-    bench_set, _ = services.prompt_set_import(
-        name="bench", content="\n".join(texts), file_format="text"
-    )
+    warm_set, _ = prompt_set_import(name="warm", content="warm up\n", file_format="text")
+    bench_set, _ = prompt_set_import(name="bench", content="\n".join(texts), file_format="text")
     params = {"num_inference_steps": args.steps}
 
     worker = start_worker("default,gpu", env, Path(tempfile.mkdtemp()) / "worker.log")
@@ -59,7 +59,7 @@ def main() -> None:
 
         def run(prompt_set, batch_seeds) -> float:
             started = time.perf_counter()
-            batch = services.generation_batch_create(
+            batch = generation_batch_create(
                 kind="sticker",
                 prompt_set=prompt_set,
                 model_versions=[model],

@@ -58,9 +58,9 @@ def main() -> None:
 
     settings.TRAINING_DIR = training_dir
     sys.path.insert(0, str(ROOT))
-    from generation import services as generation_services
     from generation.pipelines import build_tiny_sticker_model
     from generation.pipelines.tiny import IMAGE_DEFAULT_PARAMS
+    from generation.services.model_versions import model_version_register
     from tests.training import factories
     from training_bridge.jobs import services
     from training_bridge.jobs.models import JobStatus, TrainingJob
@@ -68,7 +68,7 @@ def main() -> None:
 
     # Only the sticker model: finetuning needs no animation model (saves their build time).
     models_root = Path(tempfile.mkdtemp(prefix="stickerloop-bench-models-"))
-    base = generation_services.model_version_register(
+    base = model_version_register(
         name="sticker-base",
         kind="image",
         uri=str(build_tiny_sticker_model(models_root / "sticker-base")),

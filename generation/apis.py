@@ -7,7 +7,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from generation import selectors, services
+from generation import selectors
 from generation.models import (
     BatchKind,
     Candidate,
@@ -18,6 +18,9 @@ from generation.models import (
     Prompt,
     PromptSet,
 )
+from generation.services.batches import generation_batch_cancel, generation_batch_create
+from generation.services.model_versions import model_version_register
+from generation.services.prompts import prompt_set_import
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 
@@ -77,7 +80,7 @@ class ModelVersionRegisterApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.model_version_register(**data.validated_data, created_by=request.user)
+        version = model_version_register(**data.validated_data, created_by=request.user)
         return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -166,7 +169,7 @@ class PromptSetImportApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        prompt_set, report = services.prompt_set_import(
+        prompt_set, report = prompt_set_import(
             name=values["name"],
             content=values["content"],
             file_format=values["format"],
@@ -256,7 +259,7 @@ class BatchCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        batch = services.generation_batch_create(
+        batch = generation_batch_create(
             name=values["name"],
             kind=values["kind"],
             model_versions=values["model_versions"],
@@ -275,7 +278,7 @@ class BatchCancelApi(APIView):
     @extend_schema(request=None, responses=BatchOutput)
     def post(self, request, pk: int):
         batch = get_object_or_404(GenerationBatch, pk=pk)
-        batch = services.generation_batch_cancel(batch=batch)
+        batch = generation_batch_cancel(batch=batch)
         return Response(BatchOutput(batch).data)
 
 

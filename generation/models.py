@@ -296,6 +296,14 @@ class Candidate(models.Model):
                 condition=Q(source__isnull=False),
                 name="candidate_unique_animation_key",
             ),
+            # An import stores a file once per source: ``candidates_import`` inserts with
+            # ON CONFLICT DO NOTHING on this key. Rows without a content hash (crowd imports
+            # know only an item's name) or without a source are not deduplicated.
+            models.UniqueConstraint(
+                fields=["import_source", "sha256"],
+                condition=Q(origin="imported") & ~Q(import_source="") & ~Q(sha256=""),
+                name="candidate_unique_import_key",
+            ),
             models.CheckConstraint(
                 condition=Q(kind="animation") | Q(source__isnull=True),
                 name="candidate_only_animations_have_source",

@@ -5,8 +5,21 @@ from dataclasses import asdict, dataclass
 from django.core.exceptions import ValidationError
 
 from generation.models import BatchKind
+from generation.pipelines.limits import (
+    MAX_FRAMES,
+    MAX_GUIDANCE_SCALE,
+    MAX_INFERENCE_STEPS,
+    MIN_FRAMES,
+    MIN_GUIDANCE_SCALE,
+    MIN_INFERENCE_STEPS,
+    SIZE_MULTIPLE,
+)
 
+# Narrower than the pipelines accept: sizes a sticker needs, a frame rate chat apps play, and a
+# strength that changes the source visibly (the pipelines take any size, 60 fps and (0, 1]).
 MIN_SIZE, MAX_SIZE = 64, 1024
+MAX_FPS = 30
+MIN_STRENGTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,13 +39,13 @@ class GenerationParams:
 
 
 _RANGES = {
-    "num_inference_steps": (int, 1, 200),
-    "guidance_scale": (float, 0.0, 30.0),
+    "num_inference_steps": (int, MIN_INFERENCE_STEPS, MAX_INFERENCE_STEPS),
+    "guidance_scale": (float, MIN_GUIDANCE_SCALE, MAX_GUIDANCE_SCALE),
     "width": (int, MIN_SIZE, MAX_SIZE),
     "height": (int, MIN_SIZE, MAX_SIZE),
-    "num_frames": (int, 2, 32),
-    "fps": (int, 1, 30),
-    "strength": (float, 0.05, 1.0),
+    "num_frames": (int, MIN_FRAMES, MAX_FRAMES),
+    "fps": (int, 1, MAX_FPS),
+    "strength": (float, MIN_STRENGTH, 1.0),
 }
 _STICKER_FIELDS = {"num_inference_steps", "guidance_scale", "width", "height", "negative_prompt"}
 _ANIMATION_FIELDS = _STICKER_FIELDS | {"num_frames", "fps", "strength", "motion_prompt"}
@@ -81,8 +94,8 @@ def validate_params(params: dict, *, kind: str, defaults: dict) -> GenerationPar
         value = cast(value)
         if not low <= value <= high:
             errors[f"params.{name}"] = [f"Must be between {low} and {high}, not {value}."]
-        elif name in ("width", "height") and value % 8:
-            errors[f"params.{name}"] = [f"Must be divisible by 8, not {value}."]
+        elif name in ("width", "height") and value % SIZE_MULTIPLE:
+            errors[f"params.{name}"] = [f"Must be divisible by {SIZE_MULTIPLE}, not {value}."]
         merged[name] = value
     if (
         not errors

@@ -18,9 +18,9 @@ _TRANSIENT = (OperationalError,)
     time_limit=330,
 )
 def plan_batch(batch_id: int) -> None:
-    from generation import services
+    from generation.services.batches import generation_batch_plan
 
-    services.generation_batch_plan(batch_id=batch_id)
+    generation_batch_plan(batch_id=batch_id)
 
 
 @shared_task(
@@ -35,6 +35,6 @@ def plan_batch(batch_id: int) -> None:
     time_limit=1900,
 )
 def run_chunk(chunk_id: int) -> None:
-    from generation import services
+    from generation.services.chunks import generation_chunk_run
 
-    services.generation_chunk_run(chunk_id=chunk_id)
+    generation_chunk_run(chunk_id=chunk_id)

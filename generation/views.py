@@ -4,8 +4,10 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 
-from generation import selectors, services
+from generation import selectors
 from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptSet
+from generation.services.batches import generation_batch_create
+from generation.services.prompts import prompt_set_import
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -85,7 +87,7 @@ def prompt_set_list(request):
             suffix = upload.name.rsplit(".", 1)[-1].lower()
             try:
                 content = upload.read().decode("utf-8")
-                prompt_set, report = services.prompt_set_import(
+                prompt_set, report = prompt_set_import(
                     name=name,
                     content=content,
                     file_format={"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text"),
@@ -128,7 +130,7 @@ def batch_create(request):
                     errors[f"params.{name}"] = ["Must be a number."]
         if not errors:
             try:
-                batch = services.generation_batch_create(
+                batch = generation_batch_create(
                     kind="sticker",
                     name=request.POST.get("name", ""),
                     prompt_set=PromptSet.objects.filter(

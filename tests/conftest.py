@@ -49,10 +49,10 @@ def tiny_models_root(tiny_model_specs) -> Path:
 @pytest.fixture
 def models(db, tiny_model_specs):
     """The tiny models registered as model versions, by name (the folders are built once)."""
-    from generation import services
+    from generation.services.model_versions import model_version_register
 
     return {
-        spec["name"]: services.model_version_register(
+        spec["name"]: model_version_register(
             name=spec["name"],
             kind=spec["kind"],
             role=spec["role"],

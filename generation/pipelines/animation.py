@@ -10,14 +10,11 @@ import numpy as np
 from PIL import Image
 
 from .image import check_common_inputs, make_generators, to_uint8
+from .limits import MAX_FRAMES, MIN_FRAMES
 from .loading import LoadedPipeline
 from .matting import alpha_to_uint8, colour_distance, decontaminate, matte_alpha
 from .motion import motion_score
 
-MIN_FRAMES = 2
-# AnimateDiff motion modules embed frame positions up to their motion_max_seq_length, 32 for
-# the published adapters and the tiny ones built here.
-MAX_FRAMES = 32
 # A frame pixel this close (RGB distance, 0-255 scale) to the composited source still shows
 # the source sticker and reuses its exact alpha, with weight 1 at distance 0 falling linearly
 # to 0 at this distance. A design choice, not a measurement: half of matting.MATTE_HIGH, the

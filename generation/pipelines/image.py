@@ -10,14 +10,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .limits import (
+    MAX_GUIDANCE_SCALE,
+    MAX_INFERENCE_STEPS,
+    MAX_SEED,
+    MIN_GUIDANCE_SCALE,
+    MIN_INFERENCE_STEPS,
+    SIZE_MULTIPLE,
+)
 from .loading import LoadedPipeline
 from .matting import matte_background
-
-MAX_INFERENCE_STEPS = 200
-MAX_GUIDANCE_SCALE = 30.0
-# torch.Generator.manual_seed takes 64-bit seeds; the service stores them in a signed
-# BIGINT column, so the shared range is [0, 2**63 - 1].
-MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -74,23 +76,30 @@ def check_common_inputs(
             raise ValueError(
                 f"`seeds` have to be integers between 0 and 2**63 - 1 but contain {seed!r}."
             )
-    if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_INFERENCE_STEPS:
+    if (
+        not _is_int(num_inference_steps)
+        or not MIN_INFERENCE_STEPS <= num_inference_steps <= MAX_INFERENCE_STEPS
+    ):
         raise ValueError(
-            f"`num_inference_steps` has to be an integer between 1 and {MAX_INFERENCE_STEPS} "
-            f"but is {num_inference_steps!r}."
+            f"`num_inference_steps` has to be an integer between {MIN_INFERENCE_STEPS} and "
+            f"{MAX_INFERENCE_STEPS} but is {num_inference_steps!r}."
         )
-    if not _is_number(guidance_scale) or not 0.0 <= guidance_scale <= MAX_GUIDANCE_SCALE:
+    if (
+        not _is_number(guidance_scale)
+        or not MIN_GUIDANCE_SCALE <= guidance_scale <= MAX_GUIDANCE_SCALE
+    ):
         raise ValueError(
-            f"`guidance_scale` has to be between 0 and {MAX_GUIDANCE_SCALE:g} "
-            f"but is {guidance_scale!r}."
+            f"`guidance_scale` has to be between {MIN_GUIDANCE_SCALE:g} and "
+            f"{MAX_GUIDANCE_SCALE:g} but is {guidance_scale!r}."
         )
     if not _is_int(height) or not _is_int(width) or height <= 0 or width <= 0:
         raise ValueError(
             f"`height` and `width` have to be positive integers but are {height!r} and {width!r}."
         )
-    if height % 8 != 0 or width % 8 != 0:
+    if height % SIZE_MULTIPLE != 0 or width % SIZE_MULTIPLE != 0:
         raise ValueError(
-            f"`height` and `width` have to be divisible by 8 but are {height} and {width}."
+            f"`height` and `width` have to be divisible by {SIZE_MULTIPLE} but are {height} "
+            f"and {width}."
         )
 
 

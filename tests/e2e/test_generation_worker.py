@@ -6,9 +6,11 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from generation import services
 from generation.models import BatchStatus, Candidate, GenerationBatch, GenerationChunk
 from generation.pipelines import decode_animated_webp
+from generation.services.batches import generation_batch_create
+from generation.services.model_versions import model_version_register
+from generation.services.prompts import prompt_set_import
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -29,11 +31,11 @@ def _wait_finished(batch, worker, timeout=180):
 
 def test_sticker_then_animation_batch(start_worker, models):
     worker = start_worker()
-    prompt_set, _ = services.prompt_set_import(
+    prompt_set, _ = prompt_set_import(
         name="e2e", content="a corgi waving\na cup of coffee\n", file_format="text"
     )
     # when: a sticker batch, 2 prompts × 2 seeds
-    stickers = services.generation_batch_create(
+    stickers = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models["sticker-base"]],
@@ -62,7 +64,7 @@ def test_sticker_then_animation_batch(start_worker, models):
 
     # when: two teachers animate the first two stickers with one seed
     teachers = [models["anim-teacher-a"], models["anim-teacher-b"]]
-    animations = services.generation_batch_create(
+    animations = generation_batch_create(
         kind="animation",
         sources=candidates[:2],
         model_versions=teachers,
@@ -86,14 +88,14 @@ def test_sticker_then_animation_batch(start_worker, models):
 
 
 def test_killed_worker_chunk_is_redelivered_and_completes_once(start_worker, models, settings):
-    prompt_set, _ = services.prompt_set_import(
+    prompt_set, _ = prompt_set_import(
         name="kill", content="\n".join(f"sticker number {i}" for i in range(6)), file_format="text"
     )
     # One candidate per pipeline call and a short visibility timeout, so the kill lands mid-chunk
     # and the unacknowledged message returns to the queue within seconds.
     env = {"STICKERLOOP_GENERATION_BATCH_SIZE": 1, "CELERY_VISIBILITY_TIMEOUT": 4}
     first = start_worker(**env)
-    batch = services.generation_batch_create(
+    batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models["sticker-base"]],
@@ -127,10 +129,10 @@ def test_worker_marks_a_missing_model_folder_failed(start_worker, models, tmp_pa
     import shutil
 
     shutil.copytree(models["sticker-base"].uri, missing)
-    version = services.model_version_register(name="gone", kind="image", uri=str(missing))
+    version = model_version_register(name="gone", kind="image", uri=str(missing))
     shutil.rmtree(missing)
-    prompt_set, _ = services.prompt_set_import(name="m", content="a cat\n", file_format="text")
-    batch = services.generation_batch_create(
+    prompt_set, _ = prompt_set_import(name="m", content="a cat\n", file_format="text")
+    batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[version],

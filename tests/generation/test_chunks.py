@@ -7,36 +7,41 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from generation import services
 from generation.models import BatchStatus, Candidate, ChunkStatus, GenerationBatch, GenerationChunk
+from generation.services.batches import (
+    generation_batch_cancel,
+    generation_batch_create,
+    generation_batch_plan,
+)
+from generation.services.chunks import generation_chunk_run
+from generation.services.model_versions import model_version_register
+from generation.services.prompts import prompt_set_import
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def prompt_set():
-    prompt_set, _ = services.prompt_set_import(
-        name="p", content="a cat\na dog\na fox\n", file_format="text"
-    )
+    prompt_set, _ = prompt_set_import(name="p", content="a cat\na dog\na fox\n", file_format="text")
     return prompt_set
 
 
 def _batch(models, prompt_set, *, seeds=(1, 2), names=("sticker-base",), **params):
-    batch = services.generation_batch_create(
+    batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models[n] for n in names],
         seeds=list(seeds),
         params={"num_inference_steps": 2, **params},
     )
-    services.generation_batch_plan(batch_id=batch.pk)
+    generation_batch_plan(batch_id=batch.pk)
     return batch
 
 
 def test_plan_is_idempotent(models, prompt_set, settings):
     settings.GENERATION_CHUNK_SIZE = 4
     batch = _batch(models, prompt_set)
-    assert services.generation_batch_plan(batch_id=batch.pk) == []
+    assert generation_batch_plan(batch_id=batch.pk) == []
     chunks = list(GenerationChunk.objects.filter(batch=batch))
     assert [len(c.items) for c in chunks] == [4, 2]
     assert chunks[0].items == [
@@ -52,14 +57,14 @@ def test_chunk_run_twice_stores_each_candidate_once(models, prompt_set):
     batch = _batch(models, prompt_set)
     [chunk] = GenerationChunk.objects.filter(batch=batch)
     # when
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     first = list(Candidate.objects.order_by("id").values_list("prompt_id", "seed", "sha256"))
     # Simulate a broker redelivery after the worker died before acking: run it again from RUNNING.
     GenerationChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.RUNNING)
     GenerationBatch.objects.filter(pk=batch.pk).update(
         chunks_finished=0, status=BatchStatus.RUNNING
     )
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     # then
     assert (
         list(Candidate.objects.order_by("id").values_list("prompt_id", "seed", "sha256")) == first
@@ -72,8 +77,8 @@ def test_chunk_run_twice_stores_each_candidate_once(models, prompt_set):
 def test_finished_chunk_is_a_no_op(models, prompt_set):
     batch = _batch(models, prompt_set, seeds=[7])
     [chunk] = GenerationChunk.objects.filter(batch=batch)
-    services.generation_chunk_run(chunk_id=chunk.pk)
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     chunk.refresh_from_db()
     assert (chunk.status, chunk.attempts) == (ChunkStatus.SUCCEEDED, 1)
     assert Candidate.objects.count() == 3
@@ -82,7 +87,7 @@ def test_finished_chunk_is_a_no_op(models, prompt_set):
 def test_candidates_carry_provenance_and_decode(models, prompt_set):
     batch = _batch(models, prompt_set, seeds=[5], guidance_scale=3.0)
     [chunk] = GenerationChunk.objects.filter(batch=batch)
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     candidate = Candidate.objects.get(prompt__text="a dog")
     assert candidate.seed == 5
     assert candidate.raw_prompt == "a dog"
@@ -114,7 +119,7 @@ def test_missing_model_folder_fails_the_batch_and_writes_nothing(models, prompt_
     batch = _batch(models, prompt_set, seeds=[1])
     shutil.rmtree(moved)
     [chunk] = GenerationChunk.objects.filter(batch=batch)
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     batch.refresh_from_db()
     assert batch.status == BatchStatus.FAILED
     assert str(moved) in batch.error
@@ -126,20 +131,20 @@ def test_missing_model_folder_fails_the_batch_and_writes_nothing(models, prompt_
 def test_one_failing_model_makes_the_batch_partial(models, prompt_set, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(models["sticker-base"].uri, broken)
-    other = services.model_version_register(name="broken", kind="image", uri=str(broken))
+    other = model_version_register(name="broken", kind="image", uri=str(broken))
     # Corrupt the UNet weights after registration.
     for weights in (broken / "unet").glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
-    batch = services.generation_batch_create(
+    batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models["sticker-base"], other],
         seeds=[1],
         params={"num_inference_steps": 2},
     )
-    services.generation_batch_plan(batch_id=batch.pk)
+    generation_batch_plan(batch_id=batch.pk)
     for chunk in GenerationChunk.objects.filter(batch=batch):
-        services.generation_chunk_run(chunk_id=chunk.pk)
+        generation_chunk_run(chunk_id=chunk.pk)
     batch.refresh_from_db()
     assert batch.status == BatchStatus.PARTIAL
     assert (batch.done_count, batch.failed_count) == (3, 3)
@@ -149,9 +154,9 @@ def test_one_failing_model_makes_the_batch_partial(models, prompt_set, tmp_path)
 
 def test_cancel_stops_queued_chunks(models, prompt_set):
     batch = _batch(models, prompt_set, seeds=[1])
-    services.generation_batch_cancel(batch=batch)
+    generation_batch_cancel(batch=batch)
     [chunk] = GenerationChunk.objects.filter(batch=batch)
-    services.generation_chunk_run(chunk_id=chunk.pk)
+    generation_chunk_run(chunk_id=chunk.pk)
     chunk.refresh_from_db()
     batch.refresh_from_db()
     assert chunk.status == ChunkStatus.CANCELLED

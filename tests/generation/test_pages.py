@@ -1,8 +1,9 @@
 import pytest
 from django.core.management import call_command
 
-from generation import services
 from generation.models import Candidate, GenerationBatch, PromptSet
+from generation.services.batches import generation_batch_create
+from generation.services.prompts import prompt_set_import
 
 pytestmark = pytest.mark.django_db
 
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def _candidate(models, text="a cat", kind="sticker", **extra):
     prompt_set = (
         PromptSet.objects.first()
-        or services.prompt_set_import(name="p", content=f"{text}\n", file_format="text")[0]
+        or prompt_set_import(name="p", content=f"{text}\n", file_format="text")[0]
     )
     return Candidate.objects.create(
         kind=kind,
@@ -58,8 +59,8 @@ def test_animation_is_shown_beside_its_source(client, curator, models):
 
 
 def test_batch_list_and_detail(client, curator, models):
-    prompt_set, _ = services.prompt_set_import(name="b", content="a cat\n", file_format="text")
-    batch = services.generation_batch_create(
+    prompt_set, _ = prompt_set_import(name="b", content="a cat\n", file_format="text")
+    batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models["sticker-base"]],
@@ -146,7 +147,7 @@ def test_prompt_set_upload_page(client, curator):
 
 
 def test_batch_create_page(client, curator, models, django_capture_on_commit_callbacks):
-    prompt_set, _ = services.prompt_set_import(name="f", content="a cat\n", file_format="text")
+    prompt_set, _ = prompt_set_import(name="f", content="a cat\n", file_format="text")
     client.force_login(curator)
     assert client.get("/batches/new/").status_code == 200
     bad = client.post(

@@ -1,8 +1,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation import services
 from generation.models import Prompt, PromptSet, Tag
+from generation.services.prompts import prompt_set_import
 
 
 @pytest.mark.django_db
@@ -10,9 +10,7 @@ def test_text_import_reports_duplicates_and_empty_lines():
     # given
     content = "a cat\n\na dog\na cat\n  \na fox\n"
     # when
-    prompt_set, report = services.prompt_set_import(
-        name="animals", content=content, file_format="text"
-    )
+    prompt_set, report = prompt_set_import(name="animals", content=content, file_format="text")
     # then
     assert list(prompt_set.prompts.values_list("position", "text")) == [
         (0, "a cat"),
@@ -27,7 +25,7 @@ def test_text_import_reports_duplicates_and_empty_lines():
 @pytest.mark.django_db
 def test_csv_import_keeps_tags_and_enhanced_text():
     content = "text,tags,enhanced_text\na cat,animal;cute,a fluffy cat sticker\na car,vehicle,\n"
-    prompt_set, report = services.prompt_set_import(name="csv", content=content, file_format="csv")
+    prompt_set, report = prompt_set_import(name="csv", content=content, file_format="csv")
     cat, car = prompt_set.prompts.order_by("position")
     assert sorted(cat.tags.values_list("name", flat=True)) == ["animal", "cute"]
     assert cat.enhanced_text == "a fluffy cat sticker"
@@ -38,7 +36,7 @@ def test_csv_import_keeps_tags_and_enhanced_text():
 @pytest.mark.django_db
 def test_jsonl_import_with_tags():
     content = '{"text": "a cat", "tags": ["animal"]}\n\n{"text": "a cup"}\n'
-    prompt_set, report = services.prompt_set_import(name="j", content=content, file_format="jsonl")
+    prompt_set, report = prompt_set_import(name="j", content=content, file_format="jsonl")
     assert [p.text for p in prompt_set.prompts.all()] == ["a cat", "a cup"]
     assert report.empty_lines == [2]
     assert list(Tag.objects.values_list("name", flat=True)) == ["animal"]
@@ -65,7 +63,7 @@ def test_jsonl_import_with_tags():
 )
 def test_bad_files_store_nothing(content, file_format, expected):
     with pytest.raises(ValidationError) as exc:
-        services.prompt_set_import(name="bad", content=content, file_format=file_format)
+        prompt_set_import(name="bad", content=content, file_format=file_format)
     assert exc.value.message_dict == expected
     assert PromptSet.objects.count() == 0
     assert Prompt.objects.count() == 0

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Item
 from generation.models import Candidate, GenerationBatch, ModelVersion
-from generation.services import generation_batch_plan, generation_chunk_run
+from generation.services.batches import generation_batch_plan
+from generation.services.chunks import generation_chunk_run
 from stickerloop.api import ServiceConflict
 from tests.training import factories
 from tests.training.helpers import fake_finished_output, progress_events

@@ -938,7 +938,7 @@ def training_job_register_output(
     folder = Path(output_uri) if output_uri else output_dir(job)
     summary = _read_summary(folder)
     _check_summary(job, folder, summary)
-    from generation.services import model_version_register
+    from generation.services.model_versions import model_version_register
 
     base = job.base_model_version
     links = list(job.dataset_links.select_related("dataset_version"))
@@ -1011,7 +1011,7 @@ def _evaluation_start(job: TrainingJob, version: ModelVersion) -> TrainingJobEva
     """Ask for candidates from the new model and its parent (same prompts or sources, same
     seeds). A batch the generation service refuses marks the evaluation FAILED with its reason;
     it never undoes the registration (it runs in a savepoint)."""
-    from generation.services import generation_batch_create
+    from generation.services.batches import generation_batch_create
 
     evaluation = TrainingJobEvaluation(job=job)
     parent = job.base_model_version

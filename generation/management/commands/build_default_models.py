@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from generation import services
+from generation.services.model_versions import default_models_register
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, root: Path, **options):
         root.mkdir(parents=True, exist_ok=True)
-        for version in services.default_models_register(root=root):
+        for version in default_models_register(root=root):
             self.stdout.write(
                 f"{version.name:<20} {version.kind:<10} {version.role:<8} {version.uri}"
             )

@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import services as generation_services
 from generation.models import GenerationBatch, ModelKind, ModelVersion, PromptSet
+from generation.services.batches import generation_batch_create
+from generation.services.prompts import prompt_set_import
 from stickerloop.services import user_create_with_roles
 
 DEMO_USERS = [
@@ -34,13 +35,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<9} / {DEMO_PASSWORD}   roles: {', '.join(roles)}")
         prompt_set = PromptSet.objects.filter(name="Demo stickers").first()
         if prompt_set is None:
-            prompt_set, _ = generation_services.prompt_set_import(
+            prompt_set, _ = prompt_set_import(
                 name="Demo stickers", content=DEMO_PROMPTS, file_format="text"
             )
         if not GenerationBatch.objects.exists():
             models = list(ModelVersion.objects.filter(kind=ModelKind.IMAGE, role="base")[:1])
             if models:
-                batch = generation_services.generation_batch_create(
+                batch = generation_batch_create(
                     name="Demo: first stickers",
                     kind="sticker",
                     prompt_set=prompt_set,

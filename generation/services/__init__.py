@@ -1,0 +1,2 @@
+"""Generation writes, one module per topic: model versions, prompts, batches, chunks and
+candidates."""

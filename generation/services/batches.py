@@ -1,0 +1,212 @@
+"""Generation batches: validate and store a batch, split it into chunks, cancel it."""
+
+from itertools import islice
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from generation import tasks as generation_tasks
+from generation.models import (
+    TERMINAL_BATCH_STATUSES,
+    BatchKind,
+    BatchStatus,
+    Candidate,
+    CandidateKind,
+    GenerationBatch,
+    GenerationChunk,
+    ModelKind,
+    ModelVersion,
+    Prompt,
+    PromptSet,
+)
+from generation.params import GenerationParams, validate_params
+from generation.pipelines import prompt_token_count
+from stickerloop.api import ServiceConflict
+from stickerloop.lifecycle import lock_unfinished
+
+MAX_SEEDS = 64
+MAX_SEED = 2**32 - 1
+BATCH_KIND_TO_MODEL_KIND = {
+    BatchKind.STICKER: ModelKind.IMAGE,
+    BatchKind.ANIMATION: ModelKind.ANIMATION,
+}
+
+
+def batched(items, size: int):
+    """``itertools.batched`` arrived in Python 3.12; the project runs on 3.11."""
+    iterator = iter(items)
+    while group := tuple(islice(iterator, size)):
+        yield group
+
+
+def _check_seeds(seeds: list) -> list[str]:
+    if not isinstance(seeds, list) or not seeds:
+        return ["Give at least one seed."]
+    if len(seeds) > MAX_SEEDS:
+        return [f"At most {MAX_SEEDS} seeds per batch, not {len(seeds)}."]
+    if not all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds
+    ):
+        return [f"Seeds must be integers from 0 to {MAX_SEED}."]
+    if len(set(seeds)) != len(seeds):
+        return ["Seeds must not repeat."]
+    return []
+
+
+def _check_model_versions(model_versions: list[ModelVersion], kind: str) -> list[str]:
+    if not model_versions:
+        return ["Choose at least one model version."]
+    wanted = BATCH_KIND_TO_MODEL_KIND[kind]
+    wrong = [mv.name for mv in model_versions if mv.kind != wanted]
+    if wrong:
+        return [f"Model version(s) {', '.join(wrong)} are not {wanted} models."]
+    inactive = [mv.name for mv in model_versions if not mv.is_active]
+    if inactive:
+        return [f"Model version(s) {', '.join(inactive)} are retired."]
+    return []
+
+
+def _check_prompt_tokens(prompts: list[Prompt], model_versions: list[ModelVersion]) -> list[str]:
+    """Prompts over a model's token limit, checked with that model's own tokenizer."""
+    problems = []
+    for mv in model_versions:
+        if not mv.max_prompt_tokens:
+            continue
+        try:
+            counts = prompt_token_count(mv.uri, [p.text for p in prompts])
+        except Exception:
+            # An unreadable folder is not the request's fault: the worker fails the batch
+            # with the folder's name instead.
+            continue
+        over = [p for p, n in zip(prompts, counts, strict=True) if n > mv.max_prompt_tokens]
+        if over:
+            problems.append(
+                f"{len(over)} prompt(s) exceed the {mv.max_prompt_tokens}-token limit of "
+                f"{mv.name}, e.g. prompt {over[0].pk} ({over[0].text[:40]!r})."
+            )
+    return problems
+
+
+@transaction.atomic
+def generation_batch_create(
+    *,
+    kind: str,
+    model_versions: list[ModelVersion],
+    seeds: list[int],
+    params: dict,
+    requested_by: AbstractBaseUser | None = None,
+    prompt_set: PromptSet | None = None,
+    sources: list[Candidate] | None = None,
+    name: str = "",
+) -> GenerationBatch:
+    """Validate and store a batch, then plan it on the ``default`` queue after commit."""
+    errors: dict[str, list[str]] = {}
+    if kind not in BatchKind.values:
+        raise ValidationError({"kind": [f"Unknown batch kind {kind!r}: use sticker or animation."]})
+    if problems := _check_model_versions(model_versions, kind):
+        errors["model_versions"] = problems
+    if problems := _check_seeds(seeds):
+        errors["seeds"] = problems
+    defaults = model_versions[0].default_params if model_versions else {}
+    resolved: GenerationParams | None = None
+    try:
+        resolved = validate_params(params, kind=kind, defaults=defaults)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    prompts: list[Prompt] = []
+    source_list: list[Candidate] = []
+    if kind == BatchKind.STICKER:
+        if prompt_set is None:
+            errors["prompt_set"] = ["A sticker batch needs a prompt set."]
+        else:
+            prompts = list(prompt_set.prompts.order_by("position"))
+            if not prompts:
+                errors["prompt_set"] = [f"Prompt set {prompt_set.name!r} is empty."]
+            elif "model_versions" not in errors and (
+                problems := _check_prompt_tokens(prompts, model_versions)
+            ):
+                errors["prompt_set"] = problems
+    else:
+        source_list = list(sources or [])
+        if not source_list:
+            errors["sources"] = ["An animation batch needs at least one source sticker."]
+        not_stickers = [c.pk for c in source_list if c.kind != CandidateKind.STICKER]
+        if not_stickers:
+            errors["sources"] = [
+                f"Candidate(s) {', '.join(map(str, not_stickers))} are not sticker candidates."
+            ]
+    if errors:
+        raise ValidationError(errors)
+    per_model = len(prompts) if kind == BatchKind.STICKER else len(source_list)
+    batch = GenerationBatch(
+        name=name,
+        kind=kind,
+        prompt_set=prompt_set if kind == BatchKind.STICKER else None,
+        seeds=list(seeds),
+        params=resolved.as_dict(),
+        total=per_model * len(model_versions) * len(seeds),
+        requested_by=requested_by,
+    )
+    batch.full_clean()
+    batch.save()
+    batch.model_versions.set(model_versions)
+    if source_list:
+        batch.sources.set(source_list)
+    generation_tasks.plan_batch.delay_on_commit(batch.pk)
+    return batch
+
+
+def _chunk_specs(batch: GenerationBatch) -> list[tuple[int, list[dict]]]:
+    """(model version id, items) per chunk, in a deterministic order."""
+    if batch.kind == BatchKind.STICKER:
+        keys = [
+            ("prompt", pk)
+            for pk in batch.prompt_set.prompts.order_by("position").values_list("pk", flat=True)
+        ]
+    else:
+        keys = [("source", pk) for pk in batch.sources.order_by("pk").values_list("pk", flat=True)]
+    specs = []
+    for mv_id in batch.model_versions.order_by("pk").values_list("pk", flat=True):
+        items = [{name: pk, "seed": seed} for name, pk in keys for seed in batch.seeds]
+        for part in batched(items, settings.GENERATION_CHUNK_SIZE):
+            specs.append((mv_id, list(part)))
+    return specs
+
+
+@transaction.atomic
+def generation_batch_plan(*, batch_id: int) -> list[int]:
+    """Split a batch into chunks and queue them; a second call queues nothing new.
+
+    Returns the ids of the chunks queued by this call.
+    """
+    batch = lock_unfinished(GenerationBatch.objects, batch_id, finished=TERMINAL_BATCH_STATUSES)
+    if batch is None or batch.chunks_total:
+        return []
+    specs = _chunk_specs(batch)
+    chunks = GenerationChunk.objects.bulk_create(
+        [
+            GenerationChunk(batch=batch, index=i, model_version_id=mv_id, items=items)
+            for i, (mv_id, items) in enumerate(specs)
+        ]
+    )
+    batch.chunks_total = len(chunks)
+    batch.save(update_fields=["chunks_total"])
+    for chunk in chunks:
+        generation_tasks.run_chunk.delay_on_commit(chunk.pk)
+    return [c.pk for c in chunks]
+
+
+@transaction.atomic
+def generation_batch_cancel(*, batch: GenerationBatch) -> GenerationBatch:
+    """Cancel a batch. Queued chunks end as cancelled when their task runs; a running chunk stops
+    after its current pipeline call. Candidates already stored are kept."""
+    batch = GenerationBatch.objects.select_for_update().get(pk=batch.pk)
+    if batch.is_finished:
+        raise ServiceConflict(f"Batch {batch.pk} has already ended ({batch.status}).")
+    batch.status = BatchStatus.CANCELLED
+    batch.finished_at = timezone.now()
+    batch.save(update_fields=["status", "finished_at"])
+    return batch

@@ -1,0 +1,96 @@
+"""Model versions: register a diffusers model, and the tiny offline defaults."""
+
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from generation.models import ModelRole, ModelVersion
+from generation.pipelines import model_prompt_token_limit
+
+
+def _local_folder(uri: str) -> Path | None:
+    """The local folder ``uri`` names, or None for a bucket path or hub id."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    path = Path(uri.removeprefix("file://"))
+    if path.is_absolute() or uri.startswith("."):
+        return path
+    return None
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    name: str,
+    kind: str,
+    uri: str,
+    role: str = ModelRole.BASE,
+    default_params: dict | None = None,
+    parent: ModelVersion | None = None,
+    description: str = "",
+    provenance: dict | None = None,
+    created_by: AbstractBaseUser | None = None,
+) -> ModelVersion:
+    """Register a diffusers model. A local folder must hold a ``model_index.json``."""
+    errors: dict[str, list[str]] = {}
+    folder = _local_folder(uri)
+    max_tokens = None
+    if folder is not None:
+        if not (folder / "model_index.json").is_file():
+            errors["uri"] = [f"No diffusers model at {folder}: model_index.json is missing."]
+        else:
+            try:
+                max_tokens = model_prompt_token_limit(str(folder))
+            except Exception:
+                # A model without a CLIP tokenizer has no token limit we can check here.
+                max_tokens = None
+    if parent is not None and parent.kind != kind:
+        errors["parent"] = [f"The parent is an {parent.kind} model, not {kind}."]
+    if errors:
+        raise ValidationError(errors)
+    version = ModelVersion(
+        name=name,
+        kind=kind,
+        role=role,
+        uri=str(folder) if folder is not None else uri,
+        default_params=default_params or {},
+        parent=parent,
+        description=description,
+        provenance=provenance or {},
+        max_prompt_tokens=max_tokens,
+        created_by=created_by,
+    )
+    version.full_clean()
+    version.save()
+    return version
+
+
+def default_models_register(*, root: Path) -> list[ModelVersion]:
+    """Build the tiny offline models under ``root`` if missing and register them by name.
+
+    Idempotent: existing folders are reused and existing versions are pointed at them.
+    """
+    from generation.pipelines import build_default_models
+
+    versions = []
+    for spec in build_default_models(root):
+        existing = ModelVersion.objects.filter(name=spec["name"]).first()
+        if existing is not None:
+            if existing.uri != spec["uri"]:
+                existing.uri = spec["uri"]
+                existing.save(update_fields=["uri"])
+            versions.append(existing)
+            continue
+        versions.append(
+            model_version_register(
+                name=spec["name"],
+                kind=spec["kind"],
+                role=spec["role"],
+                uri=spec["uri"],
+                default_params=spec["default_params"],
+                description=spec.get("description", "Tiny model built offline from configuration."),
+            )
+        )
+    return versions

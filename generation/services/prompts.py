@@ -1,0 +1,161 @@
+"""Prompt sets: import a text, CSV or JSONL file of prompts."""
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from generation.models import PROMPT_MAX_CHARS, Prompt, PromptSet, Tag
+
+
+@dataclass
+class PromptRow:
+    line: int
+    text: str
+    tags: list[str] = field(default_factory=list)
+    enhanced_text: str = ""
+
+
+@dataclass
+class PromptImportReport:
+    imported: int
+    duplicates: list[dict]
+    empty_lines: list[int]
+
+
+def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRow], list[int]]:
+    """Rows and the numbers of empty lines; raises ValidationError on a malformed file."""
+    rows: list[PromptRow] = []
+    empty: list[int] = []
+    if file_format == "text":
+        for number, line in enumerate(content.splitlines(), start=1):
+            if line.strip():
+                rows.append(PromptRow(line=number, text=line.strip()))
+            else:
+                empty.append(number)
+    elif file_format == "csv":
+        reader = csv.DictReader(io.StringIO(content))
+        if reader.fieldnames is None or "text" not in reader.fieldnames:
+            raise ValidationError(
+                {"file": ["A CSV prompt file needs a header with a 'text' column."]}
+            )
+        for number, record in enumerate(reader, start=2):
+            text = (record.get("text") or "").strip()
+            if not text:
+                empty.append(number)
+                continue
+            tags = [t.strip() for t in (record.get("tags") or "").replace("|", ";").split(";")]
+            rows.append(
+                PromptRow(
+                    line=number,
+                    text=text,
+                    tags=[t for t in tags if t],
+                    enhanced_text=(record.get("enhanced_text") or "").strip(),
+                )
+            )
+    elif file_format == "jsonl":
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                empty.append(number)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(
+                    {"file": [f"Line {number} is not valid JSON: {exc.msg}."]}
+                ) from exc
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValidationError({"file": [f"Line {number} needs a string 'text' field."]})
+            tags = record.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise ValidationError(
+                    {"file": [f"Line {number}: 'tags' must be a list of strings."]}
+                )
+            text = record["text"].strip()
+            if not text:
+                empty.append(number)
+                continue
+            rows.append(
+                PromptRow(
+                    line=number,
+                    text=text,
+                    tags=[t.strip() for t in tags if t.strip()],
+                    enhanced_text=str(record.get("enhanced_text") or "").strip(),
+                )
+            )
+    else:
+        raise ValidationError(
+            {"format": [f"Unknown format {file_format!r}: use text, csv or jsonl."]}
+        )
+    return rows, empty
+
+
+@transaction.atomic
+def prompt_set_import(
+    *,
+    name: str,
+    content: str,
+    file_format: str,
+    description: str = "",
+    is_held_out: bool = False,
+    created_by: AbstractBaseUser | None = None,
+) -> tuple[PromptSet, PromptImportReport]:
+    """Create a prompt set from a text, CSV or JSONL file.
+
+    Duplicates and empty lines are reported, not stored. A file with no prompt, or a prompt over
+    the length limit, stores nothing.
+    """
+    rows, empty = _parse_prompt_file(content=content, file_format=file_format)
+    too_long = [r.line for r in rows if len(r.text) > PROMPT_MAX_CHARS]
+    if too_long:
+        raise ValidationError(
+            {
+                "file": [
+                    f"Prompts may have at most {PROMPT_MAX_CHARS} characters; line(s) "
+                    f"{', '.join(map(str, too_long[:10]))} are longer."
+                ]
+            }
+        )
+    seen: dict[str, int] = {}
+    unique: list[PromptRow] = []
+    duplicates: list[dict] = []
+    for row in rows:
+        if row.text in seen:
+            duplicates.append({"line": row.line, "first_line": seen[row.text], "text": row.text})
+            continue
+        seen[row.text] = row.line
+        unique.append(row)
+    if not unique:
+        raise ValidationError({"file": ["The file holds no prompts."]})
+    if PromptSet.objects.filter(name=name).exists():
+        raise ValidationError({"name": [f"A prompt set named {name!r} exists already."]})
+    prompt_set = PromptSet(
+        name=name, description=description, is_held_out=is_held_out, created_by=created_by
+    )
+    prompt_set.full_clean()
+    prompt_set.save()
+    prompts = Prompt.objects.bulk_create(
+        [
+            Prompt(prompt_set=prompt_set, position=i, text=r.text, enhanced_text=r.enhanced_text)
+            for i, r in enumerate(unique)
+        ]
+    )
+    tag_names = sorted({t for r in unique for t in r.tags})
+    if tag_names:
+        Tag.objects.bulk_create([Tag(name=t) for t in tag_names], ignore_conflicts=True)
+        tag_ids = dict(Tag.objects.filter(name__in=tag_names).values_list("name", "pk"))
+        through = Prompt.tags.through
+        through.objects.bulk_create(
+            [
+                through(prompt_id=p.pk, tag_id=tag_ids[t])
+                for p, r in zip(prompts, unique, strict=True)
+                for t in dict.fromkeys(r.tags)
+            ]
+        )
+    return prompt_set, PromptImportReport(
+        imported=len(unique), duplicates=duplicates, empty_lines=empty
+    )

@@ -1,0 +1,107 @@
+"""How a worker takes and settles a long task's row: QUEUED → RUNNING → SUCCEEDED | FAILED | ….
+
+Generation chunks and batches, dataset exports, training jobs and aggregation runs keep their
+status in their own ``TextChoices`` (the sets differ: batches also end PARTIAL, exports and runs
+cannot be CANCELLED), but all store it in ``status`` with the values ``queued``, ``running``,
+``succeeded``, ``failed`` (and ``cancelled``), next to ``started_at``, ``finished_at`` and
+``error``. What they share is the claim: lock the row with ``select_for_update``, return early
+when it has already ended (the broker redelivered a message, or a late one arrived), then move it
+and stamp the time. These helpers are that part; a caller's own checks go between
+``lock_unfinished`` and ``mark_running``, or it calls ``claim`` when it has none.
+"""
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import models, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+RUNNING = "running"
+
+Row = TypeVar("Row", bound=models.Model)
+
+
+def lock_unfinished(queryset: QuerySet[Row], pk: int, *, finished: Collection[str]) -> Row | None:
+    """The row ``pk`` of ``queryset``, locked until the caller's transaction ends; None when its
+    status is one of ``finished``.
+
+    Assumes an open transaction (the lock lasts as long as it). Raises the model's
+    ``DoesNotExist`` when there is no such row.
+    """
+    row = queryset.select_for_update().get(pk=pk)
+    if row.status in finished:
+        return None
+    return row
+
+
+def mark_running(
+    row: models.Model,
+    *,
+    now: datetime | None = None,
+    keep_started_at: bool = False,
+    count_attempt: bool = False,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """Move a locked row to RUNNING in one UPDATE of the changed columns.
+
+    ``started_at`` becomes ``now``, unless ``keep_started_at`` and the row has started before
+    (a resumed task keeps its first start). ``count_attempt`` adds one to ``attempts`` in the
+    database, so concurrent claims cannot lose a count, and reads the new value back. ``fields``
+    are further columns to set in the same UPDATE (a heartbeat, a worker name).
+    """
+    row.status = RUNNING
+    if not (keep_started_at and row.started_at):
+        row.started_at = now or timezone.now()
+    update = ["status", "started_at"]
+    if count_attempt:
+        row.attempts = F("attempts") + 1
+        update.append("attempts")
+    for name, value in (fields or {}).items():
+        setattr(row, name, value)
+        update.append(name)
+    row.save(update_fields=update)
+    if count_attempt:
+        row.refresh_from_db(fields=["attempts"])
+
+
+def mark_finished(
+    row: models.Model,
+    *,
+    status: str,
+    error: str = "",
+    now: datetime | None = None,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """Move a locked row to the terminal ``status`` with its ``error`` ("" on success) and
+    ``finished_at``, plus ``fields``, in one UPDATE of those columns."""
+    row.status = status
+    row.error = error
+    row.finished_at = now or timezone.now()
+    update = ["status", "error", "finished_at"]
+    for name, value in (fields or {}).items():
+        setattr(row, name, value)
+        update.append(name)
+    row.save(update_fields=update)
+
+
+@transaction.atomic
+def claim(
+    queryset: QuerySet[Row],
+    pk: int,
+    *,
+    finished: Collection[str],
+    now: datetime | None = None,
+    keep_started_at: bool = False,
+    count_attempt: bool = False,
+) -> Row | None:
+    """Lock the row ``pk`` and mark it RUNNING; None when it has already ended.
+
+    A row found RUNNING is a redelivery after its worker died and is claimed again: the task
+    must be idempotent (deterministic keys, unique constraints) for that to be safe.
+    """
+    row = lock_unfinished(queryset, pk, finished=finished)
+    if row is not None:
+        mark_running(row, now=now, keep_started_at=keep_started_at, count_attempt=count_attempt)
+    return row
