@@ -115,7 +115,6 @@ def main() -> None:
 
     # The bare loop: the same spec through the same Trainer, steps only.
     import torch
-
     from training_bridge.jobs.services import build_spec
 
     torch.set_num_threads(args.threads)

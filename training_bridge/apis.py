@@ -15,7 +15,12 @@ from rest_framework.views import APIView
 from annotation.models import Campaign
 from stickerloop.media import media_url
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
-from training_bridge import selectors, services
+from training_bridge import selectors
+from training_bridge.exports.create import (
+    dataset_export_create,
+    dataset_export_download_record,
+    dataset_exports_create,
+)
 from training_bridge.models import (
     AuditEvent,
     CaptionSource,
@@ -32,7 +37,17 @@ from training_bridge.models import (
     WeakImport,
     WeakSource,
 )
-from training_bridge.rules import rule_spec_check, rule_values
+from training_bridge.rules import (
+    dataset_rule_create,
+    dataset_rule_update,
+    rule_spec_check,
+    rule_values,
+)
+from training_bridge.versions import (
+    dataset_version_build,
+    dataset_version_retire,
+)
+from training_bridge.weak_imports import weak_import_create, weak_source_create
 
 # Rules -------------------------------------------------------------------------------------------
 
@@ -137,7 +152,7 @@ class RuleCreateApi(APIView):
     def post(self, request):
         data = RuleInput(data=request.data)
         data.is_valid(raise_exception=True)
-        rule = services.dataset_rule_create(values=data.validated_data, created_by=request.user)
+        rule = dataset_rule_create(values=data.validated_data, created_by=request.user)
         return Response(RuleOutput(rule).data, status=status.HTTP_201_CREATED)
 
 
@@ -151,7 +166,7 @@ class RuleUpdateApi(APIView):
         rule = get_object_or_404(DatasetRule, pk=pk)
         data = RuleInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        rule = services.dataset_rule_update(rule=rule, changes=data.validated_data)
+        rule = dataset_rule_update(rule=rule, changes=data.validated_data)
         return Response(RuleOutput(rule).data)
 
 
@@ -266,7 +281,7 @@ class RuleBuildApi(APIView):
     @extend_schema(request=None, responses={201: OutputSerializer, 200: OutputSerializer})
     def post(self, request, pk: int):
         rule = get_object_or_404(DatasetRule, pk=pk)
-        version, created = services.dataset_version_build(rule=rule, built_by=request.user)
+        version, created = dataset_version_build(rule=rule, built_by=request.user)
         return Response(
             self.OutputSerializer({"created": created, "version": version}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -359,25 +374,13 @@ class VersionEntriesApi(generics.ListAPIView):
         return selectors.dataset_version_entries(version=version, split=split or None)
 
 
-class VersionPublishApi(APIView):
-    """Publish a draft (curators); a rule's training trigger then creates its training job."""
-
-    permission_classes = [IsCurator]
-
-    @extend_schema(request=None, responses=VersionOutput)
-    def post(self, request, pk: int):
-        version = get_object_or_404(DatasetVersion, pk=pk)
-        version = services.dataset_version_publish(version=version, published_by=request.user)
-        return Response(VersionOutput(version).data)
-
-
 class VersionRetireApi(APIView):
     permission_classes = [IsCurator]
 
     @extend_schema(request=None, responses=VersionOutput)
     def post(self, request, pk: int):
         version = get_object_or_404(DatasetVersion, pk=pk)
-        version = services.dataset_version_retire(version=version, retired_by=request.user)
+        version = dataset_version_retire(version=version, retired_by=request.user)
         return Response(VersionOutput(version).data)
 
 
@@ -461,7 +464,7 @@ class ExportCreateApi(APIView):
         version = get_object_or_404(DatasetVersion, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        export = services.dataset_export_create(
+        export = dataset_export_create(
             version=version,
             export_format=data.validated_data["format"],
             shard_size=data.validated_data.get("shard_size"),
@@ -490,7 +493,7 @@ class ExportBatchCreateApi(APIView):
         version = get_object_or_404(DatasetVersion, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        exports = services.dataset_exports_create(
+        exports = dataset_exports_create(
             version=version,
             export_formats=data.validated_data["formats"],
             shard_size=data.validated_data.get("shard_size"),
@@ -560,7 +563,7 @@ class ExportDownloadApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("file", str)], responses={(200, "*/*"): bytes})
     def get(self, request, pk: int):
         export = get_object_or_404(DatasetExport, pk=pk)
-        entry = services.dataset_export_download_record(
+        entry = dataset_export_download_record(
             export=export, user=request.user, file_name=request.query_params.get("file")
         )
         if hasattr(default_storage, "bucket_name"):
@@ -610,18 +613,6 @@ class AuditListApi(generics.ListAPIView):
         return selectors.audit_events(**filters.validated_data)
 
 
-class TriggerFireApi(APIView):
-    """Fire a pending or failed training trigger again."""
-
-    permission_classes = [IsCuratorOrEngineer]
-
-    @extend_schema(request=None, responses=TriggerOutput)
-    def post(self, request, pk: int):
-        trigger = get_object_or_404(TrainingTrigger, pk=pk)
-        trigger = services.training_trigger_fire(trigger=trigger)
-        return Response(TriggerOutput(trigger).data)
-
-
 # Weak corpora ------------------------------------------------------------------------------------
 
 
@@ -666,7 +657,7 @@ class WeakSourceCreateApi(APIView):
         edges = data.validated_data["motion_bucket_edges"]
         if not isinstance(edges, list):
             raise serializers.ValidationError({"motion_bucket_edges": "Must be a list."})
-        source = services.weak_source_create(**data.validated_data, created_by=request.user)
+        source = weak_source_create(**data.validated_data, created_by=request.user)
         return Response(WeakSourceOutput(source).data, status=status.HTTP_201_CREATED)
 
 
@@ -712,7 +703,7 @@ class WeakImportCreateApi(APIView):
         source = get_object_or_404(WeakSource, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        weak_import = services.weak_import_create(
+        weak_import = weak_import_create(
             source=source,
             file_format=data.validated_data["format"],
             upload=data.validated_data.get("file"),

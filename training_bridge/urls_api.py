@@ -36,11 +36,6 @@ urlpatterns = [
         name="api-dataset-version-entries",
     ),
     path(
-        "dataset-versions/<int:pk>/publish/",
-        apis.VersionPublishApi.as_view(),
-        name="api-dataset-version-publish",
-    ),
-    path(
         "dataset-versions/<int:pk>/retire/",
         apis.VersionRetireApi.as_view(),
         name="api-dataset-version-retire",
@@ -77,11 +72,6 @@ urlpatterns = [
         name="api-dataset-export-download",
     ),
     path("dataset-audit/", apis.AuditListApi.as_view(), name="api-dataset-audit"),
-    path(
-        "training-triggers/<int:pk>/fire/",
-        apis.TriggerFireApi.as_view(),
-        name="api-training-trigger-fire",
-    ),
     path("weak-sources/", apis.WeakSourceListApi.as_view(), name="api-weak-source-list"),
     path(
         "weak-sources/create/",

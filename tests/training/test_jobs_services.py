@@ -12,7 +12,9 @@ from generation.services import generation_batch_plan, generation_chunk_run
 from stickerloop.api import ServiceConflict
 from tests.training import factories
 from tests.training.helpers import fake_finished_output, progress_events
-from training_bridge.jobs import services
+from training_bridge.jobs.evaluation import training_job_evaluation_advance
+from training_bridge.jobs.execution import resume_point
+from training_bridge.jobs.lifecycle import output_dir, training_job_create, training_job_resume
 from training_bridge.jobs.models import (
     EvaluationStatus,
     JobStatus,
@@ -20,13 +22,16 @@ from training_bridge.jobs.models import (
     TrainingJobEvaluation,
     TrainingJobLoss,
 )
+from training_bridge.jobs.output import training_job_register_output
+from training_bridge.jobs.progress import training_job_progress_report
+from training_bridge.jobs.triggers import training_job_create_from_trigger
 from training_bridge.models import DatasetRule, TrainingTrigger
 
 pytestmark = pytest.mark.django_db
 
 
 def _finetune(models, datasets, **kwargs):
-    return services.training_job_create(
+    return training_job_create(
         recipe="finetune",
         base_model_version=models["sticker-base"],
         datasets={"train": datasets["alignment"]},
@@ -37,7 +42,7 @@ def _finetune(models, datasets, **kwargs):
 
 def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    keep = services.training_job_progress_report(
+    keep = training_job_progress_report(
         job=job,
         events=progress_events(job, {"train": [1.0, 0.9, 0.8]}),
         log_lines=["loading", "step 3"],
@@ -53,7 +58,7 @@ def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models
     assert job.seconds_per_step == 0.1 and job.eta_seconds == pytest.approx(0.1)
     assert job.log_tail == "loading\nstep 3\n"
     # A resumed attempt reports step 3 again (from its checkpoint at 2): it overwrites.
-    services.training_job_progress_report(
+    training_job_progress_report(
         job=job,
         events=[
             {"event": "start", "step": 2, "resumed_from": 2, "load_s": 0.5},
@@ -69,7 +74,7 @@ def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models
 
 def test_an_error_event_fails_the_job_and_later_reports_are_refused(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    keep = services.training_job_progress_report(
+    keep = training_job_progress_report(
         job=job,
         events=[
             {"event": "error", "message": "OutOfMemoryError: CUDA out of memory", "type": "OOM"}
@@ -79,7 +84,7 @@ def test_an_error_event_fails_the_job_and_later_reports_are_refused(models, data
     assert keep is False
     assert (job.status, job.error) == (JobStatus.FAILED, "OutOfMemoryError: CUDA out of memory")
     with pytest.raises(ServiceConflict, match=f"Job {job.pk} has already ended"):
-        services.training_job_progress_report(job=job, events=[])
+        training_job_progress_report(job=job, events=[])
 
 
 def test_bad_reports_are_400_and_change_nothing(api, engineer, models, datasets):
@@ -108,17 +113,17 @@ def test_cancel_then_resume_then_conflicts(api, engineer, models, datasets):
     client = api(engineer)
     assert client.post(f"/api/training-jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
     # A runner still reporting is told to stop.
-    assert services.training_job_progress_report(job=job, events=[], attempt=1) is False
+    assert training_job_progress_report(job=job, events=[], attempt=1) is False
     response = client.post(f"/api/training-jobs/{job.pk}/resume/")
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["attempt"]) == ("queued", 2)
     # The first attempt's runner, if it still lived, is superseded.
-    assert services.training_job_progress_report(job=job, events=[], attempt=1) is False
+    assert training_job_progress_report(job=job, events=[], attempt=1) is False
     assert client.post(f"/api/training-jobs/{job.pk}/resume/").json() == {
         "detail": f"Job {job.pk} is queued already."
     }
     # A running job with a live heartbeat cannot be resumed; a silent one can.
-    services.training_job_progress_report(job=job, events=[], attempt=2)
+    training_job_progress_report(job=job, events=[], attempt=2)
     response = client.post(f"/api/training-jobs/{job.pk}/resume/")
     assert response.status_code == 409
     assert response.json()["detail"].startswith(f"Job {job.pk} is running (last heartbeat ")
@@ -130,27 +135,27 @@ def test_cancel_then_resume_then_conflicts(api, engineer, models, datasets):
 
 def test_registration_checks_the_output_and_never_registers_twice(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     # A folder without a summary, or one that stopped early, is not this job's output.
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as error:
-        services.training_job_register_output(job=job)
-    folder = services.output_dir(job)
+        training_job_register_output(job=job)
+    folder = output_dir(job)
     assert error.value.message_dict == {
         "output_dir": [f"{folder} has no training_summary.json: the run did not finish there."]
     }
     fake_finished_output(job, steps=3)
     with pytest.raises(ValidationError) as error:
-        services.training_job_register_output(job=job)
+        training_job_register_output(job=job)
     assert error.value.message_dict == {
         "output_dir": [f"The output at {folder} is not this job's: it stopped at step 3 of 4."]
     }
     assert not ModelVersion.objects.filter(parent__isnull=False).exists()
     fake_finished_output(job)
     # when
-    first = services.training_job_register_output(job=job)
-    again = services.training_job_register_output(job=job)
+    first = training_job_register_output(job=job)
+    again = training_job_register_output(job=job)
     # then
     job.refresh_from_db()
     assert first == again == job.output_model_version
@@ -162,20 +167,20 @@ def test_registration_checks_the_output_and_never_registers_twice(models, datase
     )
     assert ModelVersion.objects.filter(parent=models["sticker-base"]).count() == 1
     with pytest.raises(ServiceConflict, match="has succeeded; there is nothing to resume"):
-        services.training_job_resume(job=job)
+        training_job_resume(job=job)
 
 
 def test_a_failed_job_registers_nothing(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    services.training_job_progress_report(job=job, events=[{"event": "error", "message": "boom"}])
+    training_job_progress_report(job=job, events=[{"event": "error", "message": "boom"}])
     fake_finished_output(job)
     with pytest.raises(ServiceConflict, match=f"Job {job.pk} is failed; resume it before"):
-        services.training_job_register_output(job=job)
+        training_job_register_output(job=job)
     assert not ModelVersion.objects.filter(parent__isnull=False).exists()
 
 
 def test_a_dataset_publish_with_a_trigger_creates_the_job(models, datasets, curator):
-    from training_bridge.services import dataset_version_publish
+    from training_bridge.jobs.triggers import dataset_version_publish_and_train
 
     draft = factories.dataset_version(models, purpose="style", status="draft")
     DatasetRule.objects.filter(pk=draft.rule_id).update(
@@ -189,7 +194,7 @@ def test_a_dataset_publish_with_a_trigger_creates_the_job(models, datasets, cura
     )
     draft.refresh_from_db()
     # when
-    dataset_version_publish(version=draft, published_by=curator)
+    dataset_version_publish_and_train(version=draft, published_by=curator)
     # then
     trigger = TrainingTrigger.objects.get(version=draft)
     assert trigger.status == "fired", trigger.error
@@ -210,7 +215,7 @@ def test_a_trigger_that_does_not_fit_its_recipe_is_refused_with_the_reason(model
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as error:
-        services.training_job_create_from_trigger(
+        training_job_create_from_trigger(
             dataset_version=datasets["alignment"],
             trigger={
                 "recipe": "distill_student",
@@ -233,10 +238,10 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
 ):
     held_out = factories.prompt_set(["a waving cat", "a tiny cactus"], held_out=True)
     job = _finetune(models, datasets, evaluation_seeds=[3])
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     fake_finished_output(job)
     # when
-    version = services.training_job_register_output(job=job)
+    version = training_job_register_output(job=job)
     parent = models["sticker-base"]
     # then: a batch of both models, same prompts and seeds
     evaluation = TrainingJobEvaluation.objects.get(job=job)
@@ -244,12 +249,12 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
     batch = evaluation.batch
     assert (batch.kind, batch.prompt_set, batch.seeds) == ("sticker", held_out, [3])
     assert set(batch.model_versions.all()) == {version, models["sticker-base"]}
-    assert services.training_job_evaluation_advance(evaluation_id=evaluation.pk) is False
+    assert training_job_evaluation_advance(evaluation_id=evaluation.pk) is False
     generation_batch_plan(batch_id=batch.pk)
     for chunk in batch.chunks.all():
         generation_chunk_run(chunk_id=chunk.pk)
     assert GenerationBatch.objects.get(pk=batch.pk).status == "succeeded"
-    assert services.training_job_evaluation_advance(evaluation_id=evaluation.pk) is True
+    assert training_job_evaluation_advance(evaluation_id=evaluation.pk) is True
     evaluation.refresh_from_db()
     assert (evaluation.status, evaluation.pairs) == (EvaluationStatus.OPEN, 2)
     campaign = Campaign.objects.get(pk=evaluation.campaign_id)
@@ -296,9 +301,9 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
 
 def test_no_held_out_prompts_skips_the_evaluation_with_the_reason(models, datasets):
     job = _finetune(models, datasets)
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     fake_finished_output(job)
-    services.training_job_register_output(job=job)
+    training_job_register_output(job=job)
     evaluation = TrainingJobEvaluation.objects.get(job=job)
     assert (evaluation.status, evaluation.error, evaluation.batch) == (
         EvaluationStatus.SKIPPED,
@@ -347,7 +352,7 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
 
 
 def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path):
-    resume_point = services.resume_point
+
     for step in (5, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "training_state.json").write_text("{}")
