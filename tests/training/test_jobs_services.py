@@ -12,8 +12,9 @@ from generation.services import generation_batch_plan, generation_chunk_run
 from stickerloop.api import ServiceConflict
 from tests.training import factories
 from tests.training.helpers import fake_finished_output, progress_events
+from training_bridge.jobs import tasks as job_tasks
 from training_bridge.jobs.evaluation import training_job_evaluation_advance
-from training_bridge.jobs.execution import resume_point
+from training_bridge.jobs.execution import resume_point, training_job_prepare_external
 from training_bridge.jobs.lifecycle import output_dir, training_job_create, training_job_resume
 from training_bridge.jobs.models import (
     EvaluationStatus,
@@ -25,7 +26,7 @@ from training_bridge.jobs.models import (
 from training_bridge.jobs.output import training_job_register_output
 from training_bridge.jobs.progress import training_job_progress_report
 from training_bridge.jobs.triggers import training_job_create_from_trigger
-from training_bridge.models import DatasetRule, TrainingTrigger
+from training_bridge.models import DatasetExport, DatasetRule, TrainingTrigger
 
 pytestmark = pytest.mark.django_db
 
@@ -321,6 +322,8 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
     from django.core.management import call_command
 
     job = _finetune(models, datasets, evaluate=False, launcher="external")
+    training_job_prepare_external(job_id=job.pk, attempt=job.attempt)
+    job.refresh_from_db()
     assert job.launch_command.startswith("accelerate launch --num_processes 1 ")
     lines = [
         "Loading pipeline components...",
@@ -352,7 +355,6 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
 
 
 def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path):
-
     for step in (5, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "training_state.json").write_text("{}")
@@ -366,3 +368,50 @@ def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path)
     # none recorded, or the recorded one rotated away or never completed: the newest there is
     assert resume_point(TrainingJob(last_checkpoint_step=None), tmp_path) == "latest"
     assert resume_point(TrainingJob(last_checkpoint_step=15), tmp_path) == "latest"
+
+
+def test_an_external_job_gets_its_local_copies_through_a_task(
+    models, datasets, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: the broker is the boundary; what the creating request sends is recorded
+    sent = []
+    monkeypatch.setattr(job_tasks.prepare_external, "delay", lambda *args: sent.append(args))
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _finetune(models, datasets, evaluate=False, launcher="external")
+    # then: the creating request did no export work, it queued the task
+    spec_path = settings.TRAINING_DIR / f"job-{job.pk}" / "spec.json"
+    assert sent == [(job.pk, 1)]
+    assert (job.status, job.launch_command, DatasetExport.objects.count()) == ("queued", "", 0)
+    assert not spec_path.exists()
+    # when: the task runs
+    job_tasks.prepare_external(job.pk, 1)
+    # then
+    job.refresh_from_db()
+    export = DatasetExport.objects.get()
+    link = job.dataset_links.get()
+    assert (export.version_id, export.format, export.status) == (
+        datasets["alignment"].pk,
+        "imagefolder",
+        "succeeded",
+    )
+    assert link.export_path == str(
+        settings.MEDIA_ROOT.parent
+        / "dataset_work"
+        / "cache"
+        / f"v{datasets['alignment'].pk}-imagefolder-{export.sha256[:16]}"
+    )
+    assert job.launch_command == (
+        "accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no "
+        f"--dynamo_backend no -m training_bridge.recipes.train --spec {spec_path} "
+        "--resume-from-checkpoint latest"
+    )
+    assert (job.status, job.spec["recipe"], job.spec["launch_options"]) == (
+        "queued",
+        "finetune",
+        {"tool": "accelerate", "num_processes": 1},
+    )
+    # a second delivery of the message, once the job has moved on, does nothing
+    TrainingJob.objects.filter(pk=job.pk).update(attempt=2)
+    job_tasks.prepare_external(job.pk, 1)
+    assert DatasetExport.objects.count() == 1

@@ -319,8 +319,10 @@ def test_cancel_stops_the_recipe_and_a_crash_fails_the_job_but_not_the_worker(
 
 
 def test_the_external_launchers_command_runs_the_recipe_standalone(
-    models, datasets, api, engineer, settings
+    models, datasets, api, engineer, settings, train_worker
 ):
+    # The local copies, spec and command are made by a task on the default queue.
+    worker = train_worker("default")
     client = api(engineer)
     response = client.post(
         "/api/training-jobs/create/",
@@ -335,7 +337,13 @@ def test_the_external_launchers_command_runs_the_recipe_standalone(
         format="json",
     )
     assert response.status_code == 201, response.json()
-    body = response.json()
+    assert response.json()["launch_command"] == ""
+    job = _wait_job(
+        TrainingJob.objects.get(pk=response.json()["id"]),
+        worker,
+        until=lambda j: j.launch_command or j.is_finished,
+    )
+    body = client.get(f"/api/training-jobs/{job.pk}/").json()
     job_id = body["id"]
     spec_path = Path(settings.TRAINING_DIR) / f"job-{job_id}" / "spec.json"
     assert body["launch_command"] == (
