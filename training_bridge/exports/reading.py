@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from django.core.files.storage import default_storage
 from django.db import connection
 
+from training_bridge.exports.writers import (
+    ExportBatch,
+)
 from training_bridge.models import (
     DatasetEntry,
     DatasetVersion,
 )
 from training_bridge.versions import ENTRY_JSON_COLUMNS
-from training_bridge.writers import (
-    ExportBatch,
-)
 
 
 class ExportInputError(Exception):

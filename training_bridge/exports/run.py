@@ -27,6 +27,13 @@ from training_bridge.exports.reading import (
     dataset_info,
     export_batches,
 )
+from training_bridge.exports.writers import (
+    ImagefolderWriter,
+    OutputFile,
+    ParquetWriter,
+    WebDatasetWriter,
+    combined_sha256,
+)
 from training_bridge.models import (
     TERMINAL_TASK_STATUSES,
     AuditAction,
@@ -36,13 +43,6 @@ from training_bridge.models import (
     ExportFormat,
     TaskStatus,
     VersionStatus,
-)
-from training_bridge.writers import (
-    ImagefolderWriter,
-    OutputFile,
-    ParquetWriter,
-    WebDatasetWriter,
-    combined_sha256,
 )
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from generation.models import Candidate, ModelVersion, PromptSet
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer, IsEngineer
-from training_bridge.apis import TriggerOutput, VersionOutput
+from training_bridge.apis.versions import TriggerOutput, VersionOutput
 from training_bridge.jobs import selectors
 from training_bridge.jobs.lifecycle import (
     training_job_cancel,
