@@ -277,7 +277,8 @@ class DatasetVersion(models.Model):
         default=list, help_text="Candidates each condition kept and dropped, in order."
     )
     manifest_sha256 = models.CharField(
-        max_length=64, help_text="sha256 over the canonical manifest (see services)."
+        max_length=64,
+        help_text="sha256 over the canonical manifest (see versions.manifest_checksum).",
     )
     entry_count = models.PositiveIntegerField()
     train_count = models.PositiveIntegerField()

@@ -30,4 +30,12 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
+        migrations.AlterField(
+            model_name="datasetversion",
+            name="manifest_sha256",
+            field=models.CharField(
+                help_text="sha256 over the canonical manifest (see versions.manifest_checksum).",
+                max_length=64,
+            ),
+        ),
     ]
