@@ -3,7 +3,7 @@ direct call, in the publishing transaction; a refused job fails the trigger, not
 
 import pytest
 
-from training_bridge.jobs.triggers import dataset_version_publish_and_train
+from training_bridge.jobs.triggers import dataset_version_publish_and_train, training_trigger_fire
 from training_bridge.models import AuditEvent, TrainingTrigger
 from training_bridge.rules import dataset_rule_create
 from training_bridge.versions import dataset_version_build, dataset_version_publish
@@ -151,3 +151,35 @@ def test_trigger_input_is_checked_when_the_rule_is_saved(api, curator, make, mod
             "teacher_selection)."
         ],
     }
+
+
+def test_the_migration_turns_a_pending_trigger_into_a_failed_one_to_fire_again(
+    curator, rule_with_trigger, models
+):
+    import importlib
+
+    from django.apps import apps
+
+    from training_bridge.jobs.models import TrainingJob
+
+    migration = importlib.import_module("training_bridge.migrations.0003_trigger_fires_on_publish")
+    rule = rule_with_trigger(finetune(models))
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    # given: a trigger left pending by the old code (published while jobs were absent)
+    pending = TrainingTrigger.objects.create(
+        version=version, trigger=finetune(models), status="pending", requested_by=curator
+    )
+    # when
+    migration.pending_to_failed(apps, None)
+    # then
+    pending.refresh_from_db()
+    assert (pending.status, pending.error, pending.job_id) == (
+        "failed",
+        "Published while the training service was absent; fire the trigger again to create "
+        "the job.",
+        None,
+    )
+    # and firing it again creates the job
+    fired = training_trigger_fire(trigger=pending)
+    assert (fired.status, fired.job_id) == ("fired", TrainingJob.objects.get().pk)
