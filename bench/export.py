@@ -301,11 +301,13 @@ def main() -> None:
     env = setup_django("bench_export")
     env["STICKERLOOP_DATASET_WORK_DIR"] = work_dir
     media_root = Path(env["STICKERLOOP_MEDIA_ROOT"])
-    from training_bridge import services
+    from training_bridge.exports.create import dataset_export_create, dataset_exports_create
     from training_bridge.models import AuditEvent, DatasetExport
+    from training_bridge.rules import dataset_rule_create
+    from training_bridge.versions import dataset_version_build, dataset_version_publish
 
     campaign, n_judgments = populate(n, media_root)
-    rule = services.dataset_rule_create(
+    rule = dataset_rule_create(
         values={
             "name": "bench alignment",
             "purpose": "alignment",
@@ -318,9 +320,9 @@ def main() -> None:
     )
 
     started = time.perf_counter()
-    version, _ = services.dataset_version_build(rule=rule)
+    version, _ = dataset_version_build(rule=rule)
     build_s = time.perf_counter() - started
-    services.dataset_version_publish(version=version)
+    dataset_version_publish(version=version)
 
     logs = Path(tempfile.mkdtemp(prefix="stickerloop-bench-export-"))
     workers = [
@@ -339,7 +341,7 @@ def main() -> None:
         os.sync()
         # The platform's way to export a version in several formats: one request, one pass.
         started = time.perf_counter()
-        together = services.dataset_exports_create(
+        together = dataset_exports_create(
             version=version,
             export_formats=["imagefolder", "webdataset", "parquet"],
             shard_size=args.shard_size,
@@ -350,11 +352,11 @@ def main() -> None:
         # For comparison: three separate requests, run side by side on the workers.
         started = time.perf_counter()
         separate = [
-            services.dataset_export_create(version=version, export_format="imagefolder"),
-            services.dataset_export_create(
+            dataset_export_create(version=version, export_format="imagefolder"),
+            dataset_export_create(
                 version=version, export_format="webdataset", shard_size=args.shard_size
             ),
-            services.dataset_export_create(version=version, export_format="parquet"),
+            dataset_export_create(version=version, export_format="parquet"),
         ]
         wait_for_exports([e.pk for e in separate])
         separate_s = time.perf_counter() - started

@@ -62,7 +62,7 @@ def main() -> None:
     from generation.pipelines.tiny import IMAGE_DEFAULT_PARAMS
     from generation.services.model_versions import model_version_register
     from tests.training import factories
-    from training_bridge.jobs import services
+    from training_bridge.jobs.lifecycle import training_job_create
     from training_bridge.jobs.models import JobStatus, TrainingJob
     from training_bridge.recipes.loop import Trainer
 
@@ -87,7 +87,7 @@ def main() -> None:
     worker = start_worker("train", env, training_dir / "worker.log")
     try:
         created = time.time()
-        job = services.training_job_create(
+        job = training_job_create(
             recipe="finetune",
             base_model_version=models["sticker-base"],
             datasets={"train": dataset},
@@ -116,7 +116,7 @@ def main() -> None:
     # The bare loop: the same spec through the same Trainer, steps only.
     import torch
 
-    from training_bridge.jobs.services import build_spec
+    from training_bridge.jobs.execution import build_spec
 
     torch.set_num_threads(args.threads)
 

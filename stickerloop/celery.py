@@ -15,7 +15,7 @@ def load_export_code(**_) -> None:
     """Load what exports run on as the worker starts, before its pool does, so that the first
     export does not pay for it: the tasks import the services lazily (the services import the
     tasks), and pyarrow loads pandas on the first array it builds (0.2 s)."""
-    import training_bridge.services  # noqa: F401
-    from training_bridge.writers import load_arrow
+    import training_bridge.exports.run  # noqa: F401
+    from training_bridge.exports.writers import load_arrow
 
     load_arrow()

@@ -256,18 +256,13 @@ ANNOTATION_RATE_STEP_IN_DATABASE = env_bool("STICKERLOOP_ANNOTATION_RATE_STEP_IN
 
 # Curation: whether draft dataset versions may be exported (off: only published versions reach
 # training), the server folder that weak-corpus folder imports must lie under, local scratch and
-# cache space for exports (empty: beside MEDIA_ROOT), and how often pending training triggers
-# (published before the training service was deployed) are retried.
+# cache space for exports (empty: beside MEDIA_ROOT).
 DATASET_EXPORT_DRAFTS = env_bool("STICKERLOOP_DATASET_EXPORT_DRAFTS", False)
 # An export of more entries than this is written in parts, a task each, so that several
 # workers share it (a part is a range of the manifest; parts are about equal).
 DATASET_EXPORT_PART_ENTRIES = env_int("STICKERLOOP_DATASET_EXPORT_PART_ENTRIES", 50_000)
 WEAK_IMPORT_ROOT = Path(env("STICKERLOOP_WEAK_IMPORT_ROOT", str(VAR_DIR / "imports")))
 DATASET_WORK_DIR = env("STICKERLOOP_DATASET_WORK_DIR")
-CELERY_BEAT_SCHEDULE["training-bridge-fire-pending-triggers"] = {
-    "task": "training_bridge.fire_pending_triggers",
-    "schedule": float(env_int("STICKERLOOP_TRIGGER_RETRY_SECONDS", 300)),
-}
 
 # Generation
 MODELS_DIR = Path(env("STICKERLOOP_MODELS_DIR", str(VAR_DIR / "models")))

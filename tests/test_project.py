@@ -134,10 +134,10 @@ def test_every_task_is_routed_to_its_queue():
         "quality.aggregate_campaign": "default",
         "quality.aggregate_periodic": "default",
         "quality.score_gold_judgment": "default",
-        "training_bridge.fire_pending_triggers": "default",
         "training_bridge.run_exports": "default",
         "training_bridge.run_weak_import": "default",
         "training_jobs.evaluation_advance": "default",
+        "training_jobs.prepare_external": "default",
         "training_jobs.run": "train",
     }
     for name in ours:

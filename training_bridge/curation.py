@@ -1,7 +1,7 @@
 """The selection engine: which candidates a rule keeps, why the others were dropped, and the
 entries (split, caption, labels, provenance) a version is built from.
 
-Read-only: previews (selectors) and builds (services) share it. Builds pass
+Read-only: previews (selectors) and builds (``versions``) share it. Builds pass
 ``store_fingerprints=True`` so perceptual hashes computed for near-duplicate removal are kept
 (``CandidateFingerprint``); previews compute them in memory only.
 

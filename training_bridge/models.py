@@ -277,7 +277,8 @@ class DatasetVersion(models.Model):
         default=list, help_text="Candidates each condition kept and dropped, in order."
     )
     manifest_sha256 = models.CharField(
-        max_length=64, help_text="sha256 over the canonical manifest (see services)."
+        max_length=64,
+        help_text="sha256 over the canonical manifest (see versions.manifest_checksum).",
     )
     entry_count = models.PositiveIntegerField()
     train_count = models.PositiveIntegerField()
@@ -461,6 +462,7 @@ class AuditAction(models.TextChoices):
     EXPORT_SUCCEEDED = "export_succeeded", "Export finished"
     EXPORT_FAILED = "export_failed", "Export failed"
     DOWNLOAD = "download", "Downloaded an export"
+    # Recorded before triggers fired in the publishing transaction; kept for those rows.
     TRIGGER_PENDING = "trigger_pending", "Training trigger waiting for the training service"
     TRIGGER_FIRED = "trigger_fired", "Training trigger created a job"
     TRIGGER_FAILED = "trigger_failed", "Training trigger failed"
@@ -495,22 +497,19 @@ class AuditEvent(models.Model):
 
 
 class TriggerStatus(models.TextChoices):
-    PENDING = "pending", "Waiting for the training service"
     FIRED = "fired", "Training job created"
     FAILED = "failed", "Failed"
 
 
 class TrainingTrigger(models.Model):
-    """The training a publish asked for. Fired at once when the training service is there;
-    otherwise kept pending and fired by ``training_triggers_fire_pending`` once it is."""
+    """The training a publish asked for, fired in the publishing transaction
+    (``jobs.triggers``); a failed one records why and can be fired again."""
 
     version = models.OneToOneField(
         DatasetVersion, on_delete=models.PROTECT, related_name="training_trigger"
     )
     trigger = models.JSONField(help_text='{"recipe", "base_model_version_id", "params", "role"}')
-    status = models.CharField(
-        max_length=16, choices=TriggerStatus.choices, default=TriggerStatus.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=16, choices=TriggerStatus.choices, db_index=True)
     job_id = models.BigIntegerField(null=True, blank=True, help_text="The training job created.")
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(

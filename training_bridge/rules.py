@@ -1,4 +1,5 @@
-"""Checks of a dataset rule's settings against its source campaigns' question schemas.
+"""Dataset rules: storing them (`dataset_rule_create`, `dataset_rule_update`) and the checks of a
+rule's settings against its source campaigns' question schemas.
 
 ``rule_spec_check`` turns validated input (campaign and weak-source instances, plain values) into
 a ``RuleSpec`` or raises one ValidationError naming every problem by field:
@@ -7,11 +8,12 @@ a ``RuleSpec`` or raises one ValidationError naming every problem by field:
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from annotation.models import Campaign, CampaignKind
 from annotation.quality import aggregation
@@ -26,6 +28,9 @@ from training_bridge.models import (
     DatasetRule,
     WeakSource,
 )
+
+# spec.py imports neither torch nor diffusers, so the web process can check triggers with it.
+from training_bridge.recipes.spec import RECIPES, ROLE_PURPOSES
 
 SOURCE_CAMPAIGN_KINDS = (CampaignKind.SINGLE, CampaignKind.BEST_OF_N)
 CONDITION_KEYS = ("question", "labels", "min_confidence", "min_mean", "max_mean")
@@ -152,14 +157,12 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
         errors["training_trigger"] = [f"Unknown field(s) {', '.join(unknown)}."]
     if purpose == DatasetPurpose.EVALUATION:
         errors["training_trigger"] = ["Held-out evaluation sets never train anything."]
-    spec = _training_spec_module()
     recipe = trigger.get("recipe")
-    recipes = getattr(spec, "RECIPES", None)
     if not isinstance(recipe, str) or not recipe:
         errors["training_trigger.recipe"] = ["Name a recipe."]
-    elif recipes is not None and recipe not in recipes:
+    elif recipe not in RECIPES:
         errors["training_trigger.recipe"] = [
-            f"Unknown recipe {recipe!r}; use one of {', '.join(recipes)}."
+            f"Unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}."
         ]
     model_id = trigger.get("base_model_version_id")
     if isinstance(model_id, bool) or not isinstance(model_id, int):
@@ -176,28 +179,18 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
     if not isinstance(trigger.get("params", {}), dict):
         errors["training_trigger.params"] = ["Must be an object."]
     role = trigger.get("role")
-    role_purposes = getattr(spec, "ROLE_PURPOSES", None)
     if not isinstance(role, str) or not role:
         errors["training_trigger.role"] = ["Name the role this dataset plays in the recipe."]
-    elif role_purposes is not None:
-        if role not in role_purposes:
-            errors["training_trigger.role"] = [
-                f"Unknown role {role!r}; use one of {', '.join(role_purposes)}."
-            ]
-        elif purpose not in role_purposes[role]:
-            errors["training_trigger.role"] = [
-                f"Role {role!r} does not take {purpose} datasets (it takes "
-                f"{', '.join(role_purposes[role])})."
-            ]
+    elif role not in ROLE_PURPOSES:
+        errors["training_trigger.role"] = [
+            f"Unknown role {role!r}; use one of {', '.join(ROLE_PURPOSES)}."
+        ]
+    elif purpose not in ROLE_PURPOSES[role]:
+        errors["training_trigger.role"] = [
+            f"Role {role!r} does not take {purpose} datasets (it takes "
+            f"{', '.join(ROLE_PURPOSES[role])})."
+        ]
     return errors
-
-
-def _training_spec_module():
-    """The training recipes' Django-free spec module, when the training side has landed."""
-    try:
-        return importlib.import_module("training_bridge.recipes.spec")
-    except ImportError:
-        return None
 
 
 RULE_FIELDS = (
@@ -382,3 +375,81 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
         caption_source=caption_source,
         caption_template=template,
     )
+
+
+@transaction.atomic
+def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = None) -> DatasetRule:
+    """Check and store a rule. ``values``: see ``rules.rule_spec_check`` plus ``name`` and
+    ``description``."""
+    name = (values.get("name") or "").strip()
+    errors = {}
+    if not name:
+        errors["name"] = ["Give the rule a name."]
+    elif DatasetRule.objects.filter(name=name).exists():
+        errors["name"] = [f"A rule named {name!r} exists already."]
+    try:
+        spec = rule_spec_check(values=values)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    rule = DatasetRule(name=name, description=values.get("description", ""), created_by=created_by)
+    _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
+    rule.full_clean()
+    rule.save()
+    rule.campaigns.set(values.get("campaigns") or [])
+    rule.weak_sources.set(values.get("weak_sources") or [])
+    return rule
+
+
+def _apply_spec(rule: DatasetRule, spec: RuleSpec, *, training_trigger) -> None:
+    for name in (
+        "purpose",
+        "kind",
+        "consensus_method",
+        "min_judgments",
+        "exclude_gold",
+        "exclude_paused_only",
+        "min_motion_score",
+        "weak_label_filters",
+        "exclude_held_out",
+        "per_prompt_cap",
+        "dedup_max_distance",
+        "validation_fraction",
+        "split_seed",
+        "caption_source",
+        "caption_template",
+    ):
+        setattr(rule, name, getattr(spec, name))
+    rule.conditions = list(spec.conditions)
+    rule.motion_buckets = list(spec.motion_buckets)
+    if training_trigger is not None:
+        training_trigger = {"params": {}, **training_trigger}
+    rule.training_trigger = training_trigger
+
+
+@transaction.atomic
+def dataset_rule_update(*, rule: DatasetRule, changes: dict) -> DatasetRule:
+    """Change a rule's settings; versions already built keep the settings they were built with."""
+    rule = DatasetRule.objects.select_for_update().get(pk=rule.pk)
+    values = {**rule_values(rule), **changes}
+    errors = {}
+    name = (values.get("name") or "").strip()
+    if not name:
+        errors["name"] = ["Give the rule a name."]
+    elif DatasetRule.objects.filter(name=name).exclude(pk=rule.pk).exists():
+        errors["name"] = [f"A rule named {name!r} exists already."]
+    try:
+        spec = rule_spec_check(values=values)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    rule.name = name
+    rule.description = values.get("description", "")
+    _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
+    rule.full_clean()
+    rule.save()
+    rule.campaigns.set(values.get("campaigns") or [])
+    rule.weak_sources.set(values.get("weak_sources") or [])
+    return rule

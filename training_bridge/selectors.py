@@ -1,21 +1,14 @@
-"""Curation reads: rule previews, versions and their manifests, diffs, exports, the audit log,
-and the local copy of an export that training reads."""
+"""Curation reads: rule previews, versions and their manifests, diffs, exports and the audit
+log. (The local copy of an export that training reads is written by ``exports.local_copy``.)"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from django.core.files.storage import default_storage
 from django.db.models import Count, Q, QuerySet
 
 from generation.models import Candidate
-from stickerloop.api import ServiceConflict
 from stickerloop.media import media_url
 from training_bridge import curation
 from training_bridge.curation import RuleSpec, Stage
@@ -25,9 +18,7 @@ from training_bridge.models import (
     DatasetExport,
     DatasetRule,
     DatasetVersion,
-    ExportFormat,
     Split,
-    TaskStatus,
     TrainingTrigger,
     WeakImport,
     WeakSource,
@@ -260,97 +251,3 @@ def weak_source_list() -> QuerySet[WeakSource]:
 def weak_import_list(*, source: int | None = None) -> QuerySet[WeakImport]:
     qs = WeakImport.objects.select_related("source", "requested_by")
     return qs.filter(source_id=source) if source is not None else qs
-
-
-# The local copy training reads -------------------------------------------------------------------
-
-
-def _latest_export(version: DatasetVersion, export_format: str) -> DatasetExport | None:
-    return (
-        DatasetExport.objects.filter(
-            version=version, format=export_format, status=TaskStatus.SUCCEEDED
-        )
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-
-
-def _copy_out(key: str, target: Path) -> None:
-    try:
-        shutil.copyfile(default_storage.path(key), target)
-    except NotImplementedError:
-        with default_storage.open(key, "rb") as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-
-
-def _extract(key: str, target: Path) -> None:
-    """Unpack a stored tar, streaming (a bucket object is read once, front to back)."""
-    with default_storage.open(key, "rb") as src, tarfile.open(fileobj=src, mode="r|") as archive:
-        archive.extractall(target, filter="data")
-
-
-def dataset_version_local_export(
-    *, version: DatasetVersion, export_format: str = "imagefolder"
-) -> Path:
-    """A local folder holding the version in ``export_format``, ready for training code.
-
-    ``imagefolder``: ``<root>/dataset.json``, ``<root>/train/metadata.jsonl`` and
-    ``<root>/validation/metadata.jsonl`` (the latter only when the split has entries) with the
-    files beside them, or ``<root>/<split>/<part>/...`` for an export written in parts;
-    ``datasets.load_dataset("imagefolder", data_dir=root)`` loads either. ``webdataset``: the
-    shards; ``parquet``: ``manifest.parquet`` (or one file per part). Both also get
-    ``dataset.json``.
-
-    Uses the newest finished export of that format, or exports now (in this process) when there
-    is none. The copy lives in a cache folder keyed by the export's checksum, filled in a
-    temporary folder and renamed into place, so concurrent callers never see half a copy.
-
-    Raises:
-        ServiceConflict: the version is retired (or a draft while drafts may not be exported),
-            or the export failed.
-        ValidationError: unknown format.
-    """
-    from training_bridge import services
-
-    export = _latest_export(version, export_format)
-    if export is None:
-        from django.db import transaction
-
-        with transaction.atomic():
-            export = services._export_row(
-                version=version,
-                export_format=export_format,
-                shard_size=None,
-                requested_by=None,
-            )
-        services.dataset_export_run(export_id=export.pk)
-        export.refresh_from_db()
-        if export.status != TaskStatus.SUCCEEDED:
-            raise ServiceConflict(f"Exporting version {version.pk} failed: {export.error}")
-    cache_root = services.work_dir() / "cache"
-    target = cache_root / f"v{version.pk}-{export_format}-{export.sha256[:16]}"
-    if (target / "dataset.json").is_file():
-        return target
-    cache_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=cache_root))
-    try:
-        if export_format == ExportFormat.IMAGEFOLDER:
-            for item in export.files:
-                _extract(item["key"], staging)
-        else:
-            import json
-
-            for item in export.files:
-                _copy_out(item["key"], staging / item["name"])
-            (staging / "dataset.json").write_text(
-                json.dumps(services.dataset_info(version), sort_keys=True) + "\n"
-            )
-        try:
-            os.rename(staging, target)
-        except OSError:
-            # Another process finished first; its copy is the same bytes.
-            if not (target / "dataset.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target

@@ -21,19 +21,19 @@ _TRANSIENT = (OperationalError,)
 )
 def run_exports(export_ids: list[int], part: int = 0) -> None:
     """One part of exports of one version, written in one pass."""
-    from training_bridge import services
+    from training_bridge.exports import run
 
     try:
-        services.dataset_exports_run(export_ids=export_ids, part=part)
+        run.dataset_exports_run(export_ids=export_ids, part=part)
     except _TRANSIENT:
         raise
     except SoftTimeLimitExceeded:
-        services.dataset_exports_fail(
+        run.dataset_exports_fail(
             export_ids=export_ids, error="The export ran past its time limit (3 hours)."
         )
     except Exception as exc:
         # A bug must not leave an export "running" for ever; the traceback goes to the log.
-        services.dataset_exports_fail(export_ids=export_ids, error=f"{type(exc).__name__}: {exc}")
+        run.dataset_exports_fail(export_ids=export_ids, error=f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -48,32 +48,16 @@ def run_exports(export_ids: list[int], part: int = 0) -> None:
     time_limit=6 * 3600 + 60,
 )
 def run_weak_import(import_id: int) -> None:
-    from training_bridge import services
+    from training_bridge import weak_imports
 
     try:
-        services.weak_import_run(import_id=import_id)
+        weak_imports.weak_import_run(import_id=import_id)
     except _TRANSIENT:
         raise
     except SoftTimeLimitExceeded:
-        services.weak_import_fail(
+        weak_imports.weak_import_fail(
             import_id=import_id, error="The import ran past its time limit (6 hours)."
         )
     except Exception as exc:
-        services.weak_import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
+        weak_imports.weak_import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
         raise
-
-
-@shared_task(
-    name="training_bridge.fire_pending_triggers",
-    acks_late=True,
-    ignore_result=True,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=300,
-    time_limit=330,
-)
-def fire_pending_triggers() -> None:
-    from training_bridge import services
-
-    services.training_triggers_fire_pending()

@@ -8,9 +8,6 @@ urlpatterns = [
     path("datasets/rules/<int:pk>/build/", views.rule_build, name="dataset-rule-build"),
     path("datasets/versions/", views.version_list, name="dataset-version-list"),
     path("datasets/versions/<int:pk>/", views.version_detail, name="dataset-version-detail"),
-    path(
-        "datasets/versions/<int:pk>/publish/", views.version_publish, name="dataset-version-publish"
-    ),
     path("datasets/versions/<int:pk>/retire/", views.version_retire, name="dataset-version-retire"),
     path("datasets/versions/<int:pk>/export/", views.version_export, name="dataset-version-export"),
     path(

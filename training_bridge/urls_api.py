@@ -1,102 +1,109 @@
 from django.urls import path
 
-from training_bridge import apis
+from training_bridge.apis import exports as exports_apis
+from training_bridge.apis import rules as rules_apis
+from training_bridge.apis import versions as versions_apis
+from training_bridge.apis import weak_imports as weak_imports_apis
 
 urlpatterns = [
-    path("dataset-rules/", apis.RuleListApi.as_view(), name="api-dataset-rule-list"),
-    path("dataset-rules/create/", apis.RuleCreateApi.as_view(), name="api-dataset-rule-create"),
+    path("dataset-rules/", rules_apis.RuleListApi.as_view(), name="api-dataset-rule-list"),
+    path(
+        "dataset-rules/create/", rules_apis.RuleCreateApi.as_view(), name="api-dataset-rule-create"
+    ),
     path(
         "dataset-rules/preview/",
-        apis.RuleDraftPreviewApi.as_view(),
+        rules_apis.RuleDraftPreviewApi.as_view(),
         name="api-dataset-rule-draft-preview",
     ),
-    path("dataset-rules/<int:pk>/", apis.RuleDetailApi.as_view(), name="api-dataset-rule-detail"),
+    path(
+        "dataset-rules/<int:pk>/",
+        rules_apis.RuleDetailApi.as_view(),
+        name="api-dataset-rule-detail",
+    ),
     path(
         "dataset-rules/<int:pk>/update/",
-        apis.RuleUpdateApi.as_view(),
+        rules_apis.RuleUpdateApi.as_view(),
         name="api-dataset-rule-update",
     ),
     path(
         "dataset-rules/<int:pk>/preview/",
-        apis.RulePreviewApi.as_view(),
+        rules_apis.RulePreviewApi.as_view(),
         name="api-dataset-rule-preview",
     ),
     path(
-        "dataset-rules/<int:pk>/build/", apis.RuleBuildApi.as_view(), name="api-dataset-rule-build"
+        "dataset-rules/<int:pk>/build/",
+        versions_apis.RuleBuildApi.as_view(),
+        name="api-dataset-rule-build",
     ),
-    path("dataset-versions/", apis.VersionListApi.as_view(), name="api-dataset-version-list"),
+    path(
+        "dataset-versions/", versions_apis.VersionListApi.as_view(), name="api-dataset-version-list"
+    ),
     path(
         "dataset-versions/<int:pk>/",
-        apis.VersionDetailApi.as_view(),
+        versions_apis.VersionDetailApi.as_view(),
         name="api-dataset-version-detail",
     ),
     path(
         "dataset-versions/<int:pk>/entries/",
-        apis.VersionEntriesApi.as_view(),
+        versions_apis.VersionEntriesApi.as_view(),
         name="api-dataset-version-entries",
     ),
     path(
-        "dataset-versions/<int:pk>/publish/",
-        apis.VersionPublishApi.as_view(),
-        name="api-dataset-version-publish",
-    ),
-    path(
         "dataset-versions/<int:pk>/retire/",
-        apis.VersionRetireApi.as_view(),
+        versions_apis.VersionRetireApi.as_view(),
         name="api-dataset-version-retire",
     ),
     path(
         "dataset-versions/<int:pk>/diff/<int:other>/",
-        apis.VersionDiffApi.as_view(),
+        versions_apis.VersionDiffApi.as_view(),
         name="api-dataset-version-diff",
     ),
     path(
         "dataset-versions/<int:pk>/exports/",
-        apis.ExportCreateApi.as_view(),
+        exports_apis.ExportCreateApi.as_view(),
         name="api-dataset-export-create",
     ),
     path(
         "dataset-versions/<int:pk>/exports/batch/",
-        apis.ExportBatchCreateApi.as_view(),
+        exports_apis.ExportBatchCreateApi.as_view(),
         name="api-dataset-export-batch-create",
     ),
-    path("dataset-exports/", apis.ExportListApi.as_view(), name="api-dataset-export-list"),
+    path("dataset-exports/", exports_apis.ExportListApi.as_view(), name="api-dataset-export-list"),
     path(
         "dataset-exports/progress/",
-        apis.ExportProgressApi.as_view(),
+        exports_apis.ExportProgressApi.as_view(),
         name="api-dataset-export-progress",
     ),
     path(
         "dataset-exports/<int:pk>/",
-        apis.ExportDetailApi.as_view(),
+        exports_apis.ExportDetailApi.as_view(),
         name="api-dataset-export-detail",
     ),
     path(
         "dataset-exports/<int:pk>/download/",
-        apis.ExportDownloadApi.as_view(),
+        exports_apis.ExportDownloadApi.as_view(),
         name="api-dataset-export-download",
     ),
-    path("dataset-audit/", apis.AuditListApi.as_view(), name="api-dataset-audit"),
+    path("dataset-audit/", exports_apis.AuditListApi.as_view(), name="api-dataset-audit"),
     path(
-        "training-triggers/<int:pk>/fire/",
-        apis.TriggerFireApi.as_view(),
-        name="api-training-trigger-fire",
+        "weak-sources/", weak_imports_apis.WeakSourceListApi.as_view(), name="api-weak-source-list"
     ),
-    path("weak-sources/", apis.WeakSourceListApi.as_view(), name="api-weak-source-list"),
     path(
         "weak-sources/create/",
-        apis.WeakSourceCreateApi.as_view(),
+        weak_imports_apis.WeakSourceCreateApi.as_view(),
         name="api-weak-source-create",
     ),
     path(
         "weak-sources/<int:pk>/imports/",
-        apis.WeakImportCreateApi.as_view(),
+        weak_imports_apis.WeakImportCreateApi.as_view(),
         name="api-weak-import-create",
     ),
-    path("weak-imports/", apis.WeakImportListApi.as_view(), name="api-weak-import-list"),
+    path(
+        "weak-imports/", weak_imports_apis.WeakImportListApi.as_view(), name="api-weak-import-list"
+    ),
     path(
         "weak-imports/<int:pk>/",
-        apis.WeakImportDetailApi.as_view(),
+        weak_imports_apis.WeakImportDetailApi.as_view(),
         name="api-weak-import-detail",
     ),
 ]

@@ -9,9 +9,14 @@ from django.views.decorators.http import require_POST
 
 from stickerloop.api import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, role_required
-from training_bridge import selectors, services
+from training_bridge import selectors
+from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
 from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion, ExportFormat
 from training_bridge.rules import rule_spec_check, rule_values
+from training_bridge.versions import (
+    dataset_version_build,
+    dataset_version_retire,
+)
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
 
@@ -58,7 +63,7 @@ def rule_detail(request, pk: int):
 def rule_build(request, pk: int):
     rule = get_object_or_404(DatasetRule, pk=pk)
     try:
-        version, created = services.dataset_version_build(rule=rule, built_by=request.user)
+        version, created = dataset_version_build(rule=rule, built_by=request.user)
     except (ValidationError, ServiceConflict) as exc:
         messages.error(request, f"Nothing was built. {_error_text(exc)}")
         return redirect("dataset-rule-detail", pk=pk)
@@ -93,7 +98,7 @@ def version_detail(request, pk: int):
             "triggers": selectors.training_triggers(version=version),
             "siblings": selectors.dataset_version_list(rule=version.rule_id).exclude(pk=version.pk),
             "formats": ExportFormat.choices,
-            "default_shard_size": services.DEFAULT_SHARD_SIZE,
+            "default_shard_size": DEFAULT_SHARD_SIZE,
             "background": request.GET.get("bg", "checker"),
         },
     )
@@ -110,19 +115,9 @@ def _version_action(request, pk: int, action) -> object:
 
 @require_POST
 @role_required(Role.CURATOR)
-def version_publish(request, pk: int):
-    return _version_action(
-        request,
-        pk,
-        lambda v: services.dataset_version_publish(version=v, published_by=request.user),
-    )
-
-
-@require_POST
-@role_required(Role.CURATOR)
 def version_retire(request, pk: int):
     return _version_action(
-        request, pk, lambda v: services.dataset_version_retire(version=v, retired_by=request.user)
+        request, pk, lambda v: dataset_version_retire(version=v, retired_by=request.user)
     )
 
 
@@ -137,7 +132,7 @@ def version_export(request, pk: int):
         shard_size = int(shard) if shard and shard.isdigit() else None
         if shard and shard_size is None:
             raise ValidationError({"shard_size": ["Must be a whole number."]})
-        services.dataset_exports_create(
+        dataset_exports_create(
             version=version,
             export_formats=formats,
             shard_size=shard_size if ExportFormat.WEBDATASET in formats else None,

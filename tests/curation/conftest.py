@@ -23,7 +23,7 @@ from annotation.schema import normalise_schema
 from generation.models import Candidate, ModelKind, ModelRole, ModelVersion, Prompt, PromptSet
 from generation.pipelines import encode_animated_webp, encode_png, motion_score, sha256_hex
 from stickerloop.services import user_create_with_roles
-from training_bridge import services
+from training_bridge.rules import dataset_rule_create
 
 ALIGNMENT_SCHEMA = [
     {"key": "aligned", "type": "binary", "label": "Does it show the prompt?"},
@@ -199,7 +199,7 @@ class Factory:
                 item = self.item(campaign, [self.sticker(prompt)])
                 for judge in judges:
                     self.judge(item, judge, {"aligned": True, "quality": quality})
-        return services.dataset_rule_create(
+        return dataset_rule_create(
             values={
                 "name": "align",
                 "purpose": "alignment",

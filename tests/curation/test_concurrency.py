@@ -5,8 +5,10 @@ import threading
 import pytest
 from django.db import connection
 
-from training_bridge import services
+from training_bridge.exports.create import dataset_exports_create
+from training_bridge.exports.run import dataset_exports_run
 from training_bridge.models import DatasetEntry, DatasetVersion
+from training_bridge.versions import dataset_version_build, dataset_version_publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,7 +21,7 @@ def test_concurrent_builds_make_one_version(make, curator):
     def build():
         try:
             barrier.wait()
-            results.append(services.dataset_version_build(rule=rule, built_by=curator))
+            results.append(dataset_version_build(rule=rule, built_by=curator))
         except Exception as exc:  # any failure is asserted on below
             errors.append(exc)
         finally:
@@ -48,10 +50,10 @@ def test_parts_finishing_at_once_finish_the_export_once(make, curator, settings)
         raters=1,
         min_judgments=1,
     )
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
     settings.DATASET_EXPORT_PART_ENTRIES = 2
-    exports = services.dataset_exports_create(
+    exports = dataset_exports_create(
         version=version, export_formats=["imagefolder", "parquet"], requested_by=curator
     )
     ids = [e.pk for e in exports]
@@ -62,7 +64,7 @@ def test_parts_finishing_at_once_finish_the_export_once(make, curator, settings)
     def run(part):
         try:
             barrier.wait()
-            services.dataset_exports_run(export_ids=ids, part=part)
+            dataset_exports_run(export_ids=ids, part=part)
         except Exception as exc:  # any failure is asserted on below
             errors.append(exc)
         finally:

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.conftest import wait_for
-from training_bridge import services
 from training_bridge.models import DatasetExport
+from training_bridge.versions import dataset_version_build, dataset_version_publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -17,8 +17,8 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker,
         quality=5,
         validation_fraction=0.25,
     )
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
 
     worker = start_worker("default")
     client = api(curator)

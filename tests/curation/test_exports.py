@@ -11,8 +11,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from training_bridge import selectors, services
+from training_bridge.exports import reading
+from training_bridge.exports.create import dataset_export_create, dataset_exports_create
+from training_bridge.exports.local_copy import dataset_version_local_copy
+from training_bridge.exports.reading import StorageReader
+from training_bridge.exports.run import dataset_export_run, dataset_exports_run
 from training_bridge.models import AuditEvent, DatasetEntry, DatasetExport
+from training_bridge.rules import dataset_rule_create
+from training_bridge.versions import (
+    dataset_version_build,
+    dataset_version_publish,
+    dataset_version_retire,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +41,7 @@ def sticker_version(make, curator):
             item = make.item(campaign, [make.sticker(prompt, enhanced=f"{prompt}, sticker art")])
             for rater in raters:
                 make.judge(item, rater, T if index % 5 or rater != raters[0] else F)
-    rule = services.dataset_rule_create(
+    rule = dataset_rule_create(
         values={
             "name": "align",
             "purpose": "alignment",
@@ -42,8 +52,8 @@ def sticker_version(make, curator):
         },
         created_by=curator,
     )
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    return services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    return dataset_version_publish(version=version, published_by=curator)
 
 
 @pytest.fixture
@@ -61,7 +71,7 @@ def animation_version(make, curator):
         item = make.item(campaign, [b, a])
         for rater in raters:
             make.judge(item, rater, {"motion_pass": {str(a.pk): True, str(b.pk): index == 1}})
-    rule = services.dataset_rule_create(
+    rule = dataset_rule_create(
         values={
             "name": "teachers",
             "purpose": "teacher_selection",
@@ -73,16 +83,16 @@ def animation_version(make, curator):
         },
         created_by=curator,
     )
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    return services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    return dataset_version_publish(version=version, published_by=curator)
 
 
 def export_now(version, fmt, user, shard_size=None, capture=None):
     """Ask for the export as the API does, then run it as the worker would."""
-    export = services.dataset_export_create(
+    export = dataset_export_create(
         version=version, export_format=fmt, shard_size=shard_size, requested_by=user
     )
-    services.dataset_export_run(export_id=export.pk)
+    dataset_export_run(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == "succeeded", export.error
     return export
@@ -112,19 +122,19 @@ def test_imagefolder_loads_with_datasets_and_matches_the_manifest(
     import datasets
 
     with django_capture_on_commit_callbacks() as callbacks:
-        export = services.dataset_export_create(
+        export = dataset_export_create(
             version=sticker_version, export_format="imagefolder", requested_by=curator
         )
     assert len(callbacks) == 1  # the task is queued after commit
     assert (export.status, export.total, export.done) == ("queued", 12, 0)
-    services.dataset_export_run(export_id=export.pk)
+    dataset_export_run(export_id=export.pk)
     export.refresh_from_db()
     assert (export.status, export.done, export.error) == ("succeeded", 12, "")
     assert [f["name"] for f in export.files] == ["imagefolder.tar"]
     assert export.sha256 == export.files[0]["sha256"]
     check_recorded_files(export)
 
-    root = selectors.dataset_version_local_export(version=sticker_version)
+    root = dataset_version_local_copy(version=sticker_version)
     info = json.loads((root / "dataset.json").read_text())
     assert info["dataset_version_id"] == sticker_version.pk
     assert (info["purpose"], info["kind"], info["entry_count"]) == ("alignment", "image", 12)
@@ -227,7 +237,7 @@ def test_animations_export_frames_source_and_animated_file(animation_version, cu
         "anim-teacher-b",
     ]
     assert {e.caption for e in rows.values()} == {"waves"}
-    root = selectors.dataset_version_local_export(version=animation_version)
+    root = dataset_version_local_copy(version=animation_version)
     loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
     assert list(loaded) == ["train"]
     for row in loaded["train"]:
@@ -300,13 +310,13 @@ def test_export_requests_that_are_not_allowed(api, curator, make, sticker_versio
     assert shard.json() == {"shard_size": ["Only WebDataset exports have shards."]}
     # a draft cannot be exported (unless the setting allows it)
     rule = sticker_version.rule
-    services.dataset_version_retire(version=sticker_version, retired_by=curator)
+    dataset_version_retire(version=sticker_version, retired_by=curator)
     retired = client.post(url, {"format": "parquet"}, format="json")
     assert retired.status_code == 409
     assert retired.json() == {
         "detail": f"Version {sticker_version.pk} is retired; it cannot be exported."
     }
-    draft, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    draft, _ = dataset_version_build(rule=rule, built_by=curator)
     response = client.post(
         f"/api/dataset-versions/{draft.pk}/exports/", {"format": "parquet"}, format="json"
     )
@@ -328,10 +338,10 @@ def test_a_file_changed_after_the_build_fails_the_export(sticker_version, curato
     entry = DatasetEntry.objects.filter(version=sticker_version).order_by("position").first()
     default_storage.delete(entry.file_key)
     default_storage.save(entry.file_key, ContentFile(b"tampered"))
-    export = services.dataset_export_create(
+    export = dataset_export_create(
         version=sticker_version, export_format="parquet", requested_by=curator
     )
-    services.dataset_export_run(export_id=export.pk)
+    dataset_export_run(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == "failed"
     assert export.error == (
@@ -345,23 +355,17 @@ def test_a_file_changed_after_the_build_fails_the_export(sticker_version, curato
 def test_local_copies_of_every_format(sticker_version, curator):
     import pyarrow.parquet as pq
 
-    folder = selectors.dataset_version_local_export(
-        version=sticker_version, export_format="parquet"
-    )
+    folder = dataset_version_local_copy(version=sticker_version, export_format="parquet")
     assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "manifest.parquet"]
     assert pq.read_metadata(folder / "manifest.parquet").num_rows == 12
-    folder = selectors.dataset_version_local_export(
-        version=sticker_version, export_format="webdataset"
-    )
+    folder = dataset_version_local_copy(version=sticker_version, export_format="webdataset")
     assert sorted(p.name for p in folder.iterdir()) == [
         "dataset.json",
         "train-000000.tar",
         "validation-000000.tar",
     ]
     # a second call reuses the copy and the export
-    again = selectors.dataset_version_local_export(
-        version=sticker_version, export_format="webdataset"
-    )
+    again = dataset_version_local_copy(version=sticker_version, export_format="webdataset")
     assert again == folder
     assert DatasetExport.objects.filter(format="webdataset").count() == 1
 
@@ -378,8 +382,8 @@ def test_batch_boundaries_do_not_change_an_export(fixture, curator, monkeypatch,
         fmt: export_now(version, fmt, curator, shard_size=3 if fmt == "webdataset" else None)
         for fmt in ("imagefolder", "webdataset", "parquet")
     }
-    monkeypatch.setattr(services, "EXPORT_READ_CHUNK", 2)
-    monkeypatch.setattr(services, "EXPORT_BATCH_BYTES", 1)
+    monkeypatch.setattr(reading, "EXPORT_READ_CHUNK", 2)
+    monkeypatch.setattr(reading, "EXPORT_BATCH_BYTES", 1)
     pieces = {
         fmt: export_now(version, fmt, curator, shard_size=3 if fmt == "webdataset" else None)
         for fmt in ("imagefolder", "webdataset", "parquet")
@@ -423,14 +427,14 @@ def test_several_formats_in_one_request_are_written_in_one_pass(
     assert len(callbacks) == 1  # one task for the three
 
     reads = []
-    real_read = services._StorageReader.read
+    real_read = StorageReader.read
 
     def counted(self, key):
         reads.append(key)
         return real_read(self, key)
 
-    monkeypatch.setattr(services._StorageReader, "read", counted)
-    services.dataset_exports_run(export_ids=[e["id"] for e in body])
+    monkeypatch.setattr(StorageReader, "read", counted)
+    dataset_exports_run(export_ids=[e["id"] for e in body])
     together = {e.format: e for e in DatasetExport.objects.filter(pk__in=[e["id"] for e in body])}
     # every file read once for the three formats
     assert sorted(reads) == sorted(e.file_key for e in manifest(sticker_version).values())
@@ -446,12 +450,12 @@ def test_a_changed_file_fails_every_export_of_the_pass(sticker_version, curator)
     entry = DatasetEntry.objects.filter(version=sticker_version).order_by("position").last()
     default_storage.delete(entry.file_key)
     default_storage.save(entry.file_key, ContentFile(b"tampered"))
-    exports = services.dataset_exports_create(
+    exports = dataset_exports_create(
         version=sticker_version,
         export_formats=["imagefolder", "webdataset", "parquet"],
         requested_by=curator,
     )
-    services.dataset_exports_run(export_ids=[e.pk for e in exports])
+    dataset_exports_run(export_ids=[e.pk for e in exports])
     error = (
         f"Candidate {entry.candidate_id}'s file {entry.file_key} no longer matches the checksum "
         "in the manifest."
@@ -511,7 +515,7 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
 
     settings.DATASET_EXPORT_PART_ENTRIES = 5
     with django_capture_on_commit_callbacks() as callbacks:
-        exports = services.dataset_exports_create(
+        exports = dataset_exports_create(
             version=sticker_version,
             export_formats=["imagefolder", "webdataset", "parquet"],
             shard_size=3,
@@ -521,7 +525,7 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
     assert [e.parts for e in exports] == [3, 3, 3]
     ids = [e.pk for e in exports]
     for part in (2, 0):
-        services.dataset_exports_run(export_ids=ids, part=part)
+        dataset_exports_run(export_ids=ids, part=part)
     for export in exports:
         export.refresh_from_db()
         assert (export.status, sorted(export.part_results), export.files) == (
@@ -529,8 +533,8 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
             ["0", "2"],
             [],
         )
-    services.dataset_exports_run(export_ids=ids, part=1)
-    services.dataset_exports_run(export_ids=ids, part=1)  # a redelivered part does nothing
+    dataset_exports_run(export_ids=ids, part=1)
+    dataset_exports_run(export_ids=ids, part=1)  # a redelivered part does nothing
     imagefolder, webdataset, parquet = DatasetExport.objects.filter(pk__in=ids).order_by("pk")
     for export in (imagefolder, webdataset, parquet):
         assert (export.status, export.done, export.attempts) == ("succeeded", 12, 3)
@@ -544,7 +548,7 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
     rows = manifest(sticker_version)
 
     # imagefolder: each part in its own folder under each split; datasets reads them all
-    root = selectors.dataset_version_local_export(version=sticker_version)
+    root = dataset_version_local_copy(version=sticker_version)
     folders = {p.relative_to(root).as_posix() for p in root.glob("*/*/metadata.jsonl")}
     assert {f.split("/")[1] for f in folders} == {"00000", "00001", "00002"}
     assert {f.split("/")[0] for f in folders} == {"train", "validation"}
@@ -592,10 +596,10 @@ def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
     sticker_version, curator, settings, django_capture_on_commit_callbacks
 ):
     settings.DATASET_EXPORT_PART_ENTRIES = 5
-    export = services.dataset_export_create(
+    export = dataset_export_create(
         version=sticker_version, export_format="parquet", requested_by=curator
     )
-    services.dataset_exports_run(export_ids=[export.pk], part=0)
+    dataset_exports_run(export_ids=[export.pk], part=0)
     export.refresh_from_db()
     stored_by_part_0 = [f["key"] for f in export.part_results["0"]["files"]]
     assert [default_storage.exists(k) for k in stored_by_part_0] == [True]
@@ -604,14 +608,14 @@ def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
     default_storage.delete(entry.file_key)
     default_storage.save(entry.file_key, ContentFile(b"tampered"))
     with django_capture_on_commit_callbacks(execute=True):  # files go once the failure commits
-        services.dataset_exports_run(export_ids=[export.pk], part=1)
+        dataset_exports_run(export_ids=[export.pk], part=1)
     export.refresh_from_db()
     assert (export.status, export.part_results, export.files) == ("failed", {}, [])
     assert export.error.startswith(f"Candidate {entry.candidate_id}'s file")
     assert [default_storage.exists(k) for k in stored_by_part_0] == [False]
     # the last part, finishing after the failure, leaves nothing behind either
     with django_capture_on_commit_callbacks(execute=True):
-        services.dataset_exports_run(export_ids=[export.pk], part=2)
+        dataset_exports_run(export_ids=[export.pk], part=2)
     export.refresh_from_db()
     assert export.status == "failed"
     assert not default_storage.exists(f"{export.storage_prefix}manifest-00002-of-00003.parquet")

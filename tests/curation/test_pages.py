@@ -6,8 +6,10 @@ import re
 import pytest
 from django.test import Client
 
-from training_bridge import services
+from training_bridge.exports.run import dataset_export_run
 from training_bridge.models import DatasetExport, DatasetVersion
+from training_bridge.rules import dataset_rule_create
+from training_bridge.versions import dataset_version_build, dataset_version_publish
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +25,7 @@ def rule(make, curator):
         item = make.item(campaign, [make.sticker(prompt)])
         for rater in raters:
             make.judge(item, rater, F if index == 2 else T)
-    return services.dataset_rule_create(
+    return dataset_rule_create(
         values={
             "name": "align pages",
             "purpose": "alignment",
@@ -72,7 +74,7 @@ def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
 
 def test_version_pages_publish_export_and_diff(rule, curator, make):
     client = login(curator)
-    v1, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    v1, _ = dataset_version_build(rule=rule, built_by=curator)
     assert client.post(f"/datasets/versions/{v1.pk}/publish/").status_code == 302
     v1.refresh_from_db()
     assert v1.status == "published"
@@ -85,7 +87,7 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     page = client.get(f"/datasets/versions/{v1.pk}/").content.decode()
     assert f'data-export="{export.pk}" data-finished="0"' in page
     assert 'class="bar" data-field="bar" style="width: 0%"' in page
-    services.dataset_export_run(export_id=export.pk)
+    dataset_export_run(export_id=export.pk)
     page = client.get("/datasets/exports/").content.decode()
     assert 'style="width: 100%"' in page and "train-000000.tar" in page
     # a refused action comes back as a message, and nothing is stored
@@ -97,15 +99,15 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     campaign = rule.campaigns.get()
     item = make.item(campaign, [make.sticker("an owl")])
     make.judge(item, make.rater("r9", campaign), T)
-    v2, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    v2, _ = dataset_version_build(rule=rule, built_by=curator)
     page = client.get(f"/datasets/versions/{v1.pk}/diff/{v2.pk}/").content.decode()
     assert "1 added, 0 removed, 0 changed, 2 unchanged." in page
 
 
 def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
     client = login(curator)
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
     page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
     assert page.count('type="checkbox" name="format"') == 3
     response = client.post(
@@ -140,7 +142,7 @@ def test_animation_pages_show_source_and_animation(make, curator):
     b = make.animation(source, teacher="anim-teacher-b", seed=2)
     item = make.item(campaign, [a, b])
     make.judge(item, rater, {"motion_pass": {str(a.pk): True, str(b.pk): False}})
-    rule = services.dataset_rule_create(
+    rule = dataset_rule_create(
         values={
             "name": "teachers",
             "purpose": "teacher_selection",
@@ -152,6 +154,6 @@ def test_animation_pages_show_source_and_animation(make, curator):
     client = login(curator)
     page = client.get(f"/datasets/rules/{rule.pk}/").content.decode()
     assert f'src="/media/{source.file}"' in page and f'src="/media/{a.file}"' in page
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
     page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
     assert f'src="/media/{source.file}"' in page and "anim-teacher-a" in page

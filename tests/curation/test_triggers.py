@@ -1,12 +1,12 @@
-"""Publishing a version whose rule carries a training trigger creates the training job through
-the training side's service; while that service is absent the trigger waits and fires later."""
-
-import sys
+"""Publishing a version whose rule carries a training trigger creates the training job by a
+direct call, in the publishing transaction; a refused job fails the trigger, not the publish."""
 
 import pytest
 
-from training_bridge import services
+from training_bridge.jobs.triggers import dataset_version_publish_and_train, training_trigger_fire
 from training_bridge.models import AuditEvent, TrainingTrigger
+from training_bridge.rules import dataset_rule_create
+from training_bridge.versions import dataset_version_build, dataset_version_publish
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def rule_with_trigger(make, curator, models):
             make.judge(item, rater, T)
 
     def rule(trigger):
-        return services.dataset_rule_create(
+        return dataset_rule_create(
             values={
                 "name": f"align {len(trigger)}",
                 "purpose": "alignment",
@@ -52,7 +52,7 @@ def test_publish_creates_the_training_job(api, curator, rule_with_trigger, model
     from training_bridge.jobs.models import TrainingJob
 
     rule = rule_with_trigger(finetune(models))
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
     response = api(curator).post(f"/api/dataset-versions/{version.pk}/publish/")
     assert response.status_code == 200
     trigger = response.json()["training_trigger"]
@@ -69,31 +69,41 @@ def test_publish_creates_the_training_job(api, curator, rule_with_trigger, model
     ]
 
 
-def test_trigger_waits_while_the_training_service_is_absent(
-    curator, rule_with_trigger, models, monkeypatch
+def test_publish_creates_the_job_by_a_direct_call_in_its_transaction(
+    curator, rule_with_trigger, models, django_capture_on_commit_callbacks
 ):
     from training_bridge.jobs.models import TrainingJob
 
     rule = rule_with_trigger(finetune(models))
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
-    # given: the training side is not deployed (its module cannot be imported)
-    monkeypatch.setitem(sys.modules, "training_bridge.jobs.services", None)
-    services.dataset_version_publish(version=version, published_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    # when
+    with django_capture_on_commit_callbacks() as callbacks:
+        published = dataset_version_publish_and_train(version=version, published_by=curator)
+    # then: the job exists before the publish commits; the only thing left for after the commit
+    # is the job's own run on the train queue
+    job = TrainingJob.objects.get()
     trigger = TrainingTrigger.objects.get(version=version)
-    assert (trigger.status, trigger.job_id) == ("pending", None)
-    assert services.training_triggers_fire_pending() == 0
+    assert (published.status, trigger.status, trigger.job_id, trigger.error) == (
+        "published",
+        "fired",
+        job.pk,
+        "",
+    )
+    assert job.trigger == {"source": "dataset_publish", "dataset_version_id": version.pk}
+    assert len(callbacks) == 1
+
+
+def test_curation_publish_alone_starts_no_training(curator, rule_with_trigger, models):
+    from training_bridge.jobs.models import TrainingJob
+
+    rule = rule_with_trigger(finetune(models))
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    assert TrainingTrigger.objects.count() == 0
     assert TrainingJob.objects.count() == 0
-    # when: it lands, the pending trigger fires once
-    monkeypatch.delitem(sys.modules, "training_bridge.jobs.services")
-    assert services.training_triggers_fire_pending() == 1
-    assert services.training_triggers_fire_pending() == 0
-    trigger.refresh_from_db()
-    assert trigger.status == "fired" and trigger.job_id == TrainingJob.objects.get().pk
     assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
         "build",
         "publish",
-        "trigger_pending",
-        "trigger_fired",
     ]
 
 
@@ -102,7 +112,7 @@ def test_a_refused_job_keeps_the_publish_and_records_why(api, curator, rule_with
 
     trigger = {**finetune(models), "recipe": "style_tailoring", "role": "content"}
     rule = rule_with_trigger(trigger)
-    version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
     published = api(curator).post(f"/api/dataset-versions/{version.pk}/publish/").json()
     assert published["status"] == "published"
     assert published["training_trigger"]["status"] == "failed"
@@ -141,3 +151,35 @@ def test_trigger_input_is_checked_when_the_rule_is_saved(api, curator, make, mod
             "teacher_selection)."
         ],
     }
+
+
+def test_the_migration_turns_a_pending_trigger_into_a_failed_one_to_fire_again(
+    curator, rule_with_trigger, models
+):
+    import importlib
+
+    from django.apps import apps
+
+    from training_bridge.jobs.models import TrainingJob
+
+    migration = importlib.import_module("training_bridge.migrations.0003_trigger_fires_on_publish")
+    rule = rule_with_trigger(finetune(models))
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    # given: a trigger left pending by the old code (published while jobs were absent)
+    pending = TrainingTrigger.objects.create(
+        version=version, trigger=finetune(models), status="pending", requested_by=curator
+    )
+    # when
+    migration.pending_to_failed(apps, None)
+    # then
+    pending.refresh_from_db()
+    assert (pending.status, pending.error, pending.job_id) == (
+        "failed",
+        "Published while the training service was absent; fire the trigger again to create "
+        "the job.",
+        None,
+    )
+    # and firing it again creates the job
+    fired = training_trigger_fire(trigger=pending)
+    assert (fired.status, fired.job_id) == ("fired", TrainingJob.objects.get().pk)

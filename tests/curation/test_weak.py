@@ -14,8 +14,8 @@ from PIL import Image
 from generation.models import Candidate
 from generation.pipelines import decode_animated_webp, encode_animated_webp, encode_png
 from tests.curation.conftest import sticker_pixels
-from training_bridge import services
 from training_bridge.models import CandidateFingerprint, DatasetVersion, WeakImport, WeakSource
+from training_bridge.weak_imports import weak_import_create, weak_import_run, weak_source_create
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +49,10 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
 
 
 def run_import(source, file_format, *, upload=None, folder=None, user=None):
-    weak_import = services.weak_import_create(
+    weak_import = weak_import_create(
         source=source, file_format=file_format, upload=upload, folder=folder, requested_by=user
     )
-    services.weak_import_run(import_id=weak_import.pk)
+    weak_import_run(import_id=weak_import.pk)
     weak_import.refresh_from_db()
     return weak_import
 
@@ -76,7 +76,7 @@ def test_folder_import_reports_each_bad_row_and_imports_the_rest(settings, tmp_p
     ]
     lines = [json.dumps(r) for r in rows] + ["{not json"]
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    source = services.weak_source_create(name="stickers-a", kind="image", created_by=curator)
+    source = weak_source_create(name="stickers-a", kind="image", created_by=curator)
     done = run_import(source, "folder", folder="stickers-a", user=curator)
     assert (done.status, done.processed, done.imported, done.duplicates, done.failed) == (
         "succeeded",
@@ -121,7 +121,7 @@ def test_tar_and_parquet_imports_with_motion_buckets_and_a_weak_rule(curator, ap
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    source = services.weak_source_create(
+    source = weak_source_create(
         name="clips", kind="animation", motion_bucket_edges=[0.01, 0.05], created_by=curator
     )
     still = [sticker_pixels(7)] * 3

@@ -1,6 +1,6 @@
 """Published dataset versions with real files, made directly as rows (the curation services'
 build path is tested there): stickers and animations stored in the test's storage, a rule, a
-version and its manifest entries, so ``dataset_version_local_export`` exports them for real."""
+version and its manifest entries, so ``dataset_version_local_copy`` exports them for real."""
 
 import hashlib
 import itertools

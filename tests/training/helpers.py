@@ -4,13 +4,13 @@ import json
 import shutil
 from pathlib import Path
 
-from training_bridge.jobs import services
+from training_bridge.jobs.lifecycle import output_dir
 
 
 def fake_finished_output(job, *, steps: int | None = None) -> Path:
     """Put a model folder (a copy of the base) and a matching training summary where the job's
     recipe would have written them, as if the run had finished."""
-    folder = services.output_dir(job)
+    folder = output_dir(job)
     shutil.copytree(job.base_model_version.uri, folder, dirs_exist_ok=True)
     summary = {
         "recipe": job.recipe,

@@ -13,7 +13,10 @@ from generation.services.chunks import generation_chunk_run
 from stickerloop.api import ServiceConflict
 from tests.training import factories
 from tests.training.helpers import fake_finished_output, progress_events
-from training_bridge.jobs import services
+from training_bridge.jobs import tasks as job_tasks
+from training_bridge.jobs.evaluation import training_job_evaluation_advance
+from training_bridge.jobs.execution import resume_point, training_job_prepare_external
+from training_bridge.jobs.lifecycle import output_dir, training_job_create, training_job_resume
 from training_bridge.jobs.models import (
     EvaluationStatus,
     JobStatus,
@@ -21,13 +24,16 @@ from training_bridge.jobs.models import (
     TrainingJobEvaluation,
     TrainingJobLoss,
 )
-from training_bridge.models import DatasetRule, TrainingTrigger
+from training_bridge.jobs.output import training_job_register_output
+from training_bridge.jobs.progress import training_job_progress_report
+from training_bridge.jobs.triggers import training_job_create_from_trigger
+from training_bridge.models import DatasetExport, DatasetRule, TrainingTrigger
 
 pytestmark = pytest.mark.django_db
 
 
 def _finetune(models, datasets, **kwargs):
-    return services.training_job_create(
+    return training_job_create(
         recipe="finetune",
         base_model_version=models["sticker-base"],
         datasets={"train": datasets["alignment"]},
@@ -38,7 +44,7 @@ def _finetune(models, datasets, **kwargs):
 
 def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    keep = services.training_job_progress_report(
+    keep = training_job_progress_report(
         job=job,
         events=progress_events(job, {"train": [1.0, 0.9, 0.8]}),
         log_lines=["loading", "step 3"],
@@ -54,7 +60,7 @@ def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models
     assert job.seconds_per_step == 0.1 and job.eta_seconds == pytest.approx(0.1)
     assert job.log_tail == "loading\nstep 3\n"
     # A resumed attempt reports step 3 again (from its checkpoint at 2): it overwrites.
-    services.training_job_progress_report(
+    training_job_progress_report(
         job=job,
         events=[
             {"event": "start", "step": 2, "resumed_from": 2, "load_s": 0.5},
@@ -70,7 +76,7 @@ def test_progress_reports_record_steps_losses_and_resumed_steps_overwrite(models
 
 def test_an_error_event_fails_the_job_and_later_reports_are_refused(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    keep = services.training_job_progress_report(
+    keep = training_job_progress_report(
         job=job,
         events=[
             {"event": "error", "message": "OutOfMemoryError: CUDA out of memory", "type": "OOM"}
@@ -80,7 +86,7 @@ def test_an_error_event_fails_the_job_and_later_reports_are_refused(models, data
     assert keep is False
     assert (job.status, job.error) == (JobStatus.FAILED, "OutOfMemoryError: CUDA out of memory")
     with pytest.raises(ServiceConflict, match=f"Job {job.pk} has already ended"):
-        services.training_job_progress_report(job=job, events=[])
+        training_job_progress_report(job=job, events=[])
 
 
 def test_bad_reports_are_400_and_change_nothing(api, engineer, models, datasets):
@@ -109,17 +115,17 @@ def test_cancel_then_resume_then_conflicts(api, engineer, models, datasets):
     client = api(engineer)
     assert client.post(f"/api/training-jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
     # A runner still reporting is told to stop.
-    assert services.training_job_progress_report(job=job, events=[], attempt=1) is False
+    assert training_job_progress_report(job=job, events=[], attempt=1) is False
     response = client.post(f"/api/training-jobs/{job.pk}/resume/")
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["attempt"]) == ("queued", 2)
     # The first attempt's runner, if it still lived, is superseded.
-    assert services.training_job_progress_report(job=job, events=[], attempt=1) is False
+    assert training_job_progress_report(job=job, events=[], attempt=1) is False
     assert client.post(f"/api/training-jobs/{job.pk}/resume/").json() == {
         "detail": f"Job {job.pk} is queued already."
     }
     # A running job with a live heartbeat cannot be resumed; a silent one can.
-    services.training_job_progress_report(job=job, events=[], attempt=2)
+    training_job_progress_report(job=job, events=[], attempt=2)
     response = client.post(f"/api/training-jobs/{job.pk}/resume/")
     assert response.status_code == 409
     assert response.json()["detail"].startswith(f"Job {job.pk} is running (last heartbeat ")
@@ -131,27 +137,27 @@ def test_cancel_then_resume_then_conflicts(api, engineer, models, datasets):
 
 def test_registration_checks_the_output_and_never_registers_twice(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     # A folder without a summary, or one that stopped early, is not this job's output.
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as error:
-        services.training_job_register_output(job=job)
-    folder = services.output_dir(job)
+        training_job_register_output(job=job)
+    folder = output_dir(job)
     assert error.value.message_dict == {
         "output_dir": [f"{folder} has no training_summary.json: the run did not finish there."]
     }
     fake_finished_output(job, steps=3)
     with pytest.raises(ValidationError) as error:
-        services.training_job_register_output(job=job)
+        training_job_register_output(job=job)
     assert error.value.message_dict == {
         "output_dir": [f"The output at {folder} is not this job's: it stopped at step 3 of 4."]
     }
     assert not ModelVersion.objects.filter(parent__isnull=False).exists()
     fake_finished_output(job)
     # when
-    first = services.training_job_register_output(job=job)
-    again = services.training_job_register_output(job=job)
+    first = training_job_register_output(job=job)
+    again = training_job_register_output(job=job)
     # then
     job.refresh_from_db()
     assert first == again == job.output_model_version
@@ -163,20 +169,20 @@ def test_registration_checks_the_output_and_never_registers_twice(models, datase
     )
     assert ModelVersion.objects.filter(parent=models["sticker-base"]).count() == 1
     with pytest.raises(ServiceConflict, match="has succeeded; there is nothing to resume"):
-        services.training_job_resume(job=job)
+        training_job_resume(job=job)
 
 
 def test_a_failed_job_registers_nothing(models, datasets):
     job = _finetune(models, datasets, evaluate=False)
-    services.training_job_progress_report(job=job, events=[{"event": "error", "message": "boom"}])
+    training_job_progress_report(job=job, events=[{"event": "error", "message": "boom"}])
     fake_finished_output(job)
     with pytest.raises(ServiceConflict, match=f"Job {job.pk} is failed; resume it before"):
-        services.training_job_register_output(job=job)
+        training_job_register_output(job=job)
     assert not ModelVersion.objects.filter(parent__isnull=False).exists()
 
 
 def test_a_dataset_publish_with_a_trigger_creates_the_job(models, datasets, curator):
-    from training_bridge.services import dataset_version_publish
+    from training_bridge.jobs.triggers import dataset_version_publish_and_train
 
     draft = factories.dataset_version(models, purpose="style", status="draft")
     DatasetRule.objects.filter(pk=draft.rule_id).update(
@@ -190,7 +196,7 @@ def test_a_dataset_publish_with_a_trigger_creates_the_job(models, datasets, cura
     )
     draft.refresh_from_db()
     # when
-    dataset_version_publish(version=draft, published_by=curator)
+    dataset_version_publish_and_train(version=draft, published_by=curator)
     # then
     trigger = TrainingTrigger.objects.get(version=draft)
     assert trigger.status == "fired", trigger.error
@@ -211,7 +217,7 @@ def test_a_trigger_that_does_not_fit_its_recipe_is_refused_with_the_reason(model
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as error:
-        services.training_job_create_from_trigger(
+        training_job_create_from_trigger(
             dataset_version=datasets["alignment"],
             trigger={
                 "recipe": "distill_student",
@@ -234,10 +240,10 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
 ):
     held_out = factories.prompt_set(["a waving cat", "a tiny cactus"], held_out=True)
     job = _finetune(models, datasets, evaluation_seeds=[3])
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     fake_finished_output(job)
     # when
-    version = services.training_job_register_output(job=job)
+    version = training_job_register_output(job=job)
     parent = models["sticker-base"]
     # then: a batch of both models, same prompts and seeds
     evaluation = TrainingJobEvaluation.objects.get(job=job)
@@ -245,12 +251,12 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
     batch = evaluation.batch
     assert (batch.kind, batch.prompt_set, batch.seeds) == ("sticker", held_out, [3])
     assert set(batch.model_versions.all()) == {version, models["sticker-base"]}
-    assert services.training_job_evaluation_advance(evaluation_id=evaluation.pk) is False
+    assert training_job_evaluation_advance(evaluation_id=evaluation.pk) is False
     generation_batch_plan(batch_id=batch.pk)
     for chunk in batch.chunks.all():
         generation_chunk_run(chunk_id=chunk.pk)
     assert GenerationBatch.objects.get(pk=batch.pk).status == "succeeded"
-    assert services.training_job_evaluation_advance(evaluation_id=evaluation.pk) is True
+    assert training_job_evaluation_advance(evaluation_id=evaluation.pk) is True
     evaluation.refresh_from_db()
     assert (evaluation.status, evaluation.pairs) == (EvaluationStatus.OPEN, 2)
     campaign = Campaign.objects.get(pk=evaluation.campaign_id)
@@ -297,9 +303,9 @@ def test_success_generates_with_both_models_and_opens_a_pair_campaign(
 
 def test_no_held_out_prompts_skips_the_evaluation_with_the_reason(models, datasets):
     job = _finetune(models, datasets)
-    services.training_job_progress_report(job=job, events=[])
+    training_job_progress_report(job=job, events=[])
     fake_finished_output(job)
-    services.training_job_register_output(job=job)
+    training_job_register_output(job=job)
     evaluation = TrainingJobEvaluation.objects.get(job=job)
     assert (evaluation.status, evaluation.error, evaluation.batch) == (
         EvaluationStatus.SKIPPED,
@@ -317,6 +323,8 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
     from django.core.management import call_command
 
     job = _finetune(models, datasets, evaluate=False, launcher="external")
+    training_job_prepare_external(job_id=job.pk, attempt=job.attempt)
+    job.refresh_from_db()
     assert job.launch_command.startswith("accelerate launch --num_processes 1 ")
     lines = [
         "Loading pipeline components...",
@@ -348,7 +356,6 @@ def test_the_report_command_records_a_runs_lines_and_registers_its_output(
 
 
 def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path):
-    resume_point = services.resume_point
     for step in (5, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "training_state.json").write_text("{}")
@@ -362,3 +369,50 @@ def test_a_resumed_attempt_starts_from_the_checkpoint_the_job_recorded(tmp_path)
     # none recorded, or the recorded one rotated away or never completed: the newest there is
     assert resume_point(TrainingJob(last_checkpoint_step=None), tmp_path) == "latest"
     assert resume_point(TrainingJob(last_checkpoint_step=15), tmp_path) == "latest"
+
+
+def test_an_external_job_gets_its_local_copies_through_a_task(
+    models, datasets, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: the broker is the boundary; what the creating request sends is recorded
+    sent = []
+    monkeypatch.setattr(job_tasks.prepare_external, "delay", lambda *args: sent.append(args))
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _finetune(models, datasets, evaluate=False, launcher="external")
+    # then: the creating request did no export work, it queued the task
+    spec_path = settings.TRAINING_DIR / f"job-{job.pk}" / "spec.json"
+    assert sent == [(job.pk, 1)]
+    assert (job.status, job.launch_command, DatasetExport.objects.count()) == ("queued", "", 0)
+    assert not spec_path.exists()
+    # when: the task runs
+    job_tasks.prepare_external(job.pk, 1)
+    # then
+    job.refresh_from_db()
+    export = DatasetExport.objects.get()
+    link = job.dataset_links.get()
+    assert (export.version_id, export.format, export.status) == (
+        datasets["alignment"].pk,
+        "imagefolder",
+        "succeeded",
+    )
+    assert link.export_path == str(
+        settings.MEDIA_ROOT.parent
+        / "dataset_work"
+        / "cache"
+        / f"v{datasets['alignment'].pk}-imagefolder-{export.sha256[:16]}"
+    )
+    assert job.launch_command == (
+        "accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no "
+        f"--dynamo_backend no -m training_bridge.recipes.train --spec {spec_path} "
+        "--resume-from-checkpoint latest"
+    )
+    assert (job.status, job.spec["recipe"], job.spec["launch_options"]) == (
+        "queued",
+        "finetune",
+        {"tool": "accelerate", "num_processes": 1},
+    )
+    # a second delivery of the message, once the job has moved on, does nothing
+    TrainingJob.objects.filter(pk=job.pk).update(attempt=2)
+    job_tasks.prepare_external(job.pk, 1)
+    assert DatasetExport.objects.count() == 1

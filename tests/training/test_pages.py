@@ -7,8 +7,10 @@ import pytest
 from django.test import Client
 
 from tests.training.helpers import fake_finished_output, progress_events
-from training_bridge.jobs import services
+from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import TrainingJob
+from training_bridge.jobs.output import training_job_register_output
+from training_bridge.jobs.progress import training_job_progress_report
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +23,7 @@ def browser(engineer):
 
 
 def _tailoring_job(models, datasets, **kwargs):
-    return services.training_job_create(
+    return training_job_create(
         recipe="style_tailoring",
         base_model_version=models["sticker-base"],
         datasets={"content": datasets["alignment"], "style": datasets["style"]},
@@ -33,7 +35,7 @@ def _tailoring_job(models, datasets, **kwargs):
 
 def test_job_list_shows_progress_bars(browser, models, datasets):
     job = _tailoring_job(models, datasets, name="tailor")
-    services.training_job_progress_report(
+    training_job_progress_report(
         job=job, events=progress_events(job, {"content": [1.0], "style": [0.5]})
     )
     html = browser.get("/training/jobs/").content.decode()
@@ -46,7 +48,7 @@ def test_job_list_shows_progress_bars(browser, models, datasets):
 
 def test_job_page_draws_the_loss_curve_per_role_and_shows_the_run(browser, models, datasets):
     job = _tailoring_job(models, datasets)
-    services.training_job_progress_report(
+    training_job_progress_report(
         job=job,
         events=progress_events(
             job, {"content": [1.0, 0.8, 0.7, 0.6], "style": [0.9, 0.7, 0.5, 0.4]}
@@ -54,7 +56,7 @@ def test_job_page_draws_the_loss_curve_per_role_and_shows_the_run(browser, model
         log_lines=['{"event":"done"}', "<script>alert(1)</script>"],
     )
     fake_finished_output(job)
-    version = services.training_job_register_output(job=job)
+    version = training_job_register_output(job=job)
     html = browser.get(f"/training/jobs/{job.pk}/").content.decode()
     # One polyline per role, a point per logged step.
     assert re.findall(r'<polyline data-role="(\w+)" data-points="(\d+)"', html) == [
@@ -97,19 +99,19 @@ def test_start_form_answers_bad_parameters_with_the_reason_and_stores_nothing(
 
 def test_lineage_page_draws_the_parent_chain_and_children(browser, models, datasets):
     first = _tailoring_job(models, datasets)
-    services.training_job_progress_report(job=first, events=[])
+    training_job_progress_report(job=first, events=[])
     fake_finished_output(first)
-    child = services.training_job_register_output(job=first)
-    second = services.training_job_create(
+    child = training_job_register_output(job=first)
+    second = training_job_create(
         recipe="finetune",
         base_model_version=child,
         datasets={"train": datasets["style"]},
         params={"max_train_steps": 2},
         evaluate=False,
     )
-    services.training_job_progress_report(job=second, events=[])
+    training_job_progress_report(job=second, events=[])
     fake_finished_output(second)
-    grandchild = services.training_job_register_output(job=second)
+    grandchild = training_job_register_output(job=second)
     html = browser.get(f"/training/models/{child.pk}/").content.decode()
     nodes = re.findall(r'<g class="node" data-version="(\d+)">', html)
     assert nodes == [str(models["sticker-base"].pk), str(child.pk), str(grandchild.pk)]

@@ -17,8 +17,9 @@ from annotation.models import Campaign, Item
 from generation.models import Candidate, ModelVersion
 from tests.conftest import wait_for
 from tests.training import factories
-from training_bridge.jobs import services
+from training_bridge.jobs.lifecycle import training_job_create, training_job_resume
 from training_bridge.jobs.models import EvaluationStatus, JobStatus, TrainingJob, TrainingJobLoss
+from training_bridge.jobs.output import training_job_register_output
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -208,7 +209,7 @@ def test_every_recipe_trains_on_the_worker_and_its_model_generates_against_the_p
         (2, "style"),
     ]
     # Registering again (a redelivered message) returns the same version, creates none.
-    assert services.training_job_register_output(job=tailored) == tailored.output_model_version
+    assert training_job_register_output(job=tailored) == tailored.output_model_version
     assert ModelVersion.objects.filter(produced_by_job__isnull=False).count() == 4
     student = jobs["distill_student"].output_model_version
     assert (student.kind, student.role, student.default_params["num_inference_steps"]) == (
@@ -227,7 +228,7 @@ def test_every_recipe_trains_on_the_worker_and_its_model_generates_against_the_p
 def test_a_killed_worker_leaves_a_job_that_resumes_from_its_checkpoint(
     train_worker, models, datasets
 ):
-    job = services.training_job_create(
+    job = training_job_create(
         recipe="style_tailoring",
         base_model_version=models["sticker-base"],
         datasets={"content": datasets["alignment"], "style": datasets["style"]},
@@ -251,7 +252,7 @@ def test_a_killed_worker_leaves_a_job_that_resumes_from_its_checkpoint(
     assert job.status == JobStatus.RUNNING and job.step < 80
     # then: once its heartbeat is stale it can be resumed; a new worker continues it
     time.sleep(3.5)
-    services.training_job_resume(job=job)
+    training_job_resume(job=job)
     second = train_worker()
     _wait_job(job, second, until=_finished)
     assert job.status == JobStatus.SUCCEEDED, (job.error, job.log_tail[-2000:])
@@ -274,7 +275,7 @@ def test_cancel_stops_the_recipe_and_a_crash_fails_the_job_but_not_the_worker(
     train_worker, models, datasets, api, engineer, tmp_path
 ):
     worker = train_worker()
-    long_job = services.training_job_create(
+    long_job = training_job_create(
         recipe="finetune",
         base_model_version=models["sticker-base"],
         datasets={"train": datasets["alignment"]},
@@ -298,7 +299,7 @@ def test_cancel_stops_the_recipe_and_a_crash_fails_the_job_but_not_the_worker(
     for weights in (broken / "unet").glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
     bad_base = ModelVersion.objects.create(name="broken", kind="image", uri=str(broken))
-    crashing = services.training_job_create(
+    crashing = training_job_create(
         recipe="finetune",
         base_model_version=bad_base,
         datasets={"train": datasets["alignment"]},
@@ -318,8 +319,10 @@ def test_cancel_stops_the_recipe_and_a_crash_fails_the_job_but_not_the_worker(
 
 
 def test_the_external_launchers_command_runs_the_recipe_standalone(
-    models, datasets, api, engineer, settings
+    models, datasets, api, engineer, settings, train_worker
 ):
+    # The local copies, spec and command are made by a task on the default queue.
+    worker = train_worker("default")
     client = api(engineer)
     response = client.post(
         "/api/training-jobs/create/",
@@ -334,7 +337,13 @@ def test_the_external_launchers_command_runs_the_recipe_standalone(
         format="json",
     )
     assert response.status_code == 201, response.json()
-    body = response.json()
+    assert response.json()["launch_command"] == ""
+    job = _wait_job(
+        TrainingJob.objects.get(pk=response.json()["id"]),
+        worker,
+        until=lambda j: j.launch_command or j.is_finished,
+    )
+    body = client.get(f"/api/training-jobs/{job.pk}/").json()
     job_id = body["id"]
     spec_path = Path(settings.TRAINING_DIR) / f"job-{job_id}" / "spec.json"
     assert body["launch_command"] == (

@@ -7,8 +7,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation.models import Candidate, ModelVersion, PromptSet
-from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
-from training_bridge.jobs import selectors, services
+from stickerloop.roles import IsCurator, IsCuratorOrEngineer, IsEngineer
+from training_bridge.apis.versions import TriggerOutput, VersionOutput
+from training_bridge.jobs import selectors
+from training_bridge.jobs.lifecycle import (
+    training_job_cancel,
+    training_job_create,
+    training_job_resume,
+)
 from training_bridge.jobs.models import (
     DatasetRole,
     Launcher,
@@ -17,7 +23,10 @@ from training_bridge.jobs.models import (
     TrainingJobDataset,
     TrainingJobEvaluation,
 )
-from training_bridge.models import DatasetVersion
+from training_bridge.jobs.output import training_job_register_output
+from training_bridge.jobs.progress import training_job_progress_report
+from training_bridge.jobs.triggers import dataset_version_publish_and_train, training_trigger_fire
+from training_bridge.models import DatasetVersion, TrainingTrigger
 
 
 class TrainingJobDatasetOutput(serializers.ModelSerializer):
@@ -192,7 +201,7 @@ class JobCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        job = services.training_job_create(
+        job = training_job_create(
             recipe=values["recipe"],
             base_model_version=values["base_model_version"],
             datasets=values["datasets"],
@@ -215,7 +224,7 @@ class JobCancelApi(APIView):
 
     @extend_schema(request=None, responses=TrainingJobOutput)
     def post(self, request, pk: int):
-        job = services.training_job_cancel(
+        job = training_job_cancel(
             job=get_object_or_404(TrainingJob, pk=pk), cancelled_by=request.user
         )
         return Response(TrainingJobOutput(job).data)
@@ -228,7 +237,7 @@ class JobResumeApi(APIView):
 
     @extend_schema(request=None, responses=TrainingJobOutput)
     def post(self, request, pk: int):
-        job = services.training_job_resume(
+        job = training_job_resume(
             job=get_object_or_404(TrainingJob, pk=pk), resumed_by=request.user
         )
         return Response(TrainingJobOutput(job).data)
@@ -264,7 +273,7 @@ class JobProgressReportApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = get_object_or_404(TrainingJob, pk=pk)
-        keep = services.training_job_progress_report(
+        keep = training_job_progress_report(
             job=job, events=data.validated_data["events"], log_lines=data.validated_data["log"]
         )
         job.refresh_from_db(fields=["status", "step"])
@@ -293,7 +302,7 @@ class JobRegisterOutputApi(APIView):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.training_job_register_output(
+        version = training_job_register_output(
             job=get_object_or_404(TrainingJob, pk=pk),
             output_uri=data.validated_data.get("output_dir") or None,
             registered_by=request.user,
@@ -355,3 +364,30 @@ class JobProgressApi(APIView):
             raise serializers.ValidationError({"ids": "Must be comma-separated integers."}) from exc
         rows = selectors.training_job_progress(job_ids=ids)
         return Response(self.OutputSerializer(rows, many=True).data)
+
+
+# Publishing a dataset version, with its rule's training trigger -------------------------------
+
+
+class VersionPublishApi(APIView):
+    """Publish a draft (curators); a rule's training trigger then creates its training job."""
+
+    permission_classes = [IsCurator]
+
+    @extend_schema(request=None, responses=VersionOutput)
+    def post(self, request, pk: int):
+        version = get_object_or_404(DatasetVersion, pk=pk)
+        version = dataset_version_publish_and_train(version=version, published_by=request.user)
+        return Response(VersionOutput(version).data)
+
+
+class TriggerFireApi(APIView):
+    """Fire a pending or failed training trigger again."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(request=None, responses=TriggerOutput)
+    def post(self, request, pk: int):
+        trigger = get_object_or_404(TrainingTrigger, pk=pk)
+        trigger = training_trigger_fire(trigger=trigger)
+        return Response(TriggerOutput(trigger).data)

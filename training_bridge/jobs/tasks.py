@@ -17,9 +17,9 @@ EVALUATION_POLL_SECONDS = 3
     time_limit=7 * 24 * 3600 + 300,
 )
 def run_job(job_id: int, attempt: int) -> None:
-    from training_bridge.jobs import services
+    from training_bridge.jobs import execution
 
-    services.training_job_run(job_id=job_id, attempt=attempt)
+    execution.training_job_run(job_id=job_id, attempt=attempt)
 
 
 @shared_task(
@@ -30,9 +30,23 @@ def run_job(job_id: int, attempt: int) -> None:
     time_limit=330,
 )
 def evaluation_advance(evaluation_id: int) -> None:
-    from training_bridge.jobs import services
+    from training_bridge.jobs import evaluation
 
-    if not services.training_job_evaluation_advance(evaluation_id=evaluation_id):
+    if not evaluation.training_job_evaluation_advance(evaluation_id=evaluation_id):
         # The batch is still generating: look again shortly (the batch always ends, in
         # success, failure or cancellation, so this stops).
         evaluation_advance.apply_async((evaluation_id,), countdown=EVALUATION_POLL_SECONDS)
+
+
+@shared_task(
+    name="training_jobs.prepare_external",
+    acks_late=True,
+    ignore_result=True,
+    # Exporting a large version for a cluster takes as long as an export does.
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 60,
+)
+def prepare_external(job_id: int, attempt: int) -> None:
+    from training_bridge.jobs import execution
+
+    execution.training_job_prepare_external(job_id=job_id, attempt=attempt)

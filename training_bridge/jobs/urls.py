@@ -9,4 +9,8 @@ urlpatterns = [
     path("training/jobs/<int:pk>/live/", views.job_live, name="training-job-live"),
     path("training/jobs/<int:pk>/<str:action>/", views.job_action, name="training-job-action"),
     path("training/models/<int:pk>/", views.model_lineage, name="model-version-lineage"),
+    # Publishing lives with the training trigger it fires: curation never imports the jobs app.
+    path(
+        "datasets/versions/<int:pk>/publish/", views.version_publish, name="dataset-version-publish"
+    ),
 ]

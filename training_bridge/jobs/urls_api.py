@@ -34,4 +34,15 @@ urlpatterns = [
         apis.JobLossesApi.as_view(),
         name="api-training-job-losses",
     ),
+    # Publishing lives with the training trigger it fires: curation never imports the jobs app.
+    path(
+        "dataset-versions/<int:pk>/publish/",
+        apis.VersionPublishApi.as_view(),
+        name="api-dataset-version-publish",
+    ),
+    path(
+        "training-triggers/<int:pk>/fire/",
+        apis.TriggerFireApi.as_view(),
+        name="api-training-trigger-fire",
+    ),
 ]

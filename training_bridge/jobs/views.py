@@ -13,8 +13,14 @@ from django.views.decorators.http import require_POST
 from generation.models import ModelVersion, PromptSet
 from stickerloop.api import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, has_role, role_required
-from training_bridge.jobs import charts, selectors, services
+from training_bridge.jobs import charts, selectors
+from training_bridge.jobs.lifecycle import (
+    training_job_cancel,
+    training_job_create,
+    training_job_resume,
+)
 from training_bridge.jobs.models import DatasetRole, Launcher, Recipe, TrainingJob
+from training_bridge.jobs.triggers import dataset_version_publish_and_train
 from training_bridge.models import DatasetVersion, VersionStatus
 from training_bridge.recipes.spec import RECIPE_ROLES
 
@@ -84,7 +90,7 @@ def job_create(request):
     prompt_set = PromptSet.objects.filter(pk=values.get("evaluation_prompt_set") or None).first()
     if not errors:
         try:
-            job = services.training_job_create(
+            job = training_job_create(
                 recipe=values.get("recipe", ""),
                 base_model_version=base,
                 datasets=datasets,
@@ -143,9 +149,9 @@ def job_action(request, pk: int, action: str):
     job = get_object_or_404(TrainingJob, pk=pk)
     try:
         if action == "cancel":
-            services.training_job_cancel(job=job, cancelled_by=request.user)
+            training_job_cancel(job=job, cancelled_by=request.user)
         elif action == "resume":
-            services.training_job_resume(job=job, resumed_by=request.user)
+            training_job_resume(job=job, resumed_by=request.user)
         else:
             messages.error(request, f"Unknown action {action!r}.")
     except ServiceConflict as exc:
@@ -167,3 +173,21 @@ def model_lineage(request, pk: int):
         "training_jobs/lineage.html",
         {"version": version, "lineage": lineage, "graph": graph},
     )
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def version_publish(request, pk: int):
+    """Publish a dataset version from its page; its rule's training trigger creates the job."""
+    version = get_object_or_404(DatasetVersion, pk=pk)
+    try:
+        dataset_version_publish_and_train(version=version, published_by=request.user)
+    except ServiceConflict as exc:
+        messages.error(request, str(exc))
+    except ValidationError as exc:
+        detail = validation_error_detail(exc)
+        if isinstance(detail, dict):
+            messages.error(request, " ".join(f"{k}: {' '.join(v)}" for k, v in detail.items()))
+        else:
+            messages.error(request, " ".join(detail))
+    return redirect("dataset-version-detail", pk=pk)

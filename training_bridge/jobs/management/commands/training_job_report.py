@@ -15,8 +15,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from stickerloop.api import ServiceConflict
-from training_bridge.jobs import services
 from training_bridge.jobs.models import TrainingJob
+from training_bridge.jobs.output import training_job_register_output
+from training_bridge.jobs.progress import training_job_progress_report
 from training_bridge.recipes.progress import parse_line
 
 BATCH_EVENTS = 200
@@ -68,9 +69,7 @@ class Command(BaseCommand):
                 stream.close()
         if register and (done or file == "/dev/null"):
             try:
-                version = services.training_job_register_output(
-                    job=training_job, output_uri=output_dir
-                )
+                version = training_job_register_output(job=training_job, output_uri=output_dir)
             except (ValidationError, ServiceConflict) as exc:
                 raise CommandError(f"Registering the output failed: {exc}") from exc
             self.stdout.write(f"job {job}: registered model version {version.name} ({version.pk})")
@@ -79,7 +78,7 @@ class Command(BaseCommand):
 
     def _send(self, job: TrainingJob, events: list[dict], lines: list[str]) -> None:
         try:
-            keep = services.training_job_progress_report(job=job, events=events, log_lines=lines)
+            keep = training_job_progress_report(job=job, events=events, log_lines=lines)
         except (ValidationError, ServiceConflict) as exc:
             raise CommandError(f"The job refused the report: {exc}") from exc
         if not keep:

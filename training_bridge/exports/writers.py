@@ -1,11 +1,11 @@
 """Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet.
 
 Writers take ``ExportBatch`` values: runs of consecutive manifest entries held as columns, with
-their bytes. The services cut batches at a few thousand entries or a few tens of megabytes of
-files, whichever comes first, so memory stays bounded whatever the dataset's size. Working a
-batch at a time rather than an entry at a time matters at this scale: at 100,000 entries every
-microsecond spent per entry is a tenth of a second per format, and GNU tar copies the same files
-at about 3.5 µs each.
+their bytes. ``exports.reading`` cuts batches at a few thousand entries or a few tens of
+megabytes of files, whichever comes first, so memory stays bounded whatever the dataset's size.
+Working a batch at a time rather than an entry at a time matters at this scale: at 100,000
+entries every microsecond spent per entry is a tenth of a second per format, and GNU tar copies
+the same files at about 3.5 µs each.
 
 Every archive is byte-for-byte reproducible: members are written in manifest order with a fixed
 mtime, owner and mode, so the same version exported twice gives the same checksum.

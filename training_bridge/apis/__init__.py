@@ -1,0 +1,1 @@
+"""The curation API, one module per topic: rules, versions, exports, weak_imports."""

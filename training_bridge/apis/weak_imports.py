@@ -1,0 +1,132 @@
+"""Weak corpus API: sources and their imports."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from stickerloop.roles import IsCurator, IsCuratorOrEngineer
+from training_bridge import selectors
+from training_bridge.models import (
+    DatasetKind,
+    ImportFormat,
+    WeakImport,
+    WeakSource,
+)
+from training_bridge.weak_imports import weak_import_create, weak_source_create
+
+
+class WeakSourceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WeakSource
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "description",
+            "motion_bucket_edges",
+            "candidate_count",
+            "created_at",
+        ]
+
+
+class WeakSourceListApi(generics.ListAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = WeakSourceOutput
+
+    def get_queryset(self):
+        return selectors.weak_source_list()
+
+
+class WeakSourceCreateApi(APIView):
+    permission_classes = [IsCurator]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WeakSourceCreateInput"  # unique schema component name
+
+        name = serializers.SlugField(max_length=100)
+        kind = serializers.ChoiceField(choices=DatasetKind.choices)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        motion_bucket_edges = serializers.JSONField(required=False, default=list)
+
+    @extend_schema(request=InputSerializer, responses={201: WeakSourceOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        edges = data.validated_data["motion_bucket_edges"]
+        if not isinstance(edges, list):
+            raise serializers.ValidationError({"motion_bucket_edges": "Must be a list."})
+        source = weak_source_create(**data.validated_data, created_by=request.user)
+        return Response(WeakSourceOutput(source).data, status=status.HTTP_201_CREATED)
+
+
+class WeakImportOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WeakImport
+        fields = [
+            "id",
+            "source",
+            "file_format",
+            "original_name",
+            "status",
+            "processed",
+            "imported",
+            "duplicates",
+            "failed",
+            "errors",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class WeakImportCreateApi(APIView):
+    """Import a corpus into a weak source: upload a tar or Parquet file (multipart ``file``),
+    or name a folder under the server's import root (``folder``). Runs on the ``default``
+    queue; each bad file is reported in the import's ``errors`` and the rest imported."""
+
+    permission_classes = [IsCurator]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WeakImportCreateInput"  # unique schema component name
+
+        format = serializers.ChoiceField(choices=ImportFormat.choices)
+        file = serializers.FileField(required=False)
+        folder = serializers.CharField(required=False, max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses={201: WeakImportOutput})
+    def post(self, request, pk: int):
+        source = get_object_or_404(WeakSource, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        weak_import = weak_import_create(
+            source=source,
+            file_format=data.validated_data["format"],
+            upload=data.validated_data.get("file"),
+            folder=data.validated_data.get("folder"),
+            requested_by=request.user,
+        )
+        return Response(WeakImportOutput(weak_import).data, status=status.HTTP_201_CREATED)
+
+
+class WeakImportListApi(generics.ListAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = WeakImportOutput
+
+    def get_queryset(self):
+        source = self.request.query_params.get("source")
+        return selectors.weak_import_list(
+            source=int(source) if source and source.isdigit() else None
+        )
+
+
+class WeakImportDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = WeakImportOutput
+    queryset = WeakImport.objects.all()

@@ -1,0 +1,196 @@
+"""Evaluating a job's model version against its parent: a generation batch on both and a
+side-by-side annotation campaign over the pairs."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from generation.models import (
+    BatchKind,
+    BatchStatus,
+    Candidate,
+    CandidateKind,
+    ModelKind,
+    ModelVersion,
+    PromptSet,
+)
+from stickerloop.api import ServiceConflict
+from stickerloop.roles import Role
+from training_bridge.jobs import tasks as job_tasks
+from training_bridge.jobs.models import (
+    EvaluationStatus,
+    TrainingJob,
+    TrainingJobEvaluation,
+)
+
+MAX_EVALUATION_SEEDS = 8
+MAX_EVALUATION_SOURCES = 64
+DEFAULT_EVALUATION_SEEDS = [0, 1]
+DEFAULT_EVALUATION_SOURCES = 8
+EVALUATION_OVERLAP = 3
+
+
+def _default_sources(limit: int) -> list[Candidate]:
+    """Stickers made from held-out prompts, newest prompt sets first."""
+    return list(
+        Candidate.objects.filter(
+            kind=CandidateKind.STICKER, prompt__prompt_set__is_held_out=True
+        ).order_by("-prompt__prompt_set__created_at", "prompt__position", "id")[:limit]
+    )
+
+
+def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> TrainingJobEvaluation:
+    """Ask for candidates from the new model and its parent (same prompts or sources, same
+    seeds). A batch the generation service refuses marks the evaluation FAILED with its reason;
+    it never undoes the registration (it runs in a savepoint)."""
+    from generation.services import generation_batch_create
+
+    evaluation = TrainingJobEvaluation(job=job)
+    parent = job.base_model_version
+    name = f"Evaluation of job {job.pk}: {version.name} vs {parent.name}"
+    seeds = job.evaluation_seeds or DEFAULT_EVALUATION_SEEDS
+    try:
+        with transaction.atomic():
+            if version.kind == ModelKind.IMAGE:
+                prompt_set = job.evaluation_prompt_set or (
+                    PromptSet.objects.filter(is_held_out=True)
+                    .order_by("-created_at", "-id")
+                    .first()
+                )
+                if prompt_set is None:
+                    evaluation.status = EvaluationStatus.SKIPPED
+                    evaluation.error = "No held-out prompt set to evaluate on."
+                else:
+                    evaluation.batch = generation_batch_create(
+                        kind=BatchKind.STICKER,
+                        prompt_set=prompt_set,
+                        model_versions=[version, parent],
+                        seeds=seeds,
+                        params={},
+                        name=name,
+                        requested_by=job.requested_by,
+                    )
+            else:
+                sources = list(job.evaluation_sources.all()) or _default_sources(
+                    DEFAULT_EVALUATION_SOURCES
+                )
+                if not sources:
+                    evaluation.status = EvaluationStatus.SKIPPED
+                    evaluation.error = "No source stickers of held-out prompts to animate."
+                else:
+                    evaluation.batch = generation_batch_create(
+                        kind=BatchKind.ANIMATION,
+                        sources=sources,
+                        model_versions=[version, parent],
+                        seeds=seeds,
+                        params={},
+                        name=name,
+                        requested_by=job.requested_by,
+                    )
+    except ValidationError as exc:
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+    evaluation.save()
+    if evaluation.status == EvaluationStatus.GENERATING:
+        transaction.on_commit(
+            lambda: job_tasks.evaluation_advance.apply_async(
+                (evaluation.pk,), countdown=job_tasks.EVALUATION_POLL_SECONDS
+            )
+        )
+    return evaluation
+
+
+def _pairs(
+    evaluation: TrainingJobEvaluation, version_id: int, parent_id: int
+) -> list[list[Candidate]]:
+    """[new, parent] candidates made from the same prompt (or source sticker) and seed."""
+    batch = evaluation.batch
+    key_field = "prompt_id" if batch.kind == BatchKind.STICKER else "source_id"
+    by_key: dict[tuple[int, int], dict[int, Candidate]] = {}
+    for candidate in Candidate.objects.filter(batch=batch).order_by("id"):
+        key = (getattr(candidate, key_field), candidate.seed)
+        by_key.setdefault(key, {})[candidate.model_version_id] = candidate
+    return [
+        [found[version_id], found[parent_id]]
+        for _, found in sorted(by_key.items())
+        if version_id in found and parent_id in found
+    ]
+
+
+def _active_raters() -> list[AbstractBaseUser]:
+    return list(
+        get_user_model().objects.filter(is_active=True, groups__name=Role.RATER).order_by("pk")
+    )
+
+
+@transaction.atomic
+def training_job_evaluation_advance(*, evaluation_id: int) -> bool:
+    """Open the pair campaign once the evaluation batch has finished; True when nothing is
+    left to wait for (open, failed, skipped), False while the batch is still generating.
+
+    The campaign pairs each new-model candidate with the parent's candidate of the same prompt
+    (or source sticker) and seed, asks the pairwise questions (alignment, style, motion,
+    overall) and is open to every active rater.
+    """
+    from annotation.services import campaign_create, campaign_items_add, campaign_start
+
+    evaluation = (
+        TrainingJobEvaluation.objects.select_for_update(of=("self",))
+        .select_related("job__output_model_version", "job__base_model_version", "batch")
+        .filter(pk=evaluation_id)
+        .first()
+    )
+    if evaluation is None or evaluation.status != EvaluationStatus.GENERATING:
+        return True
+    batch = evaluation.batch
+    if batch is None:
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = "The evaluation batch was deleted."
+        evaluation.save(update_fields=["status", "error", "updated_at"])
+        return True
+    if not batch.is_finished:
+        return False
+    job = evaluation.job
+    version, parent = job.output_model_version, job.base_model_version
+    groups = (
+        _pairs(evaluation, version.pk, parent.pk) if batch.status != BatchStatus.CANCELLED else []
+    )
+    if not groups:
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = (
+            f"Evaluation batch {batch.pk} ended {batch.status} with no pair of "
+            f"candidates to compare. {batch.error}".strip()
+        )
+        evaluation.save(update_fields=["status", "error", "updated_at"])
+        return True
+    guidelines = (
+        f"Compare **{version.name}** (trained by job {job.pk}, {job.get_recipe_display()}) with "
+        f"its parent **{parent.name}**: same prompt or source sticker, same seed. Which side is "
+        f"better for each question? Ties are fine."
+    )
+    try:
+        with transaction.atomic():
+            campaign = campaign_create(
+                name=f"Evaluation: {version.name} vs {parent.name}"[:200],
+                kind="pair",
+                preset="pairwise",
+                guidelines=guidelines,
+                overlap=EVALUATION_OVERLAP,
+                raters=_active_raters(),
+                created_by=job.requested_by,
+            )
+            campaign_items_add(campaign=campaign, candidate_groups=groups, seed=job.pk)
+            campaign_start(campaign=campaign)
+    except (ValidationError, ServiceConflict) as exc:
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = f"The pair campaign could not open: {exc}"
+        evaluation.save(update_fields=["status", "error", "updated_at"])
+        return True
+    evaluation.status = EvaluationStatus.OPEN
+    evaluation.campaign = campaign
+    evaluation.pairs = len(groups)
+    evaluation.save(update_fields=["status", "campaign", "pairs", "updated_at"])
+    return True

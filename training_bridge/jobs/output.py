@@ -1,0 +1,149 @@
+"""Registering a finished job's output as a model version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from generation.models import (
+    ModelRole,
+    ModelVersion,
+)
+from stickerloop.api import ServiceConflict
+from training_bridge.jobs.evaluation import training_job_evaluation_start
+from training_bridge.jobs.lifecycle import output_dir
+from training_bridge.jobs.models import (
+    JobStatus,
+    Recipe,
+    TrainingJob,
+)
+from training_bridge.recipes.spec import (
+    SUMMARY_FILE,
+)
+
+
+def _read_summary(folder: Path) -> dict:
+    path = folder / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ValidationError(
+            {"output_dir": [f"{folder} has no {SUMMARY_FILE}: the run did not finish there."]}
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ValidationError({"output_dir": [f"{path} is unreadable ({exc})."]}) from exc
+
+
+def _check_summary(job: TrainingJob, folder: Path, summary: dict) -> None:
+    """The output must be this job's run: its recipe, its datasets' checksums, all its steps."""
+    problems = []
+    if summary.get("recipe") != job.recipe:
+        problems.append(f"it was trained with the {summary.get('recipe')} recipe, not {job.recipe}")
+    trained = sorted((d.get("role"), d.get("manifest_sha256")) for d in summary.get("datasets", []))
+    wanted = sorted(job.dataset_links.values_list("role", "manifest_sha256"))
+    if trained != wanted:
+        problems.append("it was trained on other datasets (the roles or manifest checksums differ)")
+    steps = (summary.get("metrics") or {}).get("steps")
+    if steps != job.total_steps:
+        problems.append(f"it stopped at step {steps} of {job.total_steps}")
+    if problems:
+        raise ValidationError(
+            {"output_dir": [f"The output at {folder} is not this job's: {'; '.join(problems)}."]}
+        )
+
+
+def _version_name(job: TrainingJob) -> str:
+    suffix = f"-{job.recipe.replace('_', '-')}-job{job.pk}"
+    return slugify(job.base_model_version.name)[: 100 - len(suffix)] + suffix
+
+
+@transaction.atomic
+def training_job_register_output(
+    *,
+    job: TrainingJob,
+    output_uri: str | None = None,
+    registered_by: AbstractBaseUser | None = None,
+) -> ModelVersion:
+    """Register the job's finished output as a new model version and mark the job SUCCEEDED.
+
+    The version's parent is the base model; its provenance names the job, recipe, datasets
+    (with checksums) and parameters. Idempotent: a job that has its version returns it, so a
+    retried or resumed run never registers twice. Starts the evaluation when the job asks.
+
+    Raises:
+        ServiceConflict: the job was cancelled or failed (resume it first).
+        ValidationError: (``output_dir``) no finished output there, or not this job's run.
+    """
+    job = (
+        TrainingJob.objects.select_for_update(of=("self",))
+        .select_related("base_model_version", "output_model_version")
+        .get(pk=job.pk)
+    )
+    if job.output_model_version_id is not None:
+        return job.output_model_version
+    if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        raise ServiceConflict(f"Job {job.pk} is {job.status}; resume it before registering.")
+    folder = Path(output_uri) if output_uri else output_dir(job)
+    summary = _read_summary(folder)
+    _check_summary(job, folder, summary)
+    from generation.services import model_version_register
+
+    base = job.base_model_version
+    links = list(job.dataset_links.select_related("dataset_version"))
+    metrics = summary.get("metrics") or {}
+    version = model_version_register(
+        name=_version_name(job),
+        kind=base.kind,
+        uri=str(folder),
+        role=ModelRole.STUDENT if job.recipe == Recipe.DISTILL_STUDENT else ModelRole.FINETUNED,
+        default_params={**base.default_params, **(summary.get("default_params") or {})},
+        parent=base,
+        description=f"Trained by training job {job.pk} ({job.get_recipe_display()}) from "
+        f"{base.name}.",
+        provenance={
+            "training_job": job.pk,
+            "recipe": job.recipe,
+            "base_model_version": base.pk,
+            "datasets": [
+                {
+                    "dataset_version_id": link.dataset_version_id,
+                    "role": link.role,
+                    "purpose": link.dataset_version.purpose,
+                    "manifest_sha256": link.manifest_sha256,
+                }
+                for link in links
+            ],
+            "params": job.params,
+            "steps": metrics.get("steps"),
+            "final_loss": metrics.get("final_loss"),
+        },
+        created_by=registered_by or job.requested_by,
+    )
+    now = timezone.now()
+    job.status = JobStatus.SUCCEEDED
+    job.output_model_version = version
+    job.step = job.total_steps
+    job.metrics = metrics
+    job.eta_seconds = 0.0
+    job.finished_at = now
+    job.heartbeat_at = None
+    job.save(
+        update_fields=[
+            "status",
+            "output_model_version",
+            "step",
+            "metrics",
+            "eta_seconds",
+            "finished_at",
+            "heartbeat_at",
+        ]
+    )
+    if job.evaluate:
+        training_job_evaluation_start(job, version)
+    return version
