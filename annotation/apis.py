@@ -13,16 +13,24 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.models import (
     Campaign,
     CampaignKind,
     CampaignMembership,
     Item,
-    MembershipStatus,
     Preset,
 )
 from annotation.schema import PRESETS, preset_questions
+from annotation.services.campaigns import (
+    campaign_close,
+    campaign_create,
+    campaign_pause,
+    campaign_start,
+    campaign_update,
+)
+from annotation.services.items import campaign_items_add, campaign_items_from_selection
+from annotation.services.rating import Submission, item_skip, judgment_undo, rating_step
 from generation.models import Candidate, CandidateKind
 from stickerloop.roles import IsCuratorOrEngineer
 
@@ -108,7 +116,7 @@ class CampaignCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        campaign = services.campaign_create(**data.validated_data, created_by=request.user)
+        campaign = campaign_create(**data.validated_data, created_by=request.user)
         return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
 
 
@@ -134,13 +142,13 @@ class CampaignUpdateApi(APIView):
         campaign = get_object_or_404(Campaign, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        campaign = services.campaign_update(campaign=campaign, **data.validated_data)
+        campaign = campaign_update(campaign=campaign, **data.validated_data)
         return Response(CampaignOutput(campaign).data)
 
 
 class _CampaignActionApi(APIView):
     permission_classes = [IsCuratorOrEngineer]
-    service = staticmethod(services.campaign_start)
+    service = staticmethod(campaign_start)
 
     @extend_schema(request=None, responses=CampaignOutput)
     def post(self, request, pk: int):
@@ -151,19 +159,19 @@ class _CampaignActionApi(APIView):
 class CampaignStartApi(_CampaignActionApi):
     """Open a draft or paused campaign to its raters (409 when closed or without items)."""
 
-    service = staticmethod(services.campaign_start)
+    service = staticmethod(campaign_start)
 
 
 class CampaignPauseApi(_CampaignActionApi):
     """Stop handing out items; raters may still submit what they hold."""
 
-    service = staticmethod(services.campaign_pause)
+    service = staticmethod(campaign_pause)
 
 
 class CampaignCloseApi(_CampaignActionApi):
     """Close for good: leases are released, later submits answer 409."""
 
-    service = staticmethod(services.campaign_close)
+    service = staticmethod(campaign_close)
 
 
 class CampaignItemsAddApi(APIView):
@@ -201,7 +209,7 @@ class CampaignItemsAddApi(APIView):
         campaign = get_object_or_404(Campaign, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        items = services.campaign_items_add(campaign=campaign, **data.validated_data)
+        items = campaign_items_add(campaign=campaign, **data.validated_data)
         return Response(
             {"created": len(items), "item_ids": [i.pk for i in items]},
             status=status.HTTP_201_CREATED,
@@ -234,41 +242,11 @@ class CampaignItemsFromSelectionApi(APIView):
         campaign = get_object_or_404(Campaign, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        items = services.campaign_items_from_selection(campaign=campaign, **data.validated_data)
+        items = campaign_items_from_selection(campaign=campaign, **data.validated_data)
         return Response(
             {"created": len(items), "item_ids": [i.pk for i in items]},
             status=status.HTTP_201_CREATED,
         )
-
-
-class CampaignMembershipSetApi(APIView):
-    """Add a rater to a campaign, or pause (with a reason) or resume them."""
-
-    permission_classes = [IsCuratorOrEngineer]
-
-    class InputSerializer(serializers.Serializer):
-        rater = serializers.SlugRelatedField(
-            slug_field="username", queryset=get_user_model().objects.all()
-        )
-        status = serializers.ChoiceField(
-            choices=MembershipStatus.choices, required=False, default=MembershipStatus.ACTIVE
-        )
-        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-
-    class OutputSerializer(serializers.ModelSerializer):
-        rater = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-        class Meta:
-            model = CampaignMembership
-            fields = ["id", "campaign", "rater", "status", "paused_reason", "paused_at"]
-
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
-    def post(self, request, pk: int):
-        campaign = get_object_or_404(Campaign, pk=pk)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        membership = services.campaign_membership_set(campaign=campaign, **data.validated_data)
-        return Response(self.OutputSerializer(membership).data)
 
 
 class CampaignProgressApi(APIView):
@@ -375,12 +353,12 @@ class SubmissionInput(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=200
     )
 
-    def to_submission(self) -> services.Submission:
+    def to_submission(self) -> Submission:
         return submission_from(self.validated_data)
 
 
-def submission_from(v: dict) -> services.Submission:
-    return services.Submission(
+def submission_from(v: dict) -> Submission:
+    return Submission(
         item_id=v["item"],
         client_id=v["client_id"],
         seconds_on_item=v["seconds_on_item"],
@@ -400,7 +378,7 @@ def _int_field(value, name: str, errors: dict, *, low: int | None = None, high: 
     return value
 
 
-def parse_step_input(data) -> tuple[services.Submission | None, int]:
+def parse_step_input(data) -> tuple[Submission | None, int]:
     """``RatingStepApi.InputSerializer`` checked by hand, with the same messages.
 
     The step runs on every judgment; building the nested serializers cost 0.35 ms of the
@@ -431,7 +409,7 @@ def parse_step_input(data) -> tuple[services.Submission | None, int]:
         if not isinstance(reason, str) or len(reason) > 200:
             errors["submit.skip_reason"] = ["Must be text of at most 200 characters."]
         if not errors:
-            submission = services.Submission(
+            submission = Submission(
                 item_id=item,
                 client_id=client_id,
                 seconds_on_item=float(seconds),
@@ -469,7 +447,7 @@ class RatingStepApi(APIView):
     def post(self, request, pk: int):
         config = _config_or_404(pk)
         submission, fetch = parse_step_input(request.data)
-        result = services.rating_step(
+        result = rating_step(
             campaign_id=config.id, rater=request.user, submission=submission, fetch=fetch
         )
         return Response(
@@ -499,7 +477,7 @@ class ItemNextApi(APIView):
         config = _config_or_404(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.rating_step(
+        result = rating_step(
             campaign_id=config.id, rater=request.user, fetch=data.validated_data["count"]
         )
         return Response(
@@ -517,7 +495,7 @@ class JudgmentSubmitApi(APIView):
         config = _config_or_404(pk)
         data = SubmissionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.rating_step(
+        result = rating_step(
             campaign_id=config.id, rater=request.user, submission=data.to_submission()
         )
         return Response(
@@ -544,7 +522,7 @@ class ItemSkipApi(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         item = get_object_or_404(Item, pk=v["item"], campaign_id=pk)
-        judgment = services.item_skip(
+        judgment = item_skip(
             item=item,
             rater=request.user,
             reason=v["reason"],
@@ -568,7 +546,7 @@ class JudgmentUndoApi(APIView):
     @extend_schema(request=None, responses=OutputSerializer)
     def post(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
-        undone = services.judgment_undo(campaign=campaign, rater=request.user)
+        undone = judgment_undo(campaign=campaign, rater=request.user)
         [item] = selectors.item_payloads(item_ids=[undone.item_id])
         return Response(
             {

@@ -24,11 +24,6 @@ urlpatterns = [
         name="api-campaign-items-from-selection",
     ),
     path(
-        "campaigns/<int:pk>/raters/",
-        apis.CampaignMembershipSetApi.as_view(),
-        name="api-campaign-membership-set",
-    ),
-    path(
         "campaigns/<int:pk>/progress/",
         apis.CampaignProgressApi.as_view(),
         name="api-campaign-progress",

@@ -15,9 +15,22 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Campaign, Item
-from annotation.quality import selectors, services
+from annotation.models import Campaign, CampaignMembership, Item, MembershipStatus
+from annotation.quality import selectors
 from annotation.quality.models import AggregationRun, Method, QualityPolicy
+from annotation.quality.services.gold import (
+    gold_items_add,
+    gold_items_promote,
+    item_gold_set,
+    item_gold_unset,
+)
+from annotation.quality.services.membership import (
+    campaign_membership_set,
+    rater_pause,
+    rater_resume,
+)
+from annotation.quality.services.policy import quality_policy_set
+from annotation.quality.services.runs import aggregation_run_request
 from generation.models import Candidate
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
 
@@ -135,7 +148,7 @@ class PolicyApi(APIView):
         campaign = _campaign(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        policy = services.quality_policy_set(campaign=campaign, **data.validated_data)
+        policy = quality_policy_set(campaign=campaign, **data.validated_data)
         return Response(PolicyOutput(policy).data)
 
 
@@ -179,7 +192,7 @@ class ComputeApi(APIView):
         campaign = _campaign(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services.aggregation_run_request(
+        run = aggregation_run_request(
             campaign=campaign,
             methods=data.validated_data.get("methods"),
             requested_by=request.user,
@@ -505,7 +518,7 @@ class RaterPauseApi(APIView):
         get_object_or_404(get_user_model(), pk=rater_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        event = services.rater_pause(
+        event = rater_pause(
             campaign=campaign, rater_id=rater_id, actor=request.user, **data.validated_data
         )
         return Response(EventOutput(event).data)
@@ -526,13 +539,46 @@ class RaterResumeApi(APIView):
         get_object_or_404(get_user_model(), pk=rater_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        event = services.rater_resume(
+        event = rater_resume(
             campaign=campaign,
             rater_id=rater_id,
             actor=request.user,
             reason=data.validated_data["reason"],
         )
         return Response(EventOutput(event).data)
+
+
+class CampaignMembershipSetApi(APIView):
+    """Add a rater to a campaign, or pause (with a reason) or resume them, by the same rules as
+    the pause and resume endpoints (a rater who failed the qualification stays paused: 409)."""
+
+    permission_classes = [IsCurator]
+
+    class InputSerializer(serializers.Serializer):
+        rater = serializers.SlugRelatedField(
+            slug_field="username", queryset=get_user_model().objects.all()
+        )
+        status = serializers.ChoiceField(
+            choices=MembershipStatus.choices, required=False, default=MembershipStatus.ACTIVE
+        )
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+    class OutputSerializer(serializers.ModelSerializer):
+        rater = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+        class Meta:
+            model = CampaignMembership
+            fields = ["id", "campaign", "rater", "status", "paused_reason", "paused_at"]
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = campaign_membership_set(
+            campaign=campaign, actor=request.user, **data.validated_data
+        )
+        return Response(self.OutputSerializer(membership).data)
 
 
 # Gold --------------------------------------------------------------------------------------------
@@ -569,7 +615,7 @@ class GoldSetApi(APIView):
             raise serializers.ValidationError(
                 {"item": f"Campaign {campaign.pk} has no item {data.validated_data['item']}."}
             )
-        item = services.item_gold_set(item=item, gold_answers=data.validated_data["gold_answers"])
+        item = item_gold_set(item=item, gold_answers=data.validated_data["gold_answers"])
         return Response(GoldItemOutput(item).data)
 
 
@@ -579,7 +625,7 @@ class GoldUnsetApi(APIView):
     @extend_schema(request=None, responses=GoldItemOutput)
     def post(self, request, pk: int, item_id: int):
         item = get_object_or_404(Item, campaign_id=pk, pk=item_id)
-        return Response(GoldItemOutput(services.item_gold_unset(item=item)).data)
+        return Response(GoldItemOutput(item_gold_unset(item=item)).data)
 
 
 class GoldAddApi(APIView):
@@ -608,7 +654,7 @@ class GoldAddApi(APIView):
             raise serializers.ValidationError(
                 {"candidate_groups": f"Unknown candidate(s) {', '.join(map(str, missing[:10]))}."}
             )
-        items = services.gold_items_add(
+        items = gold_items_add(
             campaign=campaign,
             candidate_groups=[[found[c] for c in g] for g in groups],
             gold_answers=data.validated_data["gold_answers"],
@@ -639,5 +685,5 @@ class GoldPromoteApi(APIView):
         campaign = _campaign(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        ids = services.gold_items_promote(campaign=campaign, **data.validated_data)
+        ids = gold_items_promote(campaign=campaign, **data.validated_data)
         return Response({"promoted": ids})

@@ -5,6 +5,11 @@ from annotation.quality import apis
 C = "quality/campaigns/<int:pk>/"
 
 urlpatterns = [
+    path(
+        "campaigns/<int:pk>/raters/",
+        apis.CampaignMembershipSetApi.as_view(),
+        name="api-campaign-membership-set",
+    ),
     path(f"{C}policy/", apis.PolicyApi.as_view(), name="api-quality-policy"),
     path(f"{C}compute/", apis.ComputeApi.as_view(), name="api-quality-compute"),
     path(f"{C}agreement/", apis.AgreementApi.as_view(), name="api-quality-agreement"),
