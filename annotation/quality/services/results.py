@@ -1,4 +1,12 @@
-"""RESULTS"""
+"""Stored results: agreement, consensus and rankings per question and method, adaptive overlap,
+and the result pipeline that computes them.
+
+``campaign_results_compute`` is the result pipeline: score gold, compute agreement and consensus
+per question and method, rankings for pair campaigns, rater quality, automatic pauses, the
+qualification gate and adaptive overlap. Each step commits on its own, so a long computation
+holds no lock on the rating path; a question's results are replaced in one transaction, so
+readers see the old set or the new one, never half of each.
+"""
 
 from __future__ import annotations
 
