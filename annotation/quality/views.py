@@ -10,7 +10,8 @@ from annotation.forms import MembershipForm
 from annotation.models import Campaign, CampaignKind
 from annotation.quality import selectors, svg
 from annotation.quality.models import AggregationRun
-from annotation.quality.services import membership, runs
+from annotation.quality.services import membership
+from annotation.quality.services.runs import aggregation_run_request
 from stickerloop.api import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 
@@ -114,7 +115,7 @@ def leaderboard(request, pk: int):
 def compute(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
     try:
-        run = runs.aggregation_run_request(campaign=campaign, requested_by=request.user)
+        run = aggregation_run_request(campaign=campaign, requested_by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
     else:
