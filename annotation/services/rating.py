@@ -200,7 +200,7 @@ def _gold_slots(config: CampaignConfig, fetch: int) -> int:
     return sum(1 for _ in range(fetch) if random.random() < config.gold_rate)
 
 
-def _step_by_python(
+def _step_as_python_statements(
     *,
     config: CampaignConfig,
     rater_id: int,
@@ -321,7 +321,7 @@ def _lease_new(*, config: CampaignConfig, rater_id: int, count: int, gold_slots:
     return [*gold_ids, *item_ids]
 
 
-def _step_by_sql_function(
+def _step_as_sql_function_call(
     *,
     config: CampaignConfig,
     rater_id: int,
@@ -389,7 +389,7 @@ def _step_by_sql_function(
             )
             result.replayed = True
             if fetch:
-                again = _step_by_sql_function(
+                again = _step_as_sql_function_call(
                     config=config,
                     rater_id=rater_id,
                     submission=None,
@@ -408,7 +408,9 @@ def _step_by_sql_function(
     return result
 
 
-def uses_sql_function() -> bool:
+def step_uses_sql_function() -> bool:
+    """Whether ``rating_step`` calls the SQL function ``annotation_rate_step`` (PostgreSQL with
+    ANNOTATION_RATE_STEP_IN_DATABASE on) rather than running the statements from Python."""
     return assignment.is_postgres() and settings.ANNOTATION_RATE_STEP_IN_DATABASE
 
 
@@ -437,7 +439,7 @@ def rating_step(
     fetch = max(0, min(fetch, max_held_leases()))
     if fetch:
         lease_sweep_if_due(config.id)
-    step = _step_by_sql_function if uses_sql_function() else _step_by_python
+    step = _step_as_sql_function_call if step_uses_sql_function() else _step_as_python_statements
     kwargs = {
         "config": config,
         "rater_id": rater.pk,
