@@ -243,3 +243,17 @@ def test_ml_engineer_gets_403_on_the_campaign_page_form(engineer):
     assert response.status_code == 403
     assert _membership(camp, rater).status == "active"
     assert not MembershipEvent.objects.exists()
+
+
+def test_campaign_page_shows_the_raters_form_to_curators_only(curator, engineer):
+    camp = f.campaign(questions=BINARY)
+    form_action = reverse("campaign-membership", args=[camp.pk])
+    shown = {}
+    for user in (curator, engineer):
+        client = Client()
+        client.force_login(user)
+        page = client.get(reverse("campaign-detail", args=[camp.pk]))
+        assert page.status_code == 200
+        shown[user.username] = f'action="{form_action}"' in page.content.decode()
+
+    assert shown == {"curator": True, "engineer": False}
