@@ -19,6 +19,6 @@ def expire_leases() -> None:
 
     Safe to run twice or concurrently: the sweep locks the lease rows it releases and skips
     rows another sweep holds."""
-    from annotation import services
+    from annotation.services.leases import lease_expire_sweep
 
-    services.lease_expire_sweep()
+    lease_expire_sweep()

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from annotation import views
 
@@ -15,6 +15,10 @@ urlpatterns = [
         views.campaign_items_from_selection,
         name="campaign-items-from-selection",
     ),
-    path("campaigns/<int:pk>/raters/", views.campaign_membership, name="campaign-membership"),
-    path("campaigns/<int:pk>/<str:action>/", views.campaign_action, name="campaign-action"),
+    # Only the actions, so that campaigns/<pk>/raters/ (annotation.quality.urls) is not caught.
+    re_path(
+        r"^campaigns/(?P<pk>[0-9]+)/(?P<action>start|pause|close)/$",
+        views.campaign_action,
+        name="campaign-action",
+    ),
 ]

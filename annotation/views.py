@@ -14,10 +14,13 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.forms import CampaignForm, MembershipForm, SelectionForm
 from annotation.models import Campaign, CampaignMembership, CampaignStatus, MembershipStatus
 from annotation.schema import PRESETS
+from annotation.services import campaigns as campaign_services
+from annotation.services import items as item_services
+from annotation.services.rating import undo_window
 from generation.models import Candidate
 from stickerloop import media
 from stickerloop.api import ServiceConflict
@@ -79,7 +82,7 @@ def rate(request, pk: int):
         "schema": campaign.question_schema,
         "user": request.user.get_username(),
         "prefetch": PREFETCH,
-        "undo_seconds": int(services.undo_window().total_seconds()),
+        "undo_seconds": int(undo_window().total_seconds()),
         "urls": {
             "step": reverse("api-rating-step", args=[campaign.pk]),
             "held": reverse("api-items-held", args=[campaign.pk]),
@@ -146,7 +149,7 @@ def campaign_create(request):
         values = _campaign_values(form)
         values["raters"] = list(values["raters"])
         try:
-            campaign = services.campaign_create(**values, created_by=request.user)
+            campaign = campaign_services.campaign_create(**values, created_by=request.user)
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
@@ -183,14 +186,14 @@ def campaign_edit(request, pk: int):
     if request.method == "POST" and form.is_valid():
         values = _campaign_values(form)
         if campaign.status != CampaignStatus.DRAFT:
-            values = {k: values[k] for k in services.EDITABLE_WHILE_RUNNING}
+            values = {k: values[k] for k in campaign_services.EDITABLE_WHILE_RUNNING}
         elif values["question_schema"] is None and values["preset"] == campaign.preset:
             values.pop("question_schema")
             values.pop("preset")
         if values.get("max_overlap") is None:
             values.pop("max_overlap", None)
         try:
-            services.campaign_update(campaign=campaign, **values)
+            campaign_services.campaign_update(campaign=campaign, **values)
         except ValidationError as exc:
             _form_errors(form, exc)
         except ServiceConflict as exc:
@@ -225,9 +228,9 @@ def campaign_detail(request, pk: int):
 
 
 ACTIONS = {
-    "start": services.campaign_start,
-    "pause": services.campaign_pause,
-    "close": services.campaign_close,
+    "start": campaign_services.campaign_start,
+    "pause": campaign_services.campaign_pause,
+    "close": campaign_services.campaign_close,
 }
 
 
@@ -256,7 +259,7 @@ def campaign_items_from_selection(request, pk: int):
         return redirect("campaign-detail", pk=pk)
     data = form.cleaned_data
     try:
-        items = services.campaign_items_from_selection(
+        items = item_services.campaign_items_from_selection(
             campaign=campaign,
             batches=[b.pk for b in data["batches"]],
             model_versions=[m.pk for m in data["model_versions"]],
@@ -271,23 +274,4 @@ def campaign_items_from_selection(request, pk: int):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{len(items)} item(s) added.")
-    return redirect("campaign-detail", pk=pk)
-
-
-@require_POST
-@role_required(*STAFF)
-def campaign_membership(request, pk: int):
-    campaign = get_object_or_404(Campaign, pk=pk)
-    form = MembershipForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return redirect("campaign-detail", pk=pk)
-    try:
-        services.campaign_membership_set(campaign=campaign, **form.cleaned_data)
-    except ValidationError as exc:
-        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
-    else:
-        messages.success(
-            request, f"{form.cleaned_data['rater'].get_username()}: {form.cleaned_data['status']}."
-        )
     return redirect("campaign-detail", pk=pk)

@@ -208,10 +208,10 @@ def main() -> None:
     setup_django("bench_aggregation")
     from django.contrib.auth import get_user_model
 
-    from annotation import services as annotation_services
-    from annotation.quality import services
+    from annotation.quality.services.results import campaign_results_compute
+    from annotation.services.campaigns import campaign_create
 
-    campaign = annotation_services.campaign_create(
+    campaign = campaign_create(
         name="bench aggregation",
         kind="single",
         overlap=RATERS_PER_ITEM,
@@ -232,9 +232,7 @@ def main() -> None:
     del sim["ok"], sim["score"], sim["seconds"], sim["items"], sim["raters"]
 
     started = time.perf_counter()
-    summary = services.campaign_results_compute(
-        campaign=campaign, methods=["majority", "dawid_skene"]
-    )
+    summary = campaign_results_compute(campaign=campaign, methods=["majority", "dawid_skene"])
     seconds = time.perf_counter() - started
 
     accuracy = {

@@ -62,7 +62,7 @@ def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:
     from PIL import Image
     from rest_framework.authtoken.models import Token
 
-    from annotation import services
+    from annotation.services.campaigns import campaign_create, campaign_start
     from generation.models import Candidate, ModelVersion
     from generation.pipelines import encode_png, sha256_hex
 
@@ -92,7 +92,7 @@ def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:
         ]
     )
     first_candidate = Candidate.objects.order_by("id").values_list("id", flat=True).first()
-    campaign = services.campaign_create(
+    campaign = campaign_create(
         name="bench", kind="single", preset="alignment", overlap=OVERLAP, raters=users
     )
     with connection.cursor() as cursor:
@@ -112,7 +112,7 @@ def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:
     with connection.cursor() as cursor:
         for table in ("annotation_item", "annotation_itemcandidate", "generation_candidate"):
             cursor.execute(f"VACUUM ANALYZE {table}")
-    services.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     return campaign.pk, tokens
 
 

@@ -4,23 +4,8 @@ import django.db.models.deletion
 import django.db.models.expressions
 import uuid
 
-from annotation.assignment import RATE_STEP_FUNCTION
 from django.conf import settings
 from django.db import migrations, models
-
-
-def install_rate_step(apps, schema_editor):
-    # The rating step as one SQL function (see annotation/assignment.py); PostgreSQL only.
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(RATE_STEP_FUNCTION)
-
-
-def drop_rate_step(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "DROP FUNCTION IF EXISTS annotation_rate_step(bigint, bigint, bigint, jsonb, "
-            "double precision, uuid, boolean, text, integer, integer, integer, integer)"
-        )
 
 
 class Migration(migrations.Migration):
@@ -594,5 +579,4 @@ class Migration(migrations.Migration):
             model_name="lease",
             constraint=models.UniqueConstraint(fields=("item", "rater"), name="lease_unique_rater"),
         ),
-        migrations.RunPython(install_rate_step, drop_rate_step),
     ]

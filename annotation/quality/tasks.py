@@ -19,9 +19,9 @@ _TRANSIENT = (OperationalError,)
     time_limit=1900,
 )
 def aggregate_campaign(run_id: int) -> None:
-    from annotation.quality import services
+    from annotation.quality.services.runs import aggregation_run_execute
 
-    services.aggregation_run_execute(run_id=run_id)
+    aggregation_run_execute(run_id=run_id)
 
 
 @shared_task(
@@ -33,9 +33,9 @@ def aggregate_campaign(run_id: int) -> None:
 )
 def aggregate_periodic() -> None:
     """Beat entry: queue a run for each campaign with new judgments since its last run."""
-    from annotation.quality import services
+    from annotation.quality.services.runs import periodic_runs_request
 
-    services.periodic_runs_request()
+    periodic_runs_request()
 
 
 @shared_task(
@@ -50,6 +50,6 @@ def aggregate_periodic() -> None:
 )
 def score_gold_judgment(judgment_id: int) -> None:
     """For the rating path: score a judgment on a gold item right after it is stored."""
-    from annotation.quality import services
+    from annotation.quality.services.gold import judgment_gold_score
 
-    services.judgment_gold_score(judgment_id=judgment_id)
+    judgment_gold_score(judgment_id=judgment_id)

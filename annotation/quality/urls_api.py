@@ -1,32 +1,37 @@
 from django.urls import path
 
-from annotation.quality import apis
+from annotation.quality.apis import gold, policy, raters, runs, tables
 
 C = "quality/campaigns/<int:pk>/"
 
 urlpatterns = [
-    path(f"{C}policy/", apis.PolicyApi.as_view(), name="api-quality-policy"),
-    path(f"{C}compute/", apis.ComputeApi.as_view(), name="api-quality-compute"),
-    path(f"{C}agreement/", apis.AgreementApi.as_view(), name="api-quality-agreement"),
-    path(f"{C}results/", apis.ResultsApi.as_view(), name="api-quality-results"),
-    path(f"{C}consensus/", apis.ConsensusApi.as_view(), name="api-quality-consensus"),
-    path(f"{C}raters/", apis.RaterTableApi.as_view(), name="api-quality-raters"),
+    path(
+        "campaigns/<int:pk>/raters/",
+        raters.CampaignMembershipSetApi.as_view(),
+        name="api-campaign-membership-set",
+    ),
+    path(f"{C}policy/", policy.PolicyApi.as_view(), name="api-quality-policy"),
+    path(f"{C}compute/", runs.ComputeApi.as_view(), name="api-quality-compute"),
+    path(f"{C}agreement/", tables.AgreementApi.as_view(), name="api-quality-agreement"),
+    path(f"{C}results/", tables.ResultsApi.as_view(), name="api-quality-results"),
+    path(f"{C}consensus/", tables.ConsensusApi.as_view(), name="api-quality-consensus"),
+    path(f"{C}raters/", tables.RaterTableApi.as_view(), name="api-quality-raters"),
     path(
         f"{C}raters/<int:rater_id>/pause/",
-        apis.RaterPauseApi.as_view(),
+        raters.RaterPauseApi.as_view(),
         name="api-quality-rater-pause",
     ),
     path(
         f"{C}raters/<int:rater_id>/resume/",
-        apis.RaterResumeApi.as_view(),
+        raters.RaterResumeApi.as_view(),
         name="api-quality-rater-resume",
     ),
-    path(f"{C}rankings/", apis.RankingApi.as_view(), name="api-quality-rankings"),
-    path(f"{C}gold/", apis.GoldSetApi.as_view(), name="api-quality-gold-set"),
-    path(f"{C}gold/add/", apis.GoldAddApi.as_view(), name="api-quality-gold-add"),
-    path(f"{C}gold/promote/", apis.GoldPromoteApi.as_view(), name="api-quality-gold-promote"),
+    path(f"{C}rankings/", tables.RankingApi.as_view(), name="api-quality-rankings"),
+    path(f"{C}gold/", gold.GoldSetApi.as_view(), name="api-quality-gold-set"),
+    path(f"{C}gold/add/", gold.GoldAddApi.as_view(), name="api-quality-gold-add"),
+    path(f"{C}gold/promote/", gold.GoldPromoteApi.as_view(), name="api-quality-gold-promote"),
     path(
-        f"{C}gold/<int:item_id>/unset/", apis.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
+        f"{C}gold/<int:item_id>/unset/", gold.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
     ),
-    path("quality/runs/<int:pk>/", apis.RunDetailApi.as_view(), name="api-quality-run"),
+    path("quality/runs/<int:pk>/", runs.RunDetailApi.as_view(), name="api-quality-run"),
 ]

@@ -6,9 +6,12 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from annotation.forms import MembershipForm
 from annotation.models import Campaign, CampaignKind
-from annotation.quality import selectors, services, svg
+from annotation.quality import selectors, svg
 from annotation.quality.models import AggregationRun
+from annotation.quality.services import membership
+from annotation.quality.services.runs import aggregation_run_request
 from stickerloop.api import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 
@@ -112,7 +115,7 @@ def leaderboard(request, pk: int):
 def compute(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
     try:
-        run = services.aggregation_run_request(campaign=campaign, requested_by=request.user)
+        run = aggregation_run_request(campaign=campaign, requested_by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
     else:
@@ -125,7 +128,7 @@ def compute(request, pk: int):
 def rater_resume(request, pk: int, rater_id: int):
     campaign = get_object_or_404(Campaign, pk=pk)
     try:
-        services.rater_resume(
+        membership.rater_resume(
             campaign=campaign,
             rater_id=rater_id,
             actor=request.user,
@@ -141,3 +144,28 @@ def rater_resume(request, pk: int, rater_id: int):
     else:
         messages.success(request, "The rater is resumed.")
     return redirect("quality-campaign", pk=campaign.pk)
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def campaign_membership(request, pk: int):
+    """The campaign page's raters form: add a rater, or pause or resume one, through the
+    membership service (the same rules as the quality pages)."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    form = MembershipForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("campaign-detail", pk=pk)
+    try:
+        membership.campaign_membership_set(
+            campaign=campaign, actor=request.user, **form.cleaned_data
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    except ServiceConflict as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"{form.cleaned_data['rater'].get_username()}: {form.cleaned_data['status']}."
+        )
+    return redirect("campaign-detail", pk=pk)

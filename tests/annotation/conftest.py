@@ -1,6 +1,7 @@
 import pytest
 
-from annotation import selectors, services
+from annotation import selectors
+from annotation.services.leases import _last_sweep
 
 
 @pytest.fixture(autouse=True)
@@ -8,10 +9,10 @@ def _annotation_state(settings):
     """Fresh per-process caches, and no throttled lease sweep unless a test asks for one."""
     settings.ANNOTATION_LEASE_SWEEP_SECONDS = 3600
     selectors._configs.clear()
-    services._last_sweep.clear()
+    _last_sweep.clear()
     yield
     selectors._configs.clear()
-    services._last_sweep.clear()
+    _last_sweep.clear()
 
 
 @pytest.fixture(params=["database", "python"])

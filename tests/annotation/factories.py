@@ -11,8 +11,9 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from annotation import services
 from annotation.models import Campaign
+from annotation.services.campaigns import campaign_create, campaign_start
+from annotation.services.items import campaign_items_add
 from generation.models import Candidate, ModelKind, ModelVersion, Prompt, PromptSet, Tag
 from generation.pipelines import encode_animated_webp, encode_png, sha256_hex
 from stickerloop.roles import Role
@@ -135,7 +136,7 @@ def running_campaign(
     groups=None,
     name: str | None = None,
 ) -> Campaign:
-    campaign = services.campaign_create(
+    campaign = campaign_create(
         name=name or f"campaign {next(_counter)}",
         kind=kind,
         preset=preset,
@@ -148,5 +149,5 @@ def running_campaign(
     )
     if groups is None:
         groups = [[sticker()] for _ in range(n_items)]
-    services.campaign_items_add(campaign=campaign, candidate_groups=groups, seed=7)
-    return services.campaign_start(campaign=campaign)
+    campaign_items_add(campaign=campaign, candidate_groups=groups, seed=7)
+    return campaign_start(campaign=campaign)

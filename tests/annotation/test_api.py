@@ -7,8 +7,11 @@ from django.core.files.storage import default_storage
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.models import Campaign, Item, Judgment, Lease
+from annotation.quality.services.membership import campaign_membership_set
+from annotation.services.campaigns import campaign_close, campaign_update
+from annotation.services.rating import item_next_for_rater
 from tests.annotation import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -156,7 +159,7 @@ def test_403_for_outsiders_and_items_without_lease(setup, api):
 def test_409_for_a_closed_campaign(setup):
     client, r, campaign = setup
     item_id = _step(client, campaign, fetch=1).json()["items"][0]["id"]
-    services.campaign_close(campaign=campaign)
+    campaign_close(campaign=campaign)
     response = _step(client, campaign, submit=_submission(item_id, {"style_pass": True}))
     assert response.status_code == 409
     assert response.json() == {"detail": "Campaign 'Style 1' is closed; nothing was stored."}
@@ -165,7 +168,7 @@ def test_409_for_a_closed_campaign(setup):
 
 def test_paused_rater_gets_403_with_the_reason(setup):
     client, r, campaign = setup
-    services.campaign_membership_set(campaign=campaign, rater=r, status="paused", reason="too fast")
+    campaign_membership_set(campaign=campaign, rater=r, status="paused", reason="too fast")
     response = client.post(f"/api/campaigns/{campaign.pk}/next/", {}, format="json")
     assert response.status_code == 403
     assert response.json() == {"detail": "Your work on campaign 'Style 1' is paused: too fast"}
@@ -298,7 +301,7 @@ def test_raters_cannot_manage_campaigns(api):
 def test_pages(client, curator):
     r = f.rater("pia")
     campaign = f.running_campaign(raters=[r], n_items=1, name="Fun <b>stickers</b>")
-    services.campaign_update(
+    campaign_update(
         campaign=campaign,
         guidelines="# Rules\n<script>alert(1)</script>\n**Bold**",
         good_examples=[f.sticker(text="<script>alert('x')</script>")],
@@ -377,7 +380,7 @@ def test_rating_media_by_candidate_id(client):
     anim = f.animation(source=source, frames=3)
     campaign = f.running_campaign(raters=[r], kind="single", groups=[[anim]], preset="motion")
     client.force_login(r)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
     [payload] = selectors.item_payloads(item_ids=[item.pk])
     [shown] = payload["candidates"]
     assert shown["frames"] == [f"/rate/media/{anim.pk}/frame-{i}" for i in range(3)]

@@ -3,9 +3,21 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation import services
 from annotation.models import Campaign, CampaignMembership, Item, ItemCandidate, Lease
 from annotation.schema import preset_questions
+from annotation.services.campaigns import (
+    campaign_close,
+    campaign_create,
+    campaign_pause,
+    campaign_start,
+    campaign_update,
+)
+from annotation.services.items import (
+    campaign_items_add,
+    campaign_items_from_selection,
+    item_overlap_target_set,
+)
+from annotation.services.rating import item_next_for_rater, judgment_submit
 from generation.models import ModelKind
 from stickerloop.api import ServiceConflict
 from tests.annotation import factories as f
@@ -21,7 +33,7 @@ def _errors(call) -> dict:
 
 def test_create_from_the_kinds_preset(curator):
     r = f.rater("ann")
-    campaign = services.campaign_create(
+    campaign = campaign_create(
         name="Style round 1",
         kind="single",
         preset="style",
@@ -35,7 +47,7 @@ def test_create_from_the_kinds_preset(curator):
     assert list(CampaignMembership.objects.values_list("rater__username", "status")) == [
         ("ann", "active")
     ]
-    pair = services.campaign_create(name="AB", kind="pair")
+    pair = campaign_create(name="AB", kind="pair")
     assert pair.preset == "pairwise"
 
 
@@ -68,12 +80,12 @@ def test_create_from_the_kinds_preset(curator):
 )
 def test_bad_settings_store_nothing(kwargs, errors):
     values = {"name": "c", "kind": "single", **kwargs}
-    assert _errors(lambda: services.campaign_create(**values)) == errors
+    assert _errors(lambda: campaign_create(**values)) == errors
     assert Campaign.objects.count() == 0
 
 
 def test_raters_must_hold_the_rater_role(curator):
-    assert _errors(lambda: services.campaign_create(name="c", kind="single", raters=[curator])) == {
+    assert _errors(lambda: campaign_create(name="c", kind="single", raters=[curator])) == {
         "raters": ["User(s) curator do not hold the rater role."]
     }
     assert Campaign.objects.count() == 0
@@ -81,9 +93,9 @@ def test_raters_must_hold_the_rater_role(curator):
 
 def test_items_record_a_seeded_random_order():
     left_model, right_model = f.model_version("old"), f.model_version("new")
-    campaign = services.campaign_create(name="ab", kind="pair")
+    campaign = campaign_create(name="ab", kind="pair")
     groups = [[f.sticker(version=left_model), f.sticker(version=right_model)] for _ in range(12)]
-    items = services.campaign_items_add(campaign=campaign, candidate_groups=groups, seed=3)
+    items = campaign_items_add(campaign=campaign, candidate_groups=groups, seed=3)
     orders = [item.candidate_ids_in_order() for item in items]
     # Every item shows its own two candidates; the sides are shuffled, not always the same.
     assert [sorted(o) for o in orders] == [sorted(c.pk for c in g) for g in groups]
@@ -95,23 +107,23 @@ def test_items_record_a_seeded_random_order():
     )
     assert [s for s, _ in sides] == ["left", "right"]
     assert {m for _, m in sides} == {"old", "new"}
-    again = services.campaign_items_add(
-        campaign=services.campaign_create(name="ab2", kind="pair"), candidate_groups=groups, seed=3
+    again = campaign_items_add(
+        campaign=campaign_create(name="ab2", kind="pair"), candidate_groups=groups, seed=3
     )
     assert [i.candidate_ids_in_order() for i in again] == orders
     assert {i.overlap_target for i in items} == {1}
 
 
 def test_group_sizes_are_checked():
-    campaign = services.campaign_create(name="s", kind="single")
+    campaign = campaign_create(name="s", kind="single")
     a, b = f.sticker(), f.sticker()
     assert _errors(
-        lambda: services.campaign_items_add(campaign=campaign, candidate_groups=[[a], [a, b]])
+        lambda: campaign_items_add(campaign=campaign, candidate_groups=[[a], [a, b]])
     ) == {"candidate_groups": ["Group 2: a single item shows 1 candidate(s), not 2."]}
-    best = services.campaign_create(name="b", kind="best_of_n")
-    assert _errors(
-        lambda: services.campaign_items_add(campaign=best, candidate_groups=[[a, b]])
-    ) == {"candidate_groups": ["Group 1: best-of-N items show animations."]}
+    best = campaign_create(name="b", kind="best_of_n")
+    assert _errors(lambda: campaign_items_add(campaign=best, candidate_groups=[[a, b]])) == {
+        "candidate_groups": ["Group 1: best-of-N items show animations."]
+    }
     assert Item.objects.count() == 0
 
 
@@ -132,8 +144,8 @@ def _pair_selection():
 
 def test_pair_items_pair_prompt_and_seed_across_two_versions():
     old, new, prompts, made = _pair_selection()
-    campaign = services.campaign_create(name="v1 vs v2", kind="pair")
-    items = services.campaign_items_from_selection(
+    campaign = campaign_create(name="v1 vs v2", kind="pair")
+    items = campaign_items_from_selection(
         campaign=campaign, model_versions=[old.pk, new.pk], seed=1
     )
     assert len(items) == 6
@@ -150,9 +162,7 @@ def test_pair_items_pair_prompt_and_seed_across_two_versions():
     assert campaign.selection["model_versions"] == [old.pk, new.pk]
     # The same selection again adds nothing new.
     assert _errors(
-        lambda: services.campaign_items_from_selection(
-            campaign=campaign, model_versions=[old.pk, new.pk]
-        )
+        lambda: campaign_items_from_selection(campaign=campaign, model_versions=[old.pk, new.pk])
     ) == {
         "selection": [
             "The selection makes no new items. 1 candidate(s) had no counterpart "
@@ -167,13 +177,13 @@ def test_selection_by_tag_and_kind_for_single_items():
     dog = f.sticker(on_prompt=tagged)
     f.sticker(on_prompt=other)
     f.animation(source=dog)
-    campaign = services.campaign_create(name="dogs", kind="single")
-    items = services.campaign_items_from_selection(
+    campaign = campaign_create(name="dogs", kind="single")
+    items = campaign_items_from_selection(
         campaign=campaign, prompt_tags=["animals"], candidate_kind="sticker"
     )
     assert [i.candidate_ids_in_order() for i in items] == [[dog.pk]]
     assert _errors(
-        lambda: services.campaign_items_from_selection(campaign=campaign, prompt_tags=["nothing"])
+        lambda: campaign_items_from_selection(campaign=campaign, prompt_tags=["nothing"])
     ) == {"selection": ["The selection matches no candidates."]}
 
 
@@ -181,8 +191,8 @@ def test_best_of_n_groups_teacher_animations_of_one_source():
     source = f.sticker(on_prompt=f.prompt("a frog"))
     teachers = [f.model_version(f"teacher-{i}", kind=ModelKind.ANIMATION) for i in range(3)]
     animations = [f.animation(source=source, version=t) for t in teachers]
-    campaign = services.campaign_create(name="teachers", kind="best_of_n")
-    [item] = services.campaign_items_from_selection(
+    campaign = campaign_create(name="teachers", kind="best_of_n")
+    [item] = campaign_items_from_selection(
         campaign=campaign, model_versions=[t.pk for t in teachers]
     )
     assert sorted(item.candidate_ids_in_order()) == [a.pk for a in animations]
@@ -193,8 +203,8 @@ def test_set_items_group_one_prompt():
     p = f.prompt("a castle")
     version = f.model_version("base")
     stickers = [f.sticker(version=version, on_prompt=p, seed=s) for s in range(5)]
-    campaign = services.campaign_create(name="diversity", kind="set")
-    items = services.campaign_items_from_selection(
+    campaign = campaign_create(name="diversity", kind="set")
+    items = campaign_items_from_selection(
         campaign=campaign, model_versions=[version.pk], group_size=4
     )
     # 5 candidates in groups of 4: one set of 4; the single leftover makes no set.
@@ -203,39 +213,39 @@ def test_set_items_group_one_prompt():
 
 def test_start_pause_close():
     r = f.rater()
-    campaign = services.campaign_create(name="c", kind="single", raters=[r])
+    campaign = campaign_create(name="c", kind="single", raters=[r])
     with pytest.raises(ServiceConflict, match="has no items yet"):
-        services.campaign_start(campaign=campaign)
-    services.campaign_items_add(campaign=campaign, candidate_groups=[[f.sticker()]])
-    campaign = services.campaign_start(campaign=campaign)
+        campaign_start(campaign=campaign)
+    campaign_items_add(campaign=campaign, candidate_groups=[[f.sticker()]])
+    campaign = campaign_start(campaign=campaign)
     assert campaign.status == "running" and campaign.started_at is not None
-    services.item_next_for_rater(campaign=campaign, rater=r)
-    assert services.campaign_pause(campaign=campaign).status == "paused"
-    closed = services.campaign_close(campaign=campaign)
+    item_next_for_rater(campaign=campaign, rater=r)
+    assert campaign_pause(campaign=campaign).status == "paused"
+    closed = campaign_close(campaign=campaign)
     assert closed.status == "closed" and closed.closed_at is not None
     assert list(Lease.objects.values_list("released", flat=True)) == [True]
     assert list(Item.objects.values_list("leased_count", "is_open")) == [(0, True)]
     with pytest.raises(ServiceConflict, match="is closed already"):
-        services.campaign_close(campaign=campaign)
+        campaign_close(campaign=campaign)
 
 
 def test_edits_after_start_are_limited():
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1)
     with pytest.raises(ServiceConflict) as info:
-        services.campaign_update(campaign=campaign, overlap=3)
+        campaign_update(campaign=campaign, overlap=3)
     assert str(info.value) == (
         f"Campaign {campaign.name!r} has started; overlap can no longer change."
     )
-    services.campaign_update(campaign=campaign, guidelines="# Be kind")
+    campaign_update(campaign=campaign, guidelines="# Be kind")
     campaign.refresh_from_db()
     assert (campaign.guidelines, campaign.overlap) == ("# Be kind", 1)
 
 
 def test_draft_edit_moves_item_targets():
-    campaign = services.campaign_create(name="c", kind="single")
-    services.campaign_items_add(campaign=campaign, candidate_groups=[[f.sticker()]])
-    services.campaign_update(
+    campaign = campaign_create(name="c", kind="single")
+    campaign_items_add(campaign=campaign, candidate_groups=[[f.sticker()]])
+    campaign_update(
         campaign=campaign,
         overlap=4,
         question_schema=[{"key": "ok", "type": "binary", "label": "OK?"}],
@@ -248,8 +258,8 @@ def test_draft_edit_moves_item_targets():
 def test_adaptive_overlap_raises_an_item_target():
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1, overlap=1, max_overlap=3)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
-    services.judgment_submit(
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    judgment_submit(
         item=item,
         rater=r,
         answers={"aligned": True},
@@ -258,8 +268,8 @@ def test_adaptive_overlap_raises_an_item_target():
     )
     item.refresh_from_db()
     assert item.is_open is False
-    item = services.item_overlap_target_set(item=item, target=3)
+    item = item_overlap_target_set(item=item, target=3)
     assert (item.overlap_target, item.is_open) == (3, True)
-    assert _errors(lambda: services.item_overlap_target_set(item=item, target=4)) == {
+    assert _errors(lambda: item_overlap_target_set(item=item, target=4)) == {
         "target": ["Must be from 1 to the campaign's max overlap (3), not 4."]
     }

@@ -13,8 +13,8 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation import services
 from annotation.models import Item, Judgment, Lease
+from annotation.services.rating import Submission, item_next_for_rater, rating_step
 from stickerloop.api import ServiceConflict
 from tests.annotation import factories as f
 
@@ -38,7 +38,7 @@ def _rater_loop(campaign_id, rater, acknowledged, errors, seed):
         queue: list[int] = []
         while time.monotonic() < deadline:
             if not queue:
-                queue = services.rating_step(campaign_id=campaign_id, rater=rater, fetch=2).item_ids
+                queue = rating_step(campaign_id=campaign_id, rater=rater, fetch=2).item_ids
                 if not queue:
                     if not _more_work(campaign_id, rater):
                         break
@@ -46,7 +46,7 @@ def _rater_loop(campaign_id, rater, acknowledged, errors, seed):
                     continue
             item_id = queue.pop(0)
             skipped = rng.random() < 0.1
-            submission = services.Submission(
+            submission = Submission(
                 item_id=item_id,
                 client_id=uuid.uuid4(),
                 seconds_on_item=rng.random(),
@@ -54,15 +54,13 @@ def _rater_loop(campaign_id, rater, acknowledged, errors, seed):
                 skipped=skipped,
                 skip_reason="Not sure" if skipped else "",
             )
-            result = services.rating_step(
+            result = rating_step(
                 campaign_id=campaign_id, rater=rater, submission=submission, fetch=1
             )
             acknowledged.append((submission.client_id, result.judgment.pk))
             if rng.random() < 0.2:
                 # A retry of the same submit (the answer got lost on the way back).
-                again = services.rating_step(
-                    campaign_id=campaign_id, rater=rater, submission=submission
-                )
+                again = rating_step(campaign_id=campaign_id, rater=rater, submission=submission)
                 if again.judgment.pk != result.judgment.pk:
                     errors.append(f"retry stored a second judgment for {submission.client_id}")
             queue.extend(result.item_ids)
@@ -77,7 +75,7 @@ def test_many_raters_at_once(step_mode):
     campaign = f.running_campaign(raters=raters, n_items=ITEMS, overlap=OVERLAP)
     # One rater takes three items and walks away; their leases expire during the run.
     quitter = raters[-1]
-    abandoned = services.item_next_for_rater(campaign=campaign, rater=quitter, count=3)
+    abandoned = item_next_for_rater(campaign=campaign, rater=quitter, count=3)
     Lease.objects.filter(rater=quitter).update(expires_at=timezone.now() - timedelta(seconds=1))
 
     acknowledged: list = []
@@ -115,7 +113,7 @@ def test_many_raters_at_once(step_mode):
 def _submit_once(campaign_id, rater, submission, results, barrier):
     try:
         barrier.wait()
-        result = services.rating_step(campaign_id=campaign_id, rater=rater, submission=submission)
+        result = rating_step(campaign_id=campaign_id, rater=rater, submission=submission)
         results.append(result.judgment.pk)
     except (PermissionDenied, ServiceConflict) as exc:
         results.append(repr(exc))
@@ -126,8 +124,8 @@ def _submit_once(campaign_id, rater, submission, results, barrier):
 def test_the_same_submit_sent_twice_at_once_is_stored_once(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
-    submission = services.Submission(
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    submission = Submission(
         item_id=item.pk, client_id=uuid.uuid4(), seconds_on_item=1.0, answers={"aligned": True}
     )
     results: list = []

@@ -9,8 +9,20 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from annotation import assignment, services
+from annotation import assignment
 from annotation.models import Item, Judgment, Lease
+from annotation.quality.services.membership import campaign_membership_set
+from annotation.services.campaigns import campaign_close, campaign_pause
+from annotation.services.items import campaign_items_add
+from annotation.services.leases import lease_expire_sweep
+from annotation.services.rating import (
+    Submission,
+    item_next_for_rater,
+    item_skip,
+    judgment_submit,
+    judgment_undo,
+    rating_step,
+)
 from stickerloop.api import ServiceConflict
 from tests.annotation import factories as f
 
@@ -18,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _submit(item, rater, answers=None, client_id=None, seconds=2.0):
-    return services.judgment_submit(
+    return judgment_submit(
         item=item,
         rater=rater,
         answers={"aligned": True} if answers is None else answers,
@@ -40,15 +52,15 @@ def test_next_leases_unseen_items_closest_to_completion_first(step_mode):
     campaign = f.running_campaign(raters=[a, b], n_items=4, overlap=2)
     items = list(Item.objects.filter(campaign=campaign).order_by("id"))
     # given: a judged item 3, so it is closest to completion
-    first = services.item_next_for_rater(campaign=campaign, rater=a, count=1)
+    first = item_next_for_rater(campaign=campaign, rater=a, count=1)
     assert first == [items[0]]
     _submit(items[0], a)
     # when
-    got = services.item_next_for_rater(campaign=campaign, rater=b, count=3)
+    got = item_next_for_rater(campaign=campaign, rater=b, count=3)
     # then: b gets the half-done item first, then the oldest untouched ones
     assert [i.pk for i in got] == [items[0].pk, items[1].pk, items[2].pk]
     # and a never gets item 0 again; items 1 and 2 still have a free slot each
-    assert [i.pk for i in services.item_next_for_rater(campaign=campaign, rater=a, count=5)] == [
+    assert [i.pk for i in item_next_for_rater(campaign=campaign, rater=a, count=5)] == [
         items[1].pk,
         items[2].pk,
         items[3].pk,
@@ -59,16 +71,16 @@ def test_next_leases_unseen_items_closest_to_completion_first(step_mode):
 def test_overlap_caps_leases_plus_judgments(step_mode):
     raters = [f.rater() for _ in range(3)]
     campaign = f.running_campaign(raters=raters, n_items=1, overlap=2)
-    assert len(services.item_next_for_rater(campaign=campaign, rater=raters[0])) == 1
-    assert len(services.item_next_for_rater(campaign=campaign, rater=raters[1])) == 1
-    assert services.item_next_for_rater(campaign=campaign, rater=raters[2]) == []
+    assert len(item_next_for_rater(campaign=campaign, rater=raters[0])) == 1
+    assert len(item_next_for_rater(campaign=campaign, rater=raters[1])) == 1
+    assert item_next_for_rater(campaign=campaign, rater=raters[2]) == []
     assert _state(campaign) == [(0, 2, False)]
 
 
 def test_submit_stores_and_a_retry_returns_the_stored_judgment(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=2, overlap=2)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
     client_id = uuid.uuid4()
     judgment = _submit(item, r, {"aligned": False, "missing": ["count"]}, client_id, 3.5)
     again = _submit(item, r, {"aligned": True}, client_id)
@@ -87,7 +99,7 @@ def test_submit_stores_and_a_retry_returns_the_stored_judgment(step_mode):
 def test_a_client_id_reused_for_another_item_is_400(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=2)
-    first, second = services.item_next_for_rater(campaign=campaign, rater=r, count=2)
+    first, second = item_next_for_rater(campaign=campaign, rater=r, count=2)
     client_id = uuid.uuid4()
     _submit(first, r, client_id=client_id)
     with pytest.raises(ValidationError) as info:
@@ -106,7 +118,7 @@ def test_submit_without_lease_is_refused(step_mode):
         _submit(item, r)
     outsider = f.rater()
     with pytest.raises(PermissionDenied, match="You are not a rater of campaign"):
-        services.item_next_for_rater(campaign=campaign, rater=outsider)
+        item_next_for_rater(campaign=campaign, rater=outsider)
     assert Judgment.objects.count() == 0
     assert _state(campaign) == [(0, 0, True)]
 
@@ -114,7 +126,7 @@ def test_submit_without_lease_is_refused(step_mode):
 def test_bad_answers_store_nothing(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
     with pytest.raises(ValidationError) as info:
         _submit(item, r, {"aligned": "maybe", "extra": 1})
     assert info.value.message_dict == {
@@ -128,8 +140,8 @@ def test_bad_answers_store_nothing(step_mode):
 def test_closed_campaign_refuses_submits_with_409(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
-    services.campaign_close(campaign=campaign)
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    campaign_close(campaign=campaign)
     with pytest.raises(ServiceConflict, match="is closed; nothing was stored"):
         _submit(item, r)
     assert Judgment.objects.count() == 0
@@ -138,13 +150,13 @@ def test_closed_campaign_refuses_submits_with_409(step_mode):
 def test_paused_campaign_takes_submits_but_hands_out_nothing(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=3)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
-    services.campaign_pause(campaign=campaign)
-    result = services.rating_step(
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    campaign_pause(campaign=campaign)
+    result = rating_step(
         campaign_id=campaign.pk,
         rater=r,
         fetch=1,
-        submission=services.Submission(
+        submission=Submission(
             item_id=item.pk, client_id=uuid.uuid4(), seconds_on_item=1.0, answers={"aligned": True}
         ),
     )
@@ -154,38 +166,38 @@ def test_paused_campaign_takes_submits_but_hands_out_nothing(step_mode):
         "The campaign is paused.",
     )
     with pytest.raises(ServiceConflict, match="is paused; no items are handed out"):
-        services.item_next_for_rater(campaign=campaign, rater=r)
+        item_next_for_rater(campaign=campaign, rater=r)
 
 
 def test_paused_rater_gets_403_and_their_leases_go_back(step_mode):
     r, other = f.rater(), f.rater()
     campaign = f.running_campaign(raters=[r, other], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
-    services.campaign_membership_set(
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    campaign_membership_set(
         campaign=campaign, rater=r, status="paused", reason="gold accuracy below 70%"
     )
     with pytest.raises(PermissionDenied) as info:
-        services.item_next_for_rater(campaign=campaign, rater=r)
+        item_next_for_rater(campaign=campaign, rater=r)
     assert str(info.value) == (
         f"Your work on campaign {campaign.name!r} is paused: gold accuracy below 70%"
     )
     with pytest.raises(PermissionDenied, match="is paused"):
         _submit(item, r)
     assert _state(campaign) == [(0, 0, True)]
-    assert [i.pk for i in services.item_next_for_rater(campaign=campaign, rater=other)] == [item.pk]
-    services.campaign_membership_set(campaign=campaign, rater=r, status="active")
+    assert [i.pk for i in item_next_for_rater(campaign=campaign, rater=other)] == [item.pk]
+    campaign_membership_set(campaign=campaign, rater=r, status="active")
     # r saw the item before the pause: it is not handed to them again.
-    assert services.item_next_for_rater(campaign=campaign, rater=r) == []
+    assert item_next_for_rater(campaign=campaign, rater=r) == []
 
 
 def test_expired_leases_come_back(step_mode):
     a, b = f.rater(), f.rater()
     campaign = f.running_campaign(raters=[a, b], n_items=1, lease_seconds=10)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=a)
-    assert services.item_next_for_rater(campaign=campaign, rater=b) == []
+    [item] = item_next_for_rater(campaign=campaign, rater=a)
+    assert item_next_for_rater(campaign=campaign, rater=b) == []
     Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     # b finds the queue empty, which sweeps the expired lease: the item comes back.
-    assert services.item_next_for_rater(campaign=campaign, rater=b) == [item]
+    assert item_next_for_rater(campaign=campaign, rater=b) == [item]
     assert list(Lease.objects.order_by("id").values_list("rater_id", "released")) == [
         (a.pk, True),
         (b.pk, False),
@@ -200,9 +212,9 @@ def test_expired_leases_come_back(step_mode):
 def test_late_submit_is_kept_while_the_item_has_room(step_mode):
     a = f.rater()
     campaign = f.running_campaign(raters=[a], n_items=1, overlap=2)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=a)
+    [item] = item_next_for_rater(campaign=campaign, rater=a)
     Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.lease_expire_sweep(campaign_id=campaign.pk) == 1
+    assert lease_expire_sweep(campaign_id=campaign.pk) == 1
     assert _state(campaign) == [(0, 0, True)]
     _submit(item, a)
     assert _state(campaign) == [(1, 0, True)]
@@ -212,16 +224,16 @@ def test_throttled_sweep_runs_on_next(step_mode, settings):
     settings.ANNOTATION_LEASE_SWEEP_SECONDS = 0
     a, b = f.rater(), f.rater()
     campaign = f.running_campaign(raters=[a, b], n_items=2)
-    first, _ = services.item_next_for_rater(campaign=campaign, rater=a, count=2)
+    first, _ = item_next_for_rater(campaign=campaign, rater=a, count=2)
     Lease.objects.filter(item=first).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.item_next_for_rater(campaign=campaign, rater=b) == [first]
+    assert item_next_for_rater(campaign=campaign, rater=b) == [first]
 
 
 def test_skip_is_stored_does_not_count_and_frees_the_item(step_mode):
     a, b = f.rater(), f.rater()
     campaign = f.running_campaign(raters=[a, b], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=a)
-    skipped = services.item_skip(
+    [item] = item_next_for_rater(campaign=campaign, rater=a)
+    skipped = item_skip(
         item=item,
         rater=a,
         reason="Cannot see it properly",
@@ -234,19 +246,19 @@ def test_skip_is_stored_does_not_count_and_frees_the_item(step_mode):
         {},
     )
     assert _state(campaign) == [(0, 0, True)]
-    assert services.item_next_for_rater(campaign=campaign, rater=a) == []
-    assert services.item_next_for_rater(campaign=campaign, rater=b) == [item]
+    assert item_next_for_rater(campaign=campaign, rater=a) == []
+    assert item_next_for_rater(campaign=campaign, rater=b) == [item]
     with pytest.raises(ValidationError) as info:
-        services.item_skip(item=item, rater=b, reason=" ", client_id=uuid.uuid4())
+        item_skip(item=item, rater=b, reason=" ", client_id=uuid.uuid4())
     assert info.value.message_dict == {"skip_reason": ["Say why you skip."]}
 
 
 def test_undo_takes_back_the_last_judgment_and_leases_the_item_again(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=2)
-    first, second = services.item_next_for_rater(campaign=campaign, rater=r, count=2)
+    first, second = item_next_for_rater(campaign=campaign, rater=r, count=2)
     _submit(first, r, {"aligned": False, "missing": ["subject"]})
-    undone = services.judgment_undo(campaign=campaign, rater=r)
+    undone = judgment_undo(campaign=campaign, rater=r)
     assert (undone.item_id, undone.answers) == (
         first.pk,
         {"aligned": False, "missing": ["subject"]},
@@ -260,24 +272,24 @@ def test_undo_takes_back_the_last_judgment_and_leases_the_item_again(step_mode):
 def test_undo_window(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=1)
-    [item] = services.item_next_for_rater(campaign=campaign, rater=r)
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
     _submit(item, r)
     Judgment.objects.update(created_at=timezone.now() - timedelta(seconds=121))
     with pytest.raises(ServiceConflict, match="older than 120 s"):
-        services.judgment_undo(campaign=campaign, rater=r)
+        judgment_undo(campaign=campaign, rater=r)
     assert Judgment.objects.count() == 1
 
 
 def test_gold_items_are_mixed_in_once_and_take_no_overlap(step_mode):
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=3, gold_rate=1.0)
-    gold = services.campaign_items_add(
+    gold = campaign_items_add(
         campaign=campaign,
         candidate_groups=[[f.sticker()], [f.sticker()]],
         gold_answers=[{"aligned": True}, {"aligned": False}],
     )
     assert [g.gold_answers for g in gold] == [{"aligned": True}, {"aligned": False}]
-    got = services.item_next_for_rater(campaign=campaign, rater=r, count=3)
+    got = item_next_for_rater(campaign=campaign, rater=r, count=3)
     # gold rate 1: both gold items come first, then a regular one once gold runs out
     assert [i.pk for i in got][:2] == [gold[0].pk, gold[1].pk]
     assert not got[2].is_gold
@@ -291,7 +303,7 @@ def test_gold_items_are_mixed_in_once_and_take_no_overlap(step_mode):
         )
         == [(1, 0, False)] * 2
     )
-    later = services.item_next_for_rater(campaign=campaign, rater=r, count=5)
+    later = item_next_for_rater(campaign=campaign, rater=r, count=5)
     assert all(not i.is_gold for i in later) and len(later) == 2
 
 
@@ -303,9 +315,9 @@ def test_one_rater_s_pile_up_does_not_hide_the_fresh_items(step_mode, monkeypatc
     campaign = f.running_campaign(raters=[r], n_items=12, overlap=3)
     items = list(Item.objects.filter(campaign=campaign).order_by("id"))
     for _ in range(10):
-        [item] = services.item_next_for_rater(campaign=campaign, rater=r)
+        [item] = item_next_for_rater(campaign=campaign, rater=r)
         _submit(item, r)
-    assert [i.pk for i in services.item_next_for_rater(campaign=campaign, rater=r, count=5)] == [
+    assert [i.pk for i in item_next_for_rater(campaign=campaign, rater=r, count=5)] == [
         items[10].pk,
         items[11].pk,
     ]
@@ -316,17 +328,15 @@ def test_step_is_one_query_in_the_database(settings, django_assert_num_queries):
     settings.ANNOTATION_RATE_STEP_IN_DATABASE = True
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=3)
-    result = services.rating_step(campaign_id=campaign.pk, rater=r, fetch=1)  # warms the config
-    submission = services.Submission(
+    result = rating_step(campaign_id=campaign.pk, rater=r, fetch=1)  # warms the config
+    submission = Submission(
         item_id=result.item_ids[0],
         client_id=uuid.uuid4(),
         seconds_on_item=1.0,
         answers={"aligned": True},
     )
     with django_assert_num_queries(1):
-        result = services.rating_step(
-            campaign_id=campaign.pk, rater=r, fetch=1, submission=submission
-        )
+        result = rating_step(campaign_id=campaign.pk, rater=r, fetch=1, submission=submission)
     assert len(result.item_ids) == 1 and len(result.rows) == 1
 
 
@@ -334,15 +344,15 @@ def test_step_from_python_is_eight_statements(settings, django_assert_num_querie
     settings.ANNOTATION_RATE_STEP_IN_DATABASE = False
     r = f.rater()
     campaign = f.running_campaign(raters=[r], n_items=3)
-    result = services.rating_step(campaign_id=campaign.pk, rater=r, fetch=1)
-    submission = services.Submission(
+    result = rating_step(campaign_id=campaign.pk, rater=r, fetch=1)
+    submission = Submission(
         item_id=result.item_ids[0],
         client_id=uuid.uuid4(),
         seconds_on_item=1.0,
         answers={"aligned": True},
     )
     with CaptureQueriesContext(connection) as queries:
-        services.rating_step(campaign_id=campaign.pk, rater=r, fetch=1, submission=submission)
+        rating_step(campaign_id=campaign.pk, rater=r, fetch=1, submission=submission)
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # membership lock, lease lock, lease delete, counters, judgment, pick, lease, counters
     assert [s for s in statements if s not in ("SAVEPOINT", "RELEASE")] == [

@@ -7,8 +7,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotation.quality import services
 from annotation.quality.models import AggregationRun, QualityPolicy
+from annotation.quality.services.membership import rater_pause
+from annotation.quality.services.results import campaign_results_compute
 from generation.models import ModelVersion
 from tests.quality import factories as f
 
@@ -38,8 +39,8 @@ def judged():
     for rater, v in zip(r, [True, True, False], strict=True):
         f.judge(a, rater, {"ok": v})
         f.judge(b, rater, {"ok": not v})
-    services.campaign_results_compute(campaign=camp, methods=["majority", "dawid_skene"])
-    services.rater_pause(campaign=camp, rater_id=r[2].pk, reason="Off-topic answers.")
+    campaign_results_compute(campaign=camp, methods=["majority", "dawid_skene"])
+    rater_pause(campaign=camp, rater_id=r[2].pk, reason="Off-topic answers.")
     return camp, (a, b), r
 
 
@@ -197,7 +198,7 @@ def _pair_campaign():
 
 def test_rankings_api_and_leaderboard_page(api, curator, client: Client):
     camp, models = _pair_campaign()
-    services.campaign_results_compute(campaign=camp, methods=["majority"], n_bootstrap=30)
+    campaign_results_compute(campaign=camp, methods=["majority"], n_bootstrap=30)
 
     rows = api(curator).get(reverse("api-quality-rankings", args=[camp.pk])).json()
     assert [

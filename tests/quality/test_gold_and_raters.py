@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from annotation.models import CampaignMembership, Item, Judgment
-from annotation.quality import services
 from annotation.quality.models import (
     ConsensusResult,
     GoldScore,
@@ -17,6 +16,16 @@ from annotation.quality.models import (
     RaterQuality,
 )
 from annotation.quality.selectors import item_consensus, qualification_state
+from annotation.quality.services.gold import (
+    gold_answer_score,
+    gold_items_promote,
+    item_gold_set,
+    judgment_gold_score,
+)
+from annotation.quality.services.membership import rater_pause, rater_resume
+from annotation.quality.services.policy import quality_policy_set
+from annotation.quality.services.results import campaign_results_compute
+from annotation.quality.services.runs import aggregation_run_execute
 from stickerloop.api import ServiceConflict
 from tests.quality import factories as f
 
@@ -41,7 +50,7 @@ def test_item_gold_set_validates_answers_against_the_schema_and_stores_nothing_o
         ({"note": "x"}, {"gold_answers.note": ["A text question has no known answer to score."]}),
     ]:
         with pytest.raises(ValidationError) as error:
-            services.item_gold_set(item=item, gold_answers=answers)
+            item_gold_set(item=item, gold_answers=answers)
         assert error.value.message_dict == expected
 
     item.refresh_from_db()
@@ -56,7 +65,7 @@ def test_gold_judgments_are_scored_per_question():
     half = f.judge(item, b, {"ok": True, "score": 2})
     f.judge(item, c, {}, skipped=True)
 
-    services.item_gold_set(item=item, gold_answers={"ok": True, "score": 4})
+    item_gold_set(item=item, gold_answers={"ok": True, "score": 4})
 
     scores = {s.judgment_id: (s.score, s.details) for s in GoldScore.objects.all()}
     assert scores == {
@@ -67,11 +76,11 @@ def test_gold_judgments_are_scored_per_question():
 
 def test_binary_true_does_not_match_likert_one():
     schema = [{"key": "x", "type": "likert", "options": []}]
-    assert services.gold_answer_score(schema, {"x": 1}, {"x": True}) == (0.0, {"x": False})
+    assert gold_answer_score(schema, {"x": 1}, {"x": True}) == (0.0, {"x": False})
 
 
 def _policy(camp, **values):
-    return services.quality_policy_set(campaign=camp, **values)
+    return quality_policy_set(campaign=camp, **values)
 
 
 def test_policy_out_of_range_is_refused_with_the_reason_and_nothing_stored():
@@ -128,7 +137,7 @@ def test_rater_below_gold_threshold_is_paused_with_reason_and_judgments_excluded
         f.judge(item, bad, {"ok": False})
 
     # when the results are computed
-    summary = services.campaign_results_compute(campaign=camp, methods=["majority"])
+    summary = campaign_results_compute(campaign=camp, methods=["majority"])
 
     # then
     assert summary["paused"] == [bad.pk]
@@ -159,21 +168,19 @@ def test_resume_restores_excluded_judgments_and_starts_a_fresh_window():
     for item in gold[:5]:
         f.judge(item, bad, {"ok": False})
     f.judge(plain[0], bad, {"ok": False})
-    services.campaign_results_compute(campaign=camp, methods=["majority"])
+    campaign_results_compute(campaign=camp, methods=["majority"])
     curator = f.raters(1, prefix="cur")[0]
 
-    event = services.rater_resume(
-        campaign=camp, rater_id=bad.pk, actor=curator, reason="Talked it through."
-    )
+    event = rater_resume(campaign=camp, rater_id=bad.pk, actor=curator, reason="Talked it through.")
 
     assert (event.action, event.excluded_judgments, event.actor) == ("resumed", 6, curator)
     assert CampaignMembership.objects.get(campaign=camp, rater=bad).status == "active"
     assert not Judgment.objects.filter(rater=bad, excluded=True).exists()
     assert Item.objects.get(pk=plain[0].pk).judgment_count == 1
     # The old gold answers no longer pause them: the window starts at the resume.
-    assert services.campaign_results_compute(campaign=camp, methods=["majority"])["paused"] == []
+    assert campaign_results_compute(campaign=camp, methods=["majority"])["paused"] == []
     with pytest.raises(ServiceConflict):
-        services.rater_resume(campaign=camp, rater_id=bad.pk)
+        rater_resume(campaign=camp, rater_id=bad.pk)
 
 
 def test_too_fast_raters_are_paused():
@@ -186,9 +193,7 @@ def test_too_fast_raters_are_paused():
     for item in items[4:]:
         f.judge(item, slow, {"ok": True}, seconds=0.4 if item == items[4] else 3.0)
 
-    assert services.campaign_results_compute(campaign=camp, methods=["majority"])["paused"] == [
-        fast.pk
-    ]
+    assert campaign_results_compute(campaign=camp, methods=["majority"])["paused"] == [fast.pk]
     assert CampaignMembership.objects.get(rater=fast).paused_reason == (
         "100% of 4 judgments took under 1 s (the campaign allows 50%)."
     )
@@ -202,10 +207,10 @@ def test_manual_pause_needs_a_reason_and_a_membership():
     (stranger,) = f.raters(1)
 
     with pytest.raises(ValidationError) as error:
-        services.rater_pause(campaign=camp, rater_id=member.pk, reason="  ")
+        rater_pause(campaign=camp, rater_id=member.pk, reason="  ")
     assert error.value.message_dict == {"reason": ["Say why the rater is paused."]}
     with pytest.raises(ValidationError) as error:
-        services.rater_pause(campaign=camp, rater_id=stranger.pk, reason="spam")
+        rater_pause(campaign=camp, rater_id=stranger.pk, reason="spam")
     assert error.value.message_dict == {
         "rater": [f"Rater {stranger.pk} is not a member of campaign {camp.name!r}."]
     }
@@ -240,7 +245,7 @@ def test_qualification_gate_pauses_until_the_rater_passes():
     # when the newcomer answers the qualification campaign's gold items
     for index, item in enumerate(qual_gold):
         judgment = f.judge(item, newcomer, {"ok": index < 2})
-        services.judgment_gold_score(judgment_id=judgment.pk)
+        judgment_gold_score(judgment_id=judgment.pk)
 
     state = qualification_state(campaign=camp, rater_id=newcomer.pk)
     assert (state.passed, state.n_gold, state.accuracy) == (True, 3, pytest.approx(2 / 3))
@@ -248,15 +253,15 @@ def test_qualification_gate_pauses_until_the_rater_passes():
 
 
 def test_raters_added_after_the_requirement_wait_for_the_qualification():
-    from annotation import services as annotation_services
+    from annotation.quality.services.membership import campaign_membership_set, raters_add
 
     qualifier, qual_gold, _ = _gold_campaign(n_gold=3, n_plain=1)
     camp = f.campaign(questions=QUESTIONS[:1])
     _policy(camp, qualification_campaign=qualifier, qualification_min_gold=3)
     # when two raters join afterwards, one by the bulk path and one by the single path
     bulk, single = f.raters(2)
-    assert annotation_services.campaign_raters_add(campaign=camp, raters=[bulk]) == 1
-    membership = annotation_services.campaign_membership_set(campaign=camp, rater=single)
+    assert raters_add(campaign=camp, raters=[bulk]) == 1
+    membership = campaign_membership_set(campaign=camp, rater=single)
     # then neither can be given an item before passing
     statuses = dict(
         CampaignMembership.objects.filter(campaign=camp).values_list("rater_id", "status")
@@ -280,15 +285,12 @@ def test_adaptive_overlap_raises_low_confidence_items_up_to_the_maximum():
     f.judge(open_item, a, {"ok": True})
     Item.objects.filter(pk=open_item.pk).update(overlap_target=2)
 
-    assert (
-        services.campaign_results_compute(campaign=camp, methods=["majority"])["overlap_raised"]
-        == 1
-    )
+    assert campaign_results_compute(campaign=camp, methods=["majority"])["overlap_raised"] == 1
     targets = dict(Item.objects.filter(campaign=camp).values_list("pk", "overlap_target"))
     assert targets == {split.pk: 3, agreed.pk: 2, open_item.pk: 2}
 
     f.judge(split, c, {"ok": True})  # 2 of 3 agree: 0.67, still under 0.8, but at the maximum
-    services.campaign_results_compute(campaign=camp, methods=["majority"])
+    campaign_results_compute(campaign=camp, methods=["majority"])
     assert Item.objects.get(pk=split.pk).overlap_target == 3
 
 
@@ -298,7 +300,7 @@ def test_stored_results_are_what_item_consensus_reads_and_a_rerun_replaces_them(
     r = f.raters(3)
     for rater, score in zip(r, [4, 4, 2], strict=True):
         f.judge(item, rater, {"ok": True, "score": score})
-    services.campaign_results_compute(campaign=camp, methods=["majority", "mean", "median"])
+    campaign_results_compute(campaign=camp, methods=["majority", "mean", "median"])
     f.judge(f.items(camp, 1)[0], r[0], {"ok": False, "score": 1})
 
     stored = item_consensus(campaign_id=camp.pk, question_key="score", method="mean")
@@ -308,7 +310,7 @@ def test_stored_results_are_what_item_consensus_reads_and_a_rerun_replaces_them(
     assert stored[item.pk].mean == pytest.approx(10 / 3)
     assert stored[item.pk].median == 4.0
     assert stored[item.pk].confidence == pytest.approx(1 - (8 / 9) / 2)
-    services.campaign_results_compute(campaign=camp, methods=["majority"])
+    campaign_results_compute(campaign=camp, methods=["majority"])
     assert (
         ConsensusResult.objects.filter(campaign=camp, question_key="ok", method="majority").count()
         == 2
@@ -325,15 +327,13 @@ def test_promote_near_certain_items_to_gold():
         f.judge(unsure, rater, {"ok": v})
 
     with pytest.raises(ValidationError) as error:
-        services.gold_items_promote(campaign=camp, question_key="ok")
+        gold_items_promote(campaign=camp, question_key="ok")
     assert error.value.message_dict == {
         "method": ["No stored majority results for 'ok'; compute the campaign's results first."]
     }
-    services.campaign_results_compute(campaign=camp, methods=["majority"])
+    campaign_results_compute(campaign=camp, methods=["majority"])
 
-    assert services.gold_items_promote(campaign=camp, question_key="ok", min_confidence=0.9) == [
-        sure.pk
-    ]
+    assert gold_items_promote(campaign=camp, question_key="ok", min_confidence=0.9) == [sure.pk]
     sure.refresh_from_db()
     assert (sure.is_gold, sure.gold_answers) == (True, {"ok": False})
     assert GoldScore.objects.filter(judgment__item=sure).count() == 3
@@ -343,11 +343,11 @@ def test_excluded_judgments_before_the_window_stay_counted_after_a_resume():
     camp, gold, plain = _gold_campaign()
     (rater,) = f.raters(1, campaign=camp)
     old = f.judge(plain[0], rater, {"ok": True}, at=timezone.now() - timedelta(days=2))
-    services.rater_pause(campaign=camp, rater_id=rater.pk, reason="checking")
-    services.rater_resume(campaign=camp, rater_id=rater.pk)
+    rater_pause(campaign=camp, rater_id=rater.pk, reason="checking")
+    rater_resume(campaign=camp, rater_id=rater.pk)
     f.judge(plain[1], rater, {"ok": True})
 
-    event = services.rater_pause(campaign=camp, rater_id=rater.pk, reason="again")
+    event = rater_pause(campaign=camp, rater_id=rater.pk, reason="again")
 
     assert event.excluded_judgments == 1
     assert not Judgment.objects.get(pk=old.pk).excluded
@@ -359,7 +359,7 @@ def test_a_run_that_breaks_ends_failed_with_the_reason_and_a_second_execution_do
     camp = f.campaign(questions=QUESTIONS[:1])
     run = AggregationRun.objects.create(campaign=camp, trigger="on_demand", methods=["median"])
 
-    services.aggregation_run_execute(run_id=run.pk)
+    aggregation_run_execute(run_id=run.pk)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -367,7 +367,7 @@ def test_a_run_that_breaks_ends_failed_with_the_reason_and_a_second_execution_do
         "ValidationError: {'methods': [\"Method 'median' fits none of the campaign's questions "
         '(types: binary)."]}'
     )
-    assert services.aggregation_run_execute(run_id=run.pk) is None
+    assert aggregation_run_execute(run_id=run.pk) is None
 
 
 def test_the_periodic_entry_is_scheduled(settings):

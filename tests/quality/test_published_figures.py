@@ -11,8 +11,10 @@ MACE columns are used here (as lower bounds, published value minus 0.01).
 import pytest
 from django.core.management import call_command
 
-from annotation.quality import crowd_formats, services
+from annotation.quality import crowd_formats
 from annotation.quality.models import AgreementResult, QuestionResult, RankingResult
+from annotation.quality.services.crowd_import import crowd_comparisons_import, crowd_labels_import
+from annotation.quality.services.results import campaign_results_compute
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +27,7 @@ def accuracy(campaign, method: str, key: str = "label") -> float:
 
 def import_labels(path, *, name, fmt="long", truth=None, question_type="single_choice"):
     labels = crowd_formats.read_labels(path, fmt=fmt, truth_path=truth)
-    return services.crowd_labels_import(
-        name=name, labels=labels, source=name, question_type=question_type
-    )
+    return crowd_labels_import(name=name, labels=labels, source=name, question_type=question_type)
 
 
 def test_snow_rte_through_the_command_matches_published_majority_vote(crowd_data, capsys):
@@ -63,7 +63,7 @@ def test_snow_wsd_and_temp_majority_vote(crowd_data):
     wsd = import_labels(crowd_data / "snow2008/wsd.standardized.tsv", name="snow-wsd").campaign
     temp = import_labels(crowd_data / "snow2008/temp.standardized.tsv", name="snow-temp").campaign
     for campaign in (wsd, temp):
-        services.campaign_results_compute(campaign=campaign, methods=["majority"])
+        campaign_results_compute(campaign=campaign, methods=["majority"])
 
     assert round(accuracy(wsd, "majority"), 3) == 0.994
     assert round(accuracy(temp, "majority"), 2) == 0.94  # published as "about 0.94"
@@ -84,9 +84,7 @@ def test_bluebirds_yaml_majority_vote_and_models(crowd_data):
         39,
     )
 
-    services.campaign_results_compute(
-        campaign=report.campaign, methods=["majority", "dawid_skene", "glad"]
-    )
+    campaign_results_compute(campaign=report.campaign, methods=["majority", "dawid_skene", "glad"])
 
     mv = accuracy(report.campaign, "majority")
     assert round(mv, 3) == 0.759
@@ -103,7 +101,7 @@ def test_spectral_em_web_majority_vote(crowd_data):
     )
     assert (report.items, report.gold_items, report.judgments) == (2665, 2653, 15567)
 
-    services.campaign_results_compute(campaign=report.campaign, methods=["majority"])
+    campaign_results_compute(campaign=report.campaign, methods=["majority"])
 
     assert round(1 - accuracy(report.campaign, "majority"), 4) == 0.2693  # Zhang et al. 26.93 %
 
@@ -112,7 +110,7 @@ def test_zheng_product_majority_vote_and_dawid_skene(crowd_data):
     folder = crowd_data / "zheng2017/d_jn-product"
     report = import_labels(folder / "answer.csv", truth=folder / "truth.csv", name="product")
 
-    services.campaign_results_compute(campaign=report.campaign, methods=["majority", "dawid_skene"])
+    campaign_results_compute(campaign=report.campaign, methods=["majority", "dawid_skene"])
 
     assert round(accuracy(report.campaign, "majority"), 3) == 0.897  # Crowd-Kit paper
     assert accuracy(report.campaign, "dawid_skene") >= 0.940 - 0.01
@@ -123,9 +121,7 @@ def test_zheng_positive_sentiment_dawid_skene_and_mace(crowd_data):
     report = import_labels(folder / "answer.csv", truth=folder / "truth.csv", name="possent")
     assert (report.items, report.judgments) == (1000, 20000)
 
-    services.campaign_results_compute(
-        campaign=report.campaign, methods=["majority", "dawid_skene", "mace"]
-    )
+    campaign_results_compute(campaign=report.campaign, methods=["majority", "dawid_skene", "mace"])
 
     assert accuracy(report.campaign, "dawid_skene") >= 0.960 - 0.01
     assert accuracy(report.campaign, "mace") >= 0.950 - 0.01
@@ -137,7 +133,7 @@ def test_zheng_positive_sentiment_dawid_skene_and_mace(crowd_data):
 
 
 def agreement_of(report) -> AgreementResult:
-    services.campaign_results_compute(campaign=report.campaign, methods=["majority"])
+    campaign_results_compute(campaign=report.campaign, methods=["majority"])
     return AgreementResult.objects.get(campaign=report.campaign)
 
 
@@ -206,8 +202,8 @@ def golden(path) -> dict[str, float]:
 
 def ranking_of(path, *, fmt, name, n_bootstrap=50) -> RankingResult:
     comparisons = crowd_formats.read_comparisons(path, fmt=fmt)
-    report = services.crowd_comparisons_import(name=name, comparisons=comparisons, source=name)
-    services.campaign_results_compute(
+    report = crowd_comparisons_import(name=name, comparisons=comparisons, source=name)
+    campaign_results_compute(
         campaign=report.campaign, methods=["majority"], n_bootstrap=n_bootstrap
     )
     return RankingResult.objects.get(campaign=report.campaign)

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from annotation.quality import services
 from annotation.quality.models import AggregationRun, QuestionResult
+from annotation.quality.services.runs import aggregation_run_request, periodic_runs_request
 from tests.conftest import wait_for
 from tests.quality import factories as f
 
@@ -45,9 +45,9 @@ def test_compute_on_demand_and_periodically_on_a_worker(api, curator, start_work
     }
 
     # and the periodic entry queues a run only once there are new judgments
-    assert services.periodic_runs_request() == []
+    assert periodic_runs_request() == []
     f.judge(f.items(camp, 1)[0], raters[0], {"ok": False})
-    (run_id,) = services.periodic_runs_request()
+    (run_id,) = periodic_runs_request()
     run = wait_for(
         lambda: AggregationRun.objects.filter(pk=run_id, finished_at__isnull=False).first(),
         timeout=90,
@@ -72,7 +72,7 @@ def test_concurrent_requests_queue_one_run(broker_clean):
     def ask():
         try:
             barrier.wait(timeout=10)
-            ids.append(services.aggregation_run_request(campaign=camp).pk)
+            ids.append(aggregation_run_request(campaign=camp).pk)
         except Exception as exc:  # any failure is asserted on below
             errors.append(exc)
         finally:

@@ -13,7 +13,13 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.quality import crowd_formats, services
+from annotation.quality import crowd_formats
+from annotation.quality.services.crowd_import import (
+    IMPORT_TYPES,
+    crowd_comparisons_import,
+    crowd_labels_import,
+)
+from annotation.quality.services.results import campaign_results_compute
 
 
 class Command(BaseCommand):
@@ -31,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type",
             default="single_choice",
-            choices=services.IMPORT_TYPES,
+            choices=IMPORT_TYPES,
             help="Question type of label data (default single_choice).",
         )
         parser.add_argument("--question-key", default=None)
@@ -56,7 +62,7 @@ class Command(BaseCommand):
         try:
             if options["format"] in crowd_formats.PAIR_FORMATS:
                 data = crowd_formats.read_comparisons(path, fmt=options["format"])
-                report = services.crowd_comparisons_import(
+                report = crowd_comparisons_import(
                     name=options["name"],
                     comparisons=data,
                     source=source,
@@ -66,7 +72,7 @@ class Command(BaseCommand):
                 data = crowd_formats.read_labels(
                     path, fmt=options["format"], truth_path=options["truth"]
                 )
-                report = services.crowd_labels_import(
+                report = crowd_labels_import(
                     name=options["name"],
                     labels=data,
                     source=source,
@@ -90,9 +96,7 @@ class Command(BaseCommand):
         if options["compute"]:
             methods = [m for m in options["methods"].split(",") if m] or None
             try:
-                summary = services.campaign_results_compute(
-                    campaign=report.campaign, methods=methods
-                )
+                summary = campaign_results_compute(campaign=report.campaign, methods=methods)
             except ValidationError as exc:
                 raise CommandError(json.dumps(exc.message_dict)) from exc
             self.stdout.write(json.dumps(summary, default=str))

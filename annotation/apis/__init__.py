@@ -1,0 +1,2 @@
+"""Annotation API, a module per topic: ``campaigns`` for curators and engineers, ``rating`` for
+raters."""

@@ -1,0 +1,282 @@
+"""Campaign API for curators and engineers: create, edit, start, pause, close, add items, read
+progress. One class per operation."""
+
+from django.contrib.auth import get_user_model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors
+from annotation.apis.components import name_nested_serializers
+from annotation.models import (
+    Campaign,
+    CampaignKind,
+    Preset,
+)
+from annotation.schema import PRESETS, preset_questions
+from annotation.services.campaigns import (
+    campaign_close,
+    campaign_create,
+    campaign_pause,
+    campaign_start,
+    campaign_update,
+)
+from annotation.services.items import campaign_items_add, campaign_items_from_selection
+from generation.models import Candidate, CandidateKind
+from stickerloop.roles import IsCuratorOrEngineer
+
+
+class CampaignOutput(serializers.ModelSerializer):
+    item_count = serializers.IntegerField(read_only=True, required=False)
+    rater_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "status",
+            "preset",
+            "question_schema",
+            "guidelines",
+            "good_examples",
+            "bad_examples",
+            "overlap",
+            "max_overlap",
+            "lease_seconds",
+            "gold_rate",
+            "selection",
+            "created_by",
+            "created_at",
+            "started_at",
+            "closed_at",
+            "item_count",
+            "rater_count",
+        ]
+
+
+class CampaignListApi(APIView):
+    """Campaigns, newest first, with their item and rater counts."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(responses=CampaignOutput(many=True))
+    def get(self, request):
+        return Response(CampaignOutput(selectors.campaign_list(), many=True).data)
+
+
+class CampaignDetailApi(APIView):
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(responses=CampaignOutput)
+    def get(self, request, pk: int):
+        return Response(CampaignOutput(get_object_or_404(selectors.campaign_list(), pk=pk)).data)
+
+
+def _candidates_field(**kwargs):
+    return serializers.PrimaryKeyRelatedField(
+        queryset=Candidate.objects.all(), many=True, required=False, **kwargs
+    )
+
+
+class CampaignCreateApi(APIView):
+    """Create a draft campaign from a preset, or from a custom question schema."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        kind = serializers.ChoiceField(choices=CampaignKind.choices)
+        preset = serializers.ChoiceField(choices=Preset.choices, required=False, allow_null=True)
+        question_schema = serializers.JSONField(required=False, allow_null=True)
+        guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+        overlap = serializers.IntegerField(required=False, default=1)
+        max_overlap = serializers.IntegerField(required=False, allow_null=True)
+        lease_seconds = serializers.IntegerField(required=False, default=600)
+        gold_rate = serializers.FloatField(required=False, default=0.0)
+        raters = serializers.PrimaryKeyRelatedField(
+            queryset=get_user_model().objects.all(), many=True, required=False
+        )
+        good_examples = _candidates_field()
+        bad_examples = _candidates_field()
+
+    @extend_schema(request=InputSerializer, responses={201: CampaignOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = campaign_create(**data.validated_data, created_by=request.user)
+        return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignUpdateApi(APIView):
+    """Edit a draft campaign; once started only guidelines and examples change (else 409)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        preset = serializers.ChoiceField(choices=Preset.choices, required=False)
+        question_schema = serializers.JSONField(required=False)
+        guidelines = serializers.CharField(required=False, allow_blank=True)
+        overlap = serializers.IntegerField(required=False)
+        max_overlap = serializers.IntegerField(required=False)
+        lease_seconds = serializers.IntegerField(required=False)
+        gold_rate = serializers.FloatField(required=False)
+        good_examples = _candidates_field()
+        bad_examples = _candidates_field()
+
+    @extend_schema(request=InputSerializer, responses=CampaignOutput)
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = campaign_update(campaign=campaign, **data.validated_data)
+        return Response(CampaignOutput(campaign).data)
+
+
+class _CampaignActionApi(APIView):
+    permission_classes = [IsCuratorOrEngineer]
+    service = staticmethod(campaign_start)
+
+    @extend_schema(request=None, responses=CampaignOutput)
+    def post(self, request, pk: int):
+        campaign = self.service(campaign=get_object_or_404(Campaign, pk=pk))
+        return Response(CampaignOutput(campaign).data)
+
+
+class CampaignStartApi(_CampaignActionApi):
+    """Open a draft or paused campaign to its raters (409 when closed or without items)."""
+
+    service = staticmethod(campaign_start)
+
+
+class CampaignPauseApi(_CampaignActionApi):
+    """Stop handing out items; raters may still submit what they hold."""
+
+    service = staticmethod(campaign_pause)
+
+
+class CampaignCloseApi(_CampaignActionApi):
+    """Close for good: leases are released, later submits answer 409."""
+
+    service = staticmethod(campaign_close)
+
+
+class CampaignItemsAddApi(APIView):
+    """Add items from explicit groups of candidate ids (the order within a group is shuffled)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        candidate_groups = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False),
+            allow_empty=False,
+            max_length=10000,
+        )
+        seed = serializers.IntegerField(required=False, allow_null=True)
+        gold_answers = serializers.ListField(
+            child=serializers.JSONField(), required=False, allow_null=True
+        )
+
+        def validate_candidate_groups(self, groups):
+            ids = {i for group in groups for i in group}
+            found = Candidate.objects.in_bulk(ids)
+            missing = sorted(ids - set(found))
+            if missing:
+                raise serializers.ValidationError(
+                    f"Unknown candidate id(s): {', '.join(map(str, missing[:10]))}."
+                )
+            return [[found[i] for i in group] for group in groups]
+
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.IntegerField()
+        item_ids = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        items = campaign_items_add(campaign=campaign, **data.validated_data)
+        return Response(
+            {"created": len(items), "item_ids": [i.pk for i in items]},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class CampaignItemsFromSelectionApi(APIView):
+    """Add items from a candidate selection: batches, model versions, prompt tags, kind."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        batches = serializers.ListField(
+            child=serializers.IntegerField(), required=False, default=list
+        )
+        model_versions = serializers.ListField(
+            child=serializers.IntegerField(), required=False, default=list
+        )
+        prompt_tags = serializers.ListField(
+            child=serializers.CharField(max_length=64), required=False, default=list
+        )
+        candidate_kind = serializers.ChoiceField(
+            choices=CandidateKind.choices, required=False, allow_null=True
+        )
+        group_size = serializers.IntegerField(required=False, allow_null=True)
+        seed = serializers.IntegerField(required=False, allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: CampaignItemsAddApi.OutputSerializer})
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        items = campaign_items_from_selection(campaign=campaign, **data.validated_data)
+        return Response(
+            {"created": len(items), "item_ids": [i.pk for i in items]},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class CampaignProgressApi(APIView):
+    """Items done, judgments, skips, active raters and live leases of a campaign."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class OutputSerializer(serializers.Serializer):
+        items = serializers.IntegerField()
+        items_done = serializers.IntegerField()
+        items_started = serializers.IntegerField()
+        percent_done = serializers.FloatField()
+        judgments = serializers.IntegerField()
+        skips = serializers.IntegerField()
+        gold_judgments = serializers.IntegerField()
+        active_raters = serializers.IntegerField()
+        live_leases = serializers.IntegerField()
+        members = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        return Response(self.OutputSerializer(selectors.campaign_progress(campaign=campaign)).data)
+
+
+class PresetListApi(APIView):
+    """The question presets and the campaign kinds each one fits."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response(
+            {
+                name: {"kinds": preset["kinds"], "questions": preset_questions(name)}
+                for name, preset in PRESETS.items()
+            }
+        )
+
+
+name_nested_serializers(globals())

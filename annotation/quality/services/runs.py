@@ -1,0 +1,130 @@
+"""Aggregation runs: the state machine the computing task drives, and periodic requests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation.models import (
+    Campaign,
+    CampaignStatus,
+    Judgment,
+)
+from annotation.quality import bulk
+from annotation.quality.models import (
+    AggregationRun,
+    RunStatus,
+    RunTrigger,
+)
+from annotation.quality.services.results import campaign_results_compute, check_methods
+
+logger = logging.getLogger(__name__)
+
+# Advisory lock keys of this app: "QC" (ASCII) in the high bits, the campaign id below 2**40.
+ADVISORY_NAMESPACE = 0x5143 << 40
+
+
+@transaction.atomic
+def aggregation_run_request(
+    *,
+    campaign: Campaign,
+    methods: Sequence[str] | None = None,
+    trigger: str = RunTrigger.ON_DEMAND,
+    requested_by: AbstractBaseUser | None = None,
+) -> AggregationRun:
+    """Queue a computation of the campaign's results (on the ``default`` queue, after commit).
+
+    A run already waiting for the campaign is returned instead of a second one.
+    """
+    from annotation.quality import tasks
+
+    methods = check_methods(campaign=campaign, methods=methods)
+    Campaign.objects.select_for_update().get(pk=campaign.pk)
+    waiting = AggregationRun.objects.filter(campaign=campaign, status=RunStatus.QUEUED).first()
+    if waiting is not None:
+        return waiting
+    run = AggregationRun.objects.create(
+        campaign=campaign, trigger=trigger, methods=methods, requested_by=requested_by
+    )
+    tasks.aggregate_campaign.delay_on_commit(run.pk)
+    return run
+
+
+@transaction.atomic
+def _run_claim(run_id: int) -> AggregationRun | None:
+    run = AggregationRun.objects.select_for_update().select_related("campaign").get(pk=run_id)
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        return None
+    # RUNNING here is a redelivery after a worker died; computing again replaces the same rows.
+    run.status = RunStatus.RUNNING
+    run.started_at = timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    return run
+
+
+@contextmanager
+def _campaign_lock(campaign_id: int):
+    """One computation per campaign at a time (a session advisory lock on PostgreSQL): two runs
+    replacing the same result rows at once would trip over each other's inserts."""
+    if not bulk.is_postgres():
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_NAMESPACE + campaign_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_NAMESPACE + campaign_id])
+
+
+def aggregation_run_execute(*, run_id: int) -> AggregationRun | None:
+    """Claim the run, compute, and settle it; a finished run is left alone (idempotent)."""
+    run = _run_claim(run_id)
+    if run is None:
+        return None
+    try:
+        with _campaign_lock(run.campaign_id):
+            summary = campaign_results_compute(campaign=run.campaign, methods=run.methods, run=run)
+    except Exception as exc:
+        # Whatever broke, the run records why and ends FAILED rather than staying RUNNING.
+        logger.exception("aggregation run %s failed", run_id)
+        AggregationRun.objects.filter(pk=run_id).update(
+            status=RunStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(),
+        )
+        run.refresh_from_db()
+        return run
+    AggregationRun.objects.filter(pk=run_id).update(
+        status=RunStatus.SUCCEEDED, summary=summary, finished_at=timezone.now(), error=""
+    )
+    run.refresh_from_db()
+    return run
+
+
+def periodic_runs_request() -> list[int]:
+    """Queue a run for every running or paused campaign with judgments newer than its last
+    finished run; return the run ids."""
+    ids = []
+    campaigns = Campaign.objects.filter(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED])
+    for campaign in campaigns:
+        last = (
+            AggregationRun.objects.filter(campaign=campaign, status=RunStatus.SUCCEEDED)
+            .order_by("-started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+        newer = Judgment.objects.filter(campaign=campaign)
+        if last is not None:
+            newer = newer.filter(created_at__gte=last)
+        if not newer.exists():
+            continue
+        run = aggregation_run_request(campaign=campaign, trigger=RunTrigger.PERIODIC)
+        ids.append(run.pk)
+    return ids

@@ -1,0 +1,285 @@
+"""Items of a campaign: adding candidate groups, and an item's overlap target."""
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from annotation.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Item,
+    ItemCandidate,
+    Side,
+)
+from annotation.services.campaigns import campaign_lock
+from generation.models import Candidate, CandidateKind
+from stickerloop.api import ServiceConflict
+
+GROUP_SIZES = {
+    CampaignKind.SINGLE: (1, 1),
+    CampaignKind.PAIR: (2, 2),
+    CampaignKind.BEST_OF_N: (2, 8),
+    CampaignKind.SET: (2, 12),
+}
+
+
+def _group_errors(kind: str, index: int, group: Sequence[Candidate]) -> list[str]:
+    low, high = GROUP_SIZES[kind]
+    where = f"Group {index + 1}"
+    if not low <= len(group) <= high:
+        size = f"{low}" if low == high else f"{low} to {high}"
+        return [f"{where}: a {kind} item shows {size} candidate(s), not {len(group)}."]
+    if len({c.pk for c in group}) != len(group):
+        return [f"{where}: a candidate appears twice."]
+    if kind == CampaignKind.BEST_OF_N:
+        if any(c.kind != CandidateKind.ANIMATION for c in group):
+            return [f"{where}: best-of-N items show animations."]
+        if len({c.source_id for c in group}) != 1:
+            return [f"{where}: best-of-N animations must come from one source sticker."]
+    if kind == CampaignKind.SET and len({c.prompt_id or c.raw_prompt for c in group}) != 1:
+        return [f"{where}: a set shows candidates of one prompt."]
+    return []
+
+
+def _group_key(kind: str, group: Sequence[Candidate]) -> str:
+    first = group[0]
+    if kind == CampaignKind.PAIR:
+        return f"prompt={first.prompt_id} source={first.source_id} seed={first.seed}"
+    if kind == CampaignKind.BEST_OF_N:
+        return f"source={first.source_id} seed={first.seed}"
+    if kind == CampaignKind.SET:
+        return f"prompt={first.prompt_id} model={first.model_version_id}"
+    return ""
+
+
+@transaction.atomic
+def campaign_items_add(
+    *,
+    campaign: Campaign,
+    candidate_groups: list[list[Candidate]],
+    seed: int | None = None,
+    gold_answers: list[dict] | None = None,
+) -> list[Item]:
+    """One item per group; each group's display order is shuffled (seeded) and recorded.
+
+    With ``gold_answers`` (one per group) the items are gold: their known answers are checked
+    against the schema, they are served at the campaign's gold rate and consume no overlap.
+    """
+    from annotation.schema import validate_answers
+
+    campaign = campaign_lock(campaign)
+    if campaign.status == CampaignStatus.CLOSED:
+        raise ServiceConflict(f"Campaign {campaign.name!r} is closed.")
+    if not candidate_groups:
+        raise ValidationError({"candidate_groups": ["Give at least one group of candidates."]})
+    errors = [e for i, g in enumerate(candidate_groups) for e in _group_errors(campaign.kind, i, g)]
+    if errors:
+        raise ValidationError({"candidate_groups": errors[:20]})
+    rng = random.Random(seed)
+    orders = []
+    for group in candidate_groups:
+        order = list(group)
+        rng.shuffle(order)
+        orders.append(order)
+    clean_gold: list[dict | None] = [None] * len(orders)
+    if gold_answers is not None:
+        if len(gold_answers) != len(orders):
+            raise ValidationError(
+                {
+                    "gold_answers": [
+                        f"Give one answer set per group: {len(orders)}, not {len(gold_answers)}."
+                    ]
+                }
+            )
+        for index, (answers, order) in enumerate(zip(gold_answers, orders, strict=True)):
+            try:
+                clean_gold[index] = validate_answers(
+                    campaign.question_schema, answers, candidate_ids=[c.pk for c in order]
+                )
+            except ValidationError as exc:
+                raise ValidationError(
+                    {
+                        f"gold_answers.{index}.{k.removeprefix('answers.')}": v
+                        for k, v in exc.message_dict.items()
+                    }
+                ) from exc
+    items = Item.objects.bulk_create(
+        [
+            Item(
+                campaign=campaign,
+                is_gold=gold is not None,
+                gold_answers=gold,
+                overlap_target=campaign.overlap,
+                group_key=_group_key(campaign.kind, order),
+            )
+            for order, gold in zip(orders, clean_gold, strict=True)
+        ]
+    )
+    ItemCandidate.objects.bulk_create(
+        [
+            ItemCandidate(
+                item=item,
+                candidate=candidate,
+                position=position,
+                side=(Side.LEFT if position == 0 else Side.RIGHT)
+                if campaign.kind == CampaignKind.PAIR
+                else Side.ONLY,
+            )
+            for item, order in zip(items, orders, strict=True)
+            for position, candidate in enumerate(order)
+        ]
+    )
+    return items
+
+
+@dataclass
+class Selection:
+    batches: list[int] = field(default_factory=list)
+    model_versions: list[int] = field(default_factory=list)
+    prompt_tags: list[str] = field(default_factory=list)
+    candidate_kind: str | None = None
+
+
+def _selected_candidates(selection: Selection) -> list[Candidate]:
+    qs = Candidate.objects.all()
+    if selection.batches:
+        qs = qs.filter(batch_id__in=selection.batches)
+    if selection.model_versions:
+        qs = qs.filter(model_version_id__in=selection.model_versions)
+    if selection.prompt_tags:
+        qs = qs.filter(prompt__tags__name__in=selection.prompt_tags).distinct()
+    if selection.candidate_kind:
+        qs = qs.filter(kind=selection.candidate_kind)
+    return list(qs.order_by("id"))
+
+
+def _groups_for(
+    kind: str, candidates: list[Candidate], selection: Selection, group_size: int | None
+) -> tuple[list[list[Candidate]], list[str]]:
+    """Group selected candidates into items; the second value lists what could not be grouped."""
+    if kind == CampaignKind.SINGLE:
+        return [[c] for c in candidates], []
+    if kind == CampaignKind.PAIR:
+        versions = sorted({c.model_version_id for c in candidates if c.model_version_id})
+        if len(versions) != 2:
+            return [], [
+                f"A pair campaign compares two model versions; the selection holds {len(versions)}."
+            ]
+        by_key: dict[tuple, dict[int, Candidate]] = defaultdict(dict)
+        for c in candidates:
+            by_key[(c.prompt_id, c.source_id, c.seed)].setdefault(c.model_version_id, c)
+        groups, unpaired = [], 0
+        for key in sorted(by_key, key=lambda k: tuple(-1 if v is None else v for v in k)):
+            pair = by_key[key]
+            if len(pair) == 2:
+                groups.append([pair[versions[0]], pair[versions[1]]])
+            else:
+                unpaired += 1
+        notes = (
+            [f"{unpaired} candidate(s) had no counterpart with the same prompt and seed."]
+            if unpaired
+            else []
+        )
+        return groups, notes
+    if kind == CampaignKind.BEST_OF_N:
+        by_source: dict[tuple, dict[int, Candidate]] = defaultdict(dict)
+        for c in candidates:
+            if c.kind == CandidateKind.ANIMATION and c.source_id:
+                by_source[(c.source_id, c.seed)].setdefault(c.model_version_id, c)
+        groups = [
+            list(v.values())[: GROUP_SIZES[kind][1]]
+            for _, v in sorted(by_source.items())
+            if len(v) >= 2
+        ]
+        return groups, []
+    size = group_size or GROUP_SIZES[kind][1]
+    by_prompt: dict[tuple, list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        by_prompt[(c.prompt_id or 0, c.model_version_id or 0)].append(c)
+    groups = []
+    for _, members in sorted(by_prompt.items()):
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            if len(chunk) >= 2:
+                groups.append(chunk)
+    return groups, []
+
+
+@transaction.atomic
+def campaign_items_from_selection(
+    *,
+    campaign: Campaign,
+    batches: Sequence[int] = (),
+    model_versions: Sequence[int] = (),
+    prompt_tags: Sequence[str] = (),
+    candidate_kind: str | None = None,
+    group_size: int | None = None,
+    seed: int | None = None,
+) -> list[Item]:
+    """Build items from a candidate selection (batches, model versions, prompt tags, kind).
+
+    Single: one item per candidate. Pair: the two selected model versions' candidates of the same
+    prompt (or source sticker) and seed. Best-of-N: the animations of one source sticker and seed
+    from different models. Set: up to ``group_size`` candidates of one prompt and model. Groups
+    whose candidates are already in the campaign are left out, so adding a selection twice adds
+    nothing the second time.
+    """
+    selection = Selection(
+        batches=sorted(set(batches)),
+        model_versions=sorted(set(model_versions)),
+        prompt_tags=sorted(set(prompt_tags)),
+        candidate_kind=candidate_kind,
+    )
+    if candidate_kind is not None and candidate_kind not in CandidateKind.values:
+        raise ValidationError({"candidate_kind": [f"Unknown kind {candidate_kind!r}."]})
+    if group_size is not None and not 2 <= group_size <= GROUP_SIZES[CampaignKind.SET][1]:
+        raise ValidationError({"group_size": ["Must be from 2 to 12."]})
+    if not (selection.batches or selection.model_versions or selection.prompt_tags):
+        raise ValidationError({"selection": ["Choose batches, model versions or prompt tags."]})
+    candidates = _selected_candidates(selection)
+    if not candidates:
+        raise ValidationError({"selection": ["The selection matches no candidates."]})
+    groups, notes = _groups_for(campaign.kind, candidates, selection, group_size)
+    present = set(
+        ItemCandidate.objects.filter(item__campaign=campaign, item__is_gold=False).values_list(
+            "candidate_id", flat=True
+        )
+    )
+    groups = [g for g in groups if not any(c.pk in present for c in g)]
+    if not groups:
+        reason = " ".join(notes) or "Every candidate it groups is in the campaign already."
+        raise ValidationError({"selection": [f"The selection makes no new items. {reason}"]})
+    items = campaign_items_add(campaign=campaign, candidate_groups=groups, seed=seed)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        selection={**selection.__dict__, "group_size": group_size, "seed": seed}
+    )
+    return items
+
+
+@transaction.atomic
+def item_overlap_target_set(*, item: Item, target: int) -> Item:
+    """Raise (adaptive overlap) or lower an item's target within 1..campaign.max_overlap."""
+    item = Item.objects.select_for_update().select_related("campaign").get(pk=item.pk)
+    if not 1 <= target <= item.campaign.max_overlap:
+        raise ValidationError(
+            {
+                "target": [
+                    f"Must be from 1 to the campaign's max overlap "
+                    f"({item.campaign.max_overlap}), not {target}."
+                ]
+            }
+        )
+    if target < item.judgment_count + item.leased_count:
+        raise ServiceConflict(
+            f"Item {item.pk} already has {item.judgment_count} judgment(s) and "
+            f"{item.leased_count} lease(s); its target cannot drop to {target}."
+        )
+    item.overlap_target = target
+    item.save(update_fields=["overlap_target"])
+    item.refresh_from_db(fields=["is_open"])
+    return item

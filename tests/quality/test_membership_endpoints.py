@@ -1,0 +1,259 @@
+"""Membership over HTTP: the campaign's raters endpoint and the quality pause and resume
+endpoints change a rater's membership through one service, by the same rules, with the same
+events and for the same role."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from annotation.models import CampaignMembership, Item, Judgment
+from annotation.quality.models import MembershipEvent
+from annotation.quality.services.gold import judgment_gold_score
+from annotation.quality.services.policy import quality_policy_set
+from annotation.quality.services.results import campaign_results_compute
+from tests.quality import factories as f
+
+pytestmark = pytest.mark.django_db
+
+BINARY = [{"key": "ok", "type": "binary", "label": "Shows the prompt?"}]
+
+
+def _events(camp, rater):
+    return list(
+        MembershipEvent.objects.filter(membership__campaign=camp, membership__rater=rater)
+        .order_by("created_at", "id")
+        .values_list("action", "cause", "reason", "excluded_judgments", "actor__username")
+    )
+
+
+def _membership(camp, rater):
+    return CampaignMembership.objects.get(campaign=camp, rater=rater)
+
+
+def _raters_url(camp):
+    return reverse("api-campaign-membership-set", args=[camp.pk])
+
+
+def _resume_url(camp, rater):
+    return reverse("api-quality-rater-resume", args=[camp.pk, rater.pk])
+
+
+@pytest.fixture
+def failed_qualification():
+    """A campaign that requires a qualification, and a member who answered all three of its
+    gold items wrong."""
+    qualifier = f.campaign(questions=BINARY, overlap=2)
+    qual_gold = f.items(qualifier, 3, gold={i: {"ok": True} for i in range(3)})
+    camp = f.campaign(questions=BINARY)
+    (newcomer,) = f.raters(1, campaign=camp)
+    quality_policy_set(campaign=camp, qualification_campaign=qualifier, qualification_min_gold=3)
+    for item in qual_gold:
+        judgment_gold_score(judgment_id=f.judge(item, newcomer, {"ok": False}).pk)
+    reason = (
+        f"Pass the qualification campaign {qualifier.name!r} first: 3 gold items at 80% or "
+        "better (so far 3 at 0%)."
+    )
+    return camp, newcomer, reason
+
+
+def _gate_pause(camp):
+    """The event the qualification gate wrote when the newcomer was paused."""
+    name = camp.quality_policy.qualification_campaign.name
+    return (
+        "paused",
+        "qualification",
+        f"Pass the qualification campaign {name!r} first: 3 gold items at 80% or better "
+        "(so far 0).",
+        0,
+        None,
+    )
+
+
+@pytest.fixture
+def gold_paused():
+    """A rater paused automatically for 0 % gold accuracy, with six judgments excluded."""
+    camp = f.campaign(questions=BINARY, overlap=2, max_overlap=4, gold_rate=0.2)
+    gold = f.items(camp, 6, gold={i: {"ok": True} for i in range(6)})
+    plain = f.items(camp, 4)
+    quality_policy_set(campaign=camp, min_gold_judgments=5, min_gold_accuracy=0.7)
+    (bad,) = f.raters(1, campaign=camp)
+    for item in gold[:5]:
+        f.judge(item, bad, {"ok": False})
+    f.judge(plain[0], bad, {"ok": False})
+    assert campaign_results_compute(campaign=camp, methods=["majority"])["paused"] == [bad.pk]
+    assert Judgment.objects.filter(rater=bad, excluded=True).count() == 6
+    return camp, bad, plain[0]
+
+
+def test_raters_endpoint_cannot_resume_a_rater_who_failed_qualification(
+    api, curator, failed_qualification
+):
+    camp, newcomer, reason = failed_qualification
+    before = _membership(camp, newcomer)
+
+    response = api(curator).post(
+        _raters_url(camp), {"rater": newcomer.username, "status": "active"}, format="json"
+    )
+
+    assert (response.status_code, response.json()) == (409, {"detail": reason})
+    membership = _membership(camp, newcomer)
+    assert (membership.status, membership.paused_reason, membership.paused_at) == (
+        "paused",
+        before.paused_reason,
+        before.paused_at,
+    )
+    assert _events(camp, newcomer) == [_gate_pause(camp)]
+
+
+def test_quality_endpoint_refuses_the_same_resume_with_the_same_reason(
+    api, curator, failed_qualification
+):
+    camp, newcomer, reason = failed_qualification
+
+    response = api(curator).post(_resume_url(camp, newcomer), {}, format="json")
+
+    assert (response.status_code, response.json()) == (409, {"detail": reason})
+    assert _membership(camp, newcomer).status == "paused"
+    assert _events(camp, newcomer) == [_gate_pause(camp)]
+
+
+def test_campaign_page_form_cannot_resume_a_rater_who_failed_qualification(
+    curator, failed_qualification
+):
+    camp, newcomer, reason = failed_qualification
+    client = Client()
+    client.force_login(curator)
+
+    response = client.post(
+        reverse("campaign-membership", args=[camp.pk]),
+        {"rater": newcomer.pk, "status": "active", "reason": ""},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [reason]
+    assert _membership(camp, newcomer).status == "paused"
+    assert _events(camp, newcomer) == [_gate_pause(camp)]
+
+
+@pytest.mark.parametrize("endpoint", ["raters", "quality"])
+def test_gold_paused_rater_resumed_through_either_endpoint_gets_judgments_back(
+    api, curator, gold_paused, endpoint
+):
+    camp, bad, plain_item = gold_paused
+    client = api(curator)
+
+    if endpoint == "raters":
+        response = client.post(
+            _raters_url(camp),
+            {"rater": bad.username, "status": "active", "reason": "Talked it through."},
+            format="json",
+        )
+        assert (response.status_code, response.json()["status"]) == (200, "active")
+    else:
+        response = client.post(
+            _resume_url(camp, bad), {"reason": "Talked it through."}, format="json"
+        )
+        assert (response.status_code, response.json()["action"]) == (200, "resumed")
+
+    membership = _membership(camp, bad)
+    assert (membership.status, membership.paused_reason, membership.paused_at) == (
+        "active",
+        "",
+        None,
+    )
+    assert not Judgment.objects.filter(rater=bad, excluded=True).exists()
+    assert Item.objects.get(pk=plain_item.pk).judgment_count == 1
+    assert _events(camp, bad) == [
+        (
+            "paused",
+            "gold",
+            "Gold accuracy 0% on 5 gold item(s) is below the campaign's 70%.",
+            6,
+            None,
+        ),
+        ("resumed", "gold", "Talked it through.", 6, "curator"),
+    ]
+
+
+def test_manual_pause_resume_pause_through_the_raters_endpoint_writes_the_events(api, curator):
+    camp = f.campaign(questions=BINARY)
+    (rater,) = f.raters(1, campaign=camp)
+    client = api(curator)
+
+    def post(**data):
+        return client.post(_raters_url(camp), {"rater": rater.username, **data}, format="json")
+
+    no_reason = post(status="paused")
+    first = post(status="paused", reason="Answers too fast.")
+    again = post(status="paused", reason="Still too fast.")
+    resumed = post(status="active")
+    second = post(status="paused", reason="Off-topic answers.")
+
+    assert (no_reason.status_code, no_reason.json()) == (
+        400,
+        {"reason": ["Say why the rater is paused."]},
+    )
+    assert (first.status_code, first.json()["status"], first.json()["paused_reason"]) == (
+        200,
+        "paused",
+        "Answers too fast.",
+    )
+    assert (again.status_code, again.json()) == (
+        409,
+        {"detail": f"Rater {rater.username} is paused already."},
+    )
+    assert (resumed.status_code, resumed.json()["status"]) == (200, "active")
+    assert (second.status_code, second.json()["paused_reason"]) == (200, "Off-topic answers.")
+    assert _events(camp, rater) == [
+        ("paused", "manual", "Answers too fast.", 0, "curator"),
+        ("resumed", "manual", "Resumed.", 0, "curator"),
+        ("paused", "manual", "Off-topic answers.", 0, "curator"),
+    ]
+
+
+def test_ml_engineer_gets_403_on_the_raters_endpoint_and_admin_does_not(api, engineer, admin_user):
+    camp = f.campaign(questions=BINARY)
+    (rater,) = f.raters(1, campaign=camp)
+    data = {"rater": rater.username, "status": "paused", "reason": "Answers too fast."}
+
+    refused = api(engineer).post(_raters_url(camp), data, format="json")
+
+    assert refused.status_code == 403
+    assert _membership(camp, rater).status == "active"
+    assert not MembershipEvent.objects.exists()
+
+    allowed = api(admin_user).post(_raters_url(camp), data, format="json")
+
+    assert (allowed.status_code, allowed.json()["status"]) == (200, "paused")
+    assert _events(camp, rater) == [("paused", "manual", "Answers too fast.", 0, "boss")]
+
+
+def test_ml_engineer_gets_403_on_the_campaign_page_form(engineer):
+    camp = f.campaign(questions=BINARY)
+    (rater,) = f.raters(1, campaign=camp)
+    client = Client()
+    client.force_login(engineer)
+
+    response = client.post(
+        reverse("campaign-membership", args=[camp.pk]),
+        {"rater": rater.pk, "status": "paused", "reason": "Answers too fast."},
+    )
+
+    assert response.status_code == 403
+    assert _membership(camp, rater).status == "active"
+    assert not MembershipEvent.objects.exists()
+
+
+def test_campaign_page_shows_the_raters_form_to_curators_only(curator, engineer):
+    camp = f.campaign(questions=BINARY)
+    form_action = reverse("campaign-membership", args=[camp.pk])
+    shown = {}
+    for user in (curator, engineer):
+        client = Client()
+        client.force_login(user)
+        page = client.get(reverse("campaign-detail", args=[camp.pk]))
+        assert page.status_code == 200
+        shown[user.username] = f'action="{form_action}"' in page.content.decode()
+
+    assert shown == {"curator": True, "engineer": False}
