@@ -23,7 +23,7 @@ from annotation.services import items as item_services
 from annotation.services.rating import undo_window
 from generation.models import Candidate
 from stickerloop import media
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from stickerloop.media import media_url
 from stickerloop.roles import Role, role_required
 

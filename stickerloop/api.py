@@ -6,24 +6,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from stickerloop.errors import ServiceConflict, validation_error_detail
+
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
-
-
-class ServiceConflict(Exception):
-    """Raised by services when the target's state forbids the action (answered with 409)."""
-
-
-def validation_error_detail(error: DjangoValidationError) -> dict | list:
-    if hasattr(error, "error_dict"):
-        return {
-            field: [m for e in errors for m in e.messages]
-            for field, errors in error.error_dict.items()
-        }
-    return {"non_field_errors": error.messages}
 
 
 def exception_handler(exc, context):

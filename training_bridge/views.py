@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from stickerloop.api import ServiceConflict, validation_error_detail
+from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create

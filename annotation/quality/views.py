@@ -12,7 +12,7 @@ from annotation.quality import selectors, svg
 from annotation.quality.models import AggregationRun
 from annotation.quality.services import membership
 from annotation.quality.services.runs import aggregation_run_request
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)

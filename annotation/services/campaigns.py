@@ -19,7 +19,7 @@ from annotation.models import (
 from annotation.schema import PRESETS, normalise_schema, preset_for_kind, preset_questions
 from annotation.selectors import campaign_config_forget
 from generation.models import Candidate
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role
 
 

@@ -18,7 +18,7 @@ from annotation.models import (
 )
 from annotation.services.campaigns import campaign_lock
 from generation.models import Candidate, CandidateKind
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 
 GROUP_SIZES = {
     CampaignKind.SINGLE: (1, 1),

@@ -25,7 +25,7 @@ from annotation.models import (
 )
 from annotation.selectors import CampaignConfig, campaign_config
 from annotation.services.leases import lease_sweep_if_due, lease_sweep_now
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 
 MAX_SKIP_REASON = 200
 MAX_SECONDS_ON_ITEM = 86400.0

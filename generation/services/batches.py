@@ -24,7 +24,7 @@ from generation.models import (
 )
 from generation.params import GenerationParams, validate_params
 from generation.pipelines import prompt_token_count
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import lock_unfinished
 
 MAX_SEEDS = 64

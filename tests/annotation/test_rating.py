@@ -23,7 +23,7 @@ from annotation.services.rating import (
     judgment_undo,
     rating_step,
 )
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from tests.annotation import factories as f
 
 pytestmark = pytest.mark.django_db

@@ -26,7 +26,7 @@ from annotation.quality.services.membership import rater_pause, rater_resume
 from annotation.quality.services.policy import quality_policy_set
 from annotation.quality.services.results import campaign_results_compute
 from annotation.quality.services.runs import aggregation_run_execute
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from tests.quality import factories as f
 
 pytestmark = pytest.mark.django_db

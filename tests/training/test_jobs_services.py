@@ -10,7 +10,7 @@ from annotation.models import Campaign, Item
 from generation.models import Candidate, GenerationBatch, ModelVersion
 from generation.services.batches import generation_batch_plan
 from generation.services.chunks import generation_chunk_run
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from tests.training import factories
 from tests.training.helpers import fake_finished_output, progress_events
 from training_bridge.jobs import tasks as job_tasks

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge import tasks as curation_tasks
 from training_bridge.audit import audit_record
 from training_bridge.models import (

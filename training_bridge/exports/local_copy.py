@@ -13,7 +13,7 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.exports.create import dataset_export_store, work_dir
 from training_bridge.exports.reading import dataset_info
 from training_bridge.exports.run import dataset_export_run

@@ -17,7 +17,7 @@ from generation.models import (
     ModelVersion,
     PromptSet,
 )
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role
 from training_bridge.jobs import tasks as job_tasks
 from training_bridge.jobs.models import (
@@ -46,7 +46,7 @@ def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> Tr
     """Ask for candidates from the new model and its parent (same prompts or sources, same
     seeds). A batch the generation service refuses marks the evaluation FAILED with its reason;
     it never undoes the registration (it runs in a savepoint)."""
-    from generation.services import generation_batch_create
+    from generation.services.batches import generation_batch_create
 
     evaluation = TrainingJobEvaluation(job=job)
     parent = job.base_model_version
@@ -135,7 +135,8 @@ def training_job_evaluation_advance(*, evaluation_id: int) -> bool:
     (or source sticker) and seed, asks the pairwise questions (alignment, style, motion,
     overall) and is open to every active rater.
     """
-    from annotation.services import campaign_create, campaign_items_add, campaign_start
+    from annotation.services.campaigns import campaign_create, campaign_start
+    from annotation.services.items import campaign_items_add
 
     evaluation = (
         TrainingJobEvaluation.objects.select_for_update(of=("self",))

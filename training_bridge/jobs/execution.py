@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.jobs.lifecycle import job_dir, job_is_stale, output_dir
 from training_bridge.jobs.models import (

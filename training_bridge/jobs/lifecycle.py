@@ -19,7 +19,7 @@ from generation.models import (
     ModelVersion,
     PromptSet,
 )
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.jobs import tasks as job_tasks
 from training_bridge.jobs.evaluation import (
     DEFAULT_EVALUATION_SEEDS,

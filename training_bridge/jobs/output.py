@@ -15,7 +15,7 @@ from generation.models import (
     ModelRole,
     ModelVersion,
 )
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.jobs.evaluation import training_job_evaluation_start
 from training_bridge.jobs.lifecycle import output_dir
 from training_bridge.jobs.models import (
@@ -92,7 +92,7 @@ def training_job_register_output(
     folder = Path(output_uri) if output_uri else output_dir(job)
     summary = _read_summary(folder)
     _check_summary(job, folder, summary)
-    from generation.services import model_version_register
+    from generation.services.model_versions import model_version_register
 
     base = job.base_model_version
     links = list(job.dataset_links.select_related("dataset_version"))

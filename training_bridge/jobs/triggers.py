@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from generation.models import ModelVersion
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.audit import audit_record
 from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import Recipe, TrainingJob

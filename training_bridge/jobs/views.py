@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from generation.models import ModelVersion, PromptSet
-from stickerloop.api import ServiceConflict, validation_error_detail
+from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.jobs import charts, selectors
 from training_bridge.jobs.lifecycle import (

@@ -284,7 +284,7 @@ def crowd_labels_import(
 
 def _import_model_versions(source: str, names: list[str]) -> dict[str, ModelVersion]:
     from generation.models import ModelKind
-    from generation.services import model_version_register
+    from generation.services.model_versions import model_version_register
 
     versions = {}
     for display in dict.fromkeys(names):

@@ -24,7 +24,7 @@ from annotation.quality.models import (
 from annotation.quality.services.membership import qualification_gate_apply
 from annotation.quality.services.policy import is_number
 from annotation.services.items import campaign_items_add
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 
 
 def _gold_clean(campaign: Campaign, gold_answers, candidate_ids: list[int]) -> dict:

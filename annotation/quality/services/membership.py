@@ -25,7 +25,7 @@ from annotation.quality import selectors
 from annotation.quality.models import MembershipAction, MembershipEvent, PauseCause
 from annotation.services.campaigns import raters_check
 from annotation.services.leases import leases_release
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 
 MAX_REASON = 500
 

@@ -14,7 +14,7 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from stickerloop.api import ServiceConflict
+from stickerloop.errors import ServiceConflict
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.jobs.output import training_job_register_output
 from training_bridge.jobs.progress import training_job_progress_report
