@@ -1,0 +1,154 @@
+"""The import graph: apps depend one way, selectors never write, model code never imports Django.
+
+Read from the source with ``ast`` (imports inside functions count too), so a new module is
+checked without being listed here.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Lowest first: a package may import its own modules and those of packages before it, never one
+# after it. ``stickerloop`` is split: its shared modules (errors, roles, lifecycle, media, …) sit
+# below every app; its wiring (settings, urls, celery, management commands) sits above them all.
+LAYERS = [
+    "generation",
+    "annotation",
+    "annotation.quality",
+    "training_bridge",
+    "training_bridge.jobs",
+]
+WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
+WIRING_PACKAGES = ("stickerloop.management",)
+DJANGO_FREE = ("generation.pipelines", "training_bridge.recipes")
+PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources() -> dict[str, Path]:
+    found = {}
+    for top in sorted(PROJECT_PACKAGES):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "migrations" not in path.parts:
+                found[_module_name(path)] = path
+    return found
+
+
+SOURCES = _sources()
+
+
+def _imports(name: str) -> set[str]:
+    """Every project module that ``name`` imports, with relative imports resolved."""
+    path = SOURCES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return _imports_in(path.read_text(), package=package)
+
+
+def _imports_in(source: str, *, package: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES}
+
+
+def _layer(module: str) -> int | None:
+    """The rank of the app that owns ``module`` (the deepest matching package), or None."""
+    ranks = [
+        i
+        for i, package in enumerate(LAYERS)
+        if module == package or module.startswith(package + ".")
+    ]
+    return max(ranks) if ranks else None
+
+
+def _is_wiring(module: str) -> bool:
+    return module in WIRING or module.startswith(WIRING_PACKAGES)
+
+
+def test_apps_import_only_themselves_and_the_apps_below_them():
+    offenders = []
+    for name in SOURCES:
+        rank = _layer(name)
+        if rank is None:
+            continue
+        for imported in _imports(name):
+            other = _layer(imported)
+            if other is not None and other > rank:
+                offenders.append(f"{name} imports {imported}")
+            if imported.startswith("stickerloop") and _is_wiring(imported):
+                offenders.append(f"{name} imports the wiring module {imported}")
+
+    assert offenders == []
+
+
+def test_the_shared_project_modules_import_no_app():
+    shared = [name for name in SOURCES if name.startswith("stickerloop") and not _is_wiring(name)]
+    offenders = [
+        f"{name} imports {imported}"
+        for name in shared
+        for imported in _imports(name)
+        if _layer(imported) is not None
+    ]
+
+    assert "stickerloop.errors" in shared
+    assert offenders == []
+
+
+def test_selectors_import_no_services():
+    selectors = [name for name in SOURCES if name.split(".")[-1] == "selectors"]
+    offenders = [
+        f"{name} imports {imported}"
+        for name in selectors
+        for imported in _imports(name)
+        if "services" in imported.split(".")
+    ]
+
+    assert len(selectors) >= 4
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package", DJANGO_FREE)
+def test_model_code_never_imports_django(package):
+    modules = [name for name in SOURCES if name == package or name.startswith(package + ".")]
+    imported = set()
+    for name in modules:
+        for node in ast.walk(ast.parse(SOURCES[name].read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+
+    assert modules
+    assert imported & {"django", "rest_framework", "stickerloop", "annotation"} == set()
+
+
+def test_the_walk_resolves_relative_imports_to_the_layer_above():
+    source = "def f():\n    from ..jobs import lifecycle\n    from .exports import run\n"
+
+    imported = _imports_in(source, package="training_bridge.apis")
+
+    assert imported == {
+        "training_bridge.jobs",
+        "training_bridge.jobs.lifecycle",
+        "training_bridge.apis.exports",
+        "training_bridge.apis.exports.run",
+    }
+    assert _layer("training_bridge.jobs.lifecycle") > _layer("training_bridge.apis.exports")
+    assert _layer("annotation.quality.services.membership") == LAYERS.index("annotation.quality")
