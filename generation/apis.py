@@ -141,8 +141,7 @@ class PromptSetImportApi(APIView):
             if upload is None and "content" not in attrs:
                 raise serializers.ValidationError({"file": "Upload a file or give 'content'."})
             if upload is not None:
-                if upload.size > 20 * 1024 * 1024:
-                    raise serializers.ValidationError({"file": "The file is over 20 MB."})
+                services.prompt_file_size_check(upload.size)
                 try:
                     attrs["content"] = upload.read().decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -158,8 +157,14 @@ class PromptSetImportApi(APIView):
     class OutputSerializer(serializers.Serializer):
         prompt_set = PromptSetOutput()
         imported = serializers.IntegerField()
-        duplicates = serializers.ListField(child=serializers.DictField())
-        empty_lines = serializers.ListField(child=serializers.IntegerField())
+        duplicates = serializers.ListField(
+            child=serializers.DictField(), help_text="The first 100 duplicates."
+        )
+        duplicate_count = serializers.IntegerField()
+        empty_lines = serializers.ListField(
+            child=serializers.IntegerField(), help_text="The first 100 empty lines."
+        )
+        empty_line_count = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):
@@ -179,7 +184,9 @@ class PromptSetImportApi(APIView):
             "prompt_set": prompt_set,
             "imported": report.imported,
             "duplicates": report.duplicates,
+            "duplicate_count": report.duplicate_count,
             "empty_lines": report.empty_lines,
+            "empty_line_count": report.empty_line_count,
         }
         return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
 

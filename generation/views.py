@@ -84,6 +84,7 @@ def prompt_set_list(request):
         if not errors:
             suffix = upload.name.rsplit(".", 1)[-1].lower()
             try:
+                services.prompt_file_size_check(upload.size)
                 content = upload.read().decode("utf-8")
                 prompt_set, report = services.prompt_set_import(
                     name=name,

@@ -10,53 +10,53 @@ urlpatterns = [
         apis.RuleDraftPreviewApi.as_view(),
         name="api-dataset-rule-draft-preview",
     ),
-    path("dataset-rules/<int:pk>/", apis.RuleDetailApi.as_view(), name="api-dataset-rule-detail"),
+    path("dataset-rules/<id:pk>/", apis.RuleDetailApi.as_view(), name="api-dataset-rule-detail"),
     path(
-        "dataset-rules/<int:pk>/update/",
+        "dataset-rules/<id:pk>/update/",
         apis.RuleUpdateApi.as_view(),
         name="api-dataset-rule-update",
     ),
     path(
-        "dataset-rules/<int:pk>/preview/",
+        "dataset-rules/<id:pk>/preview/",
         apis.RulePreviewApi.as_view(),
         name="api-dataset-rule-preview",
     ),
     path(
-        "dataset-rules/<int:pk>/build/", apis.RuleBuildApi.as_view(), name="api-dataset-rule-build"
+        "dataset-rules/<id:pk>/build/", apis.RuleBuildApi.as_view(), name="api-dataset-rule-build"
     ),
     path("dataset-versions/", apis.VersionListApi.as_view(), name="api-dataset-version-list"),
     path(
-        "dataset-versions/<int:pk>/",
+        "dataset-versions/<id:pk>/",
         apis.VersionDetailApi.as_view(),
         name="api-dataset-version-detail",
     ),
     path(
-        "dataset-versions/<int:pk>/entries/",
+        "dataset-versions/<id:pk>/entries/",
         apis.VersionEntriesApi.as_view(),
         name="api-dataset-version-entries",
     ),
     path(
-        "dataset-versions/<int:pk>/publish/",
+        "dataset-versions/<id:pk>/publish/",
         apis.VersionPublishApi.as_view(),
         name="api-dataset-version-publish",
     ),
     path(
-        "dataset-versions/<int:pk>/retire/",
+        "dataset-versions/<id:pk>/retire/",
         apis.VersionRetireApi.as_view(),
         name="api-dataset-version-retire",
     ),
     path(
-        "dataset-versions/<int:pk>/diff/<int:other>/",
+        "dataset-versions/<id:pk>/diff/<id:other>/",
         apis.VersionDiffApi.as_view(),
         name="api-dataset-version-diff",
     ),
     path(
-        "dataset-versions/<int:pk>/exports/",
+        "dataset-versions/<id:pk>/exports/",
         apis.ExportCreateApi.as_view(),
         name="api-dataset-export-create",
     ),
     path(
-        "dataset-versions/<int:pk>/exports/batch/",
+        "dataset-versions/<id:pk>/exports/batch/",
         apis.ExportBatchCreateApi.as_view(),
         name="api-dataset-export-batch-create",
     ),
@@ -67,18 +67,18 @@ urlpatterns = [
         name="api-dataset-export-progress",
     ),
     path(
-        "dataset-exports/<int:pk>/",
+        "dataset-exports/<id:pk>/",
         apis.ExportDetailApi.as_view(),
         name="api-dataset-export-detail",
     ),
     path(
-        "dataset-exports/<int:pk>/download/",
+        "dataset-exports/<id:pk>/download/",
         apis.ExportDownloadApi.as_view(),
         name="api-dataset-export-download",
     ),
     path("dataset-audit/", apis.AuditListApi.as_view(), name="api-dataset-audit"),
     path(
-        "training-triggers/<int:pk>/fire/",
+        "training-triggers/<id:pk>/fire/",
         apis.TriggerFireApi.as_view(),
         name="api-training-trigger-fire",
     ),
@@ -89,13 +89,13 @@ urlpatterns = [
         name="api-weak-source-create",
     ),
     path(
-        "weak-sources/<int:pk>/imports/",
+        "weak-sources/<id:pk>/imports/",
         apis.WeakImportCreateApi.as_view(),
         name="api-weak-import-create",
     ),
     path("weak-imports/", apis.WeakImportListApi.as_view(), name="api-weak-import-list"),
     path(
-        "weak-imports/<int:pk>/",
+        "weak-imports/<id:pk>/",
         apis.WeakImportDetailApi.as_view(),
         name="api-weak-import-detail",
     ),

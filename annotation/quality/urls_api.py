@@ -2,7 +2,7 @@ from django.urls import path
 
 from annotation.quality import apis
 
-C = "quality/campaigns/<int:pk>/"
+C = "quality/campaigns/<id:pk>/"
 
 urlpatterns = [
     path(f"{C}policy/", apis.PolicyApi.as_view(), name="api-quality-policy"),
@@ -12,12 +12,12 @@ urlpatterns = [
     path(f"{C}consensus/", apis.ConsensusApi.as_view(), name="api-quality-consensus"),
     path(f"{C}raters/", apis.RaterTableApi.as_view(), name="api-quality-raters"),
     path(
-        f"{C}raters/<int:rater_id>/pause/",
+        f"{C}raters/<id:rater_id>/pause/",
         apis.RaterPauseApi.as_view(),
         name="api-quality-rater-pause",
     ),
     path(
-        f"{C}raters/<int:rater_id>/resume/",
+        f"{C}raters/<id:rater_id>/resume/",
         apis.RaterResumeApi.as_view(),
         name="api-quality-rater-resume",
     ),
@@ -26,7 +26,7 @@ urlpatterns = [
     path(f"{C}gold/add/", apis.GoldAddApi.as_view(), name="api-quality-gold-add"),
     path(f"{C}gold/promote/", apis.GoldPromoteApi.as_view(), name="api-quality-gold-promote"),
     path(
-        f"{C}gold/<int:item_id>/unset/", apis.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
+        f"{C}gold/<id:item_id>/unset/", apis.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
     ),
-    path("quality/runs/<int:pk>/", apis.RunDetailApi.as_view(), name="api-quality-run"),
+    path("quality/runs/<id:pk>/", apis.RunDetailApi.as_view(), name="api-quality-run"),
 ]

@@ -8,29 +8,29 @@ urlpatterns = [
     path(
         "training-jobs/progress/", apis.JobProgressApi.as_view(), name="api-training-job-progress"
     ),
-    path("training-jobs/<int:pk>/", apis.JobDetailApi.as_view(), name="api-training-job-detail"),
+    path("training-jobs/<id:pk>/", apis.JobDetailApi.as_view(), name="api-training-job-detail"),
     path(
-        "training-jobs/<int:pk>/cancel/",
+        "training-jobs/<id:pk>/cancel/",
         apis.JobCancelApi.as_view(),
         name="api-training-job-cancel",
     ),
     path(
-        "training-jobs/<int:pk>/resume/",
+        "training-jobs/<id:pk>/resume/",
         apis.JobResumeApi.as_view(),
         name="api-training-job-resume",
     ),
     path(
-        "training-jobs/<int:pk>/report/",
+        "training-jobs/<id:pk>/report/",
         apis.JobProgressReportApi.as_view(),
         name="api-training-job-report",
     ),
     path(
-        "training-jobs/<int:pk>/register-output/",
+        "training-jobs/<id:pk>/register-output/",
         apis.JobRegisterOutputApi.as_view(),
         name="api-training-job-register-output",
     ),
     path(
-        "training-jobs/<int:pk>/losses/",
+        "training-jobs/<id:pk>/losses/",
         apis.JobLossesApi.as_view(),
         name="api-training-job-losses",
     ),
