@@ -334,7 +334,7 @@ class CandidateListApi(generics.ListAPIView):
         model_version = serializers.IntegerField(required=False)
         prompt = serializers.IntegerField(required=False)
         prompt_set = serializers.IntegerField(required=False)
-        tag = serializers.CharField(required=False)
+        tag = serializers.CharField(required=False, max_length=64)
         kind = serializers.ChoiceField(choices=["sticker", "animation"], required=False)
         source = serializers.IntegerField(required=False)
 

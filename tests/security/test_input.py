@@ -161,3 +161,28 @@ def test_media_directory_key_is_404(curator, settings):
     response = client.get("/media/candidates/a.png")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"png"
+
+
+@pytest.mark.parametrize("param", ["batch", "prompt_set", "model_version", "source"])
+def test_query_integers_past_bigint_are_no_500(api, curator, param):
+    response = api(curator).get("/api/candidates/", {param: str(10**20)})
+    # Django compares an out-of-range number with a bigint column as "no match".
+    assert (response.status_code, response.json()["results"]) == (200, [])
+
+
+def test_a_candidate_tag_filter_is_capped_to_the_column(api, curator):
+    response = api(curator).get("/api/candidates/", {"tag": "t" * 65})
+    assert response.status_code == 400
+    assert response.json() == {"tag": ["Ensure this field has no more than 64 characters."]}
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_500():
+    from django.db import DataError
+
+    from stickerloop.api import exception_handler
+
+    response = exception_handler(DataError("integer out of range"), {})
+    assert (response.status_code, response.data) == (
+        400,
+        {"detail": "A value does not fit its database column."},
+    )
