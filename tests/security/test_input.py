@@ -186,3 +186,28 @@ def test_a_value_the_database_refuses_is_a_400_not_a_500():
         400,
         {"detail": "A value does not fit its database column."},
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "paginated"),
+    [
+        ("/api/batches/progress/", {"ids": f"1,{10**20}"}, False),
+        ("/api/training-jobs/progress/", {"ids": f"1,{10**20}"}, False),
+        ("/api/dataset-exports/progress/", {"ids": f"1,{10**20}"}, False),
+        ("/api/dataset-exports/", {"version": str(10**20)}, True),
+        ("/api/weak-imports/", {"source": str(10**20)}, True),
+    ],
+)
+def test_query_ids_past_bigint_match_nothing(api, engineer, path, params, paginated):
+    response = api(engineer).get(path, params)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["results"] if paginated else body) == []
+
+
+def test_gallery_filters_past_bigint_show_nothing(engineer):
+    client = Client()
+    client.force_login(engineer)
+    response = client.get("/candidates/", {"batch": str(10**20), "prompt": str(10**20)})
+    assert response.status_code == 200
+    assert len(response.context["page"].object_list) == 0
