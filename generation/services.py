@@ -48,6 +48,7 @@ from generation.pipelines import (
     sha256_hex,
 )
 from stickerloop.api import ServiceConflict
+from stickerloop.input_checks import NUL_MESSAGE, InputProblem, json_loads_checked
 
 logger = logging.getLogger(__name__)
 
@@ -207,11 +208,13 @@ def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRo
                 empty.append(number)
                 continue
             try:
-                record = json.loads(line)
+                record = json_loads_checked(line)
             except json.JSONDecodeError as exc:
                 raise ValidationError(
                     {"file": [f"Line {number} is not valid JSON: {exc.msg}."]}
                 ) from exc
+            except InputProblem as exc:
+                raise ValidationError({"file": [f"Line {number}: {exc}"]}) from exc
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValidationError({"file": [f"Line {number} needs a string 'text' field."]})
             tags = record.get("tags") or []
@@ -254,6 +257,9 @@ def prompt_set_import(
     the length limit, stores nothing.
     """
     prompt_file_size_check(len(content.encode("utf-8")))
+    if "\x00" in content:
+        line = content.count("\n", 0, content.index("\x00")) + 1
+        raise ValidationError({"file": [f"Line {line}: {NUL_MESSAGE}"]})
     rows, empty = _parse_prompt_file(content=content, file_format=file_format)
     too_long = [r.line for r in rows if len(r.text) > PROMPT_MAX_CHARS]
     if too_long:

@@ -8,21 +8,17 @@ field (its path in nested JSON, e.g. ``answers.note``) before a view runs. API p
 DRF's error shape; pages get a short text answer.
 """
 
-import json
 import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpResponseBadRequest, JsonResponse, QueryDict
 
-from stickerloop.converters import BIGINT_MAX
+from stickerloop.input_checks import InputProblem, check_query_dict, json_loads_checked
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-NUL_MESSAGE = "Null characters are not allowed."
-BIGINT_MIN = -(2**63)
-INTEGER_MESSAGE = f"Must be between {BIGINT_MIN} and {BIGINT_MAX}."
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
@@ -32,51 +28,10 @@ def body_limit_text() -> str:
     return f"{size / 2**20:g} MiB ({size:,} bytes)"
 
 
-class InputProblem(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-def _check_text(field: str, value: str) -> None:
-    if "\x00" in value:
-        raise InputProblem(field, NUL_MESSAGE)
-
-
-def _check_query_dict(data: QueryDict) -> None:
-    for key, values in data.lists():
-        _check_text(key.replace("\x00", "\\x00"), key)
-        for value in values:
-            _check_text(key, value)
-
-
-def _check_json(data) -> None:
-    """Walk parsed JSON without recursion: depth, NUL in keys and strings, integer range."""
-    max_depth = settings.REQUEST_JSON_MAX_DEPTH
-    stack = [("", data, 0)]
-    while stack:
-        path, value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth >= max_depth:
-                raise InputProblem("", f"JSON may nest at most {max_depth} levels.")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, child in items:
-                name = str(key).replace("\x00", "\\x00")
-                child_path = f"{path}.{name}" if path else name
-                if isinstance(key, str):
-                    _check_text(child_path, key)
-                stack.append((child_path, child, depth + 1))
-        elif isinstance(value, str):
-            _check_text(path, value)
-        elif isinstance(value, int) and not BIGINT_MIN <= value <= BIGINT_MAX:
-            raise InputProblem(path, INTEGER_MESSAGE)
-
-
 def _check_request(request) -> None:
     if "\x00" in request.path:
         raise InputProblem("", "The URL holds a NUL character.")
-    _check_query_dict(request.GET)
+    check_query_dict(request.GET)
     if request.method in {"GET", "HEAD", "OPTIONS"}:
         return
     content_type = request.content_type or ""
@@ -85,18 +40,14 @@ def _check_request(request) -> None:
             if not request.body:
                 return
             try:
-                data = json.loads(request.body)
-            except RecursionError as exc:
-                depth = settings.REQUEST_JSON_MAX_DEPTH
-                raise InputProblem("", f"JSON may nest at most {depth} levels.") from exc
+                json_loads_checked(request.body)
             except ValueError:
                 return  # Not JSON: the view's parser answers with its own message.
-            _check_json(data)
         elif content_type in FORM_TYPES:
             if request.method == "POST":
-                _check_query_dict(request.POST)
+                check_query_dict(request.POST)
             elif content_type == "application/x-www-form-urlencoded":
-                _check_query_dict(QueryDict(request.body))
+                check_query_dict(QueryDict(request.body))
     except RequestDataTooBig as exc:
         raise InputProblem("", f"The request body is over {body_limit_text()}.") from exc
     except TooManyFieldsSent as exc:
@@ -123,6 +74,5 @@ class InputGuardMiddleware:
                 if problem.field:
                     return JsonResponse({problem.field: [problem.message]}, status=400)
                 return JsonResponse({"detail": problem.message}, status=400)
-            text = f"{problem.field}: {problem.message}" if problem.field else problem.message
-            return HttpResponseBadRequest(text, content_type="text/plain; charset=utf-8")
+            return HttpResponseBadRequest(str(problem), content_type="text/plain; charset=utf-8")
         return self.get_response(request)

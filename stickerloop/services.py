@@ -37,15 +37,16 @@ def token_expires_at(token: Token) -> datetime:
     return token.created + timedelta(hours=settings.TOKEN_TTL_HOURS)
 
 
-@transaction.atomic
 def token_issue(*, user) -> Token:
-    """The user's API token: the current one while it is valid, else a new one."""
-    token = Token.objects.select_for_update().filter(user=user).first()
-    if token is not None and token_expires_at(token) > timezone.now():
-        return token
-    if token is not None:
-        token.delete()
-    return Token.objects.create(user=user)
+    """The user's API token: the current one while it is valid, else a new one.
+
+    get_or_create on the one-token-per-user constraint: two logins at once get the same token.
+    """
+    token, _ = Token.objects.get_or_create(user=user)
+    if token_expires_at(token) <= timezone.now():
+        Token.objects.filter(pk=token.pk).delete()
+        token, _ = Token.objects.get_or_create(user=user)
+    return token
 
 
 def token_revoke(*, user) -> bool:

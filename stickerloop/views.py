@@ -97,7 +97,7 @@ class TokenObtainApi(APIView):
         if wait:
             raise exceptions.Throttled(wait=wait, detail=LOCKED_MESSAGE)
         user = authenticate(
-            request=request._request, username=username, password=data.validated_data["password"]
+            request=request, username=username, password=data.validated_data["password"]
         )
         if user is None:
             login_failure_record(username=username, ip=ip)

@@ -211,3 +211,30 @@ def test_gallery_filters_past_bigint_show_nothing(engineer):
     response = client.get("/candidates/", {"batch": str(10**20), "prompt": str(10**20)})
     assert response.status_code == 200
     assert len(response.context["page"].object_list) == 0
+
+
+@pytest.mark.parametrize(
+    ("schema", "error"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "JSON may nest at most 32 levels."),
+        ('[{"key": "x", "type": "boolean", "label": "a\\u0000"}]', f"0.label: {NUL}"),
+    ],
+)
+def test_the_campaign_page_checks_its_json_textarea(curator, schema, error):
+    client = Client()
+    client.force_login(curator)
+    response = client.post(
+        "/campaigns/new/",
+        {
+            "name": "custom",
+            "kind": "single",
+            "preset": "custom",
+            "question_schema": schema,
+            "overlap": 1,
+            "lease_seconds": 600,
+            "gold_rate": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["question_schema"] == [error]
+    assert Campaign.objects.count() == 0

@@ -84,3 +84,27 @@ def test_a_tag_of_64_characters_is_kept(api, curator):
     content = "text,tags\na cat," + "t" * 64 + "\n"
     assert _import(api(curator), content.encode(), name="p.csv").status_code == 201
     assert list(Tag.objects.values_list("name", flat=True)) == ["t" * 64]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"),
+    [
+        ("p.txt", b"a cat\nb\x00d\n", "Line 2: Null characters are not allowed."),
+        ("p.csv", b"text\na cat\nb\x00d\n", "Line 3: Null characters are not allowed."),
+        (
+            "p.jsonl",
+            b'{"text": "a cat"}\n{"text": "b\\u0000d"}\n',
+            "Line 2: text: Null characters are not allowed.",
+        ),
+        (
+            "p.jsonl",
+            b'{"text": "a cat"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n",
+            "Line 2: JSON may nest at most 32 levels.",
+        ),
+    ],
+)
+def test_a_file_no_column_could_hold_stores_nothing(api, curator, name, content, error):
+    response = _import(api(curator), content, name=name)
+    assert response.status_code == 400
+    assert response.json() == {"file": [error]}
+    assert PromptSet.objects.count() == 0
