@@ -1,6 +1,7 @@
 """API authentication: sessions for the browser, tokens that expire for scripts."""
 
 from django.utils import timezone
+from drf_spectacular.authentication import SessionScheme
 from rest_framework import authentication, exceptions
 
 from stickerloop.services import token_expires_at
@@ -30,3 +31,9 @@ class ExpiringTokenAuthentication(authentication.TokenAuthentication):
         if token_expires_at(token) <= timezone.now():
             raise exceptions.AuthenticationFailed(EXPIRED_MESSAGE)
         return user, token
+
+
+class SessionAuthenticationScheme(SessionScheme):
+    """The OpenAPI description of our session class: drf-spectacular's, which matches by path."""
+
+    target_class = "stickerloop.authentication.SessionAuthentication"
