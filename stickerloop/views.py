@@ -1,6 +1,8 @@
+from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
@@ -67,6 +69,28 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         login_success_record(username=form.get_user().get_username())
         return super().form_valid(form)
+
+
+def admin_login(request):
+    """The admin site's login page, throttled like ours (it has its own view and form)."""
+    if request.method != "POST":
+        return admin.site.login(request)
+    username = request.POST.get("username", "")
+    ip = client_ip(request)
+    wait = login_lock_remaining(username=username, ip=ip)
+    if wait:
+        return HttpResponse(
+            f"{LOCKED_MESSAGE} Try again in {wait} seconds.",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+    response = admin.site.login(request)
+    # The admin answers a login with a redirect and a refusal with the form again.
+    if response.status_code == 302:
+        login_success_record(username=username)
+    else:
+        login_failure_record(username=username, ip=ip)
+    return response
 
 
 class TokenObtainApi(APIView):

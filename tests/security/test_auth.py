@@ -148,3 +148,29 @@ def test_revoking_needs_a_login():
 
 def test_a_browser_without_a_token_keeps_its_403(rater):
     assert APIClient().get("/api/me/").status_code == 403
+
+
+def test_the_admin_login_is_throttled_too(admin_user):
+    client = Client()
+    for _ in range(3):
+        response = client.post(
+            "/admin/login/", {"username": admin_user.username, "password": "wrong"}
+        )
+        assert response.status_code == 200
+    response = client.post(
+        "/admin/login/", {"username": admin_user.username, "password": f"pw-{admin_user.username}"}
+    )
+    assert response.status_code == 429
+    assert response.content == (
+        b"Too many failed logins for this account or address. Try again in 900 seconds."
+    )
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_admin_login_still_logs_in(admin_user):
+    client = Client()
+    response = client.post(
+        "/admin/login/", {"username": admin_user.username, "password": f"pw-{admin_user.username}"}
+    )
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(admin_user.pk)
