@@ -4,8 +4,8 @@ Counters and locks live in Django's cache (Redis when configured, so that every 
 them; process memory on a single machine). After ``LOGIN_MAX_ATTEMPTS`` failures for one username
 within ``LOGIN_LOCKOUT_SECONDS``, or ``LOGIN_MAX_ATTEMPTS_PER_IP`` from one address, that username
 or address is locked for ``LOGIN_LOCKOUT_SECONDS``; even the right password is refused meanwhile.
-A successful login clears its username's count. The login page and ``POST /api/auth/token/`` both
-go through here.
+A successful login clears its username's count. The login page, the admin site's login and
+``POST /api/auth/token/`` all go through here (stickerloop.views) and share the counts.
 """
 
 import hashlib
