@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from annotation.models import CampaignKind, MembershipStatus, Preset
 from generation.models import CandidateKind, GenerationBatch, ModelVersion, Tag
+from stickerloop.input_checks import InputProblem, json_loads_checked
 
 
 def _raters():
@@ -56,9 +57,11 @@ class CampaignForm(forms.Form):
         if not text:
             return None
         try:
-            return json.loads(text)
+            return json_loads_checked(text)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
+        except InputProblem as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
     def clean_good_examples(self):
         return _candidate_ids(self.cleaned_data["good_examples"])

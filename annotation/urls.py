@@ -4,14 +4,14 @@ from annotation import views
 
 urlpatterns = [
     path("rate/", views.rater_home, name="rater-home"),
-    path("rate/<int:pk>/", views.rate, name="rate"),
-    path("rate/media/<int:candidate_id>/<str:part>", views.rate_media, name="rate-media"),
+    path("rate/<id:pk>/", views.rate, name="rate"),
+    path("rate/media/<id:candidate_id>/<str:part>", views.rate_media, name="rate-media"),
     path("campaigns/", views.campaign_list, name="campaign-list"),
     path("campaigns/new/", views.campaign_create, name="campaign-create"),
-    path("campaigns/<int:pk>/", views.campaign_detail, name="campaign-detail"),
-    path("campaigns/<int:pk>/edit/", views.campaign_edit, name="campaign-edit"),
+    path("campaigns/<id:pk>/", views.campaign_detail, name="campaign-detail"),
+    path("campaigns/<id:pk>/edit/", views.campaign_edit, name="campaign-edit"),
     path(
-        "campaigns/<int:pk>/items/",
+        "campaigns/<id:pk>/items/",
         views.campaign_items_from_selection,
         name="campaign-items-from-selection",
     ),

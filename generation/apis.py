@@ -20,7 +20,7 @@ from generation.models import (
 )
 from generation.services.batches import generation_batch_cancel, generation_batch_create
 from generation.services.model_versions import model_version_register
-from generation.services.prompts import prompt_set_import
+from generation.services.prompts import prompt_file_size_check, prompt_set_import
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 
@@ -144,8 +144,7 @@ class PromptSetImportApi(APIView):
             if upload is None and "content" not in attrs:
                 raise serializers.ValidationError({"file": "Upload a file or give 'content'."})
             if upload is not None:
-                if upload.size > 20 * 1024 * 1024:
-                    raise serializers.ValidationError({"file": "The file is over 20 MB."})
+                prompt_file_size_check(upload.size)
                 try:
                     attrs["content"] = upload.read().decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -161,8 +160,14 @@ class PromptSetImportApi(APIView):
     class OutputSerializer(serializers.Serializer):
         prompt_set = PromptSetOutput()
         imported = serializers.IntegerField()
-        duplicates = serializers.ListField(child=serializers.DictField())
-        empty_lines = serializers.ListField(child=serializers.IntegerField())
+        duplicates = serializers.ListField(
+            child=serializers.DictField(), help_text="The first 100 duplicates."
+        )
+        duplicate_count = serializers.IntegerField()
+        empty_lines = serializers.ListField(
+            child=serializers.IntegerField(), help_text="The first 100 empty lines."
+        )
+        empty_line_count = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):
@@ -182,7 +187,9 @@ class PromptSetImportApi(APIView):
             "prompt_set": prompt_set,
             "imported": report.imported,
             "duplicates": report.duplicates,
+            "duplicate_count": report.duplicate_count,
             "empty_lines": report.empty_lines,
+            "empty_line_count": report.empty_line_count,
         }
         return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
 
@@ -330,7 +337,7 @@ class CandidateListApi(generics.ListAPIView):
         model_version = serializers.IntegerField(required=False)
         prompt = serializers.IntegerField(required=False)
         prompt_set = serializers.IntegerField(required=False)
-        tag = serializers.CharField(required=False)
+        tag = serializers.CharField(required=False, max_length=64)
         kind = serializers.ChoiceField(choices=["sticker", "animation"], required=False)
         source = serializers.IntegerField(required=False)
 

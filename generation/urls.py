@@ -6,7 +6,7 @@ urlpatterns = [
     path("batches/", views.batch_list, name="batch-list"),
     path("batches/new/", views.batch_create, name="batch-create"),
     path("prompt-sets/", views.prompt_set_list, name="prompt-set-list"),
-    path("batches/<int:pk>/", views.batch_detail, name="batch-detail"),
+    path("batches/<id:pk>/", views.batch_detail, name="batch-detail"),
     path("candidates/", views.candidate_gallery, name="candidate-gallery"),
     path("models/", views.model_version_list, name="model-version-list"),
 ]

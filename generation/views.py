@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from generation import selectors
 from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptSet
 from generation.services.batches import generation_batch_create
-from generation.services.prompts import prompt_set_import
+from generation.services.prompts import prompt_file_size_check, prompt_set_import
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -86,6 +86,7 @@ def prompt_set_list(request):
         if not errors:
             suffix = upload.name.rsplit(".", 1)[-1].lower()
             try:
+                prompt_file_size_check(upload.size)
                 content = upload.read().decode("utf-8")
                 prompt_set, report = prompt_set_import(
                     name=name,

@@ -1,12 +1,17 @@
 """Shared API plumbing: service errors become 4xx answers that name the field and the problem."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(exceptions.APIException):
@@ -16,6 +21,15 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, DataError):
+        # The last line of defence (input is checked before it gets here): a number or text the
+        # column cannot hold. The statement failed, so nothing was written; the atomic block
+        # around the service, if any, has rolled back.
+        logger.warning("Refused input the database could not hold: %s", exc)
+        return Response(
+            {"detail": "A value does not fit its database column."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, DjangoValidationError):
         return Response(validation_error_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoPermissionDenied):

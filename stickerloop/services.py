@@ -1,9 +1,14 @@
-"""Project-level writes: users and their roles."""
+"""Project-level writes: users, their roles and their API tokens."""
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from stickerloop.roles import Role
 
@@ -23,3 +28,28 @@ def user_create_with_roles(*, username: str, password: str, roles: list[str], em
     # tests, `manage.py flush`) has none, and a role must still be grantable.
     user.groups.set([Group.objects.get_or_create(name=role)[0] for role in roles])
     return user
+
+
+# API tokens --------------------------------------------------------------------------------------
+
+
+def token_expires_at(token: Token) -> datetime:
+    return token.created + timedelta(hours=settings.TOKEN_TTL_HOURS)
+
+
+def token_issue(*, user) -> Token:
+    """The user's API token: the current one while it is valid, else a new one.
+
+    get_or_create on the one-token-per-user constraint: two logins at once get the same token.
+    """
+    token, _ = Token.objects.get_or_create(user=user)
+    if token_expires_at(token) <= timezone.now():
+        Token.objects.filter(pk=token.pk).delete()
+        token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+def token_revoke(*, user) -> bool:
+    """Delete the user's API token; False when they held none."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return deleted > 0

@@ -59,6 +59,14 @@ DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 if PRODUCTION:
     if SECRET_KEY == _DEV_SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
+    # Django's own rule (security.W009), made fatal: a short or repetitive key can be guessed.
+    _weak = len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5
+    if _weak or SECRET_KEY.startswith("django-insecure-"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is too weak for production: it needs at least 50 characters and "
+            "at least 5 distinct ones, and must not start with 'django-insecure-' (make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)"
+        )
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
 
@@ -91,6 +99,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "stickerloop.middleware.InputGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -120,6 +129,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # A persistent connection the server dropped is noticed and replaced before the request
+        # uses it, instead of failing that request with a 500.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -179,8 +191,8 @@ if DEBUG:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "stickerloop.authentication.SessionAuthentication",
+        "stickerloop.authentication.ExpiringTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -199,6 +211,37 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Request input (stickerloop.middleware): JSON bodies nest at most this deep. Bodies other than
+# uploaded files are capped by Django's DATA_UPLOAD_MAX_MEMORY_SIZE (set here so it is explicit).
+REQUEST_JSON_MAX_DEPTH = env_int("STICKERLOOP_JSON_MAX_DEPTH", 32)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STICKERLOOP_MAX_BODY_BYTES", 2_621_440)  # 2.5 MiB
+
+# Login throttling (stickerloop.login_throttle) and API tokens (stickerloop.authentication).
+LOGIN_MAX_ATTEMPTS = env_int("STICKERLOOP_LOGIN_MAX_ATTEMPTS", 5)
+LOGIN_MAX_ATTEMPTS_PER_IP = env_int("STICKERLOOP_LOGIN_MAX_ATTEMPTS_PER_IP", 50)
+LOGIN_LOCKOUT_SECONDS = env_int("STICKERLOOP_LOGIN_LOCKOUT_SECONDS", 900)
+# The request header holding the client's address when a proxy stands in front, e.g.
+# HTTP_X_FORWARDED_FOR; unset, REMOTE_ADDR (behind a proxy that would lock everyone out at once).
+LOGIN_CLIENT_IP_HEADER = env("STICKERLOOP_CLIENT_IP_HEADER")
+TOKEN_TTL_HOURS = env_int("STICKERLOOP_TOKEN_TTL_HOURS", 24 * 30)
+
+# Cache: shared by every process through Redis when there is one (login throttling must count
+# across web workers), else this process's memory, so that `make run` needs no Redis.
+REDIS_URL = env("REDIS_URL")
+_cache_redis = REDIS_URL or (
+    env("CELERY_BROKER_URL") if (env("CELERY_BROKER_URL") or "").startswith("redis") else None
+)
+if _cache_redis:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_redis,
+            "KEY_PREFIX": "stickerloop",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery. Without CELERY_BROKER_URL a single machine uses the filesystem transport under var/.
 _broker_dir = VAR_DIR / "broker"
@@ -270,6 +313,10 @@ GENERATION_BATCH_SIZE = env_int("STICKERLOOP_GENERATION_BATCH_SIZE", 8)
 GENERATION_CHUNK_SIZE = env_int("STICKERLOOP_GENERATION_CHUNK_SIZE", 32)
 GENERATION_DEVICE = env("STICKERLOOP_DEVICE")
 PIPELINE_CACHE_SIZE = env_int("STICKERLOOP_PIPELINE_CACHE_SIZE", 4)
+# Prompt import runs inside the web request: a bigger file is refused before it is parsed
+# (2.45 million prompts in 21 MB ran past the worker's timeout). 20 MiB = 20,971,520 bytes.
+PROMPT_IMPORT_MAX_BYTES = env_int("STICKERLOOP_PROMPT_IMPORT_MAX_BYTES", 20 * 2**20)
+PROMPT_IMPORT_MAX_ROWS = env_int("STICKERLOOP_PROMPT_IMPORT_MAX_ROWS", 100_000)
 
 # Training jobs: each job's spec, log, checkpoints and output model live in TRAINING_DIR/job-<id>.
 TRAINING_DIR = Path(env("STICKERLOOP_TRAINING_DIR", str(VAR_DIR / "training")))
@@ -289,3 +336,18 @@ LOGGING = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https" trusts that header for
+# request.is_secure(). Only set it when the proxy overwrites the header on every request.
+_proxy_ssl_header = env("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    _header, _, _value = _proxy_ssl_header.partition(",")
+    if not _header.startswith("HTTP_") or not _value:
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must look like 'HTTP_X_FORWARDED_PROTO,https', "
+            f"not {_proxy_ssl_header!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = (_header, _value)

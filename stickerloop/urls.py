@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from stickerloop import media, views
 
@@ -12,7 +11,8 @@ api_patterns = [
     path("", include("annotation.quality.urls_api")),
     path("", include("training_bridge.urls_api")),
     path("", include("training_bridge.jobs.urls_api")),
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", views.TokenObtainApi.as_view(), name="api-token"),
+    path("auth/token/revoke/", views.TokenRevokeApi.as_view(), name="api-token-revoke"),
     path("me/", views.MeApi.as_view(), name="api-me"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -20,8 +20,9 @@ api_patterns = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/login/", views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("media/<path:key>", media.media_serve, name="media"),

@@ -1,11 +1,25 @@
+from django.contrib import admin
+from django.contrib.auth import authenticate
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from stickerloop import services
+from stickerloop.login_throttle import (
+    client_ip,
+    login_failure_record,
+    login_lock_remaining,
+    login_success_record,
+)
 from stickerloop.roles import Role, user_roles
+
+LOCKED_MESSAGE = "Too many failed logins for this account or address."
 
 
 @login_required
@@ -31,3 +45,104 @@ class MeApi(APIView):
         return Response(
             {"username": request.user.get_username(), "roles": sorted(user_roles(request.user))}
         )
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, throttled per username and per address (see login_throttle)."""
+
+    def post(self, request, *args, **kwargs):
+        wait = login_lock_remaining(
+            username=request.POST.get("username", ""), ip=client_ip(request)
+        )
+        if wait:
+            # An unbound form: a bound one would check the password when the page shows errors.
+            form = self.get_form_class()(request)
+            context = self.get_context_data(form=form, locked_seconds=wait)
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if form.non_field_errors():
+            login_failure_record(username=form.data.get("username", ""), ip=client_ip(self.request))
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        login_success_record(username=form.get_user().get_username())
+        return super().form_valid(form)
+
+
+def admin_login(request):
+    """The admin site's login page, throttled like ours (it has its own view and form)."""
+    if request.method != "POST":
+        return admin.site.login(request)
+    username = request.POST.get("username", "")
+    ip = client_ip(request)
+    wait = login_lock_remaining(username=username, ip=ip)
+    if wait:
+        return HttpResponse(
+            f"{LOCKED_MESSAGE} Try again in {wait} seconds.",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+    response = admin.site.login(request)
+    # The admin answers a login with a redirect and a refusal with the form again.
+    if response.status_code == 302:
+        login_success_record(username=username)
+    else:
+        login_failure_record(username=username, ip=ip)
+    return response
+
+
+class TokenObtainApi(APIView):
+    """Exchange a username and password for an API token (the same one until it expires).
+
+    429 after too many failed logins for the username or the address, even with the right
+    password, until the lockout ends.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema_serializer(component_name="TokenObtainInput")
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    @extend_schema_serializer(component_name="TokenObtainOutput")
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        ip = client_ip(request)
+        wait = login_lock_remaining(username=username, ip=ip)
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail=LOCKED_MESSAGE)
+        user = authenticate(
+            request=request, username=username, password=data.validated_data["password"]
+        )
+        if user is None:
+            login_failure_record(username=username, ip=ip)
+            raise exceptions.ValidationError(
+                {"non_field_errors": ["Unable to log in with provided credentials."]}
+            )
+        login_success_record(username=username)
+        token = services.token_issue(user=user)
+        return Response(
+            self.OutputSerializer(
+                {"token": token.key, "expires_at": services.token_expires_at(token)}
+            ).data
+        )
+
+
+class TokenRevokeApi(APIView):
+    """Revoke the caller's API token (sessions stay logged in). 204, also when none was held."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        services.token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

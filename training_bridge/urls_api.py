@@ -16,22 +16,22 @@ urlpatterns = [
         name="api-dataset-rule-draft-preview",
     ),
     path(
-        "dataset-rules/<int:pk>/",
+        "dataset-rules/<id:pk>/",
         rules_apis.RuleDetailApi.as_view(),
         name="api-dataset-rule-detail",
     ),
     path(
-        "dataset-rules/<int:pk>/update/",
+        "dataset-rules/<id:pk>/update/",
         rules_apis.RuleUpdateApi.as_view(),
         name="api-dataset-rule-update",
     ),
     path(
-        "dataset-rules/<int:pk>/preview/",
+        "dataset-rules/<id:pk>/preview/",
         rules_apis.RulePreviewApi.as_view(),
         name="api-dataset-rule-preview",
     ),
     path(
-        "dataset-rules/<int:pk>/build/",
+        "dataset-rules/<id:pk>/build/",
         versions_apis.RuleBuildApi.as_view(),
         name="api-dataset-rule-build",
     ),
@@ -39,32 +39,32 @@ urlpatterns = [
         "dataset-versions/", versions_apis.VersionListApi.as_view(), name="api-dataset-version-list"
     ),
     path(
-        "dataset-versions/<int:pk>/",
+        "dataset-versions/<id:pk>/",
         versions_apis.VersionDetailApi.as_view(),
         name="api-dataset-version-detail",
     ),
     path(
-        "dataset-versions/<int:pk>/entries/",
+        "dataset-versions/<id:pk>/entries/",
         versions_apis.VersionEntriesApi.as_view(),
         name="api-dataset-version-entries",
     ),
     path(
-        "dataset-versions/<int:pk>/retire/",
+        "dataset-versions/<id:pk>/retire/",
         versions_apis.VersionRetireApi.as_view(),
         name="api-dataset-version-retire",
     ),
     path(
-        "dataset-versions/<int:pk>/diff/<int:other>/",
+        "dataset-versions/<id:pk>/diff/<id:other>/",
         versions_apis.VersionDiffApi.as_view(),
         name="api-dataset-version-diff",
     ),
     path(
-        "dataset-versions/<int:pk>/exports/",
+        "dataset-versions/<id:pk>/exports/",
         exports_apis.ExportCreateApi.as_view(),
         name="api-dataset-export-create",
     ),
     path(
-        "dataset-versions/<int:pk>/exports/batch/",
+        "dataset-versions/<id:pk>/exports/batch/",
         exports_apis.ExportBatchCreateApi.as_view(),
         name="api-dataset-export-batch-create",
     ),
@@ -75,12 +75,12 @@ urlpatterns = [
         name="api-dataset-export-progress",
     ),
     path(
-        "dataset-exports/<int:pk>/",
+        "dataset-exports/<id:pk>/",
         exports_apis.ExportDetailApi.as_view(),
         name="api-dataset-export-detail",
     ),
     path(
-        "dataset-exports/<int:pk>/download/",
+        "dataset-exports/<id:pk>/download/",
         exports_apis.ExportDownloadApi.as_view(),
         name="api-dataset-export-download",
     ),
@@ -94,7 +94,7 @@ urlpatterns = [
         name="api-weak-source-create",
     ),
     path(
-        "weak-sources/<int:pk>/imports/",
+        "weak-sources/<id:pk>/imports/",
         weak_imports_apis.WeakImportCreateApi.as_view(),
         name="api-weak-import-create",
     ),
@@ -102,7 +102,7 @@ urlpatterns = [
         "weak-imports/", weak_imports_apis.WeakImportListApi.as_view(), name="api-weak-import-list"
     ),
     path(
-        "weak-imports/<int:pk>/",
+        "weak-imports/<id:pk>/",
         weak_imports_apis.WeakImportDetailApi.as_view(),
         name="api-weak-import-detail",
     ),

@@ -2,11 +2,11 @@ from django.urls import path
 
 from annotation.quality.apis import gold, policy, raters, runs, tables
 
-C = "quality/campaigns/<int:pk>/"
+C = "quality/campaigns/<id:pk>/"
 
 urlpatterns = [
     path(
-        "campaigns/<int:pk>/raters/",
+        "campaigns/<id:pk>/raters/",
         raters.CampaignMembershipSetApi.as_view(),
         name="api-campaign-membership-set",
     ),
@@ -17,12 +17,12 @@ urlpatterns = [
     path(f"{C}consensus/", tables.ConsensusApi.as_view(), name="api-quality-consensus"),
     path(f"{C}raters/", tables.RaterTableApi.as_view(), name="api-quality-raters"),
     path(
-        f"{C}raters/<int:rater_id>/pause/",
+        f"{C}raters/<id:rater_id>/pause/",
         raters.RaterPauseApi.as_view(),
         name="api-quality-rater-pause",
     ),
     path(
-        f"{C}raters/<int:rater_id>/resume/",
+        f"{C}raters/<id:rater_id>/resume/",
         raters.RaterResumeApi.as_view(),
         name="api-quality-rater-resume",
     ),
@@ -31,7 +31,7 @@ urlpatterns = [
     path(f"{C}gold/add/", gold.GoldAddApi.as_view(), name="api-quality-gold-add"),
     path(f"{C}gold/promote/", gold.GoldPromoteApi.as_view(), name="api-quality-gold-promote"),
     path(
-        f"{C}gold/<int:item_id>/unset/", gold.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
+        f"{C}gold/<id:item_id>/unset/", gold.GoldUnsetApi.as_view(), name="api-quality-gold-unset"
     ),
-    path("quality/runs/<int:pk>/", runs.RunDetailApi.as_view(), name="api-quality-run"),
+    path("quality/runs/<id:pk>/", runs.RunDetailApi.as_view(), name="api-quality-run"),
 ]

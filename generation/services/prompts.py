@@ -5,11 +5,13 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from generation.models import PROMPT_MAX_CHARS, Prompt, PromptSet, Tag
+from stickerloop.input_checks import NUL_MESSAGE, InputProblem, json_loads_checked
 
 
 @dataclass
@@ -23,8 +25,35 @@ class PromptRow:
 @dataclass
 class PromptImportReport:
     imported: int
-    duplicates: list[dict]
-    empty_lines: list[int]
+    duplicates: list[dict]  # the first PROMPT_IMPORT_REPORT_LINES duplicates
+    empty_lines: list[int]  # the first PROMPT_IMPORT_REPORT_LINES empty lines
+    duplicate_count: int = 0
+    empty_line_count: int = 0
+
+
+# A report lists this many duplicates and empty lines, and counts the rest: listing them all
+# answered an 18 MB file of duplicates with a 78 MB body.
+PROMPT_IMPORT_REPORT_LINES = 100
+
+
+def prompt_file_size_check(size: int) -> None:
+    """Refuse a prompt file over PROMPT_IMPORT_MAX_BYTES (callers check before reading it)."""
+    limit = settings.PROMPT_IMPORT_MAX_BYTES
+    if size > limit:
+        raise ValidationError(
+            {"file": [f"A prompt file may have at most {limit / 2**20:g} MiB ({limit:,} bytes)."]}
+        )
+
+
+def _lines_limited(lines, *, start: int):
+    """(number, line) pairs, like enumerate; refuses a file over PROMPT_IMPORT_MAX_ROWS lines."""
+    limit = settings.PROMPT_IMPORT_MAX_ROWS
+    for count, line in enumerate(lines):
+        if count == limit:
+            raise ValidationError(
+                {"file": [f"A prompt file may have at most {limit:,} lines (CSV: rows)."]}
+            )
+        yield start + count, line
 
 
 def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRow], list[int]]:
@@ -32,7 +61,7 @@ def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRo
     rows: list[PromptRow] = []
     empty: list[int] = []
     if file_format == "text":
-        for number, line in enumerate(content.splitlines(), start=1):
+        for number, line in _lines_limited(content.splitlines(), start=1):
             if line.strip():
                 rows.append(PromptRow(line=number, text=line.strip()))
             else:
@@ -43,7 +72,7 @@ def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRo
             raise ValidationError(
                 {"file": ["A CSV prompt file needs a header with a 'text' column."]}
             )
-        for number, record in enumerate(reader, start=2):
+        for number, record in _lines_limited(reader, start=2):
             text = (record.get("text") or "").strip()
             if not text:
                 empty.append(number)
@@ -58,16 +87,18 @@ def _parse_prompt_file(*, content: str, file_format: str) -> tuple[list[PromptRo
                 )
             )
     elif file_format == "jsonl":
-        for number, line in enumerate(content.splitlines(), start=1):
+        for number, line in _lines_limited(content.splitlines(), start=1):
             if not line.strip():
                 empty.append(number)
                 continue
             try:
-                record = json.loads(line)
+                record = json_loads_checked(line)
             except json.JSONDecodeError as exc:
                 raise ValidationError(
                     {"file": [f"Line {number} is not valid JSON: {exc.msg}."]}
                 ) from exc
+            except InputProblem as exc:
+                raise ValidationError({"file": [f"Line {number}: {exc}"]}) from exc
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValidationError({"file": [f"Line {number} needs a string 'text' field."]})
             tags = record.get("tags") or []
@@ -109,6 +140,10 @@ def prompt_set_import(
     Duplicates and empty lines are reported, not stored. A file with no prompt, or a prompt over
     the length limit, stores nothing.
     """
+    prompt_file_size_check(len(content.encode("utf-8")))
+    if "\x00" in content:
+        line = content.count("\n", 0, content.index("\x00")) + 1
+        raise ValidationError({"file": [f"Line {line}: {NUL_MESSAGE}"]})
     rows, empty = _parse_prompt_file(content=content, file_format=file_format)
     too_long = [r.line for r in rows if len(r.text) > PROMPT_MAX_CHARS]
     if too_long:
@@ -120,12 +155,28 @@ def prompt_set_import(
                 ]
             }
         )
+    tag_max = Tag._meta.get_field("name").max_length
+    long_tags = [r.line for r in rows if any(len(t) > tag_max for t in r.tags)]
+    if long_tags:
+        raise ValidationError(
+            {
+                "tags": [
+                    f"Tags may have at most {tag_max} characters; line(s) "
+                    f"{', '.join(map(str, long_tags[:10]))} have longer ones."
+                ]
+            }
+        )
     seen: dict[str, int] = {}
     unique: list[PromptRow] = []
     duplicates: list[dict] = []
+    duplicate_count = 0
     for row in rows:
         if row.text in seen:
-            duplicates.append({"line": row.line, "first_line": seen[row.text], "text": row.text})
+            duplicate_count += 1
+            if len(duplicates) < PROMPT_IMPORT_REPORT_LINES:
+                duplicates.append(
+                    {"line": row.line, "first_line": seen[row.text], "text": row.text}
+                )
             continue
         seen[row.text] = row.line
         unique.append(row)
@@ -157,5 +208,9 @@ def prompt_set_import(
             ]
         )
     return prompt_set, PromptImportReport(
-        imported=len(unique), duplicates=duplicates, empty_lines=empty
+        imported=len(unique),
+        duplicates=duplicates,
+        empty_lines=empty[:PROMPT_IMPORT_REPORT_LINES],
+        duplicate_count=duplicate_count,
+        empty_line_count=len(empty),
     )

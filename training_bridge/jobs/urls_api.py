@@ -8,40 +8,40 @@ urlpatterns = [
     path(
         "training-jobs/progress/", apis.JobProgressApi.as_view(), name="api-training-job-progress"
     ),
-    path("training-jobs/<int:pk>/", apis.JobDetailApi.as_view(), name="api-training-job-detail"),
+    path("training-jobs/<id:pk>/", apis.JobDetailApi.as_view(), name="api-training-job-detail"),
     path(
-        "training-jobs/<int:pk>/cancel/",
+        "training-jobs/<id:pk>/cancel/",
         apis.JobCancelApi.as_view(),
         name="api-training-job-cancel",
     ),
     path(
-        "training-jobs/<int:pk>/resume/",
+        "training-jobs/<id:pk>/resume/",
         apis.JobResumeApi.as_view(),
         name="api-training-job-resume",
     ),
     path(
-        "training-jobs/<int:pk>/report/",
+        "training-jobs/<id:pk>/report/",
         apis.JobProgressReportApi.as_view(),
         name="api-training-job-report",
     ),
     path(
-        "training-jobs/<int:pk>/register-output/",
+        "training-jobs/<id:pk>/register-output/",
         apis.JobRegisterOutputApi.as_view(),
         name="api-training-job-register-output",
     ),
     path(
-        "training-jobs/<int:pk>/losses/",
+        "training-jobs/<id:pk>/losses/",
         apis.JobLossesApi.as_view(),
         name="api-training-job-losses",
     ),
     # Publishing lives with the training trigger it fires: curation never imports the jobs app.
     path(
-        "dataset-versions/<int:pk>/publish/",
+        "dataset-versions/<id:pk>/publish/",
         apis.VersionPublishApi.as_view(),
         name="api-dataset-version-publish",
     ),
     path(
-        "training-triggers/<int:pk>/fire/",
+        "training-triggers/<id:pk>/fire/",
         apis.TriggerFireApi.as_view(),
         name="api-training-trigger-fire",
     ),

@@ -33,7 +33,7 @@ class RaterPauseApi(APIView):
 
     @extend_schema_serializer(component_name="QualityRaterPauseInput")
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(allow_blank=True, trim_whitespace=False)
+        reason = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=500)
         exclude = serializers.BooleanField(default=True)
 
     @extend_schema(request=InputSerializer, responses=EventOutput)
@@ -55,7 +55,7 @@ class RaterResumeApi(APIView):
 
     @extend_schema_serializer(component_name="QualityRaterResumeInput")
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
     @extend_schema(request=InputSerializer, responses=EventOutput)
     def post(self, request, pk: int, rater_id: int):
