@@ -46,7 +46,7 @@ def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> Tr
     """Ask for candidates from the new model and its parent (same prompts or sources, same
     seeds). A batch the generation service refuses marks the evaluation FAILED with its reason;
     it never undoes the registration (it runs in a savepoint)."""
-    from generation.services import generation_batch_create
+    from generation.services.batches import generation_batch_create
 
     evaluation = TrainingJobEvaluation(job=job)
     parent = job.base_model_version

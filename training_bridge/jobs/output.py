@@ -92,7 +92,7 @@ def training_job_register_output(
     folder = Path(output_uri) if output_uri else output_dir(job)
     summary = _read_summary(folder)
     _check_summary(job, folder, summary)
-    from generation.services import model_version_register
+    from generation.services.model_versions import model_version_register
 
     base = job.base_model_version
     links = list(job.dataset_links.select_related("dataset_version"))
