@@ -135,7 +135,8 @@ def training_job_evaluation_advance(*, evaluation_id: int) -> bool:
     (or source sticker) and seed, asks the pairwise questions (alignment, style, motion,
     overall) and is open to every active rater.
     """
-    from annotation.services import campaign_create, campaign_items_add, campaign_start
+    from annotation.services.campaigns import campaign_create, campaign_start
+    from annotation.services.items import campaign_items_add
 
     evaluation = (
         TrainingJobEvaluation.objects.select_for_update(of=("self",))
