@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from generation.models import Candidate, CandidateKind, CandidateOrigin
 from generation.pipelines import sha256_hex
+from generation.services.candidates import ImportedCandidate, candidates_import
 from training_bridge import tasks as curation_tasks
 from training_bridge.exports.create import work_dir
 from training_bridge.models import (
@@ -217,9 +218,8 @@ def _import_batch(weak_import: WeakImport, batch: list) -> None:
                     ready.motion_score, source.motion_bucket_edges
                 )
             new_rows.append(
-                Candidate(
+                ImportedCandidate(
                     kind=CandidateKind.ANIMATION if ready.frames else CandidateKind.STICKER,
-                    origin=CandidateOrigin.IMPORTED,
                     params={"import_id": weak_import.pk, "file": record.name, "fps": ready.fps},
                     raw_prompt=record.caption,
                     file=key,
@@ -231,11 +231,11 @@ def _import_batch(weak_import: WeakImport, batch: list) -> None:
                     sha256=sha,
                     motion_score=ready.motion_score,
                     weak_labels=labels,
-                    import_source=source.name,
                 )
             )
             fingerprints.append(perceptual_hash(ready.first_frame))
-        created = Candidate.objects.bulk_create(new_rows)
+        # Every row is new under the source lock, so ``created`` lines up with ``fingerprints``.
+        created = candidates_import(source=source.name, rows=new_rows).created
         CandidateFingerprint.objects.bulk_create(
             [
                 CandidateFingerprint(candidate_id=c.pk, phash=h)

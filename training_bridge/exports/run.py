@@ -17,8 +17,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, F
 from django.db.models.functions import Least
-from django.utils import timezone
 
+from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
 from training_bridge.audit import audit_record
 from training_bridge.exports.create import export_part_range, work_dir
 from training_bridge.exports.reading import (
@@ -53,13 +53,20 @@ EXPORT_FILE_NAMES = {
 }
 
 
+def _lock_export(export_id: int) -> DatasetExport | None:
+    """The export locked until the caller's transaction ends; None when it has ended."""
+    return lock_unfinished(
+        DatasetExport.objects.select_related("version"), export_id, finished=TERMINAL_TASK_STATUSES
+    )
+
+
 @transaction.atomic
 def _export_claim(export_id: int, part: int) -> DatasetExport | None:
     """Mark the export running for ``part``; None when the export has ended or the part is
     done. A part found running is a redelivery after its worker died: it runs again and
     overwrites its own keys."""
-    export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
-    if export.status in TERMINAL_TASK_STATUSES or str(part) in export.part_results:
+    export = _lock_export(export_id)
+    if export is None or str(part) in export.part_results:
         return None
     if not 0 <= part < export.parts:
         _export_finish_locked(
@@ -71,11 +78,7 @@ def _export_claim(export_id: int, part: int) -> DatasetExport | None:
             export, status=TaskStatus.FAILED, error="The version was retired before the export ran."
         )
         return None
-    export.status = TaskStatus.RUNNING
-    export.started_at = export.started_at or timezone.now()
-    export.attempts = F("attempts") + 1
-    export.save(update_fields=["status", "started_at", "attempts"])
-    export.refresh_from_db(fields=["attempts"])
+    mark_running(export, keep_started_at=True, count_attempt=True)
     return export
 
 
@@ -85,8 +88,8 @@ def _export_finish_part(
 ) -> bool:
     """Record a finished part; the last part to finish finishes the export. False when the
     export ended meanwhile (another part failed): the caller's files are not part of it."""
-    export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
-    if export.status in TERMINAL_TASK_STATUSES:
+    export = _lock_export(export_id)
+    if export is None:
         return False
     export.part_results[str(part)] = {"files": files, "cpu_seconds": cpu_seconds}
     export.save(update_fields=["part_results"])
@@ -110,27 +113,22 @@ def _export_finish_locked(
     files: list[dict] | None = None,
     cpu_seconds: float | None = None,
 ) -> None:
-    export.status = status
-    export.error = error
-    export.finished_at = timezone.now()
-    fields = ["status", "error", "finished_at"]
+    fields = {}
     if status == TaskStatus.FAILED and export.part_results:
         # Parts that finished before another failed stored files that no export owns now.
         transaction.on_commit(partial(_delete_keys, _part_keys(export.part_results)))
-        export.part_results = {}
-        fields.append("part_results")
+        fields["part_results"] = {}
     if files is not None:
-        export.files = files
-        export.size_bytes = sum(f["size"] for f in files)
-        export.sha256 = combined_sha256(
+        fields["files"] = files
+        fields["size_bytes"] = sum(f["size"] for f in files)
+        fields["sha256"] = combined_sha256(
             [
                 OutputFile(name=f["name"], path=Path(), size=f["size"], sha256=f["sha256"])
                 for f in files
             ]
         )
-        export.done = export.total
-        fields += ["files", "size_bytes", "sha256", "done"]
-    export.save(update_fields=fields)
+        fields["done"] = export.total
+    mark_finished(export, status=status, error=error, fields=fields)
     action = (
         AuditAction.EXPORT_SUCCEEDED
         if status == TaskStatus.SUCCEEDED
@@ -167,8 +165,8 @@ def _export_finish(
     files: list[dict] | None = None,
     cpu_seconds: float | None = None,
 ) -> None:
-    export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
-    if export.status in TERMINAL_TASK_STATUSES:
+    export = _lock_export(export_id)
+    if export is None:
         return
     _export_finish_locked(export, status=status, error=error, files=files, cpu_seconds=cpu_seconds)
 

@@ -17,9 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from stickerloop.errors import ServiceConflict
+from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.jobs.lifecycle import job_dir, job_is_stale, output_dir
 from training_bridge.jobs.models import (
+    TERMINAL_JOB_STATUSES,
     JobStatus,
     Launcher,
     TrainingJob,
@@ -141,6 +143,8 @@ def _claim(job_id: int, attempt: int) -> TrainingJob | None:
     job with a stale heartbeat is taken over: its worker died, and the recipe resumes from
     the last checkpoint.
     """
+    # Not lock_unfinished: a missing row, another attempt or launcher, or a live RUNNING job
+    # also mean nothing to do, and only a stale RUNNING one is taken over.
     job = (
         TrainingJob.objects.select_for_update()
         .select_related("base_model_version")
@@ -154,11 +158,12 @@ def _claim(job_id: int, attempt: int) -> TrainingJob | None:
     elif job.status != JobStatus.QUEUED:
         return None
     now = timezone.now()
-    job.status = JobStatus.RUNNING
-    job.started_at = job.started_at or now
-    job.heartbeat_at = now
-    job.worker = f"{socket.gethostname()}:{os.getpid()}"
-    job.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+    mark_running(
+        job,
+        now=now,
+        keep_started_at=True,
+        fields={"heartbeat_at": now, "worker": f"{socket.gethostname()}:{os.getpid()}"},
+    )
     return job
 
 
@@ -301,15 +306,10 @@ def _settle(job_id: int, attempt: int, outcome: Outcome) -> None:
 
 @transaction.atomic
 def _fail(job_id: int, attempt: int, *, error: str, tail: str | None = None) -> None:
-    job = TrainingJob.objects.select_for_update().get(pk=job_id)
-    if job.attempt != attempt or job.is_finished:
+    job = lock_unfinished(TrainingJob.objects, job_id, finished=TERMINAL_JOB_STATUSES)
+    if job is None or job.attempt != attempt:
         return
-    job.status = JobStatus.FAILED
-    job.error = error
-    job.finished_at = timezone.now()
-    job.heartbeat_at = None
-    fields = ["status", "error", "finished_at", "heartbeat_at"]
+    fields = {"heartbeat_at": None}
     if tail is not None:
-        job.log_tail = tail[-LOG_TAIL_CHARS:]
-        fields.append("log_tail")
-    job.save(update_fields=fields)
+        fields["log_tail"] = tail[-LOG_TAIL_CHARS:]
+    mark_finished(job, status=JobStatus.FAILED, error=error, fields=fields)
