@@ -21,6 +21,7 @@ from django.utils import timezone
 from generation.models import Candidate, CandidateKind, CandidateOrigin
 from generation.pipelines import sha256_hex
 from generation.services.candidates import ImportedCandidate, candidates_import
+from stickerloop.lifecycle import lock_unfinished, mark_running
 from training_bridge import tasks as curation_tasks
 from training_bridge.exports.create import work_dir
 from training_bridge.models import (
@@ -148,19 +149,20 @@ def weak_import_create(
 
 @transaction.atomic
 def _import_claim(import_id: int) -> WeakImport | None:
-    weak_import = WeakImport.objects.select_for_update().select_related("source").get(pk=import_id)
-    if weak_import.is_finished:
+    weak_import = lock_unfinished(
+        WeakImport.objects.select_related("source"), import_id, finished=TERMINAL_TASK_STATUSES
+    )
+    if weak_import is None:
         return None
-    weak_import.status = TaskStatus.RUNNING
-    weak_import.started_at = timezone.now()
     # A redelivered run starts its counts again; candidates it made before stay (and are not
     # made twice: they are found by content hash).
-    weak_import.processed = weak_import.duplicates = weak_import.failed = 0
-    weak_import.errors = []
-    weak_import.imported = Candidate.objects.filter(
+    imported = Candidate.objects.filter(
         import_source=weak_import.source.name, params__import_id=weak_import.pk
     ).count()
-    weak_import.save()
+    mark_running(
+        weak_import,
+        fields={"processed": 0, "duplicates": 0, "failed": 0, "errors": [], "imported": imported},
+    )
     return weak_import
 
 
