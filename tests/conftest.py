@@ -33,9 +33,17 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Users are made by the dozen; PBKDF2 spends about 0.25 s on each on the 2-core machine.
+    Tests only: production keeps Django's default hashers."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def tiny_model_specs(tmp_path_factory) -> list[dict]:
-    """The default tiny models, built offline once per test session."""
+    """The default tiny models, built offline once per test session for every test that runs
+    them: the pipeline tests, the training recipes, the workers of the end-to-end tests."""
     from generation.pipelines import build_default_models
 
     return build_default_models(tmp_path_factory.mktemp("models"))
@@ -46,18 +54,33 @@ def tiny_models_root(tiny_model_specs) -> Path:
     return Path(tiny_model_specs[0]["uri"]).parent
 
 
+@pytest.fixture(scope="session")
+def tiny_model_token_limits(tiny_model_specs) -> dict[str, int]:
+    """Each tiny model's prompt token limit, read from its tokenizer once per session, as
+    ``model_version_register`` reads it on every registration (about 0.5 s a model)."""
+    from generation.pipelines import model_prompt_token_limit
+
+    return {spec["name"]: model_prompt_token_limit(spec["uri"]) for spec in tiny_model_specs}
+
+
 @pytest.fixture
-def models(db, tiny_model_specs):
-    """The tiny models registered as model versions, by name (the folders are built once)."""
-    from generation import services
+def models(db, tiny_model_specs, tiny_model_token_limits):
+    """The tiny models as model versions, by name, pointing at the session's folders.
+
+    Written as rows rather than through ``model_version_register``: that service reloads every
+    folder's tokenizer to check it (about 2 s per test for the four), and the session fixtures
+    have built and read them already. Registration itself is tested in tests/generation.
+    """
+    from generation.models import ModelVersion
 
     return {
-        spec["name"]: services.model_version_register(
+        spec["name"]: ModelVersion.objects.create(
             name=spec["name"],
             kind=spec["kind"],
             role=spec["role"],
             uri=spec["uri"],
             default_params=spec["default_params"],
+            max_prompt_tokens=tiny_model_token_limits[spec["name"]],
         )
         for spec in tiny_model_specs
     }

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from annotation import selectors, services
 from annotation.models import Campaign, Item, Judgment, Lease
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

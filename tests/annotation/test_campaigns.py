@@ -8,7 +8,7 @@ from annotation.models import Campaign, CampaignMembership, Item, ItemCandidate,
 from annotation.schema import preset_questions
 from generation.models import ModelKind
 from stickerloop.api import ServiceConflict
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

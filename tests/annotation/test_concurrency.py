@@ -16,7 +16,7 @@ from django.utils import timezone
 from annotation import services
 from annotation.models import Item, Judgment, Lease
 from stickerloop.api import ServiceConflict
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

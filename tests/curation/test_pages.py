@@ -131,7 +131,7 @@ def test_pages_need_a_staff_role(rule, rater, engineer):
 
 
 def test_animation_pages_show_source_and_animation(make, curator):
-    from tests.curation.conftest import MOTION_SCHEMA
+    from tests.factories import MOTION_SCHEMA
 
     campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
     rater = make.rater("m1", campaign)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from annotation.quality import services
 from annotation.quality.models import AggregationRun, QualityPolicy
 from generation.models import ModelVersion
-from tests.quality import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

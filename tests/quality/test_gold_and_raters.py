@@ -18,7 +18,7 @@ from annotation.quality.models import (
 )
 from annotation.quality.selectors import item_consensus, qualification_state
 from stickerloop.api import ServiceConflict
-from tests.quality import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

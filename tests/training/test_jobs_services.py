@@ -10,8 +10,8 @@ from annotation.models import Campaign, Item
 from generation.models import Candidate, GenerationBatch, ModelVersion
 from generation.services import generation_batch_plan, generation_chunk_run
 from stickerloop.api import ServiceConflict
-from tests.training import factories
-from tests.training.helpers import fake_finished_output, progress_events
+from tests import factories
+from tests.factories import fake_finished_output, progress_events
 from training_bridge.jobs import services
 from training_bridge.jobs.models import (
     EvaluationStatus,

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.training.helpers import fake_finished_output, progress_events
+from tests.factories import fake_finished_output, progress_events
 from training_bridge.jobs import services
 from training_bridge.jobs.models import TrainingJob
 
