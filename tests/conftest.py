@@ -220,3 +220,22 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+@pytest.fixture
+def flat_queries(django_assert_num_queries):
+    """Pin a read's queries: exactly ``count`` with 2 rows, and still ``count`` with 5.
+
+    ``grow(n)`` adds ``n`` rows of what the read lists; ``read()`` does the read. A count that
+    grows with the rows is an N+1: fix it in the selector, not here.
+    """
+
+    def check(*, grow, read, count: int) -> None:
+        grow(2)
+        with django_assert_num_queries(count):
+            read()
+        grow(3)
+        with django_assert_num_queries(count):
+            read()
+
+    return check

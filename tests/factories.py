@@ -167,6 +167,7 @@ def sticker(
     on_prompt: Prompt | None = None,
     seed: int = 0,
     text: str | None = None,
+    batch=None,
 ) -> Candidate:
     n = next(_counter)
     version = version or model_version("sticker-model")
@@ -175,6 +176,7 @@ def sticker(
     return Candidate.objects.create(
         kind="sticker",
         model_version=version,
+        batch=batch,
         prompt=on_prompt,
         seed=seed,
         raw_prompt=text if text is not None else (on_prompt.text if on_prompt else f"sticker {n}"),

@@ -1,0 +1,154 @@
+"""Query counts of the curation pages and read endpoints, pinned and independent of how many
+rows they list."""
+
+import itertools
+
+import pytest
+from django.test import Client
+
+from training_bridge import services
+
+pytestmark = pytest.mark.django_db
+
+YES = {"aligned": True, "quality": 4}
+
+
+@pytest.fixture
+def browser(curator):
+    client = Client()
+    client.force_login(curator)
+    return client
+
+
+@pytest.fixture
+def judged(make):
+    """An alignment campaign: one sticker judged aligned by two raters per ``add`` call."""
+    campaign = make.campaign(name="align")
+    raters = [make.rater(f"r{i}", campaign) for i in range(2)]
+    texts = (f"a sticker {i}" for i in itertools.count())
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            item = make.item(campaign, [make.sticker(next(texts))])
+            for rater in raters:
+                make.judge(item, rater, YES)
+
+    add(2)
+    return campaign, add
+
+
+@pytest.fixture
+def published(judged, curator):
+    """``publish(n)`` adds ``n`` rules, each with a published version and two exports."""
+    campaign, _ = judged
+    names = (f"rule {i}" for i in itertools.count())
+
+    def publish(n: int) -> list:
+        versions = []
+        for _ in range(n):
+            rule = services.dataset_rule_create(
+                values={
+                    "name": next(names),
+                    "purpose": "alignment",
+                    "campaigns": [campaign],
+                    "conditions": [{"question": "aligned", "labels": [True]}],
+                    "validation_fraction": 0,
+                },
+                created_by=curator,
+            )
+            version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+            services.dataset_version_publish(version=version, published_by=curator)
+            services.dataset_exports_create(
+                version=version, export_formats=["webdataset", "parquet"], requested_by=curator
+            )
+            versions.append(version)
+        return versions
+
+    return publish
+
+
+def _get(client, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "count"),
+    [
+        ("/datasets/", 7),
+        ("/datasets/versions/", 5),
+        ("/datasets/exports/", 5),
+        ("/api/dataset-rules/", 7),
+        ("/api/dataset-versions/", 5),
+        ("/api/dataset-exports/", 5),
+        ("/api/dataset-audit/", 5),
+    ],
+)
+def test_lists(url, count, browser, published, flat_queries):
+    flat_queries(grow=published, read=lambda: _get(browser, url), count=count)
+
+
+def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
+    campaign, add = judged
+    rule = services.dataset_rule_create(
+        values={
+            "name": "growing",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0,
+        },
+        created_by=curator,
+    )
+
+    def grow(n):
+        for _ in range(n):
+            add(1)
+            services.dataset_version_build(rule=rule, built_by=curator)
+
+    flat_queries(grow=grow, read=lambda: _get(browser, f"/datasets/rules/{rule.pk}/"), count=15)
+
+
+def test_version_page_and_entries(browser, judged, curator, flat_queries):
+    campaign, add = judged
+    rule = services.dataset_rule_create(
+        values={
+            "name": "growing",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0,
+        },
+        created_by=curator,
+    )
+    built = []
+
+    def grow(n):
+        add(n)
+        version, _ = services.dataset_version_build(rule=rule, built_by=curator)
+        services.dataset_version_publish(version=version, published_by=curator)
+        services.dataset_exports_create(
+            version=version, export_formats=["webdataset", "parquet"], requested_by=curator
+        )
+        built.append(version)
+
+    def read():
+        _get(browser, f"/datasets/versions/{built[-1].pk}/")
+        _get(browser, f"/api/dataset-versions/{built[-1].pk}/entries/")
+
+    flat_queries(grow=grow, read=read, count=15)
+
+
+def test_weak_sources(browser, curator, flat_queries):
+    names = (f"source-{i}" for i in itertools.count())
+
+    def grow(n):
+        for _ in range(n):
+            services.weak_source_create(name=next(names), kind="image", created_by=curator)
+
+    def read():
+        _get(browser, "/datasets/weak-sources/")
+        _get(browser, "/api/weak-sources/")
+        _get(browser, "/api/weak-imports/")
+
+    flat_queries(grow=grow, read=read, count=14)

@@ -1,0 +1,95 @@
+"""Query counts of the generation pages, pinned and independent of how many rows they list."""
+
+import pytest
+from django.test import Client
+
+from generation import services
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(engineer):
+    client = Client()
+    client.force_login(engineer)
+    return client
+
+
+def _get(client, *urls: str) -> None:
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+
+
+def test_batch_list(browser, models, flat_queries):
+    prompt_set, _ = services.prompt_set_import(name="p", content="a cat\n", file_format="text")
+
+    def grow(n):
+        for seed in range(n):
+            services.generation_batch_create(
+                kind="sticker",
+                prompt_set=prompt_set,
+                model_versions=[models["sticker-base"]],
+                seeds=[seed],
+                params={},
+            )
+
+    flat_queries(grow=grow, read=lambda: _get(browser, "/batches/", "/api/batches/"), count=12)
+
+
+def test_batch_page(browser, models, flat_queries):
+    prompt_set, _ = services.prompt_set_import(name="p", content="a cat\n", file_format="text")
+    batch = services.generation_batch_create(
+        kind="sticker",
+        prompt_set=prompt_set,
+        model_versions=[models["sticker-base"]],
+        seeds=[1],
+        params={},
+    )
+
+    seeds = iter(range(100))
+
+    def grow(n):
+        for _ in range(n):
+            f.sticker(
+                version=models["sticker-base"],
+                on_prompt=prompt_set.prompts.get(),
+                seed=next(seeds),
+                batch=batch,
+            )
+
+    flat_queries(grow=grow, read=lambda: _get(browser, f"/batches/{batch.pk}/"), count=7)
+
+
+def test_prompt_set_list(browser, flat_queries):
+    made = iter(range(100))
+
+    def grow(n):
+        for _ in range(n):
+            services.prompt_set_import(
+                name=f"set {next(made)}", content="a cat, animal\na dog\n", file_format="text"
+            )
+
+    flat_queries(
+        grow=grow, read=lambda: _get(browser, "/prompt-sets/", "/api/prompt-sets/"), count=9
+    )
+
+
+def test_candidate_gallery(browser, flat_queries):
+    def grow(n):
+        for _ in range(n):
+            source = f.sticker(on_prompt=f.prompt(tags=("animal",)))
+            f.animation(source=source)
+
+    flat_queries(
+        grow=grow, read=lambda: _get(browser, "/candidates/", "/api/candidates/"), count=11
+    )
+
+
+def test_model_version_list(browser, flat_queries):
+    def grow(n):
+        for _ in range(n):
+            f.model_version()
+
+    flat_queries(grow=grow, read=lambda: _get(browser, "/models/", "/api/model-versions/"), count=9)

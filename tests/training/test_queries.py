@@ -1,0 +1,47 @@
+"""Query counts of the training pages, pinned and independent of how many jobs they list."""
+
+import pytest
+from django.test import Client
+
+from tests.factories import progress_events
+from training_bridge.jobs import services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(engineer):
+    client = Client()
+    client.force_login(engineer)
+    return client
+
+
+def _get(client, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 200
+
+
+def test_job_list_and_progress(browser, models, datasets, flat_queries):
+    jobs = []
+
+    def grow(n):
+        for _ in range(n):
+            job = services.training_job_create(
+                recipe="style_tailoring",
+                base_model_version=models["sticker-base"],
+                datasets={"content": datasets["alignment"], "style": datasets["style"]},
+                params={"max_train_steps": 4, "timestep_split": 650},
+                evaluate=False,
+            )
+            services.training_job_progress_report(
+                job=job, events=progress_events(job, {"content": [1.0], "style": [0.5]})
+            )
+            jobs.append(job)
+
+    def read():
+        _get(browser, "/training/jobs/")
+        _get(browser, "/api/training-jobs/")
+        ids = ",".join(str(job.pk) for job in jobs)
+        _get(browser, f"/api/training-jobs/progress/?ids={ids}")
+
+    flat_queries(grow=grow, read=read, count=16)
