@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
-from stickerloop.services import user_create_with_roles
+from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,28 +87,24 @@ def models(db, tiny_model_specs, tiny_model_token_limits):
     }
 
 
-def _user(username: str, roles: list[str]):
-    return user_create_with_roles(username=username, password="pw-" + username, roles=roles)
-
-
 @pytest.fixture
 def rater(db):
-    return _user("rater", ["rater"])
+    return factories.user("rater", ["rater"])
 
 
 @pytest.fixture
 def curator(db):
-    return _user("curator", ["curator"])
+    return factories.user("curator", ["curator"])
 
 
 @pytest.fixture
 def engineer(db):
-    return _user("engineer", ["ml_engineer"])
+    return factories.user("engineer", ["ml_engineer"])
 
 
 @pytest.fixture
 def admin_user(db):
-    return _user("boss", ["admin"])
+    return factories.user("boss", ["admin"])
 
 
 def client_for(user) -> APIClient:
@@ -120,6 +117,25 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def api():
     return client_for
+
+
+def logged_in(user) -> Client:
+    """A browser session of ``user`` on the server-rendered pages."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def site():
+    return logged_in
+
+
+def get_ok(client, *urls: str) -> None:
+    """GET each of ``urls``, each answering 200."""
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
 
 
 class Worker:

@@ -189,7 +189,12 @@ def sticker(
 
 
 def animation(
-    *, source: Candidate, version: ModelVersion | None = None, seed: int = 0, frames: int = 4
+    *,
+    source: Candidate,
+    version: ModelVersion | None = None,
+    seed: int = 0,
+    frames: int = 4,
+    motion_score: float | None = None,
 ) -> Candidate:
     n = next(_counter)
     version = version or model_version("anim-model", kind=ModelKind.ANIMATION)
@@ -207,6 +212,7 @@ def animation(
         seed=seed,
         raw_prompt=source.raw_prompt,
         motion_prompt="waves hello",
+        motion_score=motion_score,
         params={"fps": 8},
         file=key,
         frames_prefix=prefix,

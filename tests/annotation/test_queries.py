@@ -1,25 +1,17 @@
 """Query counts of the campaign pages, pinned and independent of how many rows they list."""
 
 import pytest
-from django.test import Client
 
 from annotation import services
 from tests import factories as f
+from tests.conftest import get_ok
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(curator):
-    client = Client()
-    client.force_login(curator)
-    return client
-
-
-def _get(client, *urls: str) -> None:
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 200, url
+def browser(site, curator):
+    return site(curator)
 
 
 def test_campaign_list(browser, flat_queries):
@@ -29,7 +21,9 @@ def test_campaign_list(browser, flat_queries):
         for _ in range(n):
             f.running_campaign(raters=raters, n_items=2, overlap=2)
 
-    flat_queries(grow=grow, read=lambda: _get(browser, "/campaigns/", "/api/campaigns/"), count=17)
+    flat_queries(
+        grow=grow, read=lambda: get_ok(browser, "/campaigns/", "/api/campaigns/"), count=17
+    )
 
 
 def test_campaign_page(browser, flat_queries):
@@ -41,16 +35,15 @@ def test_campaign_page(browser, flat_queries):
         )
         services.campaign_raters_add(campaign=campaign, raters=[f.rater() for _ in range(n)])
 
-    flat_queries(grow=grow, read=lambda: _get(browser, f"/campaigns/{campaign.pk}/"), count=15)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/campaigns/{campaign.pk}/"), count=15)
 
 
-def test_rater_home(rater, flat_queries):
-    client = Client()
-    client.force_login(rater)
+def test_rater_home(site, rater, flat_queries):
+    client = site(rater)
 
     def grow(n):
         for _ in range(n):
             campaign = f.running_campaign(raters=[rater], n_items=2)
             services.item_next_for_rater(campaign=campaign, rater=rater)
 
-    flat_queries(grow=grow, read=lambda: _get(client, "/rate/", "/api/rate/campaigns/"), count=10)
+    flat_queries(grow=grow, read=lambda: get_ok(client, "/rate/", "/api/rate/campaigns/"), count=10)

@@ -4,8 +4,8 @@ diff, exports with progress bars, weak corpora."""
 import re
 
 import pytest
-from django.test import Client
 
+from tests.conftest import logged_in
 from training_bridge import services
 from training_bridge.models import DatasetExport, DatasetVersion
 
@@ -35,14 +35,8 @@ def rule(make, curator):
     )
 
 
-def login(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
-    client = login(curator)
+    client = logged_in(curator)
     page = client.get(f"/datasets/rules/{rule.pk}/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -71,7 +65,7 @@ def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
 
 
 def test_version_pages_publish_export_and_diff(rule, curator, make):
-    client = login(curator)
+    client = logged_in(curator)
     v1, _ = services.dataset_version_build(rule=rule, built_by=curator)
     assert client.post(f"/datasets/versions/{v1.pk}/publish/").status_code == 302
     v1.refresh_from_db()
@@ -103,7 +97,7 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
 
 
 def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
-    client = login(curator)
+    client = logged_in(curator)
     version, _ = services.dataset_version_build(rule=rule, built_by=curator)
     services.dataset_version_publish(version=version, published_by=curator)
     page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
@@ -123,10 +117,10 @@ def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
 
 
 def test_pages_need_a_staff_role(rule, rater, engineer):
-    assert login(rater).get("/datasets/").status_code == 403
-    assert login(engineer).get("/datasets/").status_code == 200
-    assert login(engineer).get("/datasets/weak-sources/").status_code == 200
-    assert login(engineer).post(f"/datasets/rules/{rule.pk}/build/").status_code == 403
+    assert logged_in(rater).get("/datasets/").status_code == 403
+    assert logged_in(engineer).get("/datasets/").status_code == 200
+    assert logged_in(engineer).get("/datasets/weak-sources/").status_code == 200
+    assert logged_in(engineer).post(f"/datasets/rules/{rule.pk}/build/").status_code == 403
     assert DatasetVersion.objects.count() == 0
 
 
@@ -149,7 +143,7 @@ def test_animation_pages_show_source_and_animation(make, curator):
         },
         created_by=curator,
     )
-    client = login(curator)
+    client = logged_in(curator)
     page = client.get(f"/datasets/rules/{rule.pk}/").content.decode()
     assert f'src="/media/{source.file}"' in page and f'src="/media/{a.file}"' in page
     version, _ = services.dataset_version_build(rule=rule, built_by=curator)

@@ -4,8 +4,8 @@ rows they list."""
 import itertools
 
 import pytest
-from django.test import Client
 
+from tests.conftest import get_ok
 from training_bridge import services
 
 pytestmark = pytest.mark.django_db
@@ -14,10 +14,8 @@ YES = {"aligned": True, "quality": 4}
 
 
 @pytest.fixture
-def browser(curator):
-    client = Client()
-    client.force_login(curator)
-    return client
+def browser(site, curator):
+    return site(curator)
 
 
 @pytest.fixture
@@ -67,11 +65,6 @@ def published(judged, curator):
     return publish
 
 
-def _get(client, url: str) -> None:
-    response = client.get(url)
-    assert response.status_code == 200
-
-
 @pytest.mark.parametrize(
     ("url", "count"),
     [
@@ -85,7 +78,7 @@ def _get(client, url: str) -> None:
     ],
 )
 def test_lists(url, count, browser, published, flat_queries):
-    flat_queries(grow=published, read=lambda: _get(browser, url), count=count)
+    flat_queries(grow=published, read=lambda: get_ok(browser, url), count=count)
 
 
 def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
@@ -106,7 +99,7 @@ def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
             add(1)
             services.dataset_version_build(rule=rule, built_by=curator)
 
-    flat_queries(grow=grow, read=lambda: _get(browser, f"/datasets/rules/{rule.pk}/"), count=15)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/datasets/rules/{rule.pk}/"), count=15)
 
 
 def test_version_page_and_entries(browser, judged, curator, flat_queries):
@@ -133,8 +126,8 @@ def test_version_page_and_entries(browser, judged, curator, flat_queries):
         built.append(version)
 
     def read():
-        _get(browser, f"/datasets/versions/{built[-1].pk}/")
-        _get(browser, f"/api/dataset-versions/{built[-1].pk}/entries/")
+        get_ok(browser, f"/datasets/versions/{built[-1].pk}/")
+        get_ok(browser, f"/api/dataset-versions/{built[-1].pk}/entries/")
 
     flat_queries(grow=grow, read=read, count=15)
 
@@ -147,8 +140,8 @@ def test_weak_sources(browser, curator, flat_queries):
             services.weak_source_create(name=next(names), kind="image", created_by=curator)
 
     def read():
-        _get(browser, "/datasets/weak-sources/")
-        _get(browser, "/api/weak-sources/")
-        _get(browser, "/api/weak-imports/")
+        get_ok(browser, "/datasets/weak-sources/")
+        get_ok(browser, "/api/weak-sources/")
+        get_ok(browser, "/api/weak-imports/")
 
     flat_queries(grow=grow, read=read, count=14)

@@ -1,25 +1,17 @@
 """Query counts of the generation pages, pinned and independent of how many rows they list."""
 
 import pytest
-from django.test import Client
 
 from generation import services
 from tests import factories as f
+from tests.conftest import get_ok
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(engineer):
-    client = Client()
-    client.force_login(engineer)
-    return client
-
-
-def _get(client, *urls: str) -> None:
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 200, url
+def browser(site, engineer):
+    return site(engineer)
 
 
 def test_batch_list(browser, models, flat_queries):
@@ -35,7 +27,7 @@ def test_batch_list(browser, models, flat_queries):
                 params={},
             )
 
-    flat_queries(grow=grow, read=lambda: _get(browser, "/batches/", "/api/batches/"), count=12)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, "/batches/", "/api/batches/"), count=12)
 
 
 def test_batch_page(browser, models, flat_queries):
@@ -59,7 +51,7 @@ def test_batch_page(browser, models, flat_queries):
                 batch=batch,
             )
 
-    flat_queries(grow=grow, read=lambda: _get(browser, f"/batches/{batch.pk}/"), count=7)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/batches/{batch.pk}/"), count=7)
 
 
 def test_prompt_set_list(browser, flat_queries):
@@ -72,7 +64,7 @@ def test_prompt_set_list(browser, flat_queries):
             )
 
     flat_queries(
-        grow=grow, read=lambda: _get(browser, "/prompt-sets/", "/api/prompt-sets/"), count=9
+        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=9
     )
 
 
@@ -83,7 +75,7 @@ def test_candidate_gallery(browser, flat_queries):
             f.animation(source=source)
 
     flat_queries(
-        grow=grow, read=lambda: _get(browser, "/candidates/", "/api/candidates/"), count=11
+        grow=grow, read=lambda: get_ok(browser, "/candidates/", "/api/candidates/"), count=11
     )
 
 
@@ -92,4 +84,6 @@ def test_model_version_list(browser, flat_queries):
         for _ in range(n):
             f.model_version()
 
-    flat_queries(grow=grow, read=lambda: _get(browser, "/models/", "/api/model-versions/"), count=9)
+    flat_queries(
+        grow=grow, read=lambda: get_ok(browser, "/models/", "/api/model-versions/"), count=9
+    )

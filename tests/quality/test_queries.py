@@ -1,11 +1,11 @@
 """Query counts of the quality pages, pinned and independent of how many rows they show."""
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.quality import services
 from tests import factories as f
+from tests.conftest import get_ok
 
 pytestmark = pytest.mark.django_db
 
@@ -25,15 +25,8 @@ PAIR = [
 
 
 @pytest.fixture
-def browser(curator):
-    client = Client()
-    client.force_login(curator)
-    return client
-
-
-def _get(client, url: str) -> None:
-    response = client.get(url)
-    assert response.status_code == 200
+def browser(site, curator):
+    return site(curator)
 
 
 def _judged(camp, n_items: int, n_raters: int, *, per_item: int = 1, answer=None):
@@ -50,7 +43,7 @@ def test_quality_index(browser, flat_queries):
             _judged(camp, 2, 2)
             services.campaign_results_compute(campaign=camp, methods=["majority"])
 
-    flat_queries(grow=grow, read=lambda: _get(browser, reverse("quality-index")), count=5)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, reverse("quality-index")), count=5)
 
 
 def test_campaign_quality_page(browser, flat_queries):
@@ -65,7 +58,7 @@ def test_campaign_quality_page(browser, flat_queries):
 
     flat_queries(
         grow=grow,
-        read=lambda: _get(browser, reverse("quality-campaign", args=[camp.pk])),
+        read=lambda: get_ok(browser, reverse("quality-campaign", args=[camp.pk])),
         count=10,
     )
 
@@ -87,6 +80,6 @@ def test_leaderboard(browser, flat_queries):
 
     flat_queries(
         grow=grow,
-        read=lambda: _get(browser, reverse("quality-leaderboard", args=[camp.pk])),
+        read=lambda: get_ok(browser, reverse("quality-leaderboard", args=[camp.pk])),
         count=7,
     )

@@ -14,10 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(engineer):
-    client = Client()
-    client.force_login(engineer)
-    return client
+def browser(site, engineer):
+    return site(engineer)
 
 
 def _tailoring_job(models, datasets, **kwargs):

@@ -1,8 +1,8 @@
 """Query counts of the training pages, pinned and independent of how many jobs they list."""
 
 import pytest
-from django.test import Client
 
+from tests.conftest import get_ok
 from tests.factories import progress_events
 from training_bridge.jobs import services
 
@@ -10,15 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(engineer):
-    client = Client()
-    client.force_login(engineer)
-    return client
-
-
-def _get(client, url: str) -> None:
-    response = client.get(url)
-    assert response.status_code == 200
+def browser(site, engineer):
+    return site(engineer)
 
 
 def test_job_list_and_progress(browser, models, datasets, flat_queries):
@@ -39,9 +32,9 @@ def test_job_list_and_progress(browser, models, datasets, flat_queries):
             jobs.append(job)
 
     def read():
-        _get(browser, "/training/jobs/")
-        _get(browser, "/api/training-jobs/")
+        get_ok(browser, "/training/jobs/")
+        get_ok(browser, "/api/training-jobs/")
         ids = ",".join(str(job.pk) for job in jobs)
-        _get(browser, f"/api/training-jobs/progress/?ids={ids}")
+        get_ok(browser, f"/api/training-jobs/progress/?ids={ids}")
 
     flat_queries(grow=grow, read=read, count=16)
