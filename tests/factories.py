@@ -65,10 +65,12 @@ COLOURS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 180, 20), (150, 60
 _counter = itertools.count(1)
 
 
-# Pictures
+# Pictures: three kinds, kept apart because tests assert on what each gives (file sizes,
+# motion scores, duplicates by seed).
 
 
 def noise_pixels(seed: int, size: int = 16) -> np.ndarray:
+    """Random RGBA noise per seed, with a transparent band (the rating tests' stickers)."""
     rng = np.random.default_rng(seed)
     rgba = rng.integers(0, 256, size=(size, size, 4), dtype=np.uint8)
     rgba[..., 3] = 255
@@ -88,6 +90,8 @@ def sticker_pixels(seed: int, size: int = 32) -> np.ndarray:
 
 
 def disc(index: int, size: int = 64, shift: int = 0) -> Image.Image:
+    """A coloured disc on a transparent background, ``shift`` pixels right (the training
+    tests' stickers; a disc moving right over frames is their animation)."""
     image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     r = size // 4 + index % 3
