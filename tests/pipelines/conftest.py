@@ -14,17 +14,8 @@ from generation.pipelines import LoadedPipeline, load_pipeline
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run these tests on one torch thread, restoring the previous count afterwards.
-
-    Measured on the 2-core machine while other processes were busy: batch-8 sticker
-    generation took 6.6-8.5 s with torch's default 2 threads (spin-waiting threads fight for
-    the cores) but 0.42 s with 1 thread; when idle, 1 thread costs 0.32 s against 0.23 s.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every pipeline test on one torch thread (see ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,6 @@ import pytest
 from tests.factories import animation_export, image_export
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Train in this process on one thread: on the 2-core machine two threads spin against the
-    other processes (PostgreSQL, workers) and the first steps take ten times longer."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory) -> dict[str, Path]:
     """One export per purpose the recipes take, built once per session (read-only)."""
