@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import get_ok
 from training_bridge import services
+from training_bridge.models import DatasetExport
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +146,45 @@ def test_weak_sources(browser, curator, flat_queries):
         get_ok(browser, "/api/weak-imports/")
 
     flat_queries(grow=grow, read=read, count=14)
+
+
+def test_version_diff(browser, judged, curator, flat_queries):
+    campaign, add = judged
+    rule = services.dataset_rule_create(
+        values={
+            "name": "growing",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "validation_fraction": 0,
+        },
+        created_by=curator,
+    )
+    built = [services.dataset_version_build(rule=rule, built_by=curator)[0]]
+
+    def grow(n):
+        add(n)
+        built.append(services.dataset_version_build(rule=rule, built_by=curator)[0])
+
+    def read():
+        old, new = built[0].pk, built[-1].pk
+        get_ok(browser, f"/datasets/versions/{old}/diff/{new}/")
+        get_ok(browser, f"/api/dataset-versions/{old}/diff/{new}/")
+
+    flat_queries(grow=grow, read=read, count=14)
+
+
+def test_export_progress(browser, published, flat_queries):
+    ids = []
+
+    def grow(n):
+        published(n)
+        ids[:] = DatasetExport.objects.values_list("pk", flat=True)
+
+    flat_queries(
+        grow=grow,
+        read=lambda: get_ok(
+            browser, f"/api/dataset-exports/progress/?ids={','.join(map(str, ids))}"
+        ),
+        count=4,
+    )

@@ -83,3 +83,27 @@ def test_leaderboard(browser, flat_queries):
         read=lambda: get_ok(browser, reverse("quality-leaderboard", args=[camp.pk])),
         count=7,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("api-quality-agreement", 5),
+        ("api-quality-results", 5),
+        ("api-quality-consensus", 7),
+        ("api-quality-raters", 6),
+        ("api-quality-policy", 5),
+    ],
+)
+def test_campaign_quality_reads(name, count, browser, flat_queries):
+    camp = f.campaign(questions=BINARY, overlap=3)
+
+    def grow(n):
+        _judged(camp, n, n)
+        services.campaign_results_compute(campaign=camp, methods=["majority", "dawid_skene"])
+
+    flat_queries(
+        grow=grow,
+        read=lambda: get_ok(browser, reverse(name, args=[camp.pk]) + "?question_key=ok"),
+        count=count,
+    )
