@@ -1,4 +1,5 @@
-# Stickerloop: `make run` sets up and serves the platform on one machine; `make test` runs the suite.
+# Stickerloop: `make run` sets up and serves the platform on one machine; `make test` runs the suite
+# (`make test-fast` without the end-to-end and browser tests).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test bench lint format system-deps clean
+.PHONY: install run test test-fast bench lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,13 @@ test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite without the end-to-end tests (Celery worker subprocesses) and the browser tests:
+# under 3 minutes on the 2-core machine, for the edit-test loop. `make test` runs everything.
+test-fast: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
 
 bench: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

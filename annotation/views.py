@@ -37,6 +37,7 @@ def guidelines_html(text: str) -> str:
 
 
 def _examples(candidates) -> list[dict]:
+    """``candidates`` with their sources joined (``selectors.campaign_list`` prefetches them so)."""
     return [
         {
             "id": c.pk,
@@ -45,7 +46,7 @@ def _examples(candidates) -> list[dict]:
             "prompt": c.raw_prompt,
             "source_url": media_url(c.source.file) if c.source_id else "",
         }
-        for c in candidates.select_related("source")
+        for c in candidates
     ]
 
 
@@ -98,8 +99,8 @@ def rate(request, pk: int):
             "campaign": campaign,
             "config": config,
             "guidelines": guidelines_html(campaign.guidelines),
-            "good_examples": _examples(campaign.good_examples.all()),
-            "bad_examples": _examples(campaign.bad_examples.all()),
+            "good_examples": _examples(campaign.good_examples.select_related("source")),
+            "bad_examples": _examples(campaign.bad_examples.select_related("source")),
             "can_rate": membership.status == MembershipStatus.ACTIVE
             and campaign.status == CampaignStatus.RUNNING,
         },
@@ -129,7 +130,8 @@ def _form_errors(form, exc: ValidationError) -> None:
 @role_required(*STAFF)
 def campaign_list(request):
     page = Paginator(selectors.campaign_list(), 25).get_page(request.GET.get("page"))
-    rows = [{"campaign": c, "progress": selectors.campaign_progress(campaign=c)} for c in page]
+    progress = selectors.campaigns_progress(campaigns=page.object_list)
+    rows = [{"campaign": c, "progress": progress[c.pk]} for c in page]
     return render(request, "annotation/campaign_list.html", {"page": page, "rows": rows})
 
 

@@ -61,7 +61,7 @@ def main() -> None:
     from generation.pipelines import build_tiny_sticker_model
     from generation.pipelines.tiny import IMAGE_DEFAULT_PARAMS
     from generation.services.model_versions import model_version_register
-    from tests.training import factories
+    from tests import factories
     from training_bridge.jobs.lifecycle import training_job_create
     from training_bridge.jobs.models import JobStatus, TrainingJob
     from training_bridge.recipes.loop import Trainer

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
-from stickerloop.services import user_create_with_roles
+from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +34,34 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Users are made by the dozen; PBKDF2 spends about 0.25 s on each on the 2-core machine.
+    Tests only: production keeps Django's default hashers."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's model code on one torch thread, restoring the count afterwards.
+
+    Measured on the 2-core machine while other processes were busy: batch-8 sticker
+    generation took 6.6-8.5 s with torch's default 2 threads (spin-waiting threads fight for
+    the cores, PostgreSQL and the workers) but 0.42 s with 1 thread; when idle, 1 thread costs
+    0.32 s against 0.23 s. Training's first steps took ten times longer with two.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_specs(tmp_path_factory) -> list[dict]:
-    """The default tiny models, built offline once per test session."""
+    """The default tiny models, built offline once per test session for every test that runs
+    them: the pipeline tests, the training recipes, the workers of the end-to-end tests."""
     from generation.pipelines import build_default_models
 
     return build_default_models(tmp_path_factory.mktemp("models"))
@@ -46,45 +72,56 @@ def tiny_models_root(tiny_model_specs) -> Path:
     return Path(tiny_model_specs[0]["uri"]).parent
 
 
+@pytest.fixture(scope="session")
+def tiny_model_token_limits(tiny_model_specs) -> dict[str, int]:
+    """Each tiny model's prompt token limit, read from its tokenizer once per session, as
+    ``model_version_register`` reads it on every registration (about 0.5 s a model)."""
+    from generation.pipelines import model_prompt_token_limit
+
+    return {spec["name"]: model_prompt_token_limit(spec["uri"]) for spec in tiny_model_specs}
+
+
 @pytest.fixture
-def models(db, tiny_model_specs):
-    """The tiny models registered as model versions, by name (the folders are built once)."""
-    from generation.services.model_versions import model_version_register
+def models(db, tiny_model_specs, tiny_model_token_limits):
+    """The tiny models as model versions, by name, pointing at the session's folders.
+
+    Written as rows rather than through ``model_version_register``: that service reloads every
+    folder's tokenizer to check it (about 2 s per test for the four), and the session fixtures
+    have built and read them already. Registration itself is tested in tests/generation.
+    """
+    from generation.models import ModelVersion
 
     return {
-        spec["name"]: model_version_register(
+        spec["name"]: ModelVersion.objects.create(
             name=spec["name"],
             kind=spec["kind"],
             role=spec["role"],
             uri=spec["uri"],
             default_params=spec["default_params"],
+            max_prompt_tokens=tiny_model_token_limits[spec["name"]],
         )
         for spec in tiny_model_specs
     }
 
 
-def _user(username: str, roles: list[str]):
-    return user_create_with_roles(username=username, password="pw-" + username, roles=roles)
-
-
 @pytest.fixture
 def rater(db):
-    return _user("rater", ["rater"])
+    return factories.user("rater", ["rater"])
 
 
 @pytest.fixture
 def curator(db):
-    return _user("curator", ["curator"])
+    return factories.user("curator", ["curator"])
 
 
 @pytest.fixture
 def engineer(db):
-    return _user("engineer", ["ml_engineer"])
+    return factories.user("engineer", ["ml_engineer"])
 
 
 @pytest.fixture
 def admin_user(db):
-    return _user("boss", ["admin"])
+    return factories.user("boss", ["admin"])
 
 
 def client_for(user) -> APIClient:
@@ -97,6 +134,25 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def api():
     return client_for
+
+
+def logged_in(user) -> Client:
+    """A browser session of ``user`` on the server-rendered pages."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def site():
+    return logged_in
+
+
+def get_ok(client, *urls: str) -> None:
+    """GET each of ``urls``, each answering 200."""
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
 
 
 class Worker:
@@ -197,3 +253,22 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+@pytest.fixture
+def flat_queries(django_assert_num_queries):
+    """Pin a read's queries: exactly ``count`` with 2 rows, and still ``count`` with 5.
+
+    ``grow(n)`` adds ``n`` rows of what the read lists; ``read()`` does the read. A count that
+    grows with the rows is an N+1: fix it in the selector, not here.
+    """
+
+    def check(*, grow, read, count: int) -> None:
+        grow(2)
+        with django_assert_num_queries(count):
+            read()
+        grow(3)
+        with django_assert_num_queries(count):
+            read()
+
+    return check

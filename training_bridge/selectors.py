@@ -133,7 +133,11 @@ def dataset_version_list(
         filters &= Q(status=status)
     if kind:
         filters &= Q(kind=kind)
-    return DatasetVersion.objects.select_related("rule", "built_by", "published_by").filter(filters)
+    # The training trigger is joined in: the versions API shows each version's (one query for
+    # the page rather than one per version).
+    return DatasetVersion.objects.select_related(
+        "rule", "built_by", "published_by", "training_trigger"
+    ).filter(filters)
 
 
 def dataset_version_entries(*, version: DatasetVersion, split: str | None = None):

@@ -12,7 +12,7 @@ from annotation.models import Campaign, Item, Judgment, Lease
 from annotation.quality.services.membership import campaign_membership_set
 from annotation.services.campaigns import campaign_close, campaign_update
 from annotation.services.rating import item_next_for_rater
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from annotation.services.items import (
 from annotation.services.rating import item_next_for_rater, judgment_submit
 from generation.models import ModelKind
 from stickerloop.errors import ServiceConflict
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from annotation.models import Item, Judgment, Lease
 from annotation.services.rating import Submission, item_next_for_rater, rating_step
 from stickerloop.errors import ServiceConflict
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,7 +24,7 @@ from annotation.services.rating import (
     rating_step,
 )
 from stickerloop.errors import ServiceConflict
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

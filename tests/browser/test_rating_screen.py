@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from annotation.models import Judgment
-from tests.annotation import factories as f
+from tests import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

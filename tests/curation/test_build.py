@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.curation.conftest import sticker_pixels
+from tests.factories import sticker_pixels
 from training_bridge.models import (
     AuditEvent,
     CandidateFingerprint,

@@ -60,7 +60,7 @@ def sticker_version(make, curator):
 def animation_version(make, curator):
     """A published teacher-selection version from a best-of-N campaign: 3 stickers animated by
     two teachers; raters pass some animations per candidate."""
-    from tests.curation.conftest import MOTION_SCHEMA
+    from tests.factories import MOTION_SCHEMA
 
     campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
     raters = [make.rater(f"m{i}", campaign) for i in range(3)]

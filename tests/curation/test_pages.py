@@ -4,8 +4,8 @@ diff, exports with progress bars, weak corpora."""
 import re
 
 import pytest
-from django.test import Client
 
+from tests.conftest import logged_in
 from training_bridge.exports.run import dataset_export_run
 from training_bridge.models import DatasetExport, DatasetVersion
 from training_bridge.rules import dataset_rule_create
@@ -37,14 +37,8 @@ def rule(make, curator):
     )
 
 
-def login(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
-    client = login(curator)
+    client = logged_in(curator)
     page = client.get(f"/datasets/rules/{rule.pk}/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -73,7 +67,7 @@ def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):
 
 
 def test_version_pages_publish_export_and_diff(rule, curator, make):
-    client = login(curator)
+    client = logged_in(curator)
     v1, _ = dataset_version_build(rule=rule, built_by=curator)
     assert client.post(f"/datasets/versions/{v1.pk}/publish/").status_code == 302
     v1.refresh_from_db()
@@ -105,7 +99,7 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
 
 
 def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
-    client = login(curator)
+    client = logged_in(curator)
     version, _ = dataset_version_build(rule=rule, built_by=curator)
     dataset_version_publish(version=version, published_by=curator)
     page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
@@ -125,15 +119,15 @@ def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
 
 
 def test_pages_need_a_staff_role(rule, rater, engineer):
-    assert login(rater).get("/datasets/").status_code == 403
-    assert login(engineer).get("/datasets/").status_code == 200
-    assert login(engineer).get("/datasets/weak-sources/").status_code == 200
-    assert login(engineer).post(f"/datasets/rules/{rule.pk}/build/").status_code == 403
+    assert logged_in(rater).get("/datasets/").status_code == 403
+    assert logged_in(engineer).get("/datasets/").status_code == 200
+    assert logged_in(engineer).get("/datasets/weak-sources/").status_code == 200
+    assert logged_in(engineer).post(f"/datasets/rules/{rule.pk}/build/").status_code == 403
     assert DatasetVersion.objects.count() == 0
 
 
 def test_animation_pages_show_source_and_animation(make, curator):
-    from tests.curation.conftest import MOTION_SCHEMA
+    from tests.factories import MOTION_SCHEMA
 
     campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
     rater = make.rater("m1", campaign)
@@ -151,7 +145,7 @@ def test_animation_pages_show_source_and_animation(make, curator):
         },
         created_by=curator,
     )
-    client = login(curator)
+    client = logged_in(curator)
     page = client.get(f"/datasets/rules/{rule.pk}/").content.decode()
     assert f'src="/media/{source.file}"' in page and f'src="/media/{a.file}"' in page
     version, _ = dataset_version_build(rule=rule, built_by=curator)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from generation.models import Candidate
 from generation.pipelines import decode_animated_webp, encode_animated_webp, encode_png
-from tests.curation.conftest import sticker_pixels
+from tests.factories import sticker_pixels
 from training_bridge.models import CandidateFingerprint, DatasetVersion, WeakImport, WeakSource
 from training_bridge.weak_imports import weak_import_create, weak_import_run, weak_source_create
 

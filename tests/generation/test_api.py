@@ -1,23 +1,10 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from generation.models import Candidate, GenerationBatch, PromptSet
+from generation.models import GenerationBatch, PromptSet
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
-
-
-def _stored_candidate(model_version, *, kind="sticker", file="s.png", **extra):
-    """A candidate row without generation: these tests only need it to exist."""
-    return Candidate.objects.create(
-        kind=kind,
-        model_version=model_version,
-        raw_prompt=extra.pop("raw_prompt", "x"),
-        file=file,
-        width=64,
-        height=64,
-        sha256="0" * 64,
-        **extra,
-    )
 
 
 def _prompt_set(client, name="set", content="a cat\na dog\n"):
@@ -171,7 +158,9 @@ def test_empty_prompt_set_batch_is_400(api, curator, models):
 
 
 def test_animation_source_must_be_a_sticker(api, curator, models):
-    animation = _stored_candidate(models["anim-teacher-a"], kind="animation", file="a.webp")
+    animation = f.animation(
+        source=f.sticker(version=models["sticker-base"]), version=models["anim-teacher-a"]
+    )
     response = api(curator).post(
         "/api/batches/create/",
         {
@@ -222,7 +211,7 @@ def test_candidate_filters(api, curator, models):
     prompt = PromptSet.objects.get(pk=set_id).prompts.get()
     base = models["sticker-base"]
     for seed in (1, 2):
-        _stored_candidate(base, prompt=prompt, seed=seed, raw_prompt="a cat", file=f"s{seed}.png")
+        f.sticker(version=base, on_prompt=prompt, seed=seed)
     body = client.get(f"/api/candidates/?prompt={prompt.pk}&kind=sticker").json()
     assert body["count"] == 2
     assert [c["seed"] for c in body["results"]] == [1, 2]
@@ -231,7 +220,7 @@ def test_candidate_filters(api, curator, models):
 
 
 def test_animation_strength_that_leaves_no_step_is_400(api, curator, models):
-    source = _stored_candidate(models["sticker-base"])
+    source = f.sticker(version=models["sticker-base"])
     response = api(curator).post(
         "/api/batches/create/",
         {

@@ -1,33 +1,16 @@
 import pytest
 from django.core.management import call_command
 
-from generation.models import Candidate, GenerationBatch, PromptSet
+from generation.models import GenerationBatch, PromptSet
 from generation.services.batches import generation_batch_create
 from generation.services.prompts import prompt_set_import
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
 
-def _candidate(models, text="a cat", kind="sticker", **extra):
-    prompt_set = (
-        PromptSet.objects.first()
-        or prompt_set_import(name="p", content=f"{text}\n", file_format="text")[0]
-    )
-    return Candidate.objects.create(
-        kind=kind,
-        model_version=models["sticker-base"],
-        prompt=prompt_set.prompts.first(),
-        raw_prompt=text,
-        file="candidates/x.png",
-        width=64,
-        height=64,
-        sha256="0" * 64,
-        **extra,
-    )
-
-
 def test_gallery_escapes_prompts_and_shows_checkerboard(client, curator, models):
-    _candidate(models, text="<script>alert(1)</script> a cat")
+    f.sticker(version=models["sticker-base"], text="<script>alert(1)</script> a cat")
     client.force_login(curator)
     html = client.get("/candidates/").content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; a cat" in html
@@ -37,20 +20,8 @@ def test_gallery_escapes_prompts_and_shows_checkerboard(client, curator, models)
 
 
 def test_animation_is_shown_beside_its_source(client, curator, models):
-    source = _candidate(models)
-    animation = Candidate.objects.create(
-        kind="animation",
-        model_version=models["anim-teacher-a"],
-        source=source,
-        raw_prompt="a cat",
-        motion_prompt="waves",
-        file="candidates/y.webp",
-        width=64,
-        height=64,
-        frame_count=8,
-        sha256="1" * 64,
-        motion_score=0.125,
-    )
+    source = f.sticker(version=models["sticker-base"], text="a cat")
+    animation = f.animation(source=source, version=models["anim-teacher-a"], motion_score=0.125)
     client.force_login(curator)
     html = client.get("/candidates/?kind=animation").content.decode()
     assert f'alt="source sticker {source.pk}"' in html

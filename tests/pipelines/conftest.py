@@ -1,7 +1,8 @@
 """Fixtures for the Django-free pipeline tests: the tiny default models, built once.
 
-These tests need no database. The models are built once per session (about 4.5 s on the
-2-core machine) and the pipelines loaded once, as a worker would.
+These tests need no database. The models are the session's (built once, about 4.5 s on the
+2-core machine, shared with the rest of the suite) and the pipelines loaded once, as a worker
+would.
 """
 
 from pathlib import Path
@@ -9,28 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from generation.pipelines import LoadedPipeline, build_default_models, load_pipeline
+from generation.pipelines import LoadedPipeline, load_pipeline
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run these tests on one torch thread, restoring the previous count afterwards.
-
-    Measured on the 2-core machine while other processes were busy: batch-8 sticker
-    generation took 6.6-8.5 s with torch's default 2 threads (spin-waiting threads fight for
-    the cores) but 0.42 s with 1 thread; when idle, 1 thread costs 0.32 s against 0.23 s.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every pipeline test on one torch thread (see ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")
-def pipeline_models(tmp_path_factory) -> dict[str, dict]:
-    """The default tiny models, by name, as build_default_models describes them."""
-    root = tmp_path_factory.mktemp("pipeline-models")
-    return {spec["name"]: spec for spec in build_default_models(root)}
+def pipeline_models(tiny_model_specs) -> dict[str, dict]:
+    """The session's tiny models (tests/conftest.py builds them once), by name."""
+    return {spec["name"]: spec for spec in tiny_model_specs}
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from annotation.quality.models import AggregationRun, QualityPolicy
 from annotation.quality.services.membership import rater_pause
 from annotation.quality.services.results import campaign_results_compute
 from generation.models import ModelVersion
-from tests.quality import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.quality.selectors import ItemConsensus, item_consensus
-from tests.quality import factories as f
+from tests import factories as f
 
 BINARY = [{"key": "ok", "type": "binary", "label": "OK?"}]
 LIKERT = [{"key": "score", "type": "likert", "label": "Score"}]

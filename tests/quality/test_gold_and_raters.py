@@ -27,7 +27,7 @@ from annotation.quality.services.policy import quality_policy_set
 from annotation.quality.services.results import campaign_results_compute
 from annotation.quality.services.runs import aggregation_run_execute
 from stickerloop.errors import ServiceConflict
-from tests.quality import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

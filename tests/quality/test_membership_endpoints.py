@@ -11,7 +11,7 @@ from annotation.quality.models import MembershipEvent
 from annotation.quality.services.gold import judgment_gold_score
 from annotation.quality.services.policy import quality_policy_set
 from annotation.quality.services.results import campaign_results_compute
-from tests.quality import factories as f
+from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ from django.urls import reverse
 
 from annotation.quality.models import AggregationRun, QuestionResult
 from annotation.quality.services.runs import aggregation_run_request, periodic_runs_request
+from tests import factories as f
 from tests.conftest import wait_for
-from tests.quality import factories as f
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

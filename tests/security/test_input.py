@@ -9,7 +9,7 @@ from django.test import Client
 
 from annotation.models import Campaign, Judgment
 from generation.models import PromptSet
-from tests.annotation import factories
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 

@@ -4,19 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.exports import animation_export, image_export
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Train in this process on one thread: on the 2-core machine two threads spin against the
-    other processes (PostgreSQL, workers) and the first steps take ten times longer."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.factories import animation_export, image_export
 
 
 @pytest.fixture(scope="session")
@@ -40,40 +28,6 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-TINY_MODELS = [
-    ("sticker-base", "image", "base"),
-    ("anim-teacher-a", "animation", "teacher"),
-    ("anim-teacher-b", "animation", "teacher"),
-    ("anim-student", "animation", "student"),
-]
-
-
-@pytest.fixture
-def models(db, tiny_models_root):
-    """The tiny models as model versions, by name.
-
-    Overrides the project-wide fixture of the same name: that one reloads every model folder
-    to check it (about 2 s per test); the session fixture has built them already, so rows
-    pointing at the folders are enough here.
-    """
-    from generation.models import ModelVersion
-    from generation.pipelines.tiny import ANIMATION_DEFAULT_PARAMS, IMAGE_DEFAULT_PARAMS
-
-    return {
-        name: ModelVersion.objects.create(
-            name=name,
-            kind=kind,
-            role=role,
-            uri=str(tiny_models_root / name),
-            default_params=dict(
-                IMAGE_DEFAULT_PARAMS if kind == "image" else ANIMATION_DEFAULT_PARAMS
-            ),
-            max_prompt_tokens=77,
-        )
-        for name, kind, role in TINY_MODELS
-    }
-
-
 @pytest.fixture(autouse=True)
 def _training_dir(settings, tmp_path):
     """Each test's job folders (specs, logs, checkpoints, trained models) in its own tmp folder."""
@@ -85,7 +39,7 @@ def _training_dir(settings, tmp_path):
 @pytest.fixture
 def datasets(models):
     """Published dataset versions (with real files) for every role."""
-    from tests.training import factories
+    from tests import factories
 
     return {
         "alignment": factories.dataset_version(models, purpose="alignment"),

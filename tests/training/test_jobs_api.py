@@ -4,7 +4,7 @@ nothing stored."""
 import pytest
 
 from generation.models import ModelVersion
-from tests.training import factories
+from tests import factories
 from training_bridge.jobs.models import TrainingJob, TrainingJobDataset
 
 pytestmark = pytest.mark.django_db

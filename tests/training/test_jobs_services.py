@@ -11,8 +11,8 @@ from generation.models import Candidate, GenerationBatch, ModelVersion
 from generation.services.batches import generation_batch_plan
 from generation.services.chunks import generation_chunk_run
 from stickerloop.errors import ServiceConflict
-from tests.training import factories
-from tests.training.helpers import fake_finished_output, progress_events
+from tests import factories
+from tests.factories import fake_finished_output, progress_events
 from training_bridge.jobs import tasks as job_tasks
 from training_bridge.jobs.evaluation import training_job_evaluation_advance
 from training_bridge.jobs.execution import resume_point, training_job_prepare_external

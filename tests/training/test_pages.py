@@ -6,7 +6,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.training.helpers import fake_finished_output, progress_events
+from tests.factories import fake_finished_output, progress_events
 from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.jobs.output import training_job_register_output
@@ -16,10 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def browser(engineer):
-    client = Client()
-    client.force_login(engineer)
-    return client
+def browser(site, engineer):
+    return site(engineer)
 
 
 def _tailoring_job(models, datasets, **kwargs):

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from generation.pipelines import generate_animations, generate_stickers, load_pipeline
-from tests.training.exports import sticker
+from tests.factories import disc
 from training_bridge.recipes import (
     DatasetSpec,
     SpecError,
@@ -233,7 +233,7 @@ def test_distill_student_counts_teachers_and_its_output_animates(
     loaded = load_pipeline(result.output_dir, kind="animation", device="cpu", dtype=torch.float32)
     [animation] = generate_animations(
         loaded,
-        source_images=[sticker(0)],
+        source_images=[disc(0)],
         prompts=["slides right"],
         seeds=[2],
         num_frames=4,

@@ -15,8 +15,8 @@ from django.core.files.storage import default_storage
 
 from annotation.models import Campaign, Item
 from generation.models import Candidate, ModelVersion
+from tests import factories
 from tests.conftest import wait_for
-from tests.training import factories
 from training_bridge.jobs.lifecycle import training_job_create, training_job_resume
 from training_bridge.jobs.models import EvaluationStatus, JobStatus, TrainingJob, TrainingJobLoss
 from training_bridge.jobs.output import training_job_register_output
@@ -30,12 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _role_groups(transactional_db):
     """A transactional test empties every table after it, the role groups of the data migration
     included; the users of the next test need them back."""
-    from django.contrib.auth.models import Group
-
-    from stickerloop.roles import Role
-
-    for role in Role.values:
-        Group.objects.get_or_create(name=role)
+    factories.ensure_roles()
 
 
 @pytest.fixture

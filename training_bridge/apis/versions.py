@@ -62,8 +62,11 @@ class VersionOutput(serializers.ModelSerializer):
         ]
 
     def get_training_trigger(self, obj: DatasetVersion) -> dict | None:
-        trigger = TrainingTrigger.objects.filter(version=obj).first()
-        return TriggerOutput(trigger).data if trigger else None
+        try:
+            trigger = obj.training_trigger  # joined in by selectors.dataset_version_list
+        except TrainingTrigger.DoesNotExist:
+            return None
+        return TriggerOutput(trigger).data
 
 
 class RuleBuildApi(APIView):
