@@ -91,6 +91,17 @@ class MembershipForm(forms.Form):
     rater = forms.ModelChoiceField(queryset=None)
     status = forms.ChoiceField(choices=MembershipStatus.choices)
     reason = forms.CharField(max_length=500, required=False)
+    # A choice rather than a checkbox: an absent checkbox reads as False, and a pause that says
+    # nothing must exclude, as it does from the API endpoints.
+    exclude = forms.TypedChoiceField(
+        label="On pause",
+        choices=[(True, "stop counting their judgments"), (False, "keep their judgments counting")],
+        coerce=lambda value: value == "True",
+        empty_value=True,
+        required=False,
+        initial=True,
+        help_text="Their judgments since their last resume; a resume counts them again.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

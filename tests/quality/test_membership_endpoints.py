@@ -1,17 +1,24 @@
 """Membership over HTTP: the campaign's raters endpoint and the quality pause and resume
 endpoints change a rater's membership through one service, by the same rules, with the same
-events and for the same role."""
+events and for the same role; a pause takes the same ``exclude`` with the same default from
+both (and from the campaign page's form)."""
+
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.models import CampaignMembership, Item, Judgment
+from annotation.quality.apis.raters import EXCLUDE_HELP
 from annotation.quality.models import MembershipEvent
 from annotation.quality.services.gold import judgment_gold_score
+from annotation.quality.services.membership import rater_pause, rater_resume
 from annotation.quality.services.policy import quality_policy_set
 from annotation.quality.services.results import campaign_results_compute
 from tests import factories as f
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +43,10 @@ def _raters_url(camp):
 
 def _resume_url(camp, rater):
     return reverse("api-quality-rater-resume", args=[camp.pk, rater.pk])
+
+
+def _pause_url(camp, rater):
+    return reverse("api-quality-rater-pause", args=[camp.pk, rater.pk])
 
 
 @pytest.fixture
@@ -257,3 +268,142 @@ def test_campaign_page_shows_the_raters_form_to_curators_only(curator, engineer)
         shown[user.username] = f'action="{form_action}"' in page.content.decode()
 
     assert shown == {"curator": True, "engineer": False}
+
+
+def _judged_member():
+    """A member who judged one item, was paused (keeping it) and resumed, then judged a second
+    item: their evaluation window holds the second judgment only."""
+    camp = f.campaign(questions=BINARY, overlap=2)
+    items = f.items(camp, 2)
+    (rater,) = f.raters(1, campaign=camp)
+    f.judge(items[0], rater, {"ok": True}, at=timezone.now() - timedelta(hours=1))
+    rater_pause(campaign=camp, rater_id=rater.pk, reason="Checking.", exclude=False)
+    rater_resume(campaign=camp, rater_id=rater.pk)
+    f.judge(items[1], rater, {"ok": False})
+    return camp, rater, items
+
+
+def _post(entry, curator, camp, rater, status, data):
+    """Pause or resume ``rater`` through one entry point; the page form sends ``exclude`` as
+    the text of its choice."""
+    if entry == "page":
+        client = Client()
+        client.force_login(curator)
+        form = {"rater": rater.pk, "status": status, "reason": "", **data}
+        response = client.post(reverse("campaign-membership", args=[camp.pk]), form)
+        assert response.status_code == 302
+        return
+    client = client_for(curator)
+    if entry == "raters":
+        body = {"rater": rater.username, "status": status, **data}
+        response = client.post(_raters_url(camp), body, format="json")
+    else:
+        url = (_pause_url if status == "paused" else _resume_url)(camp, rater)
+        response = client.post(url, data, format="json")
+    assert response.status_code == 200, response.json()
+
+
+def _window(camp, rater) -> str | None:
+    """Where the last pause's evaluation window starts: at the resume before it, or nowhere."""
+    events = MembershipEvent.objects.filter(membership__campaign=camp, membership__rater=rater)
+    pause = events.filter(action="paused").latest("created_at", "id")
+    resume = events.filter(action="resumed", created_at__lte=pause.created_at)
+    starts = {None: None, resume.latest("created_at", "id").created_at: "last resume"}
+    return starts[pause.window_start]
+
+
+def _outcome(camp, rater, items) -> tuple:
+    membership = _membership(camp, rater)
+    return (
+        membership.status,
+        membership.paused_reason,
+        _events(camp, rater)[2:],
+        _window(camp, rater),
+        [Judgment.objects.get(item=i, rater=rater).excluded for i in items],
+        [Item.objects.get(pk=i.pk).judgment_count for i in items],
+    )
+
+
+ENTRIES = ("raters", "quality", "page")
+
+
+@pytest.mark.parametrize(
+    "given, page_given, excluded",
+    [
+        ({}, {}, 1),
+        ({"exclude": True}, {"exclude": "True"}, 1),
+        ({"exclude": False}, {"exclude": "False"}, 0),
+    ],
+    ids=["default", "exclude", "keep"],
+)
+def test_every_entry_point_pauses_and_resumes_alike(curator, given, page_given, excluded):
+    outcomes = {}
+    for entry in ENTRIES:
+        camp, rater, items = _judged_member()
+        data = page_given if entry == "page" else given
+        _post(entry, curator, camp, rater, "paused", {"reason": "Answers too fast.", **data})
+        paused = _outcome(camp, rater, items)
+        _post(entry, curator, camp, rater, "active", {"reason": "Talked it through."})
+        outcomes[entry] = (paused, _outcome(camp, rater, items))
+
+    assert outcomes == {
+        entry: (
+            (
+                "paused",
+                "Answers too fast.",
+                [("paused", "manual", "Answers too fast.", excluded, "curator")],
+                "last resume" if excluded else None,
+                [False, bool(excluded)],
+                [1, 1 - excluded],
+            ),
+            (
+                "active",
+                "",
+                [
+                    ("paused", "manual", "Answers too fast.", excluded, "curator"),
+                    ("resumed", "manual", "Talked it through.", excluded, "curator"),
+                ],
+                "last resume" if excluded else None,
+                [False, False],
+                [1, 1],
+            ),
+        )
+        for entry in ENTRIES
+    }
+
+
+@pytest.mark.parametrize(
+    "data, errors",
+    [
+        ({}, {"reason": ["Say why the rater is paused."]}),
+        ({"reason": "  "}, {"reason": ["Say why the rater is paused."]}),
+        ({"reason": "x" * 501}, {"reason": ["Ensure this field has no more than 500 characters."]}),
+        ({"reason": "Too fast.", "exclude": "maybe"}, {"exclude": ["Must be a valid boolean."]}),
+    ],
+    ids=["no-reason", "blank-reason", "long-reason", "bad-exclude"],
+)
+def test_both_endpoints_refuse_the_same_pause_with_the_same_errors(api, curator, data, errors):
+    camp, rater, _ = _judged_member()
+    before = list(Judgment.objects.filter(rater=rater).values_list("id", "excluded"))
+    client = api(curator)
+
+    through_raters = client.post(
+        _raters_url(camp), {"rater": rater.username, "status": "paused", **data}, format="json"
+    )
+    through_quality = client.post(_pause_url(camp, rater), data, format="json")
+
+    assert (through_raters.status_code, through_raters.json()) == (400, errors)
+    assert (through_quality.status_code, through_quality.json()) == (400, errors)
+    assert _membership(camp, rater).status == "active"
+    assert len(_events(camp, rater)) == 2
+    assert list(Judgment.objects.filter(rater=rater).values_list("id", "excluded")) == before
+
+
+def test_the_schema_documents_exclude_alike_on_both_endpoints(api, curator):
+    schema = api(curator).get(reverse("api-schema"), {"format": "json"}).json()
+    inputs = schema["components"]["schemas"]
+
+    assert [
+        inputs[name]["properties"]["exclude"]
+        for name in ("QualityRaterPauseInputRequest", "CampaignMembershipSetInputRequest")
+    ] == [{"type": "boolean", "default": True, "description": EXCLUDE_HELP}] * 2

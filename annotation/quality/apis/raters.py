@@ -10,11 +10,19 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign, CampaignMembership, MembershipStatus
 from annotation.quality.services.membership import (
+    MAX_REASON,
     campaign_membership_set,
     rater_pause,
     rater_resume,
 )
 from stickerloop.roles import IsCurator
+
+EXCLUDE_HELP = (
+    "On a pause: true (the default) stops counting the rater's judgments since their last resume "
+    "(all of them if they were never resumed) and frees those items for other raters; a resume "
+    "counts them again. False keeps them counting. The same field and default on every endpoint "
+    "that pauses a rater."
+)
 
 
 class EventOutput(serializers.Serializer):
@@ -25,6 +33,19 @@ class EventOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class PauseInput(serializers.Serializer):
+    """What a pause takes, alike from the pause endpoint and the campaign's raters endpoint."""
+
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=MAX_REASON,
+        help_text="Why the rater is paused (needed) or resumed (optional).",
+    )
+    exclude = serializers.BooleanField(default=True, help_text=EXCLUDE_HELP)
+
+
 class RaterPauseApi(APIView):
     """Pause a rater in the campaign; with ``exclude`` (default) their judgments since their
     last resume stop counting."""
@@ -32,9 +53,8 @@ class RaterPauseApi(APIView):
     permission_classes = [IsCurator]
 
     @extend_schema_serializer(component_name="QualityRaterPauseInput")
-    class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=500)
-        exclude = serializers.BooleanField(default=True)
+    class InputSerializer(PauseInput):
+        pass
 
     @extend_schema(request=InputSerializer, responses=EventOutput)
     def post(self, request, pk: int, rater_id: int):
@@ -55,7 +75,9 @@ class RaterResumeApi(APIView):
 
     @extend_schema_serializer(component_name="QualityRaterResumeInput")
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+        reason = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=MAX_REASON
+        )
 
     @extend_schema(request=InputSerializer, responses=EventOutput)
     def post(self, request, pk: int, rater_id: int):
@@ -74,19 +96,19 @@ class RaterResumeApi(APIView):
 
 class CampaignMembershipSetApi(APIView):
     """Add a rater to a campaign, or pause (with a reason) or resume them, by the same rules as
-    the pause and resume endpoints (a rater who failed the qualification stays paused: 409)."""
+    the pause and resume endpoints: a pause takes the same ``exclude`` with the same default,
+    and a rater who failed the qualification stays paused (409)."""
 
     permission_classes = [IsCurator]
 
     @extend_schema_serializer(component_name="CampaignMembershipSetInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(PauseInput):
         rater = serializers.SlugRelatedField(
             slug_field="username", queryset=get_user_model().objects.all()
         )
         status = serializers.ChoiceField(
             choices=MembershipStatus.choices, required=False, default=MembershipStatus.ACTIVE
         )
-        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
     @extend_schema_serializer(component_name="CampaignMembershipSetOutput")
     class OutputSerializer(serializers.ModelSerializer):

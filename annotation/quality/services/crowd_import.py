@@ -24,7 +24,9 @@ from annotation.quality.models import (
     QualityPolicy,
 )
 from annotation.services import campaigns, items
-from generation.models import ModelVersion
+from generation.models import Candidate, CandidateKind, ModelKind, ModelVersion
+from generation.services.candidates import ImportedCandidate, candidates_import
+from generation.services.model_versions import model_version_register
 
 IMPORT_TYPES = ("single_choice", "binary", "likert")
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y"})
@@ -117,24 +119,25 @@ def _import_raters(source: str, workers: list[str]) -> dict[str, int]:
     return {w: ids[name] for w, name in names.items()}
 
 
-def _import_candidates(*, source: str, keys: list[str], model_versions: list | None = None):
-    from generation.models import Candidate, CandidateKind, CandidateOrigin
-
-    rows = [
-        Candidate(
-            kind=CandidateKind.STICKER,
-            origin=CandidateOrigin.IMPORTED,
-            model_version=model_versions[i] if model_versions else None,
-            raw_prompt=key[:5000],
-            file="",
-            width=1,
-            height=1,
-            sha256="",
-            import_source=source,
-        )
-        for i, key in enumerate(keys)
-    ]
-    return Candidate.objects.bulk_create(rows, batch_size=2000)
+def _import_candidates(
+    *, source: str, keys: list[str], model_versions: list[ModelVersion] | None = None
+) -> list[Candidate]:
+    """One imported sticker candidate per external item, in order. A crowd file names items but
+    holds no images: the rows keep the name as their prompt, no file and a 1×1 size, so every
+    import inserts its own rows (no ``sha256`` to find earlier ones by)."""
+    return candidates_import(
+        source=source,
+        rows=[
+            ImportedCandidate(
+                kind=CandidateKind.STICKER,
+                raw_prompt=key[:5000],
+                width=1,
+                height=1,
+                model_version=model_versions[i] if model_versions else None,
+            )
+            for i, key in enumerate(keys)
+        ],
+    ).candidates
 
 
 def _judgments_insert(*, campaign: Campaign, item_ids, rater_ids, answers_json, now) -> int:
@@ -283,9 +286,6 @@ def crowd_labels_import(
 
 
 def _import_model_versions(source: str, names: list[str]) -> dict[str, ModelVersion]:
-    from generation.models import ModelKind
-    from generation.services.model_versions import model_version_register
-
     versions = {}
     for display in dict.fromkeys(names):
         slug = f"{_slug(source)}-{_slug(display)}"[:100]

@@ -263,11 +263,13 @@ def campaign_membership_set(
     status: str = MembershipStatus.ACTIVE,
     reason: str = "",
     actor: AbstractBaseUser | None = None,
+    exclude: bool = True,
 ) -> CampaignMembership:
     """The campaign's raters form: add a rater (active), or pause or resume a member, by the
-    rules above. Pausing here keeps the rater's judgments counting (the quality pages pause
-    with exclusion). A new member asked to be active may still be paused by the qualification
-    gate; one already active stays as they are."""
+    rules above. A pause is ``rater_pause``'s, ``exclude`` and its default included, so it
+    ends the same from here as from the quality pause endpoint. A new member asked to be
+    active may still be paused by the qualification gate; one already active stays as they
+    are."""
     if status not in MembershipStatus.values:
         raise ValidationError({"status": [f"Unknown status {status!r}; use active or paused."]})
     if problems := raters_check([rater]):
@@ -278,7 +280,7 @@ def campaign_membership_set(
     if status == MembershipStatus.PAUSED:
         if not (added and membership.status == MembershipStatus.PAUSED):
             rater_pause(
-                campaign=campaign, rater_id=rater.pk, reason=reason, actor=actor, exclude=False
+                campaign=campaign, rater_id=rater.pk, reason=reason, actor=actor, exclude=exclude
             )
     elif not added and membership.status == MembershipStatus.PAUSED:
         rater_resume(campaign=campaign, rater_id=rater.pk, actor=actor, reason=reason)

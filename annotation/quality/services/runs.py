@@ -8,7 +8,6 @@ from contextlib import contextmanager
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.utils import timezone
 
 from annotation.models import (
     Campaign,
@@ -22,11 +21,13 @@ from annotation.quality.models import (
     RunTrigger,
 )
 from annotation.quality.services.results import campaign_results_compute, check_methods
+from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
 
 logger = logging.getLogger(__name__)
 
 # Advisory lock keys of this app: "QC" (ASCII) in the high bits, the campaign id below 2**40.
 ADVISORY_NAMESPACE = 0x5143 << 40
+ENDED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
 @transaction.atomic
@@ -55,18 +56,6 @@ def aggregation_run_request(
     return run
 
 
-@transaction.atomic
-def _run_claim(run_id: int) -> AggregationRun | None:
-    run = AggregationRun.objects.select_for_update().select_related("campaign").get(pk=run_id)
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-        return None
-    # RUNNING here is a redelivery after a worker died; computing again replaces the same rows.
-    run.status = RunStatus.RUNNING
-    run.started_at = timezone.now()
-    run.save(update_fields=["status", "started_at"])
-    return run
-
-
 @contextmanager
 def _campaign_lock(campaign_id: int):
     """One computation per campaign at a time (a session advisory lock on PostgreSQL): two runs
@@ -83,29 +72,50 @@ def _campaign_lock(campaign_id: int):
             cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_NAMESPACE + campaign_id])
 
 
+def _run_settle(
+    run_id: int, *, status: str, error: str = "", summary: dict | None = None
+) -> AggregationRun | None:
+    """Record how the run ended; None, and nothing written, when it has ended already. Assumes:
+    the caller holds the campaign lock, so no other worker of this run is computing."""
+    with transaction.atomic():
+        run = lock_unfinished(AggregationRun.objects.all(), run_id, finished=ENDED)
+        if run is None:
+            logger.warning("aggregation run %s had ended already; its first outcome stands", run_id)
+            return None
+        fields = None if summary is None else {"summary": summary}
+        mark_finished(run, status=status, error=error, fields=fields)
+    return run
+
+
 def aggregation_run_execute(*, run_id: int) -> AggregationRun | None:
-    """Claim the run, compute, and settle it; a finished run is left alone (idempotent)."""
-    run = _run_claim(run_id)
+    """Claim the run, compute, and settle it; None when it has ended already (idempotent).
+
+    A redelivered message claims a run that is RUNNING (its worker died, or the broker gave the
+    message out again while that worker still computes); a redelivery keeps the first start, so
+    the periodic check never skips judgments a run may not have read. The campaign lock queues
+    a second worker behind the first, which settles the run before letting go: the second then
+    finds it ended and leaves it (and the rows it stored) alone instead of computing again.
+    """
+    run = claim(
+        AggregationRun.objects.select_related("campaign"),
+        run_id,
+        finished=ENDED,
+        keep_started_at=True,
+    )
     if run is None:
         return None
-    try:
-        with _campaign_lock(run.campaign_id):
+    with _campaign_lock(run.campaign_id):
+        if AggregationRun.objects.filter(pk=run_id, status__in=ENDED).exists():
+            return None
+        try:
             summary = campaign_results_compute(campaign=run.campaign, methods=run.methods, run=run)
-    except Exception as exc:
-        # Whatever broke, the run records why and ends FAILED rather than staying RUNNING.
-        logger.exception("aggregation run %s failed", run_id)
-        AggregationRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now(),
-        )
-        run.refresh_from_db()
-        return run
-    AggregationRun.objects.filter(pk=run_id).update(
-        status=RunStatus.SUCCEEDED, summary=summary, finished_at=timezone.now(), error=""
-    )
-    run.refresh_from_db()
-    return run
+        except Exception as exc:
+            # Whatever broke, the run records why and ends FAILED rather than staying RUNNING.
+            logger.exception("aggregation run %s failed", run_id)
+            return _run_settle(
+                run_id, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
+        return _run_settle(run_id, status=RunStatus.SUCCEEDED, summary=summary)
 
 
 def periodic_runs_request() -> list[int]:
