@@ -1,5 +1,6 @@
 """The annotation API and pages: status codes, exact messages, nothing stored on bad input."""
 
+import re
 import uuid
 
 import pytest
@@ -52,7 +53,6 @@ def test_step_leases_and_shows_items_without_the_model(setup):
     first = body["items"][0]
     [candidate] = first["candidates"]
     assert set(candidate) == {
-        "id",
         "position",
         "side",
         "kind",
@@ -66,8 +66,8 @@ def test_step_leases_and_shows_items_without_the_model(setup):
         "frames",
         "source_url",
     }
-    # Files by candidate id: storage keys would name the model version that made them.
-    assert candidate["url"] == f"/rate/media/{candidate['id']}/file"
+    # Files under a signed grant for the item: no candidate id, no storage key.
+    assert re.fullmatch(rf"/rate/media/i{first['id']}:[0-9A-Za-z]+:[\w-]+/0/file", candidate["url"])
     # submit the first, lease one more, in one request
     response = _step(
         client,
@@ -374,23 +374,25 @@ def test_malformed_step_requests_are_400(setup, body, errors):
     assert Lease.objects.count() == 0
 
 
-def test_rating_media_by_candidate_id(client):
+def test_rating_media_by_item_grant_and_position(client):
     r, outsider = f.rater(), f.rater()
     source = f.sticker()
     anim = f.animation(source=source, frames=3)
     campaign = f.running_campaign(raters=[r], kind="single", groups=[[anim]], preset="motion")
     client.force_login(r)
     [item] = item_next_for_rater(campaign=campaign, rater=r)
-    [payload] = selectors.item_payloads(item_ids=[item.pk])
+    [payload] = selectors.item_payloads(item_ids=[item.pk], rater_id=r.pk)
     [shown] = payload["candidates"]
-    assert shown["frames"] == [f"/rate/media/{anim.pk}/frame-{i}" for i in range(3)]
-    assert shown["source_url"] == f"/rate/media/{anim.pk}/source"
+    grant = shown["url"].removesuffix("/0/file")
+    assert shown["frames"] == [f"{grant}/0/frame-{i}" for i in range(3)]
+    assert shown["source_url"] == f"{grant}/0/source"
     frame = client.get(shown["frames"][2])
     assert frame.status_code == 200 and frame["Content-Type"] == "image/png"
     assert (
         b"".join(frame.streaming_content)
         == default_storage.open(f"{anim.frames_prefix}frame-002.png").read()
     )
-    assert client.get(f"/rate/media/{anim.pk}/frame-3").status_code == 404
+    assert client.get(f"{grant}/0/frame-3").status_code == 404
+    assert client.get(f"{grant}/1/file").status_code == 404
     client.force_login(outsider)
     assert client.get(shown["url"]).status_code == 404
