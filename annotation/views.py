@@ -12,7 +12,6 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import mark_safe
-from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
@@ -119,7 +118,6 @@ def rate(request, pk: int):
 
 
 @login_required
-@cache_control(private=True, max_age=3600)
 def rate_media(request, token: str, position: int, part: str):
     """A file of the rating screen, under a signed grant (``stickerloop.media``); the grant's
     scope is checked against the rater's leases and judgments on every fetch

@@ -25,7 +25,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.views.decorators.cache import cache_control
+from django.utils.cache import patch_cache_control
 
 from stickerloop.roles import Role, has_role
 
@@ -93,19 +93,26 @@ def _is_folder(key: str) -> bool:
 
 def media_response(key: str | None) -> HttpResponse:
     """The stored file at ``key``: streamed from a folder, or a redirect to a presigned bucket
-    URL. Assumes the caller checked that the user may see it. 404 for no key or no file."""
+    URL. Assumes the caller checked that the user may see it. 404 for no key or no file.
+
+    Keys are immutable per candidate, so the browser may keep a file for an hour; a redirect
+    only for half the presigned URL's life, so a cached one never leads to an expired URL.
+    """
     if not key or ".." in key.split("/"):
         raise Http404("No such file.")
     if not default_storage.exists(key) or _is_folder(key):
         raise Http404("No such file.")
     if hasattr(default_storage, "bucket_name"):
-        return HttpResponseRedirect(default_storage.url(key))
+        response = HttpResponseRedirect(default_storage.url(key))
+        patch_cache_control(response, private=True, max_age=grant_seconds() // 2)
+        return response
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-    return FileResponse(default_storage.open(key, "rb"), content_type=content_type)
+    response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
+    patch_cache_control(response, private=True, max_age=3600)
+    return response
 
 
 @login_required
-@cache_control(private=True, max_age=3600)
 def media_serve(request, key: str):
     """A stored file for the staff pages. 404, not 403, for anyone else: the answer does not
     say whether the key exists."""

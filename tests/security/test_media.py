@@ -287,3 +287,34 @@ def test_nothing_a_rater_gets_says_which_model_made_what():
     low, high = n / 2 - 3.29 * math.sqrt(n) / 2, n / 2 + 3.29 * math.sqrt(n) / 2
     assert low <= first_is_a <= high, first_is_a
     assert pick_is_a == n - first_is_a
+
+
+class PresigningBucket:
+    """What ``media_response`` asks of an S3 storage (django-storages): the object exists, and
+    its URL is presigned for ``querystring_expire`` seconds."""
+
+    bucket_name = "stickers"
+
+    def exists(self, key: str) -> bool:
+        return True
+
+    def path(self, key: str) -> str:
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        return f"https://bucket.example/{key}?X-Amz-Expires=600&X-Amz-Signature=abc"
+
+
+def test_bucket_media_redirects_to_a_presigned_url_after_the_same_checks(two_campaigns):
+    rita, _, mine, _ = two_campaigns
+    client = login(rita, "pw-rita")
+    [item] = step(client, mine, fetch=1)["items"]
+    key = Candidate.objects.get(item_links__item_id=item["id"]).file
+    other = mine.items.exclude(pk=item["id"]).order_by("pk").first()
+    with mock.patch.object(media, "default_storage", PresigningBucket()):
+        response = client.get(item["candidates"][0]["url"])
+        assert response.status_code == 302
+        assert response["Location"] == PresigningBucket().url(key)
+        # A cached redirect must not outlive the presigned URL.
+        assert response["Cache-Control"] == f"private, max-age={media.grant_seconds() // 2}"
+        assert client.get(shown_url(mine, rita, other)).status_code == 404
