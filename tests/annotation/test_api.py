@@ -396,3 +396,39 @@ def test_rating_media_by_item_grant_and_position(client):
     assert client.get(f"{grant}/1/file").status_code == 404
     client.force_login(outsider)
     assert client.get(shown["url"]).status_code == 404
+
+
+def test_answers_name_candidates_by_position_and_are_stored_by_id(api):
+    r = f.rater()
+    a, b = f.sticker(), f.sticker()
+    schema = [
+        {"key": "better", "type": "pick", "label": "Better"},
+        {"key": "ok", "type": "binary", "label": "OK?", "per_candidate": True},
+    ]
+    campaign = f.running_campaign(raters=[r], kind="pair", question_schema=schema, groups=[[a, b]])
+    client = api(r)
+    [item] = _step(client, campaign, fetch=1).json()["items"]
+    shown = list(
+        Item.objects.get(pk=item["id"])
+        .item_candidates.order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
+    # answers name positions; the message names positions only, never candidate ids
+    wrong = _step(
+        client,
+        campaign,
+        submit=_submission(item["id"], {"better": 2, "ok": {"0": True, "1": True}}),
+    )
+    assert wrong.status_code == 400
+    assert wrong.json() == {"answers.better": ["2 is not one of the shown candidates (0, 1)."]}
+    answers = {"better": 1, "ok": {"0": True, "1": False}}
+    sent = _submission(item["id"], answers)
+    response = _step(client, campaign, fetch=0, submit=sent)
+    assert response.json()["judgment"]["answers"] == answers
+    stored = Judgment.objects.get(item_id=item["id"]).answers
+    assert stored == {"better": shown[1], "ok": {str(shown[0]): True, str(shown[1]): False}}
+    # a retried submit and an undo give the rater's form back
+    replay = _step(client, campaign, fetch=0, submit=sent).json()
+    assert (replay["replayed"], replay["judgment"]["answers"]) == (True, answers)
+    undone = client.post(f"/api/campaigns/{campaign.pk}/undo/").json()
+    assert undone["answers"] == answers
