@@ -10,6 +10,7 @@ A schema is a list of questions. Each question has a ``key`` (the answer's key),
 - ``multi_choice``: a list of distinct option values (reason tags; may be empty).
 - ``text``: a free-text note of at most ``max_length`` characters.
 - ``pick``: one of the shown candidates' ids, or ``null`` when not required (best-of-N "best").
+  Raters name the shown candidates by display position instead (``answers_by_candidate``).
 
 A question with ``per_candidate: true`` (campaigns showing several candidates) is answered once
 per shown candidate: ``{"<candidate id>": answer}``. Shortcuts are single characters, unique
@@ -503,3 +504,31 @@ def validate_answers(schema: list[dict], answers, *, candidate_ids: list[int]) -
     if errors:
         raise ValidationError(errors)
     return clean
+
+
+def answers_by_candidate(schema: list[dict], answers: dict, *, candidate_ids: list[int]) -> dict:
+    """Answers that name shown candidates by display position (as raters send them, see
+    ``annotation.selectors.item_payloads``) turned into answers by candidate id (as stored).
+
+    ``candidate_ids``: the item's candidates in display order. Assumes ``answers`` passed
+    ``validate_answers`` with ``candidate_ids=list(range(len(candidate_ids)))``.
+    """
+    return _renamed(schema, answers, dict(enumerate(candidate_ids)))
+
+
+def answers_by_position(schema: list[dict], answers: dict, *, candidate_ids: list[int]) -> dict:
+    """The inverse of ``answers_by_candidate``: stored answers as the rater sees them."""
+    return _renamed(schema, answers, {c: p for p, c in enumerate(candidate_ids)})
+
+
+def _renamed(schema: list[dict], answers: dict, rename: dict[int, int]) -> dict:
+    out = dict(answers)
+    for q in schema:
+        value = answers.get(q["key"])
+        if value is None:
+            continue
+        if q["per_candidate"]:
+            out[q["key"]] = {str(rename[int(c)]): v for c, v in value.items()}
+        elif q["type"] == "pick":
+            out[q["key"]] = rename[value]
+    return out

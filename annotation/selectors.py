@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Prefetch, Q, QuerySet
-from django.urls import reverse
+from django.db.models import Count, Exists, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from annotation import assignment
@@ -17,10 +16,12 @@ from annotation.models import (
     CampaignMembership,
     CampaignStatus,
     Item,
+    ItemCandidate,
     Judgment,
     Lease,
     MembershipStatus,
 )
+from stickerloop import media
 
 
 @dataclass(frozen=True)
@@ -87,32 +88,16 @@ def campaign_config_forget(campaign_id: int) -> None:
         _configs.pop(campaign_id, None)
 
 
-_media_prefix: str | None = None
-
-
-def _media(candidate_id: int, part: str) -> str:
-    """The rating screen's URL of one of a candidate's files.
-
-    By candidate id rather than storage key: keys name the model version that made the file,
-    and raters must not learn which model (or teacher) made what they judge. Built without a
-    URL resolver call per file, since payloads carry many files.
-    """
-    global _media_prefix
-    if _media_prefix is None:
-        _media_prefix = reverse("rate-media", kwargs={"candidate_id": 0, "part": "file"})[
-            : -len("0/file")
-        ]
-    return f"{_media_prefix}{candidate_id}/{part}"
-
-
-def _candidate_payload(row: dict) -> dict:
-    cid = row["id"]
+def _candidate_payload(row: dict, token: str) -> dict:
+    """One shown candidate as the rater gets it: named by its position in the item (answers use
+    it too), its files by URLs under the item's grant. No candidate id, storage key or model:
+    the display order is shuffled per item, so nothing here says which model made what."""
+    position = row["position"]
     payload = {
-        "id": cid,
-        "position": row["position"],
+        "position": position,
         "side": row["side"],
         "kind": row["kind"],
-        "url": _media(cid, "file") if row["file"] else "",
+        "url": media.granted_url(token, position, "file") if row["file"] else "",
         "width": row["width"],
         "height": row["height"],
         "frame_count": row["frame_count"],
@@ -124,47 +109,89 @@ def _candidate_payload(row: dict) -> dict:
     }
     if row["kind"] == "animation":
         if row["frames_prefix"]:
-            payload["frames"] = [_media(cid, f"frame-{i}") for i in range(row["frame_count"])]
+            payload["frames"] = [
+                media.granted_url(token, position, f"frame-{i}") for i in range(row["frame_count"])
+            ]
         if row["source_file"]:
-            payload["source_url"] = _media(cid, "source")
+            payload["source_url"] = media.granted_url(token, position, "source")
     return payload
 
 
-def candidate_media_key(*, candidate_id: int, part: str, user) -> str | None:
-    """The storage key behind a rating-screen media URL, or None when ``user`` may not see it.
+# Scopes of a rater's media grant (``stickerloop.media.grant_token``): one item, or the good or
+# bad guideline examples of a campaign.
+ITEM_SCOPE, GOOD_EXAMPLES_SCOPE, BAD_EXAMPLES_SCOPE = "i", "g", "b"
 
-    Staff roles see every candidate; a rater sees the candidates of the campaigns they belong to
-    (items and guideline examples).
+
+def item_media_token(*, item_id: int, rater_id: int) -> str:
+    return media.grant_token(user_id=rater_id, scope=f"{ITEM_SCOPE}{item_id}")
+
+
+def examples_media_urls(*, campaign_id: int, rater_id: int, good: bool, candidates) -> list[dict]:
+    """The guideline examples as a rater gets them: by position under a grant for the
+    campaign's examples, in id order (``rater_media_key`` finds them so)."""
+    scope = f"{GOOD_EXAMPLES_SCOPE if good else BAD_EXAMPLES_SCOPE}{campaign_id}"
+    token = media.grant_token(user_id=rater_id, scope=scope)
+    return [
+        {
+            "kind": c.kind,
+            "url": media.granted_url(token, position, "file") if c.file else "",
+            "prompt": c.raw_prompt,
+            "source_url": media.granted_url(token, position, "source") if c.source_id else "",
+        }
+        for position, c in enumerate(sorted(candidates, key=lambda c: c.pk))
+    ]
+
+
+def _part_key(file: str, frames_prefix: str, frame_count: int, source_file: str | None, part):
+    if part == "file":
+        return file or None
+    if part == "source":
+        return source_file or None
+    if part.startswith("frame-") and part[6:].isdigit() and frames_prefix:
+        index = int(part[6:])
+        if index < frame_count:
+            return f"{frames_prefix}frame-{index:03d}.png"
+    return None
+
+
+def rater_media_key(*, rater_id: int, scope: str, position: int, part: str) -> str | None:
+    """The storage key behind a rater's media URL, or None when the rater may not see it.
+
+    The rule for raters: an item's files while they hold a live lease on it or after they
+    judged (or skipped) it; a campaign's guideline examples while they belong to it. Staff
+    roles use the staff media URLs (``stickerloop.media.staff_may_view``) instead.
     """
     from generation.models import Candidate
-    from stickerloop.roles import Role, has_role
 
-    candidate = (
-        Candidate.objects.filter(pk=candidate_id)
-        .values("file", "frames_prefix", "frame_count", "source__file")
-        .first()
-    )
-    if candidate is None:
+    kind, number = scope[:1], scope[1:]
+    if not number.isdigit():
         return None
-    if not has_role(user, Role.CURATOR, Role.ML_ENGINEER):
-        campaigns = CampaignMembership.objects.filter(rater=user).values("campaign_id")
-        shown = Item.objects.filter(
-            campaign_id__in=campaigns, item_candidates__candidate_id=candidate_id
+    fields = ("file", "frames_prefix", "frame_count", "source__file")
+    if kind == ITEM_SCOPE:
+        item_id = int(number)
+        may_see = Exists(
+            Lease.objects.filter(
+                item_id=item_id, rater_id=rater_id, released=False, expires_at__gt=timezone.now()
+            )
+        ) | Exists(Judgment.objects.filter(item_id=item_id, rater_id=rater_id))
+        row = (
+            ItemCandidate.objects.filter(may_see, item_id=item_id, position=position)
+            .values_list(*(f"candidate__{f}" for f in fields))
+            .first()
         )
-        example = Campaign.objects.filter(pk__in=campaigns).filter(
-            Q(good_examples=candidate_id) | Q(bad_examples=candidate_id)
-        )
-        if not (shown.exists() or example.exists()):
+    elif kind in (GOOD_EXAMPLES_SCOPE, BAD_EXAMPLES_SCOPE):
+        campaign_id = int(number)
+        if not CampaignMembership.objects.filter(
+            campaign_id=campaign_id, rater_id=rater_id
+        ).exists():
             return None
-    if part == "file":
-        return candidate["file"] or None
-    if part == "source":
-        return candidate["source__file"] or None
-    if part.startswith("frame-") and part[6:].isdigit() and candidate["frames_prefix"]:
-        index = int(part[6:])
-        if index < candidate["frame_count"]:
-            return f"{candidate['frames_prefix']}frame-{index:03d}.png"
-    return None
+        tone = "good" if kind == GOOD_EXAMPLES_SCOPE else "bad"
+        examples = Candidate.objects.filter(**{f"{tone}_example_in_campaigns": campaign_id})
+        examples = examples.order_by("pk")
+        row = next(iter(examples.values_list(*fields)[position : position + 1]), None)
+    else:
+        return None
+    return _part_key(*row, part) if row else None
 
 
 def _json(value):
@@ -172,20 +199,27 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def item_payloads(*, item_ids: list[int], rows: list[dict] | None = None) -> list[dict]:
-    """What the rating screen shows of each item, in the order of ``item_ids``.
+def item_payloads(
+    *, item_ids: list[int], rater_id: int, rows: list[dict] | None = None
+) -> list[dict]:
+    """What the rating screen shows of each item to ``rater_id``, in the order of ``item_ids``.
 
     ``rows``: the payload rows when the rating step read them already; otherwise one query.
-    The model version is left out on purpose: raters must not know which model (or teacher)
-    made a candidate.
+    Candidate ids, storage keys and model versions are left out on purpose: raters must not
+    know which model (or teacher) made a candidate (see ``_candidate_payload``).
     """
     if not item_ids:
         return []
     if rows is None:
         rows = assignment.payload_rows(item_ids)
     by_item: dict[int, list[dict]] = {}
+    tokens: dict[int, str] = {}
     for row in rows:
-        by_item.setdefault(row["item_id"], []).append(_candidate_payload(row))
+        item_id = row["item_id"]
+        token = tokens.get(item_id)
+        if token is None:
+            token = tokens[item_id] = item_media_token(item_id=item_id, rater_id=rater_id)
+        by_item.setdefault(item_id, []).append(_candidate_payload(row, token))
     return [
         {"id": item_id, "candidates": by_item[item_id]}
         for item_id in item_ids

@@ -5,7 +5,7 @@ from annotation import views
 urlpatterns = [
     path("rate/", views.rater_home, name="rater-home"),
     path("rate/<id:pk>/", views.rate, name="rate"),
-    path("rate/media/<id:candidate_id>/<str:part>", views.rate_media, name="rate-media"),
+    path("rate/media/<str:token>/<id:position>/<str:part>", views.rate_media, name="rate-media"),
     path("campaigns/", views.campaign_list, name="campaign-list"),
     path("campaigns/new/", views.campaign_create, name="campaign-create"),
     path("campaigns/<id:pk>/", views.campaign_detail, name="campaign-detail"),

@@ -37,10 +37,10 @@ def guidelines_html(text: str) -> str:
 
 
 def _examples(candidates) -> list[dict]:
-    """``candidates`` with their sources joined (``selectors.campaign_list`` prefetches them so)."""
+    """``candidates`` with their sources joined (``selectors.campaign_list`` prefetches them so),
+    as the staff pages show them; raters get ``selectors.examples_media_urls``."""
     return [
         {
-            "id": c.pk,
             "kind": c.kind,
             "url": media_url(c.file),
             "prompt": c.raw_prompt,
@@ -99,8 +99,18 @@ def rate(request, pk: int):
             "campaign": campaign,
             "config": config,
             "guidelines": guidelines_html(campaign.guidelines),
-            "good_examples": _examples(campaign.good_examples.select_related("source")),
-            "bad_examples": _examples(campaign.bad_examples.select_related("source")),
+            "good_examples": selectors.examples_media_urls(
+                campaign_id=campaign.pk,
+                rater_id=request.user.pk,
+                good=True,
+                candidates=campaign.good_examples.all(),
+            ),
+            "bad_examples": selectors.examples_media_urls(
+                campaign_id=campaign.pk,
+                rater_id=request.user.pk,
+                good=False,
+                candidates=campaign.bad_examples.all(),
+            ),
             "can_rate": membership.status == MembershipStatus.ACTIVE
             and campaign.status == CampaignStatus.RUNNING,
         },
@@ -108,13 +118,17 @@ def rate(request, pk: int):
 
 
 @login_required
-def rate_media(request, candidate_id: int, part: str):
-    """A candidate's file for the rating screen, addressed by candidate id (see
-    ``selectors.candidate_media_key``); cached by the browser like every media file."""
-    key = selectors.candidate_media_key(candidate_id=candidate_id, part=part, user=request.user)
-    if key is None:
+def rate_media(request, token: str, position: int, part: str):
+    """A file of the rating screen, under a signed grant (``stickerloop.media``); the grant's
+    scope is checked against the rater's leases and judgments on every fetch
+    (``selectors.rater_media_key``). 404 for every refusal: it says nothing about what exists."""
+    scope = media.grant_scope(token=token, user_id=request.user.pk)
+    if scope is None:
         raise Http404("No such file.")
-    return media.media_serve(request, key)
+    key = selectors.rater_media_key(
+        rater_id=request.user.pk, scope=scope, position=position, part=part
+    )
+    return media.media_response(key)
 
 
 # Curators ----------------------------------------------------------------------------------------

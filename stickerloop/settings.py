@@ -161,6 +161,10 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env("STICKERLOOP_MEDIA_ROOT", str(VAR_DIR / "media")))
+# How long a rater's signed media URL (and a presigned bucket URL behind any media URL) stays
+# valid: minutes, since the rating screen loads its items' files as soon as it leases them, and
+# asks for fresh URLs (held items) when it is opened again.
+STICKERLOOP_MEDIA_URL_SECONDS = env_int("STICKERLOOP_MEDIA_URL_SECONDS", 600)
 
 S3_BUCKET = env("STICKERLOOP_S3_BUCKET")
 if S3_BUCKET:
@@ -174,6 +178,7 @@ if S3_BUCKET:
             # Candidate keys are deterministic; a re-run chunk overwrites its own files.
             "file_overwrite": True,
             "querystring_auth": True,
+            "querystring_expire": STICKERLOOP_MEDIA_URL_SECONDS,
         },
     }
 else:

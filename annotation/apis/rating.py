@@ -19,12 +19,19 @@ from annotation.models import (
     CampaignMembership,
     Item,
 )
-from annotation.services.rating import Submission, item_skip, judgment_undo, rating_step
+from annotation.services.rating import (
+    Submission,
+    answers_shown,
+    item_skip,
+    judgment_undo,
+    rating_step,
+)
 
 
 class CandidateShown(serializers.Serializer):
-    id = serializers.IntegerField()
-    position = serializers.IntegerField()
+    position = serializers.IntegerField(
+        help_text="Display order from 0, shuffled per item; answers name the candidate by it."
+    )
     side = serializers.CharField()
     kind = serializers.CharField()
     url = serializers.CharField()
@@ -54,13 +61,14 @@ class JudgmentOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-def _judgment_data(judgment) -> dict:
+def _judgment_data(judgment, answers: dict) -> dict:
+    """``answers``: as the rater names candidates (``StepResult.answers_shown``)."""
     # Built by hand: this runs on every judgment, and the serializer costs 0.2 ms a call.
     return {
         "id": judgment.pk,
         "item": judgment.item_id,
         "client_id": str(judgment.client_id),
-        "answers": judgment.answers,
+        "answers": answers,
         "skipped": judgment.skipped,
         "skip_reason": judgment.skip_reason,
         "seconds_on_item": judgment.seconds_on_item,
@@ -184,9 +192,13 @@ class RatingStepApi(APIView):
         )
         return Response(
             {
-                "judgment": _judgment_data(result.judgment) if result.judgment else None,
+                "judgment": _judgment_data(result.judgment, result.answers_shown)
+                if result.judgment
+                else None,
                 "replayed": result.replayed,
-                "items": selectors.item_payloads(item_ids=result.item_ids, rows=result.rows),
+                "items": selectors.item_payloads(
+                    item_ids=result.item_ids, rater_id=request.user.pk, rows=result.rows
+                ),
                 "campaign_status": result.campaign_status,
                 "message": result.message,
             }
@@ -213,7 +225,11 @@ class ItemNextApi(APIView):
             campaign_id=config.id, rater=request.user, fetch=data.validated_data["count"]
         )
         return Response(
-            {"items": selectors.item_payloads(item_ids=result.item_ids, rows=result.rows)}
+            {
+                "items": selectors.item_payloads(
+                    item_ids=result.item_ids, rater_id=request.user.pk, rows=result.rows
+                )
+            }
         )
 
 
@@ -231,7 +247,7 @@ class JudgmentSubmitApi(APIView):
             campaign_id=config.id, rater=request.user, submission=data.to_submission()
         )
         return Response(
-            _judgment_data(result.judgment),
+            _judgment_data(result.judgment, result.answers_shown),
             status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
         )
 
@@ -249,7 +265,7 @@ class ItemSkipApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: JudgmentOutput})
     def post(self, request, pk: int):
-        _config_or_404(pk)
+        config = _config_or_404(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -261,7 +277,8 @@ class ItemSkipApi(APIView):
             client_id=v["client_id"],
             seconds_on_item=v["seconds_on_item"],
         )
-        return Response(_judgment_data(judgment), status=status.HTTP_201_CREATED)
+        shown = answers_shown(config=config, item_id=item.pk, answers=judgment.answers)
+        return Response(_judgment_data(judgment, shown), status=status.HTTP_201_CREATED)
 
 
 class JudgmentUndoApi(APIView):
@@ -279,7 +296,7 @@ class JudgmentUndoApi(APIView):
     def post(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
         undone = judgment_undo(campaign=campaign, rater=request.user)
-        [item] = selectors.item_payloads(item_ids=[undone.item_id])
+        [item] = selectors.item_payloads(item_ids=[undone.item_id], rater_id=request.user.pk)
         return Response(
             {
                 "item": item,
@@ -306,7 +323,7 @@ class ItemsHeldApi(APIView):
                 status=status.HTTP_403_FORBIDDEN,
             )
         ids = selectors.items_held(campaign_id=config.id, rater_id=request.user.pk)
-        return Response({"items": selectors.item_payloads(item_ids=ids)})
+        return Response({"items": selectors.item_payloads(item_ids=ids, rater_id=request.user.pk)})
 
 
 class RaterCampaignListApi(APIView):

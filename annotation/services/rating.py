@@ -42,7 +42,12 @@ def undo_window() -> timedelta:
 
 @dataclass(frozen=True)
 class Submission:
-    """What the rater sends for one item (answers checked by ``submission_check``)."""
+    """What the rater sends for one item (answers checked by ``submission_check``).
+
+    ``answers`` name the shown candidates by display position, as the rater sees them;
+    ``submission_check`` returns a submission whose ``answers`` name them by candidate id (as
+    stored) and whose ``answers_shown`` keeps the rater's form.
+    """
 
     item_id: int
     client_id: uuid.UUID
@@ -50,6 +55,7 @@ class Submission:
     answers: dict = field(default_factory=dict)
     skipped: bool = False
     skip_reason: str = ""
+    answers_shown: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +68,8 @@ class StepResult:
     paused_reason: str = ""
     # What the leased items show, when the step read it already (see ``item_payloads``).
     rows: list[dict] | None = None
+    # The judgment's answers as the rater names candidates (by display position).
+    answers_shown: dict = field(default_factory=dict)
 
     @property
     def message(self) -> str:
@@ -78,8 +86,9 @@ class StepResult:
 
 
 def submission_check(config: CampaignConfig, submission: Submission) -> Submission:
-    """Validate a submission against the campaign's schema; return it with clean answers."""
-    from annotation.schema import validate_answers
+    """Validate a submission against the campaign's schema; return it with clean answers, by
+    candidate id (see ``Submission``)."""
+    from annotation.schema import answers_by_candidate, validate_answers
 
     errors: dict[str, list[str]] = {}
     seconds = submission.seconds_on_item
@@ -118,7 +127,10 @@ def submission_check(config: CampaignConfig, submission: Submission) -> Submissi
         else []
     )
     try:
-        answers = validate_answers(config.schema, submission.answers, candidate_ids=candidate_ids)
+        # Checked by position, so that no message names a candidate id.
+        shown = validate_answers(
+            config.schema, submission.answers, candidate_ids=list(range(len(candidate_ids)))
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if errors:
@@ -127,8 +139,26 @@ def submission_check(config: CampaignConfig, submission: Submission) -> Submissi
         item_id=submission.item_id,
         client_id=submission.client_id,
         seconds_on_item=float(seconds),
-        answers=answers,
+        answers=answers_by_candidate(config.schema, shown, candidate_ids=candidate_ids)
+        if candidate_ids
+        else shown,
+        answers_shown=shown,
     )
+
+
+def answers_shown(*, config: CampaignConfig, item_id: int, answers: dict) -> dict:
+    """Stored answers as the rater names candidates (by display position): one query, only
+    when the schema names candidates."""
+    from annotation.schema import answers_by_position
+
+    if not (config.needs_candidate_ids and answers):
+        return answers
+    candidate_ids = list(
+        ItemCandidate.objects.filter(item_id=item_id)
+        .order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
+    return answers_by_position(config.schema, answers, candidate_ids=candidate_ids)
 
 
 def _replayed(rater_id: int, submission: Submission) -> Judgment | None:
@@ -459,6 +489,14 @@ def rating_step(
         kwargs["submission"] = None
         result = step(**kwargs) if fetch else StepResult()
         result.judgment, result.replayed = replay, True
+    if result.judgment is not None:
+        result.answers_shown = (
+            answers_shown(
+                config=config, item_id=result.judgment.item_id, answers=result.judgment.answers
+            )
+            if result.replayed
+            else submission.answers_shown
+        )
     if fetch and not result.item_ids:
         refusal = _fetch_refusal(
             config,
@@ -523,6 +561,7 @@ def item_skip(
 @dataclass
 class UndoResult:
     item_id: int
+    # As the rater names candidates (by display position).
     answers: dict
     skipped: bool
     skip_reason: str
@@ -564,7 +603,12 @@ def judgment_undo(*, campaign: Campaign, rater: AbstractBaseUser) -> UndoResult:
     ):
         raise ServiceConflict(f"Item {item.pk} has all its judgments now; your skip stays.")
     result = UndoResult(
-        item_id=item.pk, answers=last.answers, skipped=last.skipped, skip_reason=last.skip_reason
+        item_id=item.pk,
+        answers=answers_shown(
+            config=campaign_config(campaign.pk), item_id=item.pk, answers=last.answers
+        ),
+        skipped=last.skipped,
+        skip_reason=last.skip_reason,
     )
     last.delete()
     now = timezone.now()

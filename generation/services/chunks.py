@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from generation.models import (
     TERMINAL_CHUNK_STATUSES,
@@ -112,8 +113,16 @@ def _batch_cancelled(batch_id: int) -> bool:
 def candidate_file_key(
     *, batch_id: int, model_version_id: int, key: tuple[int, int], ext: str
 ) -> str:
-    """Deterministic storage key: a re-run writes the same key instead of a second file."""
-    return f"candidates/{batch_id}/{model_version_id}/{key[0]}-{key[1]}.{ext}"
+    """Deterministic storage key: a re-run writes the same key instead of a second file.
+
+    The name is an HMAC of the candidate's identity (batch, model version, prompt or source,
+    seed), so it says nothing about the model that made the file, yet a redelivered chunk
+    overwrites its own files. Keyed by SECRET_KEY: a chunk re-run across a key rotation would
+    write a second, unreferenced file (the candidate row stays unique and keeps the first).
+    """
+    identity = f"{batch_id}/{model_version_id}/{key[0]}-{key[1]}"
+    name = salted_hmac("stickerloop.candidate_file_key", identity, algorithm="sha256").hexdigest()
+    return f"candidates/{batch_id}/{name[:32]}.{ext}"
 
 
 @transaction.atomic

@@ -1,5 +1,6 @@
 """The annotation API and pages: status codes, exact messages, nothing stored on bad input."""
 
+import re
 import uuid
 
 import pytest
@@ -52,7 +53,6 @@ def test_step_leases_and_shows_items_without_the_model(setup):
     first = body["items"][0]
     [candidate] = first["candidates"]
     assert set(candidate) == {
-        "id",
         "position",
         "side",
         "kind",
@@ -66,8 +66,8 @@ def test_step_leases_and_shows_items_without_the_model(setup):
         "frames",
         "source_url",
     }
-    # Files by candidate id: storage keys would name the model version that made them.
-    assert candidate["url"] == f"/rate/media/{candidate['id']}/file"
+    # Files under a signed grant for the item: no candidate id, no storage key.
+    assert re.fullmatch(rf"/rate/media/i{first['id']}:[0-9A-Za-z]+:[\w-]+/0/file", candidate["url"])
     # submit the first, lease one more, in one request
     response = _step(
         client,
@@ -374,23 +374,61 @@ def test_malformed_step_requests_are_400(setup, body, errors):
     assert Lease.objects.count() == 0
 
 
-def test_rating_media_by_candidate_id(client):
+def test_rating_media_by_item_grant_and_position(client):
     r, outsider = f.rater(), f.rater()
     source = f.sticker()
     anim = f.animation(source=source, frames=3)
     campaign = f.running_campaign(raters=[r], kind="single", groups=[[anim]], preset="motion")
     client.force_login(r)
     [item] = item_next_for_rater(campaign=campaign, rater=r)
-    [payload] = selectors.item_payloads(item_ids=[item.pk])
+    [payload] = selectors.item_payloads(item_ids=[item.pk], rater_id=r.pk)
     [shown] = payload["candidates"]
-    assert shown["frames"] == [f"/rate/media/{anim.pk}/frame-{i}" for i in range(3)]
-    assert shown["source_url"] == f"/rate/media/{anim.pk}/source"
+    grant = shown["url"].removesuffix("/0/file")
+    assert shown["frames"] == [f"{grant}/0/frame-{i}" for i in range(3)]
+    assert shown["source_url"] == f"{grant}/0/source"
     frame = client.get(shown["frames"][2])
     assert frame.status_code == 200 and frame["Content-Type"] == "image/png"
     assert (
         b"".join(frame.streaming_content)
         == default_storage.open(f"{anim.frames_prefix}frame-002.png").read()
     )
-    assert client.get(f"/rate/media/{anim.pk}/frame-3").status_code == 404
+    assert client.get(f"{grant}/0/frame-3").status_code == 404
+    assert client.get(f"{grant}/1/file").status_code == 404
     client.force_login(outsider)
     assert client.get(shown["url"]).status_code == 404
+
+
+def test_answers_name_candidates_by_position_and_are_stored_by_id(api):
+    r = f.rater()
+    a, b = f.sticker(), f.sticker()
+    schema = [
+        {"key": "better", "type": "pick", "label": "Better"},
+        {"key": "ok", "type": "binary", "label": "OK?", "per_candidate": True},
+    ]
+    campaign = f.running_campaign(raters=[r], kind="pair", question_schema=schema, groups=[[a, b]])
+    client = api(r)
+    [item] = _step(client, campaign, fetch=1).json()["items"]
+    shown = list(
+        Item.objects.get(pk=item["id"])
+        .item_candidates.order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
+    # answers name positions; the message names positions only, never candidate ids
+    wrong = _step(
+        client,
+        campaign,
+        submit=_submission(item["id"], {"better": 2, "ok": {"0": True, "1": True}}),
+    )
+    assert wrong.status_code == 400
+    assert wrong.json() == {"answers.better": ["2 is not one of the shown candidates (0, 1)."]}
+    answers = {"better": 1, "ok": {"0": True, "1": False}}
+    sent = _submission(item["id"], answers)
+    response = _step(client, campaign, fetch=0, submit=sent)
+    assert response.json()["judgment"]["answers"] == answers
+    stored = Judgment.objects.get(item_id=item["id"]).answers
+    assert stored == {"better": shown[1], "ok": {str(shown[0]): True, str(shown[1]): False}}
+    # a retried submit and an undo give the rater's form back
+    replay = _step(client, campaign, fetch=0, submit=sent).json()
+    assert (replay["replayed"], replay["judgment"]["answers"]) == (True, answers)
+    undone = client.post(f"/api/campaigns/{campaign.pk}/undo/").json()
+    assert undone["answers"] == answers

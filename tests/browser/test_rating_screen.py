@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from annotation.models import Judgment
+from annotation.models import ItemCandidate, Judgment
 from tests import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -237,12 +237,15 @@ def _best_of_n(live_server, context, page):
     page.fill("#id_password", "pw-ben")
     page.keyboard.press("Enter")
     item = _item(page)
-    shown = [
-        int(x)
-        for x in page.eval_on_selector_all(
-            "#stage figure.shown", "els => els.map(e => e.dataset.candidate)"
-        )
-    ]
+    # The screen names candidates by position; the stored answers name them by id.
+    assert page.eval_on_selector_all(
+        "#stage figure.shown", "els => els.map(e => e.dataset.candidate)"
+    ) == ["0", "1", "2"]
+    shown = list(
+        ItemCandidate.objects.filter(item_id=item)
+        .order_by("position")
+        .values_list("candidate_id", flat=True)
+    )
     assert sorted(shown) == [a.pk for a in animations]
     assert page.locator("#stage img.source-sticker").count() == 3
     # The frames loop; space pauses, "." steps one frame.

@@ -1,6 +1,7 @@
 """Chunks run in-process against real PostgreSQL and the real tiny pipelines."""
 
 import io
+import re
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from generation.services.batches import (
     generation_batch_create,
     generation_batch_plan,
 )
-from generation.services.chunks import generation_chunk_run
+from generation.services.chunks import candidate_file_key, generation_chunk_run
 from generation.services.model_versions import model_version_register
 from generation.services.prompts import prompt_set_import
 
@@ -97,9 +98,11 @@ def test_candidates_carry_provenance_and_decode(models, prompt_set):
     assert candidate.params["num_inference_steps"] == 2
     assert candidate.params["guidance_scale"] == 3.0
     assert candidate.params["alpha_source"] == "model"
-    assert (
-        candidate.file
-        == f"candidates/{batch.pk}/{models['sticker-base'].pk}/{candidate.prompt_id}-5.png"
+    assert candidate.file == candidate_file_key(
+        batch_id=batch.pk,
+        model_version_id=models["sticker-base"].pk,
+        key=(candidate.prompt_id, 5),
+        ext="png",
     )
     data = default_storage.open(candidate.file).read()
     import hashlib
@@ -171,3 +174,15 @@ def test_cancel_twice_is_409(api, curator, models, prompt_set):
     response = client.post(f"/api/batches/{batch.pk}/cancel/")
     assert response.status_code == 409
     assert response.json() == {"detail": f"Batch {batch.pk} has already ended (cancelled)."}
+
+
+def test_candidate_file_key_is_opaque_and_deterministic():
+    key = candidate_file_key(batch_id=7, model_version_id=3, key=(11, 5), ext="png")
+    assert key == candidate_file_key(batch_id=7, model_version_id=3, key=(11, 5), ext="png")
+    assert re.fullmatch(r"candidates/7/[0-9a-f]{32}\.png", key)
+    others = {
+        candidate_file_key(batch_id=7, model_version_id=4, key=(11, 5), ext="png"),
+        candidate_file_key(batch_id=7, model_version_id=3, key=(12, 5), ext="png"),
+        candidate_file_key(batch_id=7, model_version_id=3, key=(11, 6), ext="png"),
+    }
+    assert len(others) == 3 and key not in others

@@ -58,13 +58,15 @@ def test_batch_list_and_detail(client, curator, models):
     assert client.get("/api/batches/progress/?ids=x").status_code == 400
 
 
-def test_media_needs_login_and_serves_files(client, rater, settings):
+def test_media_needs_a_staff_role_and_serves_files(client, rater, curator, settings):
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
     default_storage.save("candidates/a.png", ContentFile(b"\x89PNG..."))
     assert client.get("/media/candidates/a.png").status_code == 302
     client.force_login(rater)
+    assert client.get("/media/candidates/a.png").status_code == 404
+    client.force_login(curator)
     response = client.get("/media/candidates/a.png")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"

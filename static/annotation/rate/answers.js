@@ -10,7 +10,7 @@ function buildSlots(item) {
   const slots = [];
   for (const q of cfg.schema) {
     if (q.per_candidate) {
-      item.candidates.forEach((c, i) => slots.push({ q, cand: c.id, index: i }));
+      item.candidates.forEach((c, i) => slots.push({ q, cand: c.position, index: i }));
     } else {
       slots.push({ q, cand: null, index: null });
     }
@@ -21,7 +21,7 @@ function buildSlots(item) {
 function optionsFor(question, item) {
   if (question.type !== "pick") return question.options || [];
   const options = item.candidates.map((c, i) => ({
-    value: c.id,
+    value: c.position,
     label: candidateLabel(c, i),
     shortcut: String(i + 1),
   }));

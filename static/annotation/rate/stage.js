@@ -28,7 +28,7 @@ function mediaImg(url, cls, alt) {
 function candidateFigure(c, i) {
   const fig = document.createElement("figure");
   fig.className = "shown";
-  fig.dataset.candidate = String(c.id);
+  fig.dataset.candidate = String(c.position);
   const label = candidateLabel(c, i);
   if (c.source_url) {
     const src = document.createElement("div");
