@@ -295,8 +295,12 @@ SWEEP_EVERY_SECONDS = env_int("STICKERLOOP_SWEEP_EVERY_SECONDS", 30)
 SWEEP_STALE_SECONDS = env_int("STICKERLOOP_SWEEP_STALE_SECONDS", 60)
 SWEEP_QUEUED_SECONDS = env_int("STICKERLOOP_SWEEP_QUEUED_SECONDS", 900)
 HEARTBEAT_SECONDS = env_int("STICKERLOOP_HEARTBEAT_SECONDS", 10)
-for _sweep in ("generation.sweep_chunks", "training_bridge.sweep_exports", "training_jobs.sweep"):
-    CELERY_BEAT_SCHEDULE[_sweep] = {"task": _sweep, "schedule": float(SWEEP_EVERY_SECONDS)}
+for _entry, _task in (
+    ("generation-sweep-chunks", "generation.sweep_chunks"),
+    ("curation-sweep-exports", "training_bridge.sweep_exports"),
+    ("training-sweep-jobs", "training_jobs.sweep"),
+):
+    CELERY_BEAT_SCHEDULE[_entry] = {"task": _task, "schedule": float(SWEEP_EVERY_SECONDS)}
 
 # Annotation: expired leases go back to the pool (the rating step sweeps too, throttled).
 CELERY_BEAT_SCHEDULE["annotation-expire-leases"] = {
