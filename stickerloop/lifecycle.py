@@ -154,4 +154,7 @@ def heartbeat(rows: QuerySet, *, every: float | None = None) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        thread.join()
+        # Bounded: should the caller still hold one of the rows locked in an open transaction,
+        # a beat in flight waits on that lock; it ends (a no-op on a settled row) once the
+        # caller commits, rather than the caller waiting on it here for ever.
+        thread.join(timeout=interval)
