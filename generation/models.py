@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 PROMPT_MAX_CHARS = 1000
 
@@ -215,6 +216,11 @@ class GenerationChunk(models.Model):
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="Last sign of life: queued, claimed, or the running worker's beat "
+        "(stale: the sweep requeues the chunk).",
+    )
 
     class Meta:
         ordering = ["batch_id", "index"]

@@ -38,3 +38,20 @@ def run_chunk(chunk_id: int) -> None:
     from generation.services.chunks import generation_chunk_run
 
     generation_chunk_run(chunk_id=chunk_id)
+
+
+@shared_task(
+    name="generation.sweep_chunks",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def sweep_chunks() -> None:
+    """Beat: requeue chunks whose worker died (``SWEEP_EVERY_SECONDS``)."""
+    from generation.services.recovery import generation_chunks_requeue
+
+    generation_chunks_requeue()

@@ -10,15 +10,21 @@ and stamp the time. These helpers are that part; a caller's own checks go betwee
 ``lock_unfinished`` and ``mark_running``, or it calls ``claim`` when it has none.
 """
 
-from collections.abc import Collection
-from datetime import datetime
+import logging
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import models, transaction
+from django.conf import settings
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 RUNNING = "running"
+
+logger = logging.getLogger(__name__)
 
 Row = TypeVar("Row", bound=models.Model)
 
@@ -105,3 +111,50 @@ def claim(
     if row is not None:
         mark_running(row, now=now, keep_started_at=keep_started_at, count_attempt=count_attempt)
     return row
+
+
+def heartbeat_fresh(
+    row: models.Model, *, stale_seconds: float, now: datetime | None = None
+) -> bool:
+    """Whether a RUNNING row's worker showed a sign of life within ``stale_seconds``: then a
+    second message for it is a duplicate (the sweep's or the broker's) and must not run it
+    again. A row without a heartbeat has none."""
+    if row.status != RUNNING or row.heartbeat_at is None:
+        return False
+    return (now or timezone.now()) - row.heartbeat_at <= timedelta(seconds=stale_seconds)
+
+
+@contextmanager
+def heartbeat(rows: QuerySet, *, every: float | None = None) -> Iterator[None]:
+    """Stamp ``heartbeat_at`` on those of ``rows`` that are RUNNING every ``every`` seconds
+    (``HEARTBEAT_SECONDS``) while the block runs.
+
+    A thread of its own beats, with its own database connection, so that a long pipeline call
+    or a blocking read does not make a live worker look dead; a killed worker's thread dies
+    with it, and the sweep sees the row go stale. A failed beat (the database restarting) is
+    logged and the next one tried.
+    """
+    interval = float(every if every is not None else settings.HEARTBEAT_SECONDS)
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    rows.filter(status=RUNNING).update(heartbeat_at=timezone.now())
+                except DatabaseError:
+                    logger.warning("heartbeat of %s failed", rows.model.__name__, exc_info=True)
+        finally:
+            # The connections of this thread only (Django keeps them per thread).
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{rows.model.__name__}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        # Bounded: should the caller still hold one of the rows locked in an open transaction,
+        # a beat in flight waits on that lock; it ends (a no-op on a settled row) once the
+        # caller commits, rather than the caller waiting on it here for ever.
+        thread.join(timeout=interval)

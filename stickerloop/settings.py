@@ -289,6 +289,24 @@ CELERY_BEAT_SCHEDULE["quality-aggregate-periodic"] = {
     "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),
 }
 
+# Self-healing: a beat sweep per app (generation chunks, dataset exports, training jobs) every
+# SWEEP_EVERY_SECONDS requeues the rows whose worker died, without waiting for the broker's
+# visibility timeout (an hour). A running task stamps its row's heartbeat every
+# HEARTBEAT_SECONDS; a running chunk or export silent for SWEEP_STALE_SECONDS is requeued, and
+# so is one still queued after SWEEP_QUEUED_SECONDS (its message was lost with a worker that
+# had taken it). A requeued row goes back to QUEUED with a new message; a stale message that
+# turns up too is a no-op once the row runs again (its heartbeat is fresh).
+SWEEP_EVERY_SECONDS = env_int("STICKERLOOP_SWEEP_EVERY_SECONDS", 30)
+SWEEP_STALE_SECONDS = env_int("STICKERLOOP_SWEEP_STALE_SECONDS", 60)
+SWEEP_QUEUED_SECONDS = env_int("STICKERLOOP_SWEEP_QUEUED_SECONDS", 900)
+HEARTBEAT_SECONDS = env_int("STICKERLOOP_HEARTBEAT_SECONDS", 10)
+for _entry, _task in (
+    ("generation-sweep-chunks", "generation.sweep_chunks"),
+    ("curation-sweep-exports", "training_bridge.sweep_exports"),
+    ("training-sweep-jobs", "training_jobs.sweep"),
+):
+    CELERY_BEAT_SCHEDULE[_entry] = {"task": _task, "schedule": float(SWEEP_EVERY_SECONDS)}
+
 # Annotation: expired leases go back to the pool (the rating step sweeps too, throttled).
 CELERY_BEAT_SCHEDULE["annotation-expire-leases"] = {
     "task": "annotation.expire_leases",
@@ -326,8 +344,10 @@ PROMPT_IMPORT_MAX_ROWS = env_int("STICKERLOOP_PROMPT_IMPORT_MAX_ROWS", 100_000)
 # Training jobs: each job's spec, log, checkpoints and output model live in TRAINING_DIR/job-<id>.
 TRAINING_DIR = Path(env("STICKERLOOP_TRAINING_DIR", str(VAR_DIR / "training")))
 TRAINING_DEVICE = env("STICKERLOOP_TRAINING_DEVICE")
-# A running job whose heartbeat is older than this is orphaned (its worker died): resumable.
-TRAINING_STALE_SECONDS = env_int("STICKERLOOP_TRAINING_STALE_SECONDS", 120)
+# A running job whose heartbeat is older than this is orphaned (its worker died): the sweep
+# requeues it and it resumes from its last checkpoint. Its runner stamps the heartbeat every
+# 0.5 s; 90 s plus the sweep's 30 s keeps recovery within 2 minutes.
+TRAINING_STALE_SECONDS = env_int("STICKERLOOP_TRAINING_STALE_SECONDS", 90)
 
 LOGGING = {
     "version": 1,

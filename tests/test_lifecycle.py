@@ -1,6 +1,7 @@
 """The shared task life cycle, on generation chunks (a row with every life-cycle column)."""
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +12,15 @@ from generation.models import (
     GenerationChunk,
     ModelVersion,
 )
-from stickerloop.lifecycle import claim, lock_unfinished, mark_finished, mark_running
+from stickerloop.lifecycle import (
+    claim,
+    heartbeat,
+    heartbeat_fresh,
+    lock_unfinished,
+    mark_finished,
+    mark_running,
+)
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +109,33 @@ def test_mark_finished_records_status_error_and_time(chunk, django_assert_num_qu
         mark_finished(chunk, status=ChunkStatus.FAILED, error="ValueError: bad", now=LATER)
 
     assert _row(chunk) == ("failed", 0, None, LATER, "ValueError: bad")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_stamps_running_rows_from_a_thread_until_the_block_ends(chunk):
+    # given: a running chunk and a queued one, both silent since FIRST
+    queued = GenerationChunk.objects.create(
+        batch=chunk.batch, index=1, model_version=chunk.model_version, items=[]
+    )
+    GenerationChunk.objects.filter(pk=chunk.pk).update(status="running", heartbeat_at=FIRST)
+    GenerationChunk.objects.filter(pk=queued.pk).update(heartbeat_at=FIRST)
+    # when
+    with heartbeat(GenerationChunk.objects.all(), every=0.05):
+        wait_for(
+            lambda: GenerationChunk.objects.get(pk=chunk.pk).heartbeat_at > FIRST,
+            timeout=10,
+            interval=0.05,
+        )
+    stamped = GenerationChunk.objects.get(pk=chunk.pk).heartbeat_at
+    time.sleep(0.2)
+    # then: only the running row beat, and the beat stopped with the block
+    assert GenerationChunk.objects.get(pk=chunk.pk).heartbeat_at == stamped
+    assert GenerationChunk.objects.get(pk=queued.pk).heartbeat_at == FIRST
+
+
+def test_heartbeat_fresh_only_for_a_running_row_within_the_threshold(chunk):
+    chunk.heartbeat_at = FIRST
+    assert heartbeat_fresh(chunk, stale_seconds=60, now=FIRST + timedelta(seconds=60)) is False
+    chunk.status = "running"
+    assert heartbeat_fresh(chunk, stale_seconds=60, now=FIRST + timedelta(seconds=60)) is True
+    assert heartbeat_fresh(chunk, stale_seconds=60, now=FIRST + timedelta(seconds=61)) is False

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # 50 characters, 26 distinct: passes Django's security.W009 rule, which production enforces.
@@ -61,6 +62,7 @@ def compose():
 def test_compose_services(compose):
     services = compose["services"]
     assert sorted(services) == [
+        "beat",
         "minio",
         "postgres",
         "redis",
@@ -92,11 +94,12 @@ def test_compose_worker_commands(compose):
     [device] = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     assert "gunicorn stickerloop.wsgi:application" in services["web"]["command"][-1]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "stickerloop", "beat"]
 
 
 def test_compose_dependencies(compose):
     services = compose["services"]
-    for name in ("web", "worker-default", "worker-gpu", "worker-train"):
+    for name in ("web", "worker-default", "worker-gpu", "worker-train", "beat"):
         deps = services[name]["depends_on"]
         for needed in ("postgres", "redis", "minio"):
             assert deps[needed] == {"condition": "service_healthy"}, (name, needed)
@@ -133,14 +136,24 @@ def test_every_task_is_routed_to_its_queue():
         "annotation.expire_leases": "default",
         "generation.plan_batch": "default",
         "generation.run_chunk": "gpu",
+        "generation.sweep_chunks": "default",
         "quality.aggregate_campaign": "default",
         "quality.aggregate_periodic": "default",
         "quality.score_gold_judgment": "default",
         "training_bridge.run_exports": "default",
         "training_bridge.run_weak_import": "default",
+        "training_bridge.sweep_exports": "default",
         "training_jobs.evaluation_advance": "default",
         "training_jobs.prepare_external": "default",
         "training_jobs.run": "train",
+        "training_jobs.sweep": "default",
+    }
+    assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
+        "annotation.expire_leases",
+        "quality.aggregate_periodic",
+        "generation.sweep_chunks",
+        "training_bridge.sweep_exports",
+        "training_jobs.sweep",
     }
     for name in ours:
         task = app.tasks[name]

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class DatasetPurpose(models.TextChoices):
@@ -424,6 +425,11 @@ class DatasetExport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="Last sign of life: queued, claimed, or a running part's beat "
+        "(stale: the sweep requeues the export's unfinished parts).",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

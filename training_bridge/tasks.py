@@ -38,6 +38,23 @@ def run_exports(export_ids: list[int], part: int = 0) -> None:
 
 
 @shared_task(
+    name="training_bridge.sweep_exports",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def sweep_exports() -> None:
+    """Beat: requeue exports whose worker died and remove its scratch (``SWEEP_EVERY_SECONDS``)."""
+    from training_bridge.exports.recovery import dataset_exports_recover
+
+    dataset_exports_recover()
+
+
+@shared_task(
     name="training_bridge.run_weak_import",
     acks_late=True,
     ignore_result=True,

@@ -30,7 +30,13 @@ from generation.pipelines import (
     sha256_hex,
 )
 from generation.services.batches import batched
-from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
+from stickerloop.lifecycle import (
+    heartbeat,
+    heartbeat_fresh,
+    lock_unfinished,
+    mark_finished,
+    mark_running,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +58,24 @@ def _stored_keys(chunk: GenerationChunk) -> set[tuple[int, int]]:
 def _chunk_claim(chunk_id: int) -> GenerationChunk | None:
     """Mark the chunk running and the batch started; None when there is nothing to do.
 
-    Lock order is chunk, then batch (as in ``_chunk_finish``). A chunk found RUNNING is a
-    redelivery after its worker died: it runs again, and the unique candidate key makes that safe.
+    Lock order is chunk, then batch (as in ``_chunk_finish``). A chunk found RUNNING with a
+    stale heartbeat is a redelivery after its worker died: it runs again, and the unique
+    candidate key makes that safe. One found RUNNING with a fresh heartbeat has a live worker:
+    this message is a duplicate (the sweep's, or the broker's after its visibility timeout), and
+    if that worker dies later the sweep requeues the chunk.
     """
     chunk = lock_unfinished(
         GenerationChunk.objects.select_related("batch", "model_version"),
         chunk_id,
         finished=TERMINAL_CHUNK_STATUSES,
     )
-    if chunk is None:
+    if chunk is None or heartbeat_fresh(chunk, stale_seconds=settings.SWEEP_STALE_SECONDS):
         return None
     batch = GenerationBatch.objects.select_for_update().get(pk=chunk.batch_id)
     if batch.status == BatchStatus.CANCELLED:
         return chunk
     now = timezone.now()
-    mark_running(chunk, now=now, count_attempt=True)
+    mark_running(chunk, now=now, count_attempt=True, fields={"heartbeat_at": now})
     if batch.status == BatchStatus.QUEUED:
         mark_running(batch, now=now)
     chunk.batch = batch
@@ -269,15 +278,24 @@ def generation_chunk_run(*, chunk_id: int) -> None:
     Idempotent: keys already stored are skipped, files go to deterministic keys and rows are
     unique on (batch, prompt or source, model version, seed), so a redelivered chunk fills holes
     and duplicates nothing. A missing or corrupt model folder fails the chunk with the reason.
+    While it generates, a thread stamps the chunk's heartbeat (``HEARTBEAT_SECONDS``).
     """
-    from generation import runtime
-
     chunk = _chunk_claim(chunk_id)
     if chunk is None:
         return
     if chunk.batch.status == BatchStatus.CANCELLED:
         _chunk_finish(chunk_id=chunk_id, status=ChunkStatus.CANCELLED)
         return
+    with heartbeat(GenerationChunk.objects.filter(pk=chunk_id)):
+        _chunk_generate(chunk)
+
+
+def _chunk_generate(chunk: GenerationChunk) -> None:
+    """Generate a claimed chunk's missing candidates and settle it (see
+    ``generation_chunk_run``)."""
+    from generation import runtime
+
+    chunk_id = chunk.pk
     try:
         loaded = runtime.pipeline_for(chunk.model_version)
     except ModelLoadError as exc:

@@ -1,8 +1,15 @@
 """Exports run as Celery tasks on the ``default`` queue of a real worker (subprocess)."""
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import wait_for
+from training_bridge import tasks as curation_tasks
+from training_bridge.exports.create import dataset_export_create, work_dir
+from training_bridge.exports.recovery import dataset_exports_recover
 from training_bridge.models import DatasetExport
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 
@@ -79,3 +86,55 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker,
         *(f"manifest-{i:05d}-of-00003.parquet" for i in range(3)),
     ]
     assert {e.attempts for e in in_parts.values()} == {3}
+
+
+def test_a_killed_export_is_requeued_by_the_sweep_and_its_scratch_removed(
+    curator, make, start_worker, settings
+):
+    # given: a published version whose last file blocks its reader (a FIFO in its place), so
+    # that the kill lands mid-export, with the scratch folder made and the row RUNNING
+    rule = make.alignment_rule(["a cat", "a dog"], curator, per_prompt=3, quality=5)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    key = version.entries.order_by("position").last().file_key
+    path = Path(settings.MEDIA_ROOT) / key
+    data = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    # The default visibility timeout (an hour): only the sweep can bring the export back.
+    env = {"STICKERLOOP_HEARTBEAT_SECONDS": 1, "STICKERLOOP_SWEEP_STALE_SECONDS": 3}
+    settings.SWEEP_STALE_SECONDS = 3
+    first = start_worker("default", **env)
+    export = dataset_export_create(version=version, export_format="imagefolder")
+    scratch = work_dir() / "scratch"
+
+    def blocked():
+        export.refresh_from_db()
+        return export.status == "running" and scratch.is_dir() and any(scratch.iterdir())
+
+    wait_for(blocked, timeout=60, message=first.log()[-3000:])
+    # The blocked worker still beats: the sweep leaves a live export alone.
+    time.sleep(4)
+    assert dataset_exports_recover() == []
+    # when: the worker dies
+    first.kill()
+    killed_at = time.monotonic()
+    path.unlink()
+    path.write_bytes(data)
+    second = start_worker("default", **env)
+
+    def recovered():
+        curation_tasks.sweep_exports()  # what beat runs every SWEEP_EVERY_SECONDS
+        export.refresh_from_db()
+        return export.is_finished
+
+    wait_for(recovered, timeout=120, interval=1, message=second.log()[-3000:])
+    # then: one export with its one file, within 2 minutes, and no scratch left
+    assert time.monotonic() - killed_at < 120
+    assert (export.status, export.error, export.attempts, export.done) == ("succeeded", "", 2, 6)
+    assert [f["name"] for f in export.files] == ["imagefolder.tar"]
+    assert (Path(settings.MEDIA_ROOT) / export.files[0]["key"]).stat().st_size == (
+        export.size_bytes
+    )
+    assert DatasetExport.objects.count() == 1
+    assert list(scratch.iterdir()) == []

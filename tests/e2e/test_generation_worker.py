@@ -1,11 +1,13 @@
 """A real Celery worker (subprocess) on real Redis and PostgreSQL runs the real tiny pipelines."""
 
 import io
+import time
 
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from generation import tasks as generation_tasks
 from generation.models import BatchStatus, Candidate, GenerationBatch, GenerationChunk
 from generation.pipelines import decode_animated_webp
 from generation.services.batches import generation_batch_create
@@ -87,20 +89,27 @@ def test_sticker_then_animation_batch(start_worker, models):
         assert default_storage.exists(f"{a.frames_prefix}frame-007.png")
 
 
-def test_killed_worker_chunk_is_redelivered_and_completes_once(start_worker, models, settings):
+def test_killed_worker_chunk_is_requeued_by_the_sweep_and_completes_once(
+    start_worker, models, settings
+):
     prompt_set, _ = prompt_set_import(
-        name="kill", content="\n".join(f"sticker number {i}" for i in range(6)), file_format="text"
+        name="kill", content="\n".join(f"sticker number {i}" for i in range(4)), file_format="text"
     )
-    # One candidate per pipeline call and a short visibility timeout, so the kill lands mid-chunk
-    # and the unacknowledged message returns to the queue within seconds.
-    env = {"STICKERLOOP_GENERATION_BATCH_SIZE": 1, "CELERY_VISIBILITY_TIMEOUT": 4}
+    # One candidate per pipeline call, so the kill lands mid-chunk; the default visibility
+    # timeout (an hour), so only the sweep brings the chunk back; a chunk silent for 3 s is stale.
+    env = {
+        "STICKERLOOP_GENERATION_BATCH_SIZE": 1,
+        "STICKERLOOP_HEARTBEAT_SECONDS": 1,
+        "STICKERLOOP_SWEEP_STALE_SECONDS": 3,
+    }
+    settings.SWEEP_STALE_SECONDS = 3
     first = start_worker(**env)
     batch = generation_batch_create(
         kind="sticker",
         prompt_set=prompt_set,
         model_versions=[models["sticker-base"]],
         seeds=[1, 2, 3],
-        params={"num_inference_steps": 8},
+        params={"num_inference_steps": 4},
     )
 
     def some_done():
@@ -109,18 +118,26 @@ def test_killed_worker_chunk_is_redelivered_and_completes_once(start_worker, mod
 
     wait_for(some_done, timeout=120, interval=0.05, message=first.log()[-3000:])
     first.kill()
+    killed_at = time.monotonic()
     batch.refresh_from_db()
     done_at_kill = batch.done_count
-    assert 2 <= done_at_kill < 18
+    assert 2 <= done_at_kill < 12
     assert batch.status == BatchStatus.RUNNING
 
     second = start_worker(**env)
-    _wait_finished(batch, second)
-    assert (batch.status, batch.done_count, batch.failed_count) == (BatchStatus.SUCCEEDED, 18, 0)
+
+    def recovered():
+        generation_tasks.sweep_chunks()  # what beat runs every SWEEP_EVERY_SECONDS
+        batch.refresh_from_db()
+        return batch.is_finished
+
+    wait_for(recovered, timeout=120, interval=1, message=second.log()[-3000:])
+    assert time.monotonic() - killed_at < 120
+    assert (batch.status, batch.done_count, batch.failed_count) == (BatchStatus.SUCCEEDED, 12, 0)
     keys = list(Candidate.objects.filter(batch=batch).values_list("prompt_id", "seed"))
-    assert len(keys) == len(set(keys)) == 18
+    assert len(keys) == len(set(keys)) == 12
     [chunk] = GenerationChunk.objects.filter(batch=batch)
-    assert chunk.attempts == 2
+    assert (chunk.status, chunk.attempts) == ("succeeded", 2)
 
 
 def test_worker_marks_a_missing_model_folder_failed(start_worker, models, tmp_path):

@@ -3,9 +3,11 @@
 import io
 import re
 import shutil
+from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image
 
 from generation.models import BatchStatus, Candidate, ChunkStatus, GenerationBatch, GenerationChunk
@@ -60,8 +62,11 @@ def test_chunk_run_twice_stores_each_candidate_once(models, prompt_set):
     # when
     generation_chunk_run(chunk_id=chunk.pk)
     first = list(Candidate.objects.order_by("id").values_list("prompt_id", "seed", "sha256"))
-    # Simulate a broker redelivery after the worker died before acking: run it again from RUNNING.
-    GenerationChunk.objects.filter(pk=chunk.pk).update(status=ChunkStatus.RUNNING)
+    # Simulate a redelivery after the worker died before acking: run it again from RUNNING,
+    # its heartbeat stale.
+    GenerationChunk.objects.filter(pk=chunk.pk).update(
+        status=ChunkStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     GenerationBatch.objects.filter(pk=batch.pk).update(
         chunks_finished=0, status=BatchStatus.RUNNING
     )

@@ -17,7 +17,8 @@ from annotation.models import Campaign, Item
 from generation.models import Candidate, ModelVersion
 from tests import factories
 from tests.conftest import wait_for
-from training_bridge.jobs.lifecycle import training_job_create, training_job_resume
+from training_bridge.jobs import tasks as job_tasks
+from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import EvaluationStatus, JobStatus, TrainingJob, TrainingJobLoss
 from training_bridge.jobs.output import training_job_register_output
 
@@ -44,6 +45,7 @@ def train_worker(start_worker, settings):
             STICKERLOOP_TRAINING_DIR=settings.TRAINING_DIR,
             STICKERLOOP_TRAINING_DEVICE="cpu",
             STICKERLOOP_TRAINING_STALE_SECONDS=3,
+            STICKERLOOP_HEARTBEAT_SECONDS=1,
             # One torch thread per process: on the 2-core machine, two threads spin against the
             # worker, PostgreSQL and this process, and the first steps then take 10x longer.
             OMP_NUM_THREADS=1,
@@ -220,7 +222,7 @@ def test_every_recipe_trains_on_the_worker_and_its_model_generates_against_the_p
     assert [(a.source_id, a.frame_count) for a in animations] == [(source.pk, 4)]
 
 
-def test_a_killed_worker_leaves_a_job_that_resumes_from_its_checkpoint(
+def test_a_killed_worker_leaves_a_job_that_the_sweep_resumes_from_its_checkpoint(
     train_worker, models, datasets
 ):
     job = training_job_create(
@@ -245,13 +247,19 @@ def test_a_killed_worker_leaves_a_job_that_resumes_from_its_checkpoint(
     job.refresh_from_db()
     checkpoint = job.last_checkpoint_step
     assert job.status == JobStatus.RUNNING and job.step < 80
-    # then: once its heartbeat is stale it can be resumed; a new worker continues it
-    time.sleep(3.5)
-    training_job_resume(job=job)
+    # then: once its heartbeat is stale the sweep requeues it (at the default visibility
+    # timeout the broker would not give the message back for an hour); a new worker continues it
+    killed_at = time.monotonic()
     second = train_worker()
-    _wait_job(job, second, until=_finished)
+
+    def swept(job):
+        job_tasks.sweep()  # what beat runs every SWEEP_EVERY_SECONDS
+        return job.is_finished
+
+    _wait_job(job, second, until=swept, timeout=120, interval=1)
+    assert time.monotonic() - killed_at < 120
     assert job.status == JobStatus.SUCCEEDED, (job.error, job.log_tail[-2000:])
-    assert (job.attempt, job.step, job.total_steps) == (2, 80, 80)
+    assert (job.attempt, job.step, job.total_steps) == (1, 80, 80)
     assert job.resumed_from_step is not None and job.resumed_from_step >= checkpoint >= 5
     assert job.metrics["steps"] == 80 and job.metrics["resumed_from_step"] == job.resumed_from_step
     assert ModelVersion.objects.filter(parent=models["sticker-base"]).count() == 1

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -17,8 +20,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, F
 from django.db.models.functions import Least
+from django.utils import timezone
 
-from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
+from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.audit import audit_record
 from training_bridge.exports.create import export_part_range, work_dir
 from training_bridge.exports.reading import (
@@ -78,7 +82,9 @@ def _export_claim(export_id: int, part: int) -> DatasetExport | None:
             export, status=TaskStatus.FAILED, error="The version was retired before the export ran."
         )
         return None
-    mark_running(export, keep_started_at=True, count_attempt=True)
+    mark_running(
+        export, keep_started_at=True, count_attempt=True, fields={"heartbeat_at": timezone.now()}
+    )
     return export
 
 
@@ -87,9 +93,13 @@ def _export_finish_part(
     export_id: int, *, part: int, files: list[dict], cpu_seconds: float
 ) -> bool:
     """Record a finished part; the last part to finish finishes the export. False when the
-    export ended meanwhile (another part failed): the caller's files are not part of it."""
-    export = _lock_export(export_id)
-    if export is None:
+    export failed meanwhile (another part failed): the caller's files are not part of it.
+    True when it succeeded meanwhile: a requeued part ran twice, and its keys are the ones
+    the export holds."""
+    export = DatasetExport.objects.select_for_update().select_related("version").get(pk=export_id)
+    if export.status == TaskStatus.SUCCEEDED:
+        return True
+    if export.status in TERMINAL_TASK_STATUSES:
         return False
     export.part_results[str(part)] = {"files": files, "cpu_seconds": cpu_seconds}
     export.save(update_fields=["part_results"])
@@ -290,8 +300,53 @@ def _collector_paused():
             gc.enable()
 
 
+# A part's scratch folder: export-<id>-<part>-<host>~<pid>-<random>. The host and process
+# tell a later run whether the writer is gone (see scratch_clean).
+_SCRATCH_NAME = re.compile(r"^export-\d+-\d+-(?P<host>.*)~(?P<pid>\d+)-[^-~]*$")
+
+
+def _scratch_prefix(export_id: int, part: int) -> str:
+    return f"export-{export_id}-{part}-{socket.gethostname()}~{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def scratch_clean() -> list[str]:
+    """Remove the scratch folders that export runs on this host left when their process was
+    killed (a run removes its own as it ends); return their names. Folders of live processes
+    and of other hosts (a shared work dir) stay."""
+    scratch = work_dir() / "scratch"
+    if not scratch.is_dir():
+        return []
+    host, removed = socket.gethostname(), []
+    for folder in sorted(scratch.iterdir()):
+        match = _SCRATCH_NAME.match(folder.name)
+        if match is None or match["host"] != host or _process_alive(int(match["pid"])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    if removed:
+        logger.warning("removed scratch of killed export runs: %s", removed)
+    return removed
+
+
 def _exports_write(claimed, version, parts: int, part: int, start: int, stop: int) -> None:
-    """Write ``part`` of each claimed export and settle it (see ``dataset_exports_run``)."""
+    """Write ``part`` of each claimed export and settle it (see ``dataset_exports_run``),
+    stamping the exports' heartbeat from a thread meanwhile."""
+    scratch_clean()
+    with heartbeat(DatasetExport.objects.filter(pk__in=[e.pk for e in claimed])):
+        _exports_write_parts(claimed, version, parts, part, start, stop)
+
+
+def _exports_write_parts(claimed, version, parts: int, part: int, start: int, stop: int) -> None:
     cpu_started = time.process_time()
     scratch = work_dir() / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -303,7 +358,7 @@ def _exports_write(claimed, version, parts: int, part: int, start: int, stop: in
     try:
         for export in claimed:
             folders[export.pk] = Path(
-                tempfile.mkdtemp(prefix=f"export-{export.pk}-{part}-", dir=scratch)
+                tempfile.mkdtemp(prefix=_scratch_prefix(export.pk, part), dir=scratch)
             )
             first_shard = (
                 _first_shards(version, export.shard_size, parts, part)

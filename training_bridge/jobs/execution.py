@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from stickerloop.errors import ServiceConflict
-from stickerloop.lifecycle import lock_unfinished, mark_finished, mark_running
+from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.jobs.lifecycle import job_dir, job_is_stale, output_dir
 from training_bridge.jobs.models import (
@@ -139,9 +139,11 @@ def _claim(job_id: int, attempt: int) -> TrainingJob | None:
     """Mark the job RUNNING for this process; None when this message has nothing to do.
 
     Nothing to do: an older attempt's message, a finished or cancelled job, or a running one
-    whose runner is alive (the broker redelivered a message still being worked on). A running
-    job with a stale heartbeat is taken over: its worker died, and the recipe resumes from
-    the last checkpoint.
+    whose runner is alive (a duplicate: the broker redelivered a message still being worked on,
+    or the sweep requeued the job and another message took it first). A running job with a
+    stale heartbeat is taken over: its worker died, and the recipe resumes from the last
+    checkpoint. Dropping a message while the heartbeat is fresh loses nothing: should that
+    runner die, ``training_jobs_requeue`` requeues the job once its heartbeat is stale.
     """
     # Not lock_unfinished: a missing row, another attempt or launcher, or a live RUNNING job
     # also mean nothing to do, and only a stale RUNNING one is taken over.
@@ -222,7 +224,9 @@ def training_job_run(*, job_id: int, attempt: int) -> None:
     if job is None:
         return
     try:
-        exports = _resolve_exports(job)
+        # An export can take minutes; the beat keeps the sweep from taking the job as orphaned.
+        with heartbeat(TrainingJob.objects.filter(pk=job_id, attempt=attempt)):
+            exports = _resolve_exports(job)
     except (ServiceConflict, ValidationError, SpecError, OSError) as exc:
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         _fail(job_id, attempt, error=f"Dataset export failed: {message}")

@@ -3,13 +3,15 @@ launching it (the ``train`` queue, or an external cluster), cancelling and resum
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from generation.models import (
@@ -45,6 +47,8 @@ from training_bridge.recipes.spec import (
     read_model_facts,
     resolve_params,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def job_dir(job: TrainingJob) -> Path:
@@ -385,3 +389,35 @@ def training_job_resume(
     job.save(update_fields=["attempt", "status", "error", "finished_at", "heartbeat_at", "worker"])
     _launch(job)
     return job
+
+
+@transaction.atomic
+def training_jobs_requeue(*, now: datetime | None = None) -> list[int]:
+    """Requeue the running queue jobs whose runner is gone, and return their ids.
+
+    Gone: a heartbeat older than ``TRAINING_STALE_SECONDS`` (the runner stamps it every
+    0.5 s while the recipe runs, and from a thread while its datasets export). Each goes back
+    to QUEUED, same attempt, and gets a new message after commit; it resumes from its last
+    recorded checkpoint, and its output is registered once. This, not the broker's visibility
+    timeout, is what recovers a job: a message that finds the job running with a fresh
+    heartbeat is dropped (its runner lives), one that finds it stale takes it over, and if the
+    runner dies later this sweep requeues it within ``TRAINING_STALE_SECONDS`` plus
+    ``SWEEP_EVERY_SECONDS``, whatever the visibility timeout. Rows locked by a claim or a
+    progress report in flight are skipped. External jobs have no runner here and are left alone.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TRAINING_STALE_SECONDS)
+    jobs = list(
+        TrainingJob.objects.select_for_update(skip_locked=True)
+        .filter(status=JobStatus.RUNNING, launcher=Launcher.QUEUE)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .order_by("pk")
+        .only("pk", "attempt", "worker")
+    )
+    for job in jobs:
+        logger.warning("job %s: requeued, its runner stopped (%s)", job.pk, job.worker)
+        TrainingJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.QUEUED, heartbeat_at=None, worker=""
+        )
+        job_tasks.run_job.delay_on_commit(job.pk, job.attempt)
+    return [job.pk for job in jobs]

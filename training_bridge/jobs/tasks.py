@@ -11,8 +11,8 @@ EVALUATION_POLL_SECONDS = 3
     acks_late=True,
     ignore_result=True,
     # No automatic retry: the runner settles every outcome itself (FAILED with the reason), and
-    # a worker that dies leaves the job orphaned for `training_job_resume` or for a redelivery
-    # to take over once its heartbeat is stale. A run lasts as long as training does.
+    # a worker that dies leaves the job with a heartbeat that goes stale; the sweep requeues it
+    # (`training_jobs_requeue`). A run lasts as long as training does.
     soft_time_limit=7 * 24 * 3600,
     time_limit=7 * 24 * 3600 + 300,
 )
@@ -50,3 +50,17 @@ def prepare_external(job_id: int, attempt: int) -> None:
     from training_bridge.jobs import execution
 
     execution.training_job_prepare_external(job_id=job_id, attempt=attempt)
+
+
+@shared_task(
+    name="training_jobs.sweep",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def sweep() -> None:
+    """Beat: requeue queue jobs whose runner died (``SWEEP_EVERY_SECONDS``)."""
+    from training_bridge.jobs.lifecycle import training_jobs_requeue
+
+    training_jobs_requeue()
