@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,9 +12,8 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
+from bench import _common as bench_common
 from tests import factories
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionstart(session):
@@ -169,31 +167,13 @@ class Worker:
             **extra_env,
         }
         self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "stickerloop",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=open(log_path, "ab"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.proc = bench_common.start_worker(
+            queues,
+            env,
+            log_path,
+            "-n",
+            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            loglevel="INFO",
         )
 
     def log(self) -> str:

@@ -142,6 +142,16 @@ def _condition_errors(
     return errors
 
 
+def _name_errors(name: Any, known, *, what: str, missing: str) -> list[str]:
+    """Why ``name`` does not name one of ``known`` (``missing`` when it names nothing); empty
+    when it does."""
+    if not isinstance(name, str) or not name:
+        return [missing]
+    if name not in known:
+        return [f"Unknown {what} {name!r}; use one of {', '.join(known)}."]
+    return []
+
+
 def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[str]]:
     if trigger is None:
         return {}
@@ -157,13 +167,11 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
         errors["training_trigger"] = [f"Unknown field(s) {', '.join(unknown)}."]
     if purpose == DatasetPurpose.EVALUATION:
         errors["training_trigger"] = ["Held-out evaluation sets never train anything."]
-    recipe = trigger.get("recipe")
-    if not isinstance(recipe, str) or not recipe:
-        errors["training_trigger.recipe"] = ["Name a recipe."]
-    elif recipe not in RECIPES:
-        errors["training_trigger.recipe"] = [
-            f"Unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}."
-        ]
+    recipe_errors = _name_errors(
+        trigger.get("recipe"), RECIPES, what="recipe", missing="Name a recipe."
+    )
+    if recipe_errors:
+        errors["training_trigger.recipe"] = recipe_errors
     model_id = trigger.get("base_model_version_id")
     if isinstance(model_id, bool) or not isinstance(model_id, int):
         errors["training_trigger.base_model_version_id"] = ["Must be a model version id."]
@@ -179,12 +187,11 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
     if not isinstance(trigger.get("params", {}), dict):
         errors["training_trigger.params"] = ["Must be an object."]
     role = trigger.get("role")
-    if not isinstance(role, str) or not role:
-        errors["training_trigger.role"] = ["Name the role this dataset plays in the recipe."]
-    elif role not in ROLE_PURPOSES:
-        errors["training_trigger.role"] = [
-            f"Unknown role {role!r}; use one of {', '.join(ROLE_PURPOSES)}."
-        ]
+    role_errors = _name_errors(
+        role, ROLE_PURPOSES, what="role", missing="Name the role this dataset plays in the recipe."
+    )
+    if role_errors:
+        errors["training_trigger.role"] = role_errors
     elif purpose not in ROLE_PURPOSES[role]:
         errors["training_trigger.role"] = [
             f"Role {role!r} does not take {purpose} datasets (it takes "

@@ -11,8 +11,8 @@ from annotation.quality.models import AggregationRun, QuestionResult
 from annotation.quality.services.runs import ENDED, _campaign_lock, _run_settle
 from annotation.quality.services.runs import aggregation_run_execute as execute
 from stickerloop.lifecycle import claim
-from tests.conftest import wait_for
 from tests import factories as f
+from tests.conftest import wait_for
 
 BINARY = [{"key": "ok", "type": "binary", "label": "OK?"}]
 FIRST = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -50,13 +50,23 @@ def window_starts(campaign: Campaign) -> dict[int, datetime]:
     return starts
 
 
+def _judgment_rows(
+    *, campaign_id: int, rater_id: int, since: datetime | None, excluded: bool
+) -> list[tuple[int, int, bool]]:
+    """(id, item id, skipped) of the rater's judgments in the campaign made from ``since`` (all
+    when None) whose ``excluded`` flag is ``excluded``."""
+    judgments = Judgment.objects.filter(
+        campaign_id=campaign_id, rater_id=rater_id, excluded=excluded
+    )
+    if since is not None:
+        judgments = judgments.filter(created_at__gte=since)
+    return list(judgments.values_list("id", "item_id", "skipped"))
+
+
 def _judgments_exclude(*, campaign_id: int, rater_id: int, since: datetime | None) -> int:
     """Exclude the rater's judgments from ``since`` (all when None) and free their slots, so
     the items get judgments from someone else. Caller holds the membership row locked."""
-    judgments = Judgment.objects.filter(campaign_id=campaign_id, rater_id=rater_id, excluded=False)
-    if since is not None:
-        judgments = judgments.filter(created_at__gte=since)
-    rows = list(judgments.values_list("id", "item_id", "skipped"))
+    rows = _judgment_rows(campaign_id=campaign_id, rater_id=rater_id, since=since, excluded=False)
     if not rows:
         return 0
     Judgment.objects.filter(pk__in=[r[0] for r in rows]).update(excluded=True)
@@ -70,10 +80,7 @@ def _judgments_exclude(*, campaign_id: int, rater_id: int, since: datetime | Non
 def _judgments_restore(*, campaign_id: int, rater_id: int, since: datetime | None) -> int:
     """Undo ``_judgments_exclude``. An item that was refilled meanwhile keeps every judgment:
     its target rises to hold them (this may pass the campaign's max overlap)."""
-    judgments = Judgment.objects.filter(campaign_id=campaign_id, rater_id=rater_id, excluded=True)
-    if since is not None:
-        judgments = judgments.filter(created_at__gte=since)
-    rows = list(judgments.values_list("id", "item_id", "skipped"))
+    rows = _judgment_rows(campaign_id=campaign_id, rater_id=rater_id, since=since, excluded=True)
     if not rows:
         return 0
     Judgment.objects.filter(pk__in=[r[0] for r in rows]).update(excluded=False)
