@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -233,6 +234,30 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+def run_at_once(calls: list, *, timeout: float) -> tuple[list, list[Exception]]:
+    """Run each of ``calls`` in its own thread, released together by a barrier, each closing its
+    database connection when done. Returns (the calls' results, the exceptions they raised), in
+    the order they finished; a thread still running after ``timeout`` seconds is left behind."""
+    barrier = threading.Barrier(len(calls))
+    results, errors = [], []
+
+    def run(call):
+        try:
+            barrier.wait(timeout=timeout)
+            results.append(call())
+        except Exception as exc:  # the caller asserts on them
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results, errors
 
 
 @pytest.fixture

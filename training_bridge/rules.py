@@ -223,6 +223,14 @@ RULE_FIELDS = (
     "training_trigger",
 )
 
+# The settings a checked spec holds just as the rule stores them (name and description are not
+# part of a spec; conditions and motion buckets it holds as tuples; the trigger is checked apart).
+_SPEC_AS_STORED = tuple(
+    name
+    for name in RULE_FIELDS
+    if name not in ("name", "description", "conditions", "motion_buckets", "training_trigger")
+)
+
 
 def rule_values(rule: DatasetRule) -> dict:
     """A saved rule's settings in the shape ``rule_spec_check`` takes."""
@@ -388,11 +396,18 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
 def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = None) -> DatasetRule:
     """Check and store a rule. ``values``: see ``rules.rule_spec_check`` plus ``name`` and
     ``description``."""
+    name, spec = _rule_check(values, others=DatasetRule.objects.all())
+    return _rule_save(DatasetRule(created_by=created_by), name=name, spec=spec, values=values)
+
+
+def _rule_check(values: dict, *, others) -> tuple[str, RuleSpec]:
+    """The rule's name, stripped, and its checked spec. Raises ValidationError naming every
+    problem, a name one of ``others`` holds among them."""
     name = (values.get("name") or "").strip()
     errors = {}
     if not name:
         errors["name"] = ["Give the rule a name."]
-    elif DatasetRule.objects.filter(name=name).exists():
+    elif others.filter(name=name).exists():
         errors["name"] = [f"A rule named {name!r} exists already."]
     try:
         spec = rule_spec_check(values=values)
@@ -400,7 +415,13 @@ def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = N
         errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
-    rule = DatasetRule(name=name, description=values.get("description", ""), created_by=created_by)
+    return name, spec
+
+
+def _rule_save(rule: DatasetRule, *, name: str, spec: RuleSpec, values: dict) -> DatasetRule:
+    """Store checked settings on ``rule`` (new or locked) with its campaigns and weak sources."""
+    rule.name = name
+    rule.description = values.get("description", "")
     _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
     rule.full_clean()
     rule.save()
@@ -410,23 +431,7 @@ def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = N
 
 
 def _apply_spec(rule: DatasetRule, spec: RuleSpec, *, training_trigger) -> None:
-    for name in (
-        "purpose",
-        "kind",
-        "consensus_method",
-        "min_judgments",
-        "exclude_gold",
-        "exclude_paused_only",
-        "min_motion_score",
-        "weak_label_filters",
-        "exclude_held_out",
-        "per_prompt_cap",
-        "dedup_max_distance",
-        "validation_fraction",
-        "split_seed",
-        "caption_source",
-        "caption_template",
-    ):
+    for name in _SPEC_AS_STORED:
         setattr(rule, name, getattr(spec, name))
     rule.conditions = list(spec.conditions)
     rule.motion_buckets = list(spec.motion_buckets)
@@ -440,23 +445,5 @@ def dataset_rule_update(*, rule: DatasetRule, changes: dict) -> DatasetRule:
     """Change a rule's settings; versions already built keep the settings they were built with."""
     rule = DatasetRule.objects.select_for_update().get(pk=rule.pk)
     values = {**rule_values(rule), **changes}
-    errors = {}
-    name = (values.get("name") or "").strip()
-    if not name:
-        errors["name"] = ["Give the rule a name."]
-    elif DatasetRule.objects.filter(name=name).exclude(pk=rule.pk).exists():
-        errors["name"] = [f"A rule named {name!r} exists already."]
-    try:
-        spec = rule_spec_check(values=values)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    if errors:
-        raise ValidationError(errors)
-    rule.name = name
-    rule.description = values.get("description", "")
-    _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
-    rule.full_clean()
-    rule.save()
-    rule.campaigns.set(values.get("campaigns") or [])
-    rule.weak_sources.set(values.get("weak_sources") or [])
-    return rule
+    name, spec = _rule_check(values, others=DatasetRule.objects.exclude(pk=rule.pk))
+    return _rule_save(rule, name=name, spec=spec, values=values)
