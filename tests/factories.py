@@ -595,20 +595,26 @@ class Factory:
                 item = self.item(campaign, [self.sticker(prompt)])
                 for judge in judges:
                     self.judge(item, judge, {"aligned": True, "quality": quality})
-        return dataset_rule_create(
-            values={
-                "name": "align",
-                "purpose": "alignment",
-                "campaigns": [campaign],
-                "conditions": [{"question": "aligned", "labels": [True]}],
-                **values,
-            },
-            created_by=curator,
-        )
+        return aligned_rule(campaign, curator, **values)
 
 
 # Dataset versions: rows with real files (the curation build is tested in tests/curation), so
 # that ``dataset_version_local_copy`` exports them for real.
+
+
+def aligned_rule(campaign: Campaign, curator, *, name: str = "align", **values) -> DatasetRule:
+    """An alignment rule taking the campaign's stickers judged aligned; ``values`` add to the
+    rule's settings."""
+    return dataset_rule_create(
+        values={
+            "name": name,
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            **values,
+        },
+        created_by=curator,
+    )
 
 
 def dataset_version(

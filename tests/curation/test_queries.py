@@ -5,30 +5,16 @@ import itertools
 
 import pytest
 
+from tests import factories as f
 from tests.conftest import get_ok
 from training_bridge.exports.create import dataset_exports_create
 from training_bridge.models import DatasetExport
-from training_bridge.rules import dataset_rule_create
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 from training_bridge.weak_imports import weak_source_create
 
 pytestmark = pytest.mark.django_db
 
 YES = {"aligned": True, "quality": 4}
-
-
-def _aligned_rule(campaign, curator, *, name: str):
-    """A rule taking the campaign's stickers judged aligned, all of them into train."""
-    return dataset_rule_create(
-        values={
-            "name": name,
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0,
-        },
-        created_by=curator,
-    )
 
 
 def _published_with_exports(rule, curator):
@@ -72,7 +58,7 @@ def published(judged, curator):
     def publish(n: int) -> list:
         versions = []
         for _ in range(n):
-            rule = _aligned_rule(campaign, curator, name=next(names))
+            rule = f.aligned_rule(campaign, curator, name=next(names), validation_fraction=0)
             versions.append(_published_with_exports(rule, curator))
         return versions
 
@@ -97,7 +83,7 @@ def test_lists(url, count, browser, published, flat_queries):
 
 def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = _aligned_rule(campaign, curator, name="growing")
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
 
     def grow(n):
         for _ in range(n):
@@ -109,7 +95,7 @@ def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
 
 def test_version_page_and_entries(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = _aligned_rule(campaign, curator, name="growing")
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
     built = []
 
     def grow(n):
@@ -140,7 +126,7 @@ def test_weak_sources(browser, curator, flat_queries):
 
 def test_version_diff(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = _aligned_rule(campaign, curator, name="growing")
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
     built = [dataset_version_build(rule=rule, built_by=curator)[0]]
 
     def grow(n):
