@@ -69,7 +69,12 @@ def setup_django(suffix: str, *, broker_url: str | None = None) -> dict:
     return env
 
 
-def start_worker(queues: str, env: dict, log_path: Path, *extra: str) -> subprocess.Popen:
+def start_worker(
+    queues: str, env: dict, log_path: Path, *extra: str, loglevel: str = "WARNING"
+) -> subprocess.Popen:
+    """A solo-pool Celery worker on ``queues`` in its own process group (stop it with
+    ``stop_worker``), with ``env`` over this process's environment, logging to ``log_path``.
+    The test suite starts its workers here too."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -83,7 +88,7 @@ def start_worker(queues: str, env: dict, log_path: Path, *extra: str) -> subproc
             "--pool",
             "solo",
             "--loglevel",
-            "WARNING",
+            loglevel,
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

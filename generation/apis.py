@@ -21,6 +21,7 @@ from generation.models import (
 from generation.services.batches import generation_batch_cancel, generation_batch_create
 from generation.services.model_versions import model_version_register
 from generation.services.prompts import prompt_file_size_check, prompt_set_import
+from stickerloop.api import ids_param
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 
@@ -388,11 +389,7 @@ class BatchProgressApi(APIView):
         responses=OutputSerializer(many=True),
     )
     def get(self, request):
-        raw = request.query_params.get("ids", "")
-        try:
-            ids = [int(part) for part in raw.split(",") if part][:200]
-        except ValueError as exc:
-            raise serializers.ValidationError({"ids": "Must be comma-separated integers."}) from exc
+        ids = ids_param(request)
         return Response(
             self.OutputSerializer(selectors.batch_progress(batch_ids=ids), many=True).data
         )

@@ -37,3 +37,13 @@ def exception_handler(exc, context):
     if isinstance(exc, ServiceConflict):
         exc = Conflict(str(exc))
     return drf_exception_handler(exc, context)
+
+
+def ids_param(request) -> list[int]:
+    """The ``?ids=1,2,3`` of a progress poll as integers, the first 200 of them; a part that is
+    not an integer answers 400."""
+    raw = request.query_params.get("ids", "")
+    try:
+        return [int(part) for part in raw.split(",") if part][:200]
+    except ValueError as exc:
+        raise exceptions.ValidationError({"ids": "Must be comma-separated integers."}) from exc

@@ -3,7 +3,7 @@
 import os
 import signal
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,9 +13,8 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
+from bench import _common as bench_common
 from tests import factories
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionstart(session):
@@ -169,31 +168,13 @@ class Worker:
             **extra_env,
         }
         self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "stickerloop",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=open(log_path, "ab"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.proc = bench_common.start_worker(
+            queues,
+            env,
+            log_path,
+            "-n",
+            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            loglevel="INFO",
         )
 
     def log(self) -> str:
@@ -253,6 +234,30 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+def run_at_once(calls: list, *, timeout: float) -> tuple[list, list[Exception]]:
+    """Run each of ``calls`` in its own thread, released together by a barrier, each closing its
+    database connection when done. Returns (the calls' results, the exceptions they raised), in
+    the order they finished; a thread still running after ``timeout`` seconds is left behind."""
+    barrier = threading.Barrier(len(calls))
+    results, errors = [], []
+
+    def run(call):
+        try:
+            barrier.wait(timeout=timeout)
+            results.append(call())
+        except Exception as exc:  # the caller asserts on them
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results, errors
 
 
 @pytest.fixture

@@ -61,6 +61,19 @@ MOTION_SCHEMA = [
     {"key": "motion_pass", "type": "binary", "label": "Good motion?", "per_candidate": True},
     {"key": "best", "type": "pick", "label": "Best", "required": False},
 ]
+BINARY_SCHEMA = [{"key": "ok", "type": "binary", "label": "Shows the prompt?"}]
+PAIR_SCHEMA = [
+    {
+        "key": "overall",
+        "type": "single_choice",
+        "label": "Better overall",
+        "options": [
+            {"value": "left", "label": "Left", "shortcut": "1"},
+            {"value": "tie", "label": "Tie", "shortcut": "2"},
+            {"value": "right", "label": "Right", "shortcut": "3"},
+        ],
+    }
+]
 COLOURS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 180, 20), (150, 60, 200)]
 
 _counter = itertools.count(1)
@@ -280,13 +293,35 @@ def animation_candidate(
     model_version, source: Candidate, *, seed: int, frames: int = 8
 ) -> Candidate:
     index = source.seed + seed
-    images = [disc(index, shift=2 * f) for f in range(frames)]
-    data = encode_animated_webp(images, fps=8)
-    key = f"candidates/factory/{model_version.pk}/{source.pk}-{seed}.webp"
+    return stored_animation(
+        model_version,
+        source,
+        seed=seed,
+        frames=[disc(index, shift=2 * f) for f in range(frames)],
+        key=f"candidates/factory/{model_version.pk}/{source.pk}-{seed}.webp",
+        motion_prompt="slides right",
+        motion_score=0.2,
+    )
+
+
+def stored_animation(
+    model_version,
+    source: Candidate,
+    *,
+    seed: int,
+    frames: list,
+    key: str,
+    motion_prompt: str,
+    motion_score: float,
+) -> Candidate:
+    """Store ``frames`` (all one size) as an animated WebP at ``key`` and each frame as
+    a PNG beside it, and record them as an animation of ``source``."""
+    data = encode_animated_webp(frames, fps=8)
     prefix = key.removesuffix(".webp") + "/"
-    for f, image in enumerate(images):
-        _store(f"{prefix}frame-{f:03d}.png", encode_png(image))
+    for index, frame in enumerate(frames):
+        _store(f"{prefix}frame-{index:03d}.png", encode_png(frame))
     _store(key, data)
+    height, width = np.asarray(frames[0]).shape[:2]
     return Candidate.objects.create(
         kind="animation",
         model_version=model_version,
@@ -294,15 +329,15 @@ def animation_candidate(
         source=source,
         seed=seed,
         raw_prompt=source.raw_prompt,
-        motion_prompt="slides right",
+        motion_prompt=motion_prompt,
         file=key,
         frames_prefix=prefix,
-        width=64,
-        height=64,
-        frame_count=frames,
+        width=width,
+        height=height,
+        frame_count=len(frames),
         file_size=len(data),
         sha256=sha256_hex(data),
-        motion_score=0.2,
+        motion_score=motion_score,
     )
 
 
@@ -491,28 +526,13 @@ class Factory:
     ) -> Candidate:
         base = sticker_pixels(source.seed)
         moving = [np.roll(base, shift=i * (1 + seed % 3), axis=1) for i in range(frames)]
-        data = encode_animated_webp(moving, fps=8)
-        model = self.model(teacher, kind=ModelKind.ANIMATION, role=ModelRole.TEACHER)
-        key = f"candidates/test/{teacher}/{source.pk}-{seed}.webp"
-        prefix = key.removesuffix(".webp") + "/"
-        for index, frame in enumerate(moving):
-            default_storage.save(f"{prefix}frame-{index:03d}.png", ContentFile(encode_png(frame)))
-        default_storage.save(key, ContentFile(data))
-        return Candidate.objects.create(
-            kind="animation",
-            model_version=model,
-            prompt=source.prompt,
-            source=source,
+        return stored_animation(
+            self.model(teacher, kind=ModelKind.ANIMATION, role=ModelRole.TEACHER),
+            source,
             seed=seed,
-            raw_prompt=source.raw_prompt,
+            frames=moving,
+            key=f"candidates/test/{teacher}/{source.pk}-{seed}.webp",
             motion_prompt="waves",
-            file=key,
-            frames_prefix=prefix,
-            width=32,
-            height=32,
-            frame_count=frames,
-            file_size=len(data),
-            sha256=sha256_hex(data),
             motion_score=motion_score(moving),
         )
 
@@ -575,20 +595,26 @@ class Factory:
                 item = self.item(campaign, [self.sticker(prompt)])
                 for judge in judges:
                     self.judge(item, judge, {"aligned": True, "quality": quality})
-        return dataset_rule_create(
-            values={
-                "name": "align",
-                "purpose": "alignment",
-                "campaigns": [campaign],
-                "conditions": [{"question": "aligned", "labels": [True]}],
-                **values,
-            },
-            created_by=curator,
-        )
+        return aligned_rule(campaign, curator, **values)
 
 
 # Dataset versions: rows with real files (the curation build is tested in tests/curation), so
 # that ``dataset_version_local_copy`` exports them for real.
+
+
+def aligned_rule(campaign: Campaign, curator, *, name: str = "align", **values) -> DatasetRule:
+    """An alignment rule taking the campaign's stickers judged aligned; ``values`` add to the
+    rule's settings."""
+    return dataset_rule_create(
+        values={
+            "name": name,
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            **values,
+        },
+        created_by=curator,
+    )
 
 
 def dataset_version(

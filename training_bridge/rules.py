@@ -142,6 +142,16 @@ def _condition_errors(
     return errors
 
 
+def _name_errors(name: Any, known, *, what: str, missing: str) -> list[str]:
+    """Why ``name`` does not name one of ``known`` (``missing`` when it names nothing); empty
+    when it does."""
+    if not isinstance(name, str) or not name:
+        return [missing]
+    if name not in known:
+        return [f"Unknown {what} {name!r}; use one of {', '.join(known)}."]
+    return []
+
+
 def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[str]]:
     if trigger is None:
         return {}
@@ -157,13 +167,11 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
         errors["training_trigger"] = [f"Unknown field(s) {', '.join(unknown)}."]
     if purpose == DatasetPurpose.EVALUATION:
         errors["training_trigger"] = ["Held-out evaluation sets never train anything."]
-    recipe = trigger.get("recipe")
-    if not isinstance(recipe, str) or not recipe:
-        errors["training_trigger.recipe"] = ["Name a recipe."]
-    elif recipe not in RECIPES:
-        errors["training_trigger.recipe"] = [
-            f"Unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}."
-        ]
+    recipe_errors = _name_errors(
+        trigger.get("recipe"), RECIPES, what="recipe", missing="Name a recipe."
+    )
+    if recipe_errors:
+        errors["training_trigger.recipe"] = recipe_errors
     model_id = trigger.get("base_model_version_id")
     if isinstance(model_id, bool) or not isinstance(model_id, int):
         errors["training_trigger.base_model_version_id"] = ["Must be a model version id."]
@@ -179,12 +187,11 @@ def _trigger_errors(trigger: Any, *, purpose: str, kind: str) -> dict[str, list[
     if not isinstance(trigger.get("params", {}), dict):
         errors["training_trigger.params"] = ["Must be an object."]
     role = trigger.get("role")
-    if not isinstance(role, str) or not role:
-        errors["training_trigger.role"] = ["Name the role this dataset plays in the recipe."]
-    elif role not in ROLE_PURPOSES:
-        errors["training_trigger.role"] = [
-            f"Unknown role {role!r}; use one of {', '.join(ROLE_PURPOSES)}."
-        ]
+    role_errors = _name_errors(
+        role, ROLE_PURPOSES, what="role", missing="Name the role this dataset plays in the recipe."
+    )
+    if role_errors:
+        errors["training_trigger.role"] = role_errors
     elif purpose not in ROLE_PURPOSES[role]:
         errors["training_trigger.role"] = [
             f"Role {role!r} does not take {purpose} datasets (it takes "
@@ -214,6 +221,14 @@ RULE_FIELDS = (
     "caption_source",
     "caption_template",
     "training_trigger",
+)
+
+# The settings a checked spec holds just as the rule stores them (name and description are not
+# part of a spec; conditions and motion buckets it holds as tuples; the trigger is checked apart).
+_SPEC_AS_STORED = tuple(
+    name
+    for name in RULE_FIELDS
+    if name not in ("name", "description", "conditions", "motion_buckets", "training_trigger")
 )
 
 
@@ -381,11 +396,18 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
 def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = None) -> DatasetRule:
     """Check and store a rule. ``values``: see ``rules.rule_spec_check`` plus ``name`` and
     ``description``."""
+    name, spec = _rule_check(values, others=DatasetRule.objects.all())
+    return _rule_save(DatasetRule(created_by=created_by), name=name, spec=spec, values=values)
+
+
+def _rule_check(values: dict, *, others) -> tuple[str, RuleSpec]:
+    """The rule's name, stripped, and its checked spec. Raises ValidationError naming every
+    problem, a name one of ``others`` holds among them."""
     name = (values.get("name") or "").strip()
     errors = {}
     if not name:
         errors["name"] = ["Give the rule a name."]
-    elif DatasetRule.objects.filter(name=name).exists():
+    elif others.filter(name=name).exists():
         errors["name"] = [f"A rule named {name!r} exists already."]
     try:
         spec = rule_spec_check(values=values)
@@ -393,7 +415,13 @@ def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = N
         errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
-    rule = DatasetRule(name=name, description=values.get("description", ""), created_by=created_by)
+    return name, spec
+
+
+def _rule_save(rule: DatasetRule, *, name: str, spec: RuleSpec, values: dict) -> DatasetRule:
+    """Store checked settings on ``rule`` (new or locked) with its campaigns and weak sources."""
+    rule.name = name
+    rule.description = values.get("description", "")
     _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
     rule.full_clean()
     rule.save()
@@ -403,23 +431,7 @@ def dataset_rule_create(*, values: dict, created_by: AbstractBaseUser | None = N
 
 
 def _apply_spec(rule: DatasetRule, spec: RuleSpec, *, training_trigger) -> None:
-    for name in (
-        "purpose",
-        "kind",
-        "consensus_method",
-        "min_judgments",
-        "exclude_gold",
-        "exclude_paused_only",
-        "min_motion_score",
-        "weak_label_filters",
-        "exclude_held_out",
-        "per_prompt_cap",
-        "dedup_max_distance",
-        "validation_fraction",
-        "split_seed",
-        "caption_source",
-        "caption_template",
-    ):
+    for name in _SPEC_AS_STORED:
         setattr(rule, name, getattr(spec, name))
     rule.conditions = list(spec.conditions)
     rule.motion_buckets = list(spec.motion_buckets)
@@ -433,23 +445,5 @@ def dataset_rule_update(*, rule: DatasetRule, changes: dict) -> DatasetRule:
     """Change a rule's settings; versions already built keep the settings they were built with."""
     rule = DatasetRule.objects.select_for_update().get(pk=rule.pk)
     values = {**rule_values(rule), **changes}
-    errors = {}
-    name = (values.get("name") or "").strip()
-    if not name:
-        errors["name"] = ["Give the rule a name."]
-    elif DatasetRule.objects.filter(name=name).exclude(pk=rule.pk).exists():
-        errors["name"] = [f"A rule named {name!r} exists already."]
-    try:
-        spec = rule_spec_check(values=values)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    if errors:
-        raise ValidationError(errors)
-    rule.name = name
-    rule.description = values.get("description", "")
-    _apply_spec(rule, spec, training_trigger=values.get("training_trigger"))
-    rule.full_clean()
-    rule.save()
-    rule.campaigns.set(values.get("campaigns") or [])
-    rule.weak_sources.set(values.get("weak_sources") or [])
-    return rule
+    name, spec = _rule_check(values, others=DatasetRule.objects.exclude(pk=rule.pk))
+    return _rule_save(rule, name=name, spec=spec, values=values)

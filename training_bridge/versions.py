@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.quality.bulk import copy_text
 from stickerloop.errors import ServiceConflict
 from training_bridge import curation
 from training_bridge.audit import audit_record
@@ -47,9 +48,8 @@ def manifest_checksum(*, purpose: str, kind: str, entries: list[PlannedEntry]) -
     return digest.hexdigest()
 
 
-_ENTRY_COLUMNS = (
-    "version_id",
-    "position",
+# A manifest row: what a build stores after version_id and position, and what exports read.
+MANIFEST_COLUMNS = (
     "candidate_id",
     "split",
     "caption",
@@ -72,22 +72,8 @@ _ENTRY_COLUMNS = (
     "frame_count",
     "motion_score",
 )
+_ENTRY_COLUMNS = ("version_id", "position", *MANIFEST_COLUMNS)
 ENTRY_JSON_COLUMNS = {"label", "labels", "confidences", "scores"}
-
-
-def _copy_text(value) -> str:
-    """A value in COPY's text format: \\N for NULL, and backslash, tab and line ends escaped."""
-    if value is None:
-        return "\\N"
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return text
 
 
 class _JsonCache:
@@ -141,7 +127,7 @@ def _entry_values(version_id: int, position: int, entry: PlannedEntry) -> dict:
 
 
 def _copy_line(version_id: int, position: int, e: PlannedEntry, dump: _JsonCache) -> str:
-    t = _copy_text
+    t = copy_text
     return (
         f"{version_id}\t{position}\t{e.candidate_id}\t{e.split}\t{t(e.caption)}\t"
         f"{t(e.file_key)}\t{e.file_sha256}\t{t(e.file_ext)}\t{t(dump(e.label))}\t"

@@ -17,12 +17,12 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-_SPECIAL = ("\\", "\t", "\n", "\r")
-
-
-def _escape(value) -> str:
+def copy_text(value) -> str:
+    """A value in COPY's text format: \\N for None, and backslash, tab and line ends escaped."""
+    if value is None:
+        return "\\N"
     text = str(value)
-    if any(ch in text for ch in _SPECIAL):
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         text = (
             text.replace("\\", "\\\\")
             .replace("\t", "\\t")
@@ -34,11 +34,11 @@ def _escape(value) -> str:
 
 def _text_value(value) -> str:
     """One value as COPY text: None/NaN as ``\\N``, booleans as t/f, specials escaped."""
-    if value is None or (isinstance(value, float) and value != value):
+    if isinstance(value, float) and value != value:
         return "\\N"
     if isinstance(value, bool | np.bool_):
         return "t" if value else "f"
-    return _escape(value)
+    return copy_text(value)
 
 
 def _column(values, n: int) -> np.ndarray | list:

@@ -237,6 +237,44 @@ def _campaign_and_question(campaign_id: int, question_key: str, method: str):
     return campaign, question
 
 
+def _consensus_question(
+    campaign_id: int, question_key: str, method: str, *, per_candidate: bool
+) -> tuple[Campaign, dict]:
+    """``_campaign_and_question``, refusing a question that is (or is not) answered per
+    candidate when ``per_candidate`` says the other."""
+    campaign, question = _campaign_and_question(campaign_id, question_key, method)
+    if bool(question.get("per_candidate")) != per_candidate:
+        answered, reader = (
+            ("is not answered", "item_consensus")
+            if per_candidate
+            else ("is answered", "item_candidate_consensus")
+        )
+        raise ValidationError(
+            {
+                "question_key": [
+                    f"Question {question_key!r} {answered} per candidate; read it with {reader}."
+                ]
+            }
+        )
+    return campaign, question
+
+
+def _stored_rows(campaign_id: int, question_key: str, method: str, *, per_candidate: bool):
+    """The stored consensus of one question and method, row by row: the item id (and candidate
+    id, per candidate), then ``_ROW_FIELDS``."""
+    keys = ("item_id", "candidate_id") if per_candidate else ("item_id",)
+    return (
+        ConsensusResult.objects.filter(
+            campaign_id=campaign_id,
+            question_key=question_key,
+            method=method,
+            candidate__isnull=not per_candidate,
+        )
+        .values_list(*keys, *_ROW_FIELDS)
+        .iterator(chunk_size=10000)
+    )
+
+
 def item_consensus(
     *, campaign_id: int, question_key: str, method: str = aggregation.MAJORITY
 ) -> dict[int, ItemConsensus]:
@@ -248,24 +286,10 @@ def item_consensus(
     ValidationError for an unknown campaign or question, or a method that does not fit the
     question's type, and for per-candidate questions (use ``item_candidate_consensus``).
     """
-    campaign, question = _campaign_and_question(campaign_id, question_key, method)
-    if question.get("per_candidate"):
-        raise ValidationError(
-            {
-                "question_key": [
-                    f"Question {question_key!r} is answered per candidate; read it "
-                    "with item_candidate_consensus."
-                ]
-            }
-        )
+    campaign, question = _consensus_question(campaign_id, question_key, method, per_candidate=False)
     if _stored(campaign_id, question_key, method):
-        rows = ConsensusResult.objects.filter(
-            campaign_id=campaign_id,
-            question_key=question_key,
-            method=method,
-            candidate__isnull=True,
-        ).values_list("item_id", *_ROW_FIELDS)
-        return {row[0]: _from_rows(row[1:]) for row in rows.iterator(chunk_size=10000)}
+        rows = _stored_rows(campaign_id, question_key, method, per_candidate=False)
+        return {row[0]: _from_rows(row[1:]) for row in rows}
     responses, _ = question_responses(campaign=campaign, question=question)
     if not len(responses):
         return {}
@@ -276,24 +300,10 @@ def item_candidate_consensus(
     *, campaign_id: int, question_key: str, method: str = aggregation.MAJORITY
 ) -> dict[tuple[int, int], ItemConsensus]:
     """Like ``item_consensus`` for per-candidate questions, keyed by (item id, candidate id)."""
-    campaign, question = _campaign_and_question(campaign_id, question_key, method)
-    if not question.get("per_candidate"):
-        raise ValidationError(
-            {
-                "question_key": [
-                    f"Question {question_key!r} is not answered per candidate; read "
-                    "it with item_consensus."
-                ]
-            }
-        )
+    campaign, question = _consensus_question(campaign_id, question_key, method, per_candidate=True)
     if _stored(campaign_id, question_key, method):
-        rows = ConsensusResult.objects.filter(
-            campaign_id=campaign_id,
-            question_key=question_key,
-            method=method,
-            candidate__isnull=False,
-        ).values_list("item_id", "candidate_id", *_ROW_FIELDS)
-        return {(row[0], row[1]): _from_rows(row[2:]) for row in rows.iterator(chunk_size=10000)}
+        rows = _stored_rows(campaign_id, question_key, method, per_candidate=True)
+        return {(row[0], row[1]): _from_rows(row[2:]) for row in rows}
     responses, units = question_responses(campaign=campaign, question=question)
     if not len(responses):
         return {}

@@ -7,8 +7,9 @@ counts tokens does not import torch and diffusers (about 5.5 s on the 2-core mac
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_names
 
 _EXPORTS = {
     "select_device": "device",
@@ -78,14 +79,4 @@ if TYPE_CHECKING:
     from .tiny import build_default_models, build_tiny_animation_model, build_tiny_sticker_model
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, globals())

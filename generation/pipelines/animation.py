@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from .image import check_common_inputs, make_generators, to_uint8
+from .image import call_pipeline, check_sticker_inputs, to_uint8
 from .limits import MAX_FRAMES, MIN_FRAMES
 from .loading import LoadedPipeline
 from .matting import alpha_to_uint8, colour_distance, decontaminate, matte_alpha
@@ -60,7 +59,7 @@ def check_animation_inputs(
     prompt; ``num_frames`` is an integer in [2, 32]; ``strength`` is in (0, 1] and leaves at
     least one denoising step, i.e. ``int(num_inference_steps * strength) >= 1``.
     """
-    check_common_inputs(
+    check_sticker_inputs(
         prompts=prompts,
         seeds=seeds,
         num_inference_steps=num_inference_steps,
@@ -216,19 +215,17 @@ def generate_animations(
     sources = [
         prepare_source(image, size=(width, height), background=bg) for image in source_images
     ]
-    started = time.perf_counter()
-    output = loaded.pipe(
-        video=[[composite] * num_frames for composite, _ in sources],
-        prompt=list(prompts),
+    output, elapsed_ms = call_pipeline(
+        loaded,
+        prompts=prompts,
+        seeds=seeds,
         num_inference_steps=num_inference_steps,
-        guidance_scale=float(guidance_scale),
-        strength=float(strength),
+        guidance_scale=guidance_scale,
         width=width,
         height=height,
-        generator=make_generators(seeds),
-        output_type="np",
+        video=[[composite] * num_frames for composite, _ in sources],
+        strength=float(strength),
     )
-    elapsed_ms = (time.perf_counter() - started) * 1000.0
     videos = to_uint8(output.frames)
 
     animations = []

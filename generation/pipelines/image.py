@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
-def check_common_inputs(
+def check_sticker_inputs(
     *,
     prompts: Sequence[str],
     seeds: Sequence[int],
@@ -59,7 +60,14 @@ def check_common_inputs(
     width: int,
     height: int,
 ) -> None:
-    """Checks shared by stickers and animations; see check_sticker_inputs for the messages."""
+    """Raise ValueError with an exact message unless the inputs make a valid request.
+
+    Rules: ``prompts`` is a non-empty list of strings; ``seeds`` has one integer in
+    [0, 2**63 - 1] per prompt; ``num_inference_steps`` is an integer in [1, 200];
+    ``guidance_scale`` is in [0, 30] (at most 1 turns classifier-free guidance off);
+    ``height`` and ``width`` are positive multiples of 8 (the VAE downsamples by 8), e.g.
+    "`height` and `width` have to be divisible by 8 but are 60 and 64.".
+    """
     if isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0:
         raise ValueError("`prompts` has to be a non-empty list of strings.")
     if not all(isinstance(prompt, str) for prompt in prompts):
@@ -103,33 +111,6 @@ def check_common_inputs(
         )
 
 
-def check_sticker_inputs(
-    *,
-    prompts: Sequence[str],
-    seeds: Sequence[int],
-    num_inference_steps: int,
-    guidance_scale: float,
-    width: int,
-    height: int,
-) -> None:
-    """Raise ValueError with an exact message unless the inputs make a valid request.
-
-    Rules: ``prompts`` is a non-empty list of strings; ``seeds`` has one integer in
-    [0, 2**63 - 1] per prompt; ``num_inference_steps`` is an integer in [1, 200];
-    ``guidance_scale`` is in [0, 30] (at most 1 turns classifier-free guidance off);
-    ``height`` and ``width`` are positive multiples of 8 (the VAE downsamples by 8), e.g.
-    "`height` and `width` have to be divisible by 8 but are 60 and 64.".
-    """
-    check_common_inputs(
-        prompts=prompts,
-        seeds=seeds,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        width=width,
-        height=height,
-    )
-
-
 def make_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     """One CPU generator per item, seeded with that item's seed.
 
@@ -143,6 +124,33 @@ def make_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Convert pipeline output in [0, 1] to uint8 the way diffusers' numpy_to_pil does."""
     return np.clip(np.rint(np.asarray(images, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def call_pipeline(
+    loaded: LoadedPipeline,
+    *,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    num_inference_steps: int,
+    guidance_scale: float,
+    width: int,
+    height: int,
+    **extra: Any,
+) -> tuple[Any, float]:
+    """One batched call of ``loaded.pipe`` with a generator per seed and numpy output; ``extra``
+    goes to the pipeline as it is. Returns (the pipeline's output, wall time of the call in ms)."""
+    started = time.perf_counter()
+    output = loaded.pipe(
+        prompt=list(prompts),
+        num_inference_steps=num_inference_steps,
+        guidance_scale=float(guidance_scale),
+        width=width,
+        height=height,
+        generator=make_generators(seeds),
+        output_type="np",
+        **extra,
+    )
+    return output, (time.perf_counter() - started) * 1000.0
 
 
 def generate_stickers(
@@ -186,18 +194,16 @@ def generate_stickers(
             f"`negative_prompt` has to be a string or None but is {negative_prompt!r}."
         )
 
-    started = time.perf_counter()
-    output = loaded.pipe(
-        prompt=list(prompts),
-        negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
+    output, elapsed_ms = call_pipeline(
+        loaded,
+        prompts=prompts,
+        seeds=seeds,
         num_inference_steps=num_inference_steps,
-        guidance_scale=float(guidance_scale),
+        guidance_scale=guidance_scale,
         width=width,
         height=height,
-        generator=make_generators(seeds),
-        output_type="np",
+        negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
     )
-    elapsed_ms = (time.perf_counter() - started) * 1000.0
     pixels = to_uint8(output.images)
 
     stickers = []

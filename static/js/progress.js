@@ -1,31 +1,25 @@
-// Polls the counters of unfinished batches on the page and moves their progress bars.
-(function () {
-  const rows = () => Array.from(document.querySelectorAll("tr[data-batch][data-finished='0']"));
+// Polls a progress endpoint for the unfinished rows of a list page and moves them.
+// Rows are tr[data-<key>="<id>"][data-finished="0"]; every `every` ms the page asks `url` for
+// their ids (?ids=1,2,3) and hands each answer to update(row, answer), which sets the row's
+// cells and marks it data-finished="1" once it is done. Stops when no unfinished row is left.
+window.pollProgress = function ({ key, url, every, update }) {
+  const rows = () => Array.from(document.querySelectorAll(`tr[data-${key}][data-finished='0']`));
   async function tick() {
     const pending = rows();
     if (!pending.length) return;
-    const ids = pending.map((r) => r.dataset.batch).join(",");
+    const ids = pending.map((r) => r.dataset[key]).join(",");
     try {
-      const res = await fetch(`${window.PROGRESS_URL}?ids=${ids}`, { credentials: "same-origin" });
+      const res = await fetch(`${url}?ids=${ids}`, { credentials: "same-origin" });
       if (res.ok) {
-        for (const b of await res.json()) {
-          const row = document.querySelector(`tr[data-batch='${b.id}']`);
+        for (const answer of await res.json()) {
+          const row = document.querySelector(`tr[data-${key}='${answer.id}']`);
           if (!row) continue;
-          const pct = b.total ? Math.floor((100 * (b.done_count + b.failed_count)) / b.total) : 0;
-          row.querySelector("[data-field=bar]").style.width = `${pct}%`;
-          row.querySelector("[data-field=counts]").textContent =
-            `${b.done_count} / ${b.total}` + (b.failed_count ? ` (${b.failed_count} failed)` : "");
-          const status = row.querySelector("[data-field=status]");
-          status.textContent = b.status;
-          status.className = `status status-${b.status}`;
-          if (["succeeded", "partial", "failed", "cancelled"].includes(b.status)) {
-            row.dataset.finished = "1";
-          }
+          update(row, answer);
         }
       }
     } finally {
-      setTimeout(tick, 1500);
+      setTimeout(tick, every);
     }
   }
   setTimeout(tick, 1000);
-})();
+};

@@ -1,10 +1,10 @@
 """Many builds of one rule at once: one version, numbered once, every caller gets it."""
 
-import threading
+import functools
 
 import pytest
-from django.db import connection
 
+from tests.conftest import run_at_once
 from training_bridge.exports.create import dataset_exports_create
 from training_bridge.exports.run import dataset_exports_run
 from training_bridge.models import DatasetEntry, DatasetVersion
@@ -15,23 +15,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_concurrent_builds_make_one_version(make, curator):
     rule = make.alignment_rule(["a cat", "a dog", "a frog", "an owl", "a bee"], curator)
-    results, errors = [], []
-    barrier = threading.Barrier(6)
-
-    def build():
-        try:
-            barrier.wait()
-            results.append(dataset_version_build(rule=rule, built_by=curator))
-        except Exception as exc:  # any failure is asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=build) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results, errors = run_at_once(
+        [lambda: dataset_version_build(rule=rule, built_by=curator)] * 6, timeout=60
+    )
     assert errors == []
     version = DatasetVersion.objects.get()
     assert {v.pk for v, _ in results} == {version.pk}
@@ -58,23 +44,10 @@ def test_parts_finishing_at_once_finish_the_export_once(make, curator, settings)
     )
     ids = [e.pk for e in exports]
     runs = [part for part in range(4) for _ in range(2)]
-    errors = []
-    barrier = threading.Barrier(len(runs))
-
-    def run(part):
-        try:
-            barrier.wait()
-            dataset_exports_run(export_ids=ids, part=part)
-        except Exception as exc:  # any failure is asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(part,)) for part in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    _, errors = run_at_once(
+        [functools.partial(dataset_exports_run, export_ids=ids, part=part) for part in runs],
+        timeout=120,
+    )
     assert errors == []
     for export in DatasetExport.objects.filter(pk__in=ids):
         assert (export.status, export.parts, export.done) == ("succeeded", 4, 8)

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from tests.factories import aligned_rule
 from training_bridge.exports import reading
 from training_bridge.exports.create import dataset_export_create, dataset_exports_create
 from training_bridge.exports.local_copy import dataset_version_local_copy
@@ -41,16 +42,8 @@ def sticker_version(make, curator):
             item = make.item(campaign, [make.sticker(prompt, enhanced=f"{prompt}, sticker art")])
             for rater in raters:
                 make.judge(item, rater, T if index % 5 or rater != raters[0] else F)
-    rule = dataset_rule_create(
-        values={
-            "name": "align",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0.3,
-            "caption_source": "enhanced_prompt",
-        },
-        created_by=curator,
+    rule = aligned_rule(
+        campaign, curator, validation_fraction=0.3, caption_source="enhanced_prompt"
     )
     version, _ = dataset_version_build(rule=rule, built_by=curator)
     return dataset_version_publish(version=version, published_by=curator)

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from tests import factories as f
 from tests.conftest import logged_in
 from training_bridge.exports.run import dataset_export_run
 from training_bridge.models import DatasetExport, DatasetVersion
@@ -25,16 +26,7 @@ def rule(make, curator):
         item = make.item(campaign, [make.sticker(prompt)])
         for rater in raters:
             make.judge(item, rater, F if index == 2 else T)
-    return dataset_rule_create(
-        values={
-            "name": "align pages",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0,
-        },
-        created_by=curator,
-    )
+    return f.aligned_rule(campaign, curator, name="align pages", validation_fraction=0)
 
 
 def test_rule_page_shows_the_funnel_and_grid_and_builds(rule, curator):

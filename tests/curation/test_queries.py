@@ -5,16 +5,26 @@ import itertools
 
 import pytest
 
+from tests import factories as f
 from tests.conftest import get_ok
 from training_bridge.exports.create import dataset_exports_create
 from training_bridge.models import DatasetExport
-from training_bridge.rules import dataset_rule_create
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 from training_bridge.weak_imports import weak_source_create
 
 pytestmark = pytest.mark.django_db
 
 YES = {"aligned": True, "quality": 4}
+
+
+def _published_with_exports(rule, curator):
+    """A new version of ``rule``, published, with a webdataset and a parquet export."""
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    dataset_exports_create(
+        version=version, export_formats=["webdataset", "parquet"], requested_by=curator
+    )
+    return version
 
 
 @pytest.fixture
@@ -48,22 +58,8 @@ def published(judged, curator):
     def publish(n: int) -> list:
         versions = []
         for _ in range(n):
-            rule = dataset_rule_create(
-                values={
-                    "name": next(names),
-                    "purpose": "alignment",
-                    "campaigns": [campaign],
-                    "conditions": [{"question": "aligned", "labels": [True]}],
-                    "validation_fraction": 0,
-                },
-                created_by=curator,
-            )
-            version, _ = dataset_version_build(rule=rule, built_by=curator)
-            dataset_version_publish(version=version, published_by=curator)
-            dataset_exports_create(
-                version=version, export_formats=["webdataset", "parquet"], requested_by=curator
-            )
-            versions.append(version)
+            rule = f.aligned_rule(campaign, curator, name=next(names), validation_fraction=0)
+            versions.append(_published_with_exports(rule, curator))
         return versions
 
     return publish
@@ -87,16 +83,7 @@ def test_lists(url, count, browser, published, flat_queries):
 
 def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = dataset_rule_create(
-        values={
-            "name": "growing",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0,
-        },
-        created_by=curator,
-    )
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
 
     def grow(n):
         for _ in range(n):
@@ -108,26 +95,12 @@ def test_rule_page_and_its_versions(browser, judged, curator, flat_queries):
 
 def test_version_page_and_entries(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = dataset_rule_create(
-        values={
-            "name": "growing",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0,
-        },
-        created_by=curator,
-    )
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
     built = []
 
     def grow(n):
         add(n)
-        version, _ = dataset_version_build(rule=rule, built_by=curator)
-        dataset_version_publish(version=version, published_by=curator)
-        dataset_exports_create(
-            version=version, export_formats=["webdataset", "parquet"], requested_by=curator
-        )
-        built.append(version)
+        built.append(_published_with_exports(rule, curator))
 
     def read():
         get_ok(browser, f"/datasets/versions/{built[-1].pk}/")
@@ -153,16 +126,7 @@ def test_weak_sources(browser, curator, flat_queries):
 
 def test_version_diff(browser, judged, curator, flat_queries):
     campaign, add = judged
-    rule = dataset_rule_create(
-        values={
-            "name": "growing",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True]}],
-            "validation_fraction": 0,
-        },
-        created_by=curator,
-    )
+    rule = f.aligned_rule(campaign, curator, name="growing", validation_fraction=0)
     built = [dataset_version_build(rule=rule, built_by=curator)[0]]
 
     def grow(n):

@@ -3,9 +3,9 @@ direct call, in the publishing transaction; a refused job fails the trigger, not
 
 import pytest
 
+from tests import factories as f
 from training_bridge.jobs.triggers import dataset_version_publish_and_train, training_trigger_fire
 from training_bridge.models import AuditEvent, TrainingTrigger
-from training_bridge.rules import dataset_rule_create
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 
 pytestmark = pytest.mark.django_db
@@ -23,16 +23,12 @@ def rule_with_trigger(make, curator, models):
             make.judge(item, rater, T)
 
     def rule(trigger):
-        return dataset_rule_create(
-            values={
-                "name": f"align {len(trigger)}",
-                "purpose": "alignment",
-                "campaigns": [campaign],
-                "conditions": [{"question": "aligned", "labels": [True]}],
-                "validation_fraction": 0.25,
-                "training_trigger": trigger,
-            },
-            created_by=curator,
+        return f.aligned_rule(
+            campaign,
+            curator,
+            name=f"align {len(trigger)}",
+            validation_fraction=0.25,
+            training_trigger=trigger,
         )
 
     return rule

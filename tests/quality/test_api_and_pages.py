@@ -15,25 +15,11 @@ from tests import factories as f
 
 pytestmark = pytest.mark.django_db
 
-BINARY = [{"key": "ok", "type": "binary", "label": "Shows the prompt?"}]
-PAIR = [
-    {
-        "key": "overall",
-        "type": "single_choice",
-        "label": "Better overall",
-        "options": [
-            {"value": "left", "label": "Left", "shortcut": "1"},
-            {"value": "tie", "label": "Tie", "shortcut": "2"},
-            {"value": "right", "label": "Right", "shortcut": "3"},
-        ],
-    }
-]
-
 
 @pytest.fixture
 def judged():
     """A binary campaign: two items, three raters, one paused."""
-    camp = f.campaign(questions=BINARY, overlap=3)
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=3)
     a, b = f.items(camp, 2)
     r = f.raters(3, campaign=camp)
     for rater, v in zip(r, [True, True, False], strict=True):
@@ -178,7 +164,7 @@ def test_policy_pause_resume_and_compute_through_the_api(api, curator, judged):
 
 
 def _pair_campaign():
-    camp = f.campaign(questions=PAIR, kind="pair", overlap=1)
+    camp = f.campaign(questions=f.PAIR_SCHEMA, kind="pair", overlap=1)
     models = [
         ModelVersion.objects.create(name=n, kind="image", uri=f"/x/{n}")
         for n in ("base-v1", "tuned-v2")

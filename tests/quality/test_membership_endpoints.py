@@ -22,8 +22,6 @@ from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-BINARY = [{"key": "ok", "type": "binary", "label": "Shows the prompt?"}]
-
 
 def _events(camp, rater):
     return list(
@@ -53,9 +51,9 @@ def _pause_url(camp, rater):
 def failed_qualification():
     """A campaign that requires a qualification, and a member who answered all three of its
     gold items wrong."""
-    qualifier = f.campaign(questions=BINARY, overlap=2)
+    qualifier = f.campaign(questions=f.BINARY_SCHEMA, overlap=2)
     qual_gold = f.items(qualifier, 3, gold={i: {"ok": True} for i in range(3)})
-    camp = f.campaign(questions=BINARY)
+    camp = f.campaign(questions=f.BINARY_SCHEMA)
     (newcomer,) = f.raters(1, campaign=camp)
     quality_policy_set(campaign=camp, qualification_campaign=qualifier, qualification_min_gold=3)
     for item in qual_gold:
@@ -83,7 +81,7 @@ def _gate_pause(camp):
 @pytest.fixture
 def gold_paused():
     """A rater paused automatically for 0 % gold accuracy, with six judgments excluded."""
-    camp = f.campaign(questions=BINARY, overlap=2, max_overlap=4, gold_rate=0.2)
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=2, max_overlap=4, gold_rate=0.2)
     gold = f.items(camp, 6, gold={i: {"ok": True} for i in range(6)})
     plain = f.items(camp, 4)
     quality_policy_set(campaign=camp, min_gold_judgments=5, min_gold_accuracy=0.7)
@@ -188,7 +186,7 @@ def test_gold_paused_rater_resumed_through_either_endpoint_gets_judgments_back(
 
 
 def test_manual_pause_resume_pause_through_the_raters_endpoint_writes_the_events(api, curator):
-    camp = f.campaign(questions=BINARY)
+    camp = f.campaign(questions=f.BINARY_SCHEMA)
     (rater,) = f.raters(1, campaign=camp)
     client = api(curator)
 
@@ -224,7 +222,7 @@ def test_manual_pause_resume_pause_through_the_raters_endpoint_writes_the_events
 
 
 def test_ml_engineer_gets_403_on_the_raters_endpoint_and_admin_does_not(api, engineer, admin_user):
-    camp = f.campaign(questions=BINARY)
+    camp = f.campaign(questions=f.BINARY_SCHEMA)
     (rater,) = f.raters(1, campaign=camp)
     data = {"rater": rater.username, "status": "paused", "reason": "Answers too fast."}
 
@@ -241,7 +239,7 @@ def test_ml_engineer_gets_403_on_the_raters_endpoint_and_admin_does_not(api, eng
 
 
 def test_ml_engineer_gets_403_on_the_campaign_page_form(engineer):
-    camp = f.campaign(questions=BINARY)
+    camp = f.campaign(questions=f.BINARY_SCHEMA)
     (rater,) = f.raters(1, campaign=camp)
     client = Client()
     client.force_login(engineer)
@@ -257,7 +255,7 @@ def test_ml_engineer_gets_403_on_the_campaign_page_form(engineer):
 
 
 def test_campaign_page_shows_the_raters_form_to_curators_only(curator, engineer):
-    camp = f.campaign(questions=BINARY)
+    camp = f.campaign(questions=f.BINARY_SCHEMA)
     form_action = reverse("campaign-membership", args=[camp.pk])
     shown = {}
     for user in (curator, engineer):
@@ -273,7 +271,7 @@ def test_campaign_page_shows_the_raters_form_to_curators_only(curator, engineer)
 def _judged_member():
     """A member who judged one item, was paused (keeping it) and resumed, then judged a second
     item: their evaluation window holds the second judgment only."""
-    camp = f.campaign(questions=BINARY, overlap=2)
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=2)
     items = f.items(camp, 2)
     (rater,) = f.raters(1, campaign=camp)
     f.judge(items[0], rater, {"ok": True}, at=timezone.now() - timedelta(hours=1))

@@ -10,20 +10,6 @@ from tests.conftest import get_ok
 
 pytestmark = pytest.mark.django_db
 
-BINARY = [{"key": "ok", "type": "binary", "label": "Shows the prompt?"}]
-PAIR = [
-    {
-        "key": "overall",
-        "type": "single_choice",
-        "label": "Better overall",
-        "options": [
-            {"value": "left", "label": "Left", "shortcut": "1"},
-            {"value": "tie", "label": "Tie", "shortcut": "2"},
-            {"value": "right", "label": "Right", "shortcut": "3"},
-        ],
-    }
-]
-
 
 @pytest.fixture
 def browser(site, curator):
@@ -40,7 +26,7 @@ def _judged(camp, n_items: int, n_raters: int, *, per_item: int = 1, answer=None
 def test_quality_index(browser, flat_queries):
     def grow(n):
         for _ in range(n):
-            camp = f.campaign(questions=BINARY, overlap=2)
+            camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=2)
             _judged(camp, 2, 2)
             campaign_results_compute(campaign=camp, methods=["majority"])
 
@@ -48,7 +34,7 @@ def test_quality_index(browser, flat_queries):
 
 
 def test_campaign_quality_page(browser, flat_queries):
-    camp = f.campaign(questions=BINARY, overlap=3)
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=3)
 
     def grow(n):
         _judged(camp, n, n)
@@ -63,7 +49,7 @@ def test_campaign_quality_page(browser, flat_queries):
 
 
 def test_leaderboard(browser, flat_queries):
-    camp = f.campaign(questions=PAIR, kind="pair", overlap=1)
+    camp = f.campaign(questions=f.PAIR_SCHEMA, kind="pair", overlap=1)
     rater = f.raters(1, campaign=camp)[0]
     names = iter(range(100))
 
@@ -95,7 +81,7 @@ def test_leaderboard(browser, flat_queries):
     ],
 )
 def test_campaign_quality_reads(name, count, browser, flat_queries):
-    camp = f.campaign(questions=BINARY, overlap=3)
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=3)
 
     def grow(n):
         _judged(camp, n, n)

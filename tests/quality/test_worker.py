@@ -6,7 +6,7 @@ from django.urls import reverse
 from annotation.quality.models import AggregationRun, QuestionResult
 from annotation.quality.services.runs import aggregation_run_request, periodic_runs_request
 from tests import factories as f
-from tests.conftest import wait_for
+from tests.conftest import run_at_once, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -59,30 +59,8 @@ def test_compute_on_demand_and_periodically_on_a_worker(api, curator, start_work
 
 def test_concurrent_requests_queue_one_run(broker_clean):
     """Eight curators press compute at once: one run is queued, the others join it."""
-    import threading
-
-    from django.db import connection
-
-    from annotation.quality.models import AggregationRun
-
     camp = f.campaign(questions=[{"key": "ok", "type": "binary", "label": "OK?"}])
-    barrier = threading.Barrier(8)
-    ids, errors = [], []
-
-    def ask():
-        try:
-            barrier.wait(timeout=10)
-            ids.append(aggregation_run_request(campaign=camp).pk)
-        except Exception as exc:  # any failure is asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    ids, errors = run_at_once([lambda: aggregation_run_request(campaign=camp).pk] * 8, timeout=30)
 
     assert errors == []
     assert len(set(ids)) == 1

@@ -11,6 +11,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from stickerloop.api import ids_param
 from stickerloop.roles import IsCuratorOrEngineer
 from training_bridge import selectors
 from training_bridge.exports.create import (
@@ -157,11 +158,7 @@ class ExportProgressApi(APIView):
         responses=OutputSerializer(many=True),
     )
     def get(self, request):
-        raw = request.query_params.get("ids", "")
-        try:
-            ids = [int(part) for part in raw.split(",") if part][:200]
-        except ValueError as exc:
-            raise serializers.ValidationError({"ids": "Must be comma-separated integers."}) from exc
+        ids = ids_param(request)
         rows = selectors.export_progress(export_ids=ids)
         return Response(self.OutputSerializer(rows, many=True).data)
 

@@ -17,7 +17,7 @@ from training_bridge.models import (
     DatasetEntry,
     DatasetVersion,
 )
-from training_bridge.versions import ENTRY_JSON_COLUMNS
+from training_bridge.versions import ENTRY_JSON_COLUMNS, MANIFEST_COLUMNS
 
 
 class ExportInputError(Exception):
@@ -82,29 +82,6 @@ def dataset_info(version: DatasetVersion) -> dict:
     }
 
 
-_RECORD_COLUMNS = (
-    "candidate_id",
-    "split",
-    "file_key",
-    "file_sha256",
-    "file_ext",
-    "caption",
-    "label",
-    "confidence",
-    "labels",
-    "confidences",
-    "scores",
-    "n_judgments",
-    "model_version_name",
-    "seed",
-    "prompt_text",
-    "teacher",
-    "source_candidate_id",
-    "source_file_key",
-    "frames_prefix",
-    "frame_count",
-    "motion_score",
-)
 # Blank names go out as JSON null; the database turns them into NULL on the way.
 _BLANK_AS_NULL = {"model_version_name", "teacher"}
 EXPORT_READ_CHUNK = 5000
@@ -124,7 +101,7 @@ def _manifest_chunks(version: DatasetVersion, start: int, stop: int) -> Iterator
         else f"NULLIF({c}, '')"
         if c in _BLANK_AS_NULL
         else c
-        for c in _RECORD_COLUMNS
+        for c in MANIFEST_COLUMNS
     )
     sql = (
         f"SELECT {columns} FROM {DatasetEntry._meta.db_table} "
@@ -157,10 +134,10 @@ def export_batches(
         (
             candidate_ids,
             splits,
+            captions,
             file_keys,
             file_sha256s,
             file_exts,
-            captions,
             labels,
             confidences,
             labels_all,

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation.models import Candidate, ModelVersion, PromptSet
+from stickerloop.api import ids_param
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer, IsEngineer
 from training_bridge.apis.versions import TriggerOutput, VersionOutput
 from training_bridge.jobs import selectors
@@ -357,11 +358,7 @@ class JobProgressApi(APIView):
         responses=OutputSerializer(many=True),
     )
     def get(self, request):
-        raw = request.query_params.get("ids", "")
-        try:
-            ids = [int(part) for part in raw.split(",") if part][:200]
-        except ValueError as exc:
-            raise serializers.ValidationError({"ids": "Must be comma-separated integers."}) from exc
+        ids = ids_param(request)
         rows = selectors.training_job_progress(job_ids=ids)
         return Response(self.OutputSerializer(rows, many=True).data)
 

@@ -42,6 +42,23 @@ def _default_sources(limit: int) -> list[Candidate]:
     )
 
 
+def _evaluation_inputs(job: TrainingJob, version: ModelVersion) -> tuple[dict | None, str]:
+    """What the evaluation batch generates from: a held-out prompt set for an image model,
+    source stickers for an animation model, with the batch kind. (None, why) when there is
+    nothing to evaluate on."""
+    if version.kind == ModelKind.IMAGE:
+        prompt_set = job.evaluation_prompt_set or (
+            PromptSet.objects.filter(is_held_out=True).order_by("-created_at", "-id").first()
+        )
+        if prompt_set is None:
+            return None, "No held-out prompt set to evaluate on."
+        return {"kind": BatchKind.STICKER, "prompt_set": prompt_set}, ""
+    sources = list(job.evaluation_sources.all()) or _default_sources(DEFAULT_EVALUATION_SOURCES)
+    if not sources:
+        return None, "No source stickers of held-out prompts to animate."
+    return {"kind": BatchKind.ANIMATION, "sources": sources}, ""
+
+
 def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> TrainingJobEvaluation:
     """Ask for candidates from the new model and its parent (same prompts or sources, same
     seeds). A batch the generation service refuses marks the evaluation FAILED with its reason;
@@ -54,42 +71,19 @@ def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> Tr
     seeds = job.evaluation_seeds or DEFAULT_EVALUATION_SEEDS
     try:
         with transaction.atomic():
-            if version.kind == ModelKind.IMAGE:
-                prompt_set = job.evaluation_prompt_set or (
-                    PromptSet.objects.filter(is_held_out=True)
-                    .order_by("-created_at", "-id")
-                    .first()
-                )
-                if prompt_set is None:
-                    evaluation.status = EvaluationStatus.SKIPPED
-                    evaluation.error = "No held-out prompt set to evaluate on."
-                else:
-                    evaluation.batch = generation_batch_create(
-                        kind=BatchKind.STICKER,
-                        prompt_set=prompt_set,
-                        model_versions=[version, parent],
-                        seeds=seeds,
-                        params={},
-                        name=name,
-                        requested_by=job.requested_by,
-                    )
+            inputs, missing = _evaluation_inputs(job, version)
+            if inputs is None:
+                evaluation.status = EvaluationStatus.SKIPPED
+                evaluation.error = missing
             else:
-                sources = list(job.evaluation_sources.all()) or _default_sources(
-                    DEFAULT_EVALUATION_SOURCES
+                evaluation.batch = generation_batch_create(
+                    **inputs,
+                    model_versions=[version, parent],
+                    seeds=seeds,
+                    params={},
+                    name=name,
+                    requested_by=job.requested_by,
                 )
-                if not sources:
-                    evaluation.status = EvaluationStatus.SKIPPED
-                    evaluation.error = "No source stickers of held-out prompts to animate."
-                else:
-                    evaluation.batch = generation_batch_create(
-                        kind=BatchKind.ANIMATION,
-                        sources=sources,
-                        model_versions=[version, parent],
-                        seeds=seeds,
-                        params={},
-                        name=name,
-                        requested_by=job.requested_by,
-                    )
     except ValidationError as exc:
         evaluation.status = EvaluationStatus.FAILED
         evaluation.error = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())

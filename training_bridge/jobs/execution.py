@@ -100,6 +100,17 @@ def _write_spec(job: TrainingJob, exports: dict[str, str], *, device: str | None
     return spec
 
 
+def _exports_or_fail(job: TrainingJob, attempt: int) -> dict[str, str] | None:
+    """``_resolve_exports(job)``, or None once a failed export has failed this attempt with the
+    reason."""
+    try:
+        return _resolve_exports(job)
+    except (ServiceConflict, ValidationError, SpecError, OSError) as exc:
+        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        _fail(job.pk, attempt, error=f"Dataset export failed: {message}")
+        return None
+
+
 def training_job_prepare_external(*, job_id: int, attempt: int) -> None:
     """Make an external job ready for its cluster: the local copies of its datasets, its spec
     and its launch command. Runs in a task (``training_jobs.prepare_external``), after the
@@ -115,11 +126,8 @@ def training_job_prepare_external(*, job_id: int, attempt: int) -> None:
     )
     if job is None:
         return
-    try:
-        exports = _resolve_exports(job)
-    except (ServiceConflict, ValidationError, SpecError, OSError) as exc:
-        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        _fail(job_id, attempt, error=f"Dataset export failed: {message}")
+    exports = _exports_or_fail(job, attempt)
+    if exports is None:
         return
     spec = _write_spec(job, exports, device=None)
     options = job.spec.get("launch_options") or {"tool": "accelerate", "num_processes": 1}
@@ -223,13 +231,10 @@ def training_job_run(*, job_id: int, attempt: int) -> None:
     job = _claim(job_id, attempt)
     if job is None:
         return
-    try:
-        # An export can take minutes; the beat keeps the sweep from taking the job as orphaned.
-        with heartbeat(TrainingJob.objects.filter(pk=job_id, attempt=attempt)):
-            exports = _resolve_exports(job)
-    except (ServiceConflict, ValidationError, SpecError, OSError) as exc:
-        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        _fail(job_id, attempt, error=f"Dataset export failed: {message}")
+    # An export can take minutes; the beat keeps the sweep from taking the job as orphaned.
+    with heartbeat(TrainingJob.objects.filter(pk=job_id, attempt=attempt)):
+        exports = _exports_or_fail(job, attempt)
+    if exports is None:
         return
     spec = _write_spec(job, exports, device=settings.TRAINING_DEVICE)
     TrainingJob.objects.filter(pk=job_id).update(spec=spec.to_json())

@@ -225,6 +225,17 @@ def _int_in(name: str, value: Any, low: int, high: int, *, high_open: bool = Fal
     return int(value)
 
 
+def _number_in(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    ok = _is_number(value) and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise SpecError(
+            f"params.{name}",
+            f"`{name}` has to be a number in {bracket}{low:g}, {high:g}] but is {value!r}.",
+        )
+    return float(value)
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SpecError(
@@ -275,13 +286,9 @@ def resolve_params(recipe: str, params: dict[str, Any], model: ModelFacts) -> di
     out: dict[str, Any] = {}
     out["seed"] = _int_in("seed", p["seed"], 0, MAX_SEED)
     out["max_train_steps"] = steps = _int_in("max_train_steps", p["max_train_steps"], 1, MAX_STEPS)
-    lr = p["learning_rate"]
-    if not _is_number(lr) or not 0 < lr <= MAX_LEARNING_RATE:
-        raise SpecError(
-            "params.learning_rate",
-            f"`learning_rate` has to be a number in (0, {MAX_LEARNING_RATE:g}] but is {lr!r}.",
-        )
-    out["learning_rate"] = float(lr)
+    out["learning_rate"] = _number_in(
+        "learning_rate", p["learning_rate"], 0, MAX_LEARNING_RATE, low_open=True
+    )
     out["train_batch_size"] = _int_in("train_batch_size", p["train_batch_size"], 1, 512)
     out["gradient_accumulation_steps"] = _int_in(
         "gradient_accumulation_steps", p["gradient_accumulation_steps"], 1, 128
@@ -301,27 +308,11 @@ def resolve_params(recipe: str, params: dict[str, Any], model: ModelFacts) -> di
     out["method"] = method
     out["lora_rank"] = _int_in("lora_rank", p["lora_rank"], 1, 256)
     alpha = out["lora_rank"] if p["lora_alpha"] is None else p["lora_alpha"]
-    if not _is_number(alpha) or not 0 < alpha <= 1024:
-        raise SpecError(
-            "params.lora_alpha", f"`lora_alpha` has to be a number in (0, 1024] but is {alpha!r}."
-        )
-    out["lora_alpha"] = float(alpha)
+    out["lora_alpha"] = _number_in("lora_alpha", alpha, 0, 1024, low_open=True)
     out["lr_scheduler"] = _choice("lr_scheduler", p["lr_scheduler"], LR_SCHEDULERS)
     out["lr_warmup_steps"] = _int_in("lr_warmup_steps", p["lr_warmup_steps"], 0, steps)
-    wd = p["adam_weight_decay"]
-    if not _is_number(wd) or not 0 <= wd <= 1:
-        raise SpecError(
-            "params.adam_weight_decay",
-            f"`adam_weight_decay` has to be a number in [0, 1] but is {wd!r}.",
-        )
-    out["adam_weight_decay"] = float(wd)
-    norm = p["max_grad_norm"]
-    if not _is_number(norm) or not 0 < norm <= 1000:
-        raise SpecError(
-            "params.max_grad_norm",
-            f"`max_grad_norm` has to be a number in (0, 1000] but is {norm!r}.",
-        )
-    out["max_grad_norm"] = float(norm)
+    out["adam_weight_decay"] = _number_in("adam_weight_decay", p["adam_weight_decay"], 0, 1)
+    out["max_grad_norm"] = _number_in("max_grad_norm", p["max_grad_norm"], 0, 1000, low_open=True)
     out["mixed_precision"] = _choice("mixed_precision", p["mixed_precision"], MIXED_PRECISION)
     out["checkpointing_steps"] = _int_in(
         "checkpointing_steps", p["checkpointing_steps"], 1, MAX_STEPS
@@ -355,13 +346,7 @@ def resolve_params(recipe: str, params: dict[str, Any], model: ModelFacts) -> di
         total = model.num_train_timesteps
         split = total // 2 if p["timestep_split"] is None else p["timestep_split"]
         out["timestep_split"] = _int_in("timestep_split", split, 0, total, high_open=True)
-        ratio = p["content_ratio"]
-        if not _is_number(ratio) or not 0 <= ratio <= 1:
-            raise SpecError(
-                "params.content_ratio",
-                f"`content_ratio` has to be a number in [0, 1] but is {ratio!r}.",
-            )
-        out["content_ratio"] = float(ratio)
+        out["content_ratio"] = ratio = _number_in("content_ratio", p["content_ratio"], 0, 1)
         if out["timestep_split"] == 0 and ratio < 1:
             raise SpecError(
                 "params.timestep_split",

@@ -50,34 +50,42 @@ def window_starts(campaign: Campaign) -> dict[int, datetime]:
     return starts
 
 
-def _judgments_exclude(*, campaign_id: int, rater_id: int, since: datetime | None) -> int:
-    """Exclude the rater's judgments from ``since`` (all when None) and free their slots, so
-    the items get judgments from someone else. Caller holds the membership row locked."""
-    judgments = Judgment.objects.filter(campaign_id=campaign_id, rater_id=rater_id, excluded=False)
+def _judgments_mark(
+    *, campaign_id: int, rater_id: int, since: datetime | None, excluded: bool
+) -> tuple[int, list[int]]:
+    """Set ``excluded`` on the rater's judgments in the campaign made from ``since`` (all when
+    None) that do not have it yet. Returns how many changed and the sorted ids of the items
+    whose counted (not skipped) judgments were among them."""
+    judgments = Judgment.objects.filter(
+        campaign_id=campaign_id, rater_id=rater_id, excluded=not excluded
+    )
     if since is not None:
         judgments = judgments.filter(created_at__gte=since)
     rows = list(judgments.values_list("id", "item_id", "skipped"))
     if not rows:
-        return 0
-    Judgment.objects.filter(pk__in=[r[0] for r in rows]).update(excluded=True)
-    counted = sorted(item_id for _, item_id, skipped in rows if not skipped)
+        return 0, []
+    Judgment.objects.filter(pk__in=[r[0] for r in rows]).update(excluded=excluded)
+    return len(rows), sorted(item_id for _, item_id, skipped in rows if not skipped)
+
+
+def _judgments_exclude(*, campaign_id: int, rater_id: int, since: datetime | None) -> int:
+    """Exclude the rater's judgments from ``since`` (all when None) and free their slots, so
+    the items get judgments from someone else. Caller holds the membership row locked."""
+    changed, counted = _judgments_mark(
+        campaign_id=campaign_id, rater_id=rater_id, since=since, excluded=True
+    )
     if counted:
         # One judgment per rater and item, so each item loses exactly one.
         Item.objects.filter(pk__in=counted).update(judgment_count=F("judgment_count") - 1)
-    return len(rows)
+    return changed
 
 
 def _judgments_restore(*, campaign_id: int, rater_id: int, since: datetime | None) -> int:
     """Undo ``_judgments_exclude``. An item that was refilled meanwhile keeps every judgment:
     its target rises to hold them (this may pass the campaign's max overlap)."""
-    judgments = Judgment.objects.filter(campaign_id=campaign_id, rater_id=rater_id, excluded=True)
-    if since is not None:
-        judgments = judgments.filter(created_at__gte=since)
-    rows = list(judgments.values_list("id", "item_id", "skipped"))
-    if not rows:
-        return 0
-    Judgment.objects.filter(pk__in=[r[0] for r in rows]).update(excluded=False)
-    counted = sorted(item_id for _, item_id, skipped in rows if not skipped)
+    changed, counted = _judgments_mark(
+        campaign_id=campaign_id, rater_id=rater_id, since=since, excluded=False
+    )
     if counted:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -88,7 +96,7 @@ def _judgments_restore(*, campaign_id: int, rater_id: int, since: datetime | Non
                 f" WHERE id IN ({', '.join(['%s'] * len(counted))})",
                 counted,
             )
-    return len(rows)
+    return changed
 
 
 def _membership_locked(campaign: Campaign, rater_id: int) -> CampaignMembership:
