@@ -11,6 +11,7 @@ from generation import selectors
 from generation.models import (
     BatchKind,
     Candidate,
+    CandidateKind,
     GenerationBatch,
     ModelKind,
     ModelRole,
@@ -338,7 +339,7 @@ class CandidateListApi(generics.ListAPIView):
         prompt = serializers.IntegerField(required=False)
         prompt_set = serializers.IntegerField(required=False)
         tag = serializers.CharField(required=False, max_length=64)
-        kind = serializers.ChoiceField(choices=["sticker", "animation"], required=False)
+        kind = serializers.ChoiceField(choices=CandidateKind.choices, required=False)
         source = serializers.IntegerField(required=False)
 
     @extend_schema(

@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.apis.components import name_nested_serializers
 from annotation.models import (
     Campaign,
     CampaignKind,
@@ -277,6 +276,3 @@ class PresetListApi(APIView):
                 for name, preset in PRESETS.items()
             }
         )
-
-
-name_nested_serializers(globals())
