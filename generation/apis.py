@@ -291,7 +291,7 @@ class BatchCancelApi(APIView):
 
 
 class CandidateOutput(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(read_only=True, slug_field="name")
+    model_version = serializers.SlugRelatedField(read_only=True, slug_field="name", allow_null=True)
     file_url = serializers.SerializerMethodField()
 
     class Meta:

@@ -6,12 +6,13 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stickerloop.roles import IsCuratorOrEngineer
+from stickerloop.schema import ErrorSerializer
 from training_bridge import selectors
 from training_bridge.exports.create import (
     dataset_export_create,
@@ -28,7 +29,9 @@ from training_bridge.models import (
 
 class ExportOutput(serializers.ModelSerializer):
     progress_percent = serializers.IntegerField(read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -172,7 +175,14 @@ class ExportDownloadApi(APIView):
 
     permission_classes = [IsCuratorOrEngineer]
 
-    @extend_schema(parameters=[OpenApiParameter("file", str)], responses={(200, "*/*"): bytes})
+    @extend_schema(
+        parameters=[OpenApiParameter("file", str)],
+        responses={
+            (200, "*/*"): bytes,
+            302: OpenApiResponse(description="To the file in object storage (S3)."),
+            409: ErrorSerializer,
+        },
+    )
     def get(self, request, pk: int):
         export = get_object_or_404(DatasetExport, pk=pk)
         entry = dataset_export_download_record(
@@ -192,7 +202,7 @@ class ExportDownloadApi(APIView):
 
 
 class AuditOutput(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent

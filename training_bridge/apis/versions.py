@@ -33,8 +33,10 @@ class TriggerOutput(serializers.ModelSerializer):
 
 class VersionOutput(serializers.ModelSerializer):
     rule_name = serializers.CharField(source="rule.name", read_only=True)
-    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    published_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     training_trigger = serializers.SerializerMethodField()
 
     class Meta:
