@@ -217,6 +217,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Ids in paths (stickerloop.converters.IdConverter): integers that fit the bigint column.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807}
+    },
     # One name per choice set: many models have a "kind", "status" or "format" of their own.
     # RunStatus and TaskStatus share their choices, as do ChunkStatus and JobStatus: one name each.
     "ENUM_NAME_OVERRIDES": {

@@ -63,7 +63,7 @@ SERVER_PID=$!
 
 start=$(date +%s)
 status=0
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api/schema/" \
+"$VENV/bin/schemathesis" --config-file tests/security/schemathesis.toml run "http://127.0.0.1:$PORT/api/schema/" \
   --wait-for-schema 60 \
   --header "Authorization: Token $ADMIN_TOKEN" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \

@@ -280,3 +280,31 @@ def test_schema_and_docs_need_login_in_production():
 def test_schema_and_docs_are_open_in_development():
     assert client_for(None).get("/api/schema/").status_code == 200
     assert client_for(None).get("/api/docs/").status_code == 200
+
+
+def test_an_empty_table_as_csv_is_its_header_line(api, curator):
+    campaign = factories.running_campaign(raters=[], n_items=1)
+    answer = api(curator).get(f"/api/quality/campaigns/{campaign.pk}/agreement/?format=csv")
+    assert (answer.status_code, answer["Content-Type"]) == (200, "text/csv; charset=utf-8")
+    assert answer.content == (
+        b"question_key,level,alpha,alpha_interval,fleiss_kappa,fleiss_reason,observed_agreement,"
+        b"n_items,n_judgments,n_raters,distribution,computed_at\n"
+    )
+
+
+def test_an_api_path_that_matches_no_route_answers_json_404(api, curator):
+    answer = api(curator).get("/api/campaigns/%C2%84/")
+    assert (answer.status_code, answer.json()) == (404, {"detail": "Not found."})
+
+
+def test_a_page_that_matches_no_route_keeps_the_html_404(site, curator):
+    answer = site(curator).get("/campaigns/%C2%84/")
+    assert (answer.status_code, answer["Content-Type"]) == (404, "text/html; charset=utf-8")
+
+
+def test_an_unparsable_api_body_answers_json_400(api, curator):
+    answer = api(curator).post("/api/prompt-sets/import/", b"x", content_type="multipart/form-data")
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"detail": "The request could not be parsed."},
+    )
