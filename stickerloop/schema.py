@@ -30,13 +30,13 @@ class AutoSchema(SpectacularAutoSchema):
 
     Nested serializers are named after their API class: ``MeApi.OutputSerializer`` becomes the
     component ``MeOutput``. Every API class nests an ``InputSerializer`` and an
-    ``OutputSerializer``, and the generator would otherwise merge all of them into the two
-    components "Input" and "Output".
+    ``OutputSerializer``; named by class alone they would all be "Input" and "Output", and the
+    generator would document one API's shape for all of them.
 
     Each operation also documents the errors it can answer: 400 where it takes a body or query
-    parameters (and for any body, which stickerloop.middleware bounds), 401 and 403 unless
-    anyone may call it, 404 where the path names an object, 409 for actions whose service may
-    refuse the target's state. An operation's own ``responses`` win over these.
+    parameters, 401 and 403 unless anyone may call it, 404 where the path names an object, 409
+    for every write (a service refuses an action the target's state forbids; the schema cannot
+    tell which writes never do). An operation's own ``responses`` win over these.
     """
 
     def get_serializer_name(self, serializer, direction):

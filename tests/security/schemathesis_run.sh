@@ -7,6 +7,10 @@
 # against a scratch PostgreSQL database (dropped and migrated afresh), a scratch var/ directory
 # (media, and the filesystem Celery broker: tasks are queued, never run) and a user per role.
 #
+# One worker thread: under Python 3.11 Hypothesis's lambda descriptions parse source with `ast`
+# and, from two threads at once, fail now and then with "AST constructor recursion depth
+# mismatch" (a tool error, not a finding).
+#
 # POST /api/auth/token/revoke/ is left out: it would revoke the token the run authenticates with
 # (tests/security/test_schema.py checks its answers).
 #
@@ -70,7 +74,7 @@ status=0
   --max-examples "$MAX_EXAMPLES" \
   --exclude-path /api/auth/token/revoke/ \
   --seed 17 \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 30 \
   --suppress-health-check all \
   --report junit --report-dir "${SCHEMATHESIS_REPORT_DIR:-var/schemathesis}" \
