@@ -7,8 +7,12 @@ one the operation names, and a JSON body validates against the documented schema
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -21,7 +25,6 @@ from annotation.quality.models import AggregationRun
 from generation.models import GenerationBatch
 from tests import factories
 from tests.conftest import client_for
-from tests.security.test_settings import STRONG_KEY, _run
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.models import DatasetExport, WeakImport, WeakSource
 
@@ -267,11 +270,19 @@ def test_schema_and_docs_need_login_in_production():
         "print(c.get('/api/schema/', secure=True).status_code, "
         "c.get('/api/docs/', secure=True).status_code)"
     )
-    result = _run(
-        check,
-        STICKERLOOP_ENV="production",
-        DJANGO_SECRET_KEY=STRONG_KEY,
-        DJANGO_SETTINGS_MODULE="stickerloop.settings",
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STICKERLOOP_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=Path(__file__).resolve().parents[2],
+        env={
+            **env,
+            "STICKERLOOP_ENV": "production",
+            "DJANGO_SECRET_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMN",
+            "DJANGO_SETTINGS_MODULE": "stickerloop.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["403", "403"]
