@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test test-fast bench lint format system-deps clean
+.PHONY: install run test test-fast schemathesis bench lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test-fast: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+# schemathesis against the site under gunicorn, in its own virtual environment and scratch
+# database (tests/security/schemathesis_run.sh): about 3 minutes on the 2-core machine.
+schemathesis: install
+	PYTHON=$(BIN)/python tests/security/schemathesis_run.sh
 
 bench: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

@@ -11,6 +11,7 @@ from generation import selectors
 from generation.models import (
     BatchKind,
     Candidate,
+    CandidateKind,
     GenerationBatch,
     ModelKind,
     ModelRole,
@@ -291,7 +292,7 @@ class BatchCancelApi(APIView):
 
 
 class CandidateOutput(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(read_only=True, slug_field="name")
+    model_version = serializers.SlugRelatedField(read_only=True, slug_field="name", allow_null=True)
     file_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -339,7 +340,7 @@ class CandidateListApi(generics.ListAPIView):
         prompt = serializers.IntegerField(required=False)
         prompt_set = serializers.IntegerField(required=False)
         tag = serializers.CharField(required=False, max_length=64)
-        kind = serializers.ChoiceField(choices=["sticker", "animation"], required=False)
+        kind = serializers.ChoiceField(choices=CandidateKind.choices, required=False)
         source = serializers.IntegerField(required=False)
 
     @extend_schema(

@@ -200,7 +200,7 @@ REST_FRAMEWORK = {
         "stickerloop.authentication.ExpiringTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "stickerloop.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "stickerloop.api.exception_handler",
@@ -210,11 +210,43 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Generation, rating, curation and training for sticker models.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs name every endpoint and field: behind login in production. Open in
+    # development, where `make run` serves demo data to one machine.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.IsAuthenticated"
+        if PRODUCTION
+        else "rest_framework.permissions.AllowAny"
+    ],
     # Served from our own static files: the docs page must work without internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Ids in paths (stickerloop.converters.IdConverter): integers that fit the bigint column.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807}
+    },
+    # One name per choice set: many models have a "kind", "status" or "format" of their own.
+    # RunStatus and TaskStatus share their choices, as do ChunkStatus and JobStatus: one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "AuditActionEnum": "training_bridge.models.AuditAction",
+        "BatchKindEnum": "generation.models.BatchKind",
+        "BatchStatusEnum": "generation.models.BatchStatus",
+        "CampaignKindEnum": "annotation.models.CampaignKind",
+        "CampaignStatusEnum": "annotation.models.CampaignStatus",
+        "CandidateKindEnum": "generation.models.CandidateKind",
+        "DatasetKindEnum": "training_bridge.models.DatasetKind",
+        "DatasetRoleEnum": "training_bridge.jobs.models.DatasetRole",
+        "ExportFormatEnum": "training_bridge.models.ExportFormat",
+        "ImportFormatEnum": "training_bridge.models.ImportFormat",
+        "JobStatusEnum": "training_bridge.jobs.models.JobStatus",
+        "MembershipStatusEnum": "annotation.models.MembershipStatus",
+        "ModelKindEnum": "generation.models.ModelKind",
+        "ModelRoleEnum": "generation.models.ModelRole",
+        "TaskStatusEnum": "training_bridge.models.TaskStatus",
+        "TriggerStatusEnum": "training_bridge.models.TriggerStatus",
+        "VersionStatusEnum": "training_bridge.models.VersionStatus",
+    },
 }
 
 # Request input (stickerloop.middleware): JSON bodies nest at most this deep. Bodies other than

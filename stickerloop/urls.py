@@ -32,3 +32,6 @@ urlpatterns = [
     path("", include("training_bridge.urls")),
     path("", include("training_bridge.jobs.urls")),
 ]
+
+handler400 = views.bad_request
+handler404 = views.not_found

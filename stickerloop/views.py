@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -17,7 +18,9 @@ from stickerloop.login_throttle import (
     login_lock_remaining,
     login_success_record,
 )
+from stickerloop.middleware import API_PREFIX
 from stickerloop.roles import Role, user_roles
+from stickerloop.schema import ErrorSerializer
 
 LOCKED_MESSAGE = "Too many failed logins for this account or address."
 
@@ -31,6 +34,22 @@ def home(request):
     if Role.RATER in roles:
         return redirect("rater-home")
     return render(request, "home.html")
+
+
+def not_found(request, exception):
+    """Django's 404 page, or for API paths DRF's JSON shape: a URL that matches no route (an id
+    that is not a number) answers like an id that matches no row."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception):
+    """Django's 400 page (a body Django cannot parse, e.g. multipart without a boundary), or for
+    API paths DRF's JSON shape."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "The request could not be parsed."}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 class MeApi(APIView):
@@ -113,7 +132,7 @@ class TokenObtainApi(APIView):
         token = serializers.CharField()
         expires_at = serializers.DateTimeField()
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 429: ErrorSerializer})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

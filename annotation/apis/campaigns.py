@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.apis.components import name_nested_serializers
 from annotation.models import (
     Campaign,
     CampaignKind,
@@ -30,8 +29,8 @@ from stickerloop.roles import IsCuratorOrEngineer
 
 
 class CampaignOutput(serializers.ModelSerializer):
-    item_count = serializers.IntegerField(read_only=True, required=False)
-    rater_count = serializers.IntegerField(read_only=True, required=False)
+    item_count = serializers.IntegerField(read_only=True)
+    rater_count = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Campaign
@@ -57,6 +56,12 @@ class CampaignOutput(serializers.ModelSerializer):
             "item_count",
             "rater_count",
         ]
+
+
+def _campaign_output(campaign: Campaign) -> dict:
+    """The campaign as the list shows it, with its item and rater counts (a service returns the
+    row without them)."""
+    return CampaignOutput(selectors.campaign_list().get(pk=campaign.pk)).data
 
 
 class CampaignListApi(APIView):
@@ -109,7 +114,7 @@ class CampaignCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         campaign = campaign_create(**data.validated_data, created_by=request.user)
-        return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
+        return Response(_campaign_output(campaign), status=status.HTTP_201_CREATED)
 
 
 class CampaignUpdateApi(APIView):
@@ -135,7 +140,7 @@ class CampaignUpdateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         campaign = campaign_update(campaign=campaign, **data.validated_data)
-        return Response(CampaignOutput(campaign).data)
+        return Response(_campaign_output(campaign))
 
 
 class _CampaignActionApi(APIView):
@@ -145,7 +150,7 @@ class _CampaignActionApi(APIView):
     @extend_schema(request=None, responses=CampaignOutput)
     def post(self, request, pk: int):
         campaign = self.service(campaign=get_object_or_404(Campaign, pk=pk))
-        return Response(CampaignOutput(campaign).data)
+        return Response(_campaign_output(campaign))
 
 
 class CampaignStartApi(_CampaignActionApi):
@@ -277,6 +282,3 @@ class PresetListApi(APIView):
                 for name, preset in PRESETS.items()
             }
         )
-
-
-name_nested_serializers(globals())

@@ -13,7 +13,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.apis.components import name_nested_serializers
 from annotation.models import (
     Campaign,
     CampaignMembership,
@@ -371,6 +370,3 @@ class PingApi(APIView):
     @extend_schema(responses=OutputSerializer)
     def get(self, request):
         return Response({"ok": True})
-
-
-name_nested_serializers(globals())

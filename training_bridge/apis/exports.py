@@ -6,13 +6,14 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stickerloop.api import ids_param
 from stickerloop.roles import IsCuratorOrEngineer
+from stickerloop.schema import ErrorSerializer
 from training_bridge import selectors
 from training_bridge.exports.create import (
     dataset_export_create,
@@ -29,7 +30,9 @@ from training_bridge.models import (
 
 class ExportOutput(serializers.ModelSerializer):
     progress_percent = serializers.IntegerField(read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -169,7 +172,14 @@ class ExportDownloadApi(APIView):
 
     permission_classes = [IsCuratorOrEngineer]
 
-    @extend_schema(parameters=[OpenApiParameter("file", str)], responses={(200, "*/*"): bytes})
+    @extend_schema(
+        parameters=[OpenApiParameter("file", str)],
+        responses={
+            (200, "*/*"): bytes,
+            302: OpenApiResponse(description="To the file in object storage (S3)."),
+            409: ErrorSerializer,
+        },
+    )
     def get(self, request, pk: int):
         export = get_object_or_404(DatasetExport, pk=pk)
         entry = dataset_export_download_record(
@@ -189,7 +199,7 @@ class ExportDownloadApi(APIView):
 
 
 class AuditOutput(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
+from stickerloop.schema import ValidationErrorSerializer
 from training_bridge import selectors
 from training_bridge.models import (
     CaptionSource,
@@ -146,7 +147,7 @@ class RulePreviewApi(APIView):
 
     permission_classes = [IsCuratorOrEngineer]
 
-    @extend_schema(responses=PreviewOutput)
+    @extend_schema(responses={200: PreviewOutput, 400: ValidationErrorSerializer})
     def get(self, request, pk: int):
         rule = get_object_or_404(DatasetRule, pk=pk)
         spec = rule_spec_check(values=rule_values(rule))

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from stickerloop.media import media_url
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
+from stickerloop.schema import ValidationErrorSerializer
 from training_bridge import selectors
 from training_bridge.models import (
     DatasetEntry,
@@ -33,8 +34,10 @@ class TriggerOutput(serializers.ModelSerializer):
 
 class VersionOutput(serializers.ModelSerializer):
     rule_name = serializers.CharField(source="rule.name", read_only=True)
-    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    published_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     training_trigger = serializers.SerializerMethodField()
 
     class Meta:
@@ -210,7 +213,7 @@ class VersionDiffApi(APIView):
         removed = serializers.ListField(child=serializers.IntegerField())
         changed = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses={200: OutputSerializer, 400: ValidationErrorSerializer})
     def get(self, request, pk: int, other: int):
         old = get_object_or_404(DatasetVersion, pk=pk)
         new = get_object_or_404(DatasetVersion, pk=other)

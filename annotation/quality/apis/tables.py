@@ -5,7 +5,12 @@ import csv
 import io
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -30,9 +35,16 @@ class CSVRenderer(BaseRenderer):
             # An error answer (400, 403, 404) stays readable.
             data = [{"field": k, "problem": v} for k, v in data.items()]
         rows = data["rows"] if isinstance(data, dict) else data
-        buffer = io.StringIO()
+        # An empty table is its header line: a CSV answer is never empty (an empty body would
+        # go without its Content-Type).
+        row_serializer = getattr((renderer_context or {}).get("view"), "row_serializer", None)
         if rows:
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            fieldnames = list(rows[0])
+        else:
+            fieldnames = list(row_serializer().fields) if row_serializer else []
+        buffer = io.StringIO()
+        if fieldnames:
+            writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
             writer.writeheader()
             for row in rows:
                 writer.writerow(
@@ -290,6 +302,31 @@ class RankingRow(serializers.Serializer):
     n_bootstrap = serializers.IntegerField()
 
 
+@extend_schema_serializer(component_name="QualityRankingPairRow")
+class RankingPairRow(serializers.Serializer):
+    question_key = serializers.CharField()
+    method = serializers.CharField()
+    a = serializers.CharField()
+    a_id = serializers.IntegerField()
+    b = serializers.CharField()
+    b_id = serializers.IntegerField()
+    a_wins = serializers.IntegerField()
+    b_wins = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    a_win_rate = serializers.FloatField()
+
+
+@extend_schema_serializer(component_name="QualityRankingBiasRow")
+class RankingBiasRow(serializers.Serializer):
+    question_key = serializers.CharField()
+    method = serializers.CharField()
+    n_comparisons = serializers.IntegerField()
+    left_win_share = serializers.FloatField(allow_null=True)
+    left_win_share_decisive = serializers.FloatField(allow_null=True)
+    tie_share = serializers.FloatField(allow_null=True)
+    computed_at = serializers.DateTimeField()
+
+
 class RankingApi(TableApi):
     """Pair campaigns: Bradley–Terry strengths with bootstrap 95% intervals per question;
     ``?table=pairs`` gives win/tie/loss per model pair, ``?table=bias`` the position bias."""
@@ -299,7 +336,12 @@ class RankingApi(TableApi):
 
     @extend_schema(
         parameters=[OpenApiParameter("table", str, enum=["models", "pairs", "bias"]), FORMAT],
-        responses=RankingRow(many=True),
+        responses=PolymorphicProxySerializer(
+            component_name="QualityRankingTable",
+            serializers=[RankingRow, RankingPairRow, RankingBiasRow],
+            resource_type_field_name=None,
+            many=True,
+        ),
     )
     def get(self, request, pk: int):
         return super().get(request, pk)
