@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -415,6 +416,11 @@ def _make_objects() -> dict:
         "content_type": ContentType.objects.get_for_model(type(users[R])).pk,
     }
     data["tokens"] = {role: token_issue(user=u).key for role, u in users.items()}
+    data["sessions"] = {}
+    for role, u in users.items():
+        browser = Client()
+        browser.force_login(u)
+        data["sessions"][role] = browser.cookies[settings.SESSION_COOKIE_NAME].value
     return data
 
 
@@ -445,7 +451,7 @@ def _request(endpoint: Endpoint, role: str, method: str, path: str, body, object
         return getattr(client, method.lower())(path, body, format="json")
     client = Client()
     if role != ANON:
-        client.force_login(objects["users"][role])
+        client.cookies[settings.SESSION_COOKIE_NAME] = objects["sessions"][role]
     return getattr(client, method.lower())(path)
 
 
