@@ -72,14 +72,15 @@ def test_a_rater_cannot_lease_or_list_in_a_campaign_they_are_not_in(world):
 
 def test_a_rater_cannot_submit_or_skip_an_item_of_another_campaign(world):
     client, b, in_b = _api(world["me"]), world["b"], world["in_b"]
+    refusal = (403, {"detail": "You are not a rater of campaign 'campaign B'."})
     submitted = client.post(f"/api/campaigns/{b.pk}/submit/", _submit(in_b.pk), format="json")
-    assert submitted.status_code == 403
+    assert (submitted.status_code, submitted.json()) == refusal
     skipped = client.post(
         f"/api/campaigns/{b.pk}/skip/",
         {"item": in_b.pk, "client_id": str(uuid.uuid4()), "reason": "x"},
         format="json",
     )
-    assert skipped.status_code == 403
+    assert (skipped.status_code, skipped.json()) == refusal
     assert Judgment.objects.filter(item__campaign=b).count() == 0
 
 
@@ -93,7 +94,10 @@ def test_an_item_sent_through_another_campaigns_address_is_not_found(world):
     )
     assert skipped.status_code == 404
     submitted = client.post(f"/api/campaigns/{b.pk}/submit/", _submit(mine.pk), format="json")
-    assert submitted.status_code == 403
+    assert (submitted.status_code, submitted.json()) == (
+        403,
+        {"detail": "You are not a rater of campaign 'campaign B'."},
+    )
     assert Judgment.objects.count() == 0
 
 
@@ -128,14 +132,15 @@ def test_the_rater_campaign_list_shows_only_their_campaigns(world):
 
 def test_a_rater_cannot_submit_or_skip_an_item_leased_to_another_rater(world):
     client, a, theirs = _api(world["me"]), world["a"], world["theirs"]
+    refusal = (403, {"detail": f"You hold no lease on item {theirs.pk}."})
     submitted = client.post(f"/api/campaigns/{a.pk}/submit/", _submit(theirs.pk), format="json")
-    assert submitted.status_code == 403
+    assert (submitted.status_code, submitted.json()) == refusal
     skipped = client.post(
         f"/api/campaigns/{a.pk}/skip/",
         {"item": theirs.pk, "client_id": str(uuid.uuid4()), "reason": "x"},
         format="json",
     )
-    assert skipped.status_code == 403
+    assert (skipped.status_code, skipped.json()) == refusal
     assert Judgment.objects.count() == 0
 
 
@@ -213,8 +218,12 @@ def test_an_item_id_of_another_kind_answers_not_found_to_the_rater(world):
         format="json",
     )
     assert skipped.status_code == 404
+    # Submits look the item up through the rater's leases: no lease, whatever the id names.
     submitted = client.post(f"/api/campaigns/{a.pk}/submit/", _submit(unused), format="json")
-    assert submitted.status_code == 403
+    assert (submitted.status_code, submitted.json()) == (
+        403,
+        {"detail": f"You hold no lease on item {unused}."},
+    )
     assert Judgment.objects.count() == 0
 
 
