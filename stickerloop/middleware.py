@@ -12,7 +12,8 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpResponseBadRequest, JsonResponse, QueryDict
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse, QueryDict
 
 from stickerloop.input_checks import InputProblem, check_query_dict, json_loads_checked
 
@@ -76,3 +77,39 @@ class InputGuardMiddleware:
                 return JsonResponse({"detail": problem.message}, status=400)
             return HttpResponseBadRequest(str(problem), content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+DATABASE_UNAVAILABLE = "The database is unavailable for a moment; try again."
+RETRY_AFTER_SECONDS = 1
+
+
+class DatabaseUnavailableMiddleware:
+    """A view whose database connection broke mid-request answers 503 with Retry-After, not 500.
+
+    CONN_HEALTH_CHECKS replaces a connection the server dropped between requests; one dropped
+    while a request uses it (a failover, pg_terminate_backend, a restart) fails that request's
+    query. Django cannot replay the request (it may have written before the break, and the
+    transaction is gone), so the honest answer is "unavailable, retry". Django closes the broken
+    connection when the request ends, and the next request opens a new one.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning(
+            "Database unavailable during %s %s: %s", request.method, request.path[:200], exception
+        )
+        if request.path.startswith(API_PREFIX):
+            response = JsonResponse({"detail": DATABASE_UNAVAILABLE}, status=503)
+        else:
+            response = HttpResponse(
+                DATABASE_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8"
+            )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

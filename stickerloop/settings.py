@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "stickerloop.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "stickerloop.urls"
