@@ -92,7 +92,7 @@ RULES: dict[str, Rule] = {
     "api-docs": Rule(EVERYONE),
     # Media: the gate is the login; which file a role may read is tests/security/test_media.py's.
     "media": Rule(LOGGED_IN, kwargs={"key": "candidates/none/none.png"}),
-    "rate-media": Rule(LOGGED_IN, kwargs={"candidate_id": "candidate", "part": "file"}),
+    "rate-media": Rule(LOGGED_IN, kwargs={"token": "not-a-grant", "position": "0", "part": "file"}),
     # Generation
     "api-model-version-list": Rule(STAFF),
     "api-model-version-register": Rule(ENGINEERS),
