@@ -1,5 +1,5 @@
 # Stickerloop: `make run` sets up and serves the platform on one machine; `make test` runs the suite
-# (`make test-fast` without the end-to-end and browser tests).
+# (`make test-fast` without the end-to-end, browser and load tests).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -46,7 +46,7 @@ test: install
 test-fast: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
-	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not browser and not load" $(PYTEST_ARGS)
 
 # schemathesis against the site under gunicorn, in its own virtual environment and scratch
 # database (tests/security/schemathesis_run.sh): about 3 minutes on the 2-core machine.

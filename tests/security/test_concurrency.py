@@ -94,6 +94,7 @@ def _rater_loop(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.load
 def test_64_raters_at_once_over_http(live_server):
     raters = f.raters(RATERS, prefix="crowd")
     campaign = f.running_campaign(raters=raters, n_items=ITEMS, overlap=OVERLAP)

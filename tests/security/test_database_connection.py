@@ -75,6 +75,7 @@ def _kill_app_connections(spare_pid: int) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.load
 def test_no_request_answers_500_while_the_database_drops_connections(live_server):
     """Clients call the rating API, a staff list and a page while the app's connections are
     ended five times; a request whose connection broke answers 503 with Retry-After
