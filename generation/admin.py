@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from generation.models import Candidate, GenerationBatch, GenerationChunk, ModelVersion, PromptSet
+from generation.models import (
+    Candidate,
+    GenerationBatch,
+    GenerationChunk,
+    ModelVersion,
+    PromptImport,
+    PromptSet,
+)
 
 
 @admin.register(ModelVersion)
@@ -14,6 +21,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class PromptSetAdmin(admin.ModelAdmin):
     list_display = ["name", "is_held_out", "created_at"]
     search_fields = ["name"]
+
+
+@admin.register(PromptImport)
+class PromptImportAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "status", "progress", "processed", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in PromptImport._meta.fields]
 
 
 @admin.register(GenerationBatch)

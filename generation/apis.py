@@ -1,6 +1,8 @@
 """Generation API: one class per operation, nested input and output serializers."""
 
+from django.core.files.base import ContentFile
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -17,11 +19,17 @@ from generation.models import (
     ModelRole,
     ModelVersion,
     Prompt,
+    PromptImport,
     PromptSet,
 )
 from generation.services.batches import generation_batch_cancel, generation_batch_create
 from generation.services.model_versions import model_version_register
-from generation.services.prompts import prompt_file_size_check, prompt_set_import
+from generation.services.prompts import (
+    prompt_file_is_large,
+    prompt_file_size_check,
+    prompt_import_create,
+    prompt_set_import,
+)
 from stickerloop.api import ids_param
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
@@ -127,8 +135,41 @@ class PromptSetDetailApi(APIView):
         return Response(self.OutputSerializer(prompt_set).data)
 
 
+class PromptImportOutput(serializers.ModelSerializer):
+    status_url = serializers.SerializerMethodField(help_text="Where to follow the import.")
+
+    class Meta:
+        model = PromptImport
+        fields = [
+            "id",
+            "name",
+            "file_format",
+            "original_name",
+            "size_bytes",
+            "status",
+            "processed",
+            "progress",
+            "report",
+            "error",
+            "prompt_set",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "status_url",
+        ]
+
+    def get_status_url(self, obj: PromptImport) -> str:
+        return reverse("api-prompt-import-detail", kwargs={"pk": obj.pk})
+
+
 class PromptSetImportApi(APIView):
-    """Import a prompt set from a text, CSV or JSONL file (multipart ``file``) or ``content``."""
+    """Import a prompt set from a text, CSV or JSONL file (multipart ``file``) or ``content``.
+
+    A file up to ``STICKERLOOP_PROMPT_IMPORT_SYNC_BYTES`` (1 MiB) is imported at once: 201 with
+    the report. A larger one is imported by a task: 202 with the import and its ``status_url``
+    (also the ``Location`` header), which shows the status, progress and, once it has ended, the
+    report or the error.
+    """
 
     permission_classes = [IsCuratorOrEngineer]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
@@ -146,16 +187,26 @@ class PromptSetImportApi(APIView):
             if upload is None and "content" not in attrs:
                 raise serializers.ValidationError({"file": "Upload a file or give 'content'."})
             if upload is not None:
+                attrs.pop("content", None)
                 prompt_file_size_check(upload.size)
-                try:
-                    attrs["content"] = upload.read().decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise serializers.ValidationError(
-                        {"file": "The file is not UTF-8 text."}
-                    ) from exc
                 if "format" not in attrs:
                     suffix = upload.name.rsplit(".", 1)[-1].lower()
                     attrs["format"] = {"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text")
+                if prompt_file_is_large(upload.size):
+                    # Read by the task, not here.
+                    attrs["upload"] = upload
+                else:
+                    try:
+                        attrs["content"] = upload.read().decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise serializers.ValidationError(
+                            {"file": "The file is not UTF-8 text."}
+                        ) from exc
+            else:
+                encoded = attrs["content"].encode("utf-8")
+                if prompt_file_is_large(len(encoded)):
+                    attrs["upload"] = ContentFile(encoded, name="content")
+                    del attrs["content"]
             attrs.setdefault("format", "text")
             return attrs
 
@@ -171,11 +222,26 @@ class PromptSetImportApi(APIView):
         )
         empty_line_count = serializers.IntegerField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 202: PromptImportOutput}
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if "upload" in values:
+            prompt_import = prompt_import_create(
+                name=values["name"],
+                file=values["upload"],
+                file_format=values["format"],
+                description=values["description"],
+                is_held_out=values["is_held_out"],
+                created_by=request.user,
+            )
+            body = PromptImportOutput(prompt_import).data
+            return Response(
+                body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]}
+            )
         prompt_set, report = prompt_set_import(
             name=values["name"],
             content=values["content"],
@@ -194,6 +260,18 @@ class PromptSetImportApi(APIView):
             "empty_line_count": report.empty_line_count,
         }
         return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+class PromptImportDetailApi(generics.RetrieveAPIView):
+    """A prompt import by a task: its status, progress (percent) and lines read, and once it
+    has ended its report (succeeded: the prompt set made) or its error (failed: nothing
+    stored)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = PromptImportOutput
+
+    def get_queryset(self):
+        return selectors.prompt_import_list()
 
 
 class BatchOutput(serializers.ModelSerializer):

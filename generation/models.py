@@ -83,6 +83,81 @@ class PromptSet(models.Model):
         return self.name
 
 
+class PromptImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+TERMINAL_PROMPT_IMPORT_STATUSES = (PromptImportStatus.SUCCEEDED, PromptImportStatus.FAILED)
+
+
+class PromptImport(models.Model):
+    """A prompt file too large to import inside the web request, imported by a task.
+
+    The upload waits in storage under ``location`` while the import is queued or running. The
+    prompt set appears only when the import succeeds, with all its prompts in one transaction;
+    a failed import stores no prompt set and says why in ``error``.
+    """
+
+    name = models.CharField(max_length=200, help_text="The prompt set's name once imported.")
+    description = models.TextField(blank=True)
+    is_held_out = models.BooleanField(default=False)
+    file_format = models.CharField(
+        max_length=8, choices=[("text", "text"), ("csv", "csv"), ("jsonl", "jsonl")]
+    )
+    location = models.CharField(
+        max_length=300, help_text="Storage key of the uploaded file (removed once it has ended)."
+    )
+    original_name = models.CharField(max_length=300, blank=True)
+    size_bytes = models.PositiveBigIntegerField(help_text="Size of the uploaded file in bytes.")
+    status = models.CharField(
+        max_length=16,
+        choices=PromptImportStatus.choices,
+        default=PromptImportStatus.QUEUED,
+        db_index=True,
+    )
+    processed = models.PositiveIntegerField(default=0, help_text="Lines (CSV: rows) read so far.")
+    progress = models.PositiveSmallIntegerField(
+        default=0, help_text="Percent done: reading the file up to 90, storing the prompts 100."
+    )
+    report = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Once succeeded: imported, the first 100 duplicates and empty lines, and "
+        "their counts.",
+    )
+    error = models.TextField(blank=True, help_text="Why the import failed, if it did.")
+    prompt_set = models.OneToOneField(
+        PromptSet,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The prompt set made, once succeeded.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__lte=100), name="prompt_import_progress")
+        ]
+
+    def __str__(self) -> str:
+        return f"prompt import {self.pk} ({self.name})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_PROMPT_IMPORT_STATUSES
+
+
 class Prompt(models.Model):
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
     position = models.PositiveIntegerField(help_text="Order within the set, from 0.")

@@ -2,7 +2,7 @@
 
 from django.db.models import Count, Q, QuerySet
 
-from generation.models import Candidate, GenerationBatch, ModelVersion, PromptSet
+from generation.models import Candidate, GenerationBatch, ModelVersion, PromptImport, PromptSet
 
 
 def model_version_list(*, kind: str | None = None) -> QuerySet[ModelVersion]:
@@ -12,6 +12,11 @@ def model_version_list(*, kind: str | None = None) -> QuerySet[ModelVersion]:
 
 def prompt_set_list() -> QuerySet[PromptSet]:
     return PromptSet.objects.annotate(prompt_count=Count("prompts"))
+
+
+def prompt_import_list() -> QuerySet[PromptImport]:
+    """Prompt imports by a task, newest first."""
+    return PromptImport.objects.all()
 
 
 def batch_list() -> QuerySet[GenerationBatch]:

@@ -1,6 +1,7 @@
 """Thin Celery adapters: take ids, call a service. State lives in the database."""
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
 
 # Only a lost database connection is worth retrying; bad input fails the chunk in the service.
@@ -55,3 +56,28 @@ def sweep_chunks() -> None:
     from generation.services.recovery import generation_chunks_requeue
 
     generation_chunks_requeue()
+
+
+@shared_task(
+    name="generation.import_prompts",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    # The file is bounded (PROMPT_IMPORT_MAX_BYTES and _MAX_ROWS); ten minutes is a wide margin.
+    soft_time_limit=600,
+    time_limit=660,
+)
+def import_prompts(import_id: int) -> None:
+    from generation.services.prompts import prompt_import_fail, prompt_import_run
+
+    try:
+        prompt_import_run(import_id=import_id)
+    except _TRANSIENT:
+        raise
+    except SoftTimeLimitExceeded:
+        prompt_import_fail(import_id=import_id, error="The import ran past its time limit.")
+    except Exception as exc:
+        prompt_import_fail(import_id=import_id, error=f"{type(exc).__name__}: {exc}")
+        raise

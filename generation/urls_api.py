@@ -16,6 +16,11 @@ urlpatterns = [
     ),
     path("prompt-sets/", apis.PromptSetListApi.as_view(), name="api-prompt-set-list"),
     path("prompt-sets/import/", apis.PromptSetImportApi.as_view(), name="api-prompt-set-import"),
+    path(
+        "prompt-sets/imports/<id:pk>/",
+        apis.PromptImportDetailApi.as_view(),
+        name="api-prompt-import-detail",
+    ),
     path("prompt-sets/<id:pk>/", apis.PromptSetDetailApi.as_view(), name="api-prompt-set-detail"),
     path("batches/", apis.BatchListApi.as_view(), name="api-batch-list"),
     path("batches/create/", apis.BatchCreateApi.as_view(), name="api-batch-create"),

@@ -7,7 +7,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from generation import selectors
 from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptSet
 from generation.services.batches import generation_batch_create
-from generation.services.prompts import prompt_file_size_check, prompt_set_import
+from generation.services.prompts import (
+    prompt_file_is_large,
+    prompt_file_size_check,
+    prompt_import_create,
+    prompt_set_import,
+)
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -71,10 +76,16 @@ def model_version_list(request):
     )
 
 
+# The page lists this many of the latest imports by a task.
+PAGE_PROMPT_IMPORTS = 10
+
+
 @role_required(*STAFF)
 def prompt_set_list(request):
-    """Prompt sets, with an upload form that imports a text, CSV or JSONL file."""
+    """Prompt sets, with an upload form that imports a text, CSV or JSONL file: at once, or by
+    a task for a file over PROMPT_IMPORT_SYNC_BYTES (listed with its progress until it ends)."""
     report = None
+    queued = None
     errors: dict = {}
     if request.method == "POST":
         upload = request.FILES.get("file")
@@ -85,24 +96,43 @@ def prompt_set_list(request):
             errors["file"] = ["Choose a file to import."]
         if not errors:
             suffix = upload.name.rsplit(".", 1)[-1].lower()
+            file_format = {"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text")
+            is_held_out = request.POST.get("is_held_out") == "on"
             try:
                 prompt_file_size_check(upload.size)
-                content = upload.read().decode("utf-8")
-                prompt_set, report = prompt_set_import(
-                    name=name,
-                    content=content,
-                    file_format={"csv": "csv", "jsonl": "jsonl"}.get(suffix, "text"),
-                    is_held_out=request.POST.get("is_held_out") == "on",
-                    created_by=request.user,
-                )
+                if prompt_file_is_large(upload.size):
+                    queued = prompt_import_create(
+                        name=name,
+                        file=upload,
+                        file_format=file_format,
+                        is_held_out=is_held_out,
+                        created_by=request.user,
+                    )
+                else:
+                    content = upload.read().decode("utf-8")
+                    prompt_set, report = prompt_set_import(
+                        name=name,
+                        content=content,
+                        file_format=file_format,
+                        is_held_out=is_held_out,
+                        created_by=request.user,
+                    )
             except UnicodeDecodeError:
                 errors["file"] = ["The file is not UTF-8 text."]
             except ValidationError as exc:
                 errors = exc.message_dict
+    imports = list(selectors.prompt_import_list()[:PAGE_PROMPT_IMPORTS])
     return render(
         request,
         "generation/prompt_sets.html",
-        {"prompt_sets": selectors.prompt_set_list(), "report": report, "errors": errors},
+        {
+            "prompt_sets": selectors.prompt_set_list(),
+            "report": report,
+            "queued": queued,
+            "imports": imports,
+            "importing": any(not i.is_finished for i in imports),
+            "errors": errors,
+        },
     )
 
 

@@ -361,6 +361,9 @@ DATASET_EXPORT_DRAFTS = env_bool("STICKERLOOP_DATASET_EXPORT_DRAFTS", False)
 # workers share it (a part is a range of the manifest; parts are about equal).
 DATASET_EXPORT_PART_ENTRIES = env_int("STICKERLOOP_DATASET_EXPORT_PART_ENTRIES", 50_000)
 WEAK_IMPORT_ROOT = Path(env("STICKERLOOP_WEAK_IMPORT_ROOT", str(VAR_DIR / "imports")))
+# A tar or Parquet weak-corpus upload may have at most this many bytes (2 GiB =
+# 2,147,483,648 bytes), checked from the upload's size before it is read or stored.
+WEAK_IMPORT_MAX_BYTES = env_int("STICKERLOOP_WEAK_IMPORT_MAX_BYTES", 2 * 2**30)
 DATASET_WORK_DIR = env("STICKERLOOP_DATASET_WORK_DIR")
 
 # Generation
@@ -369,10 +372,13 @@ GENERATION_BATCH_SIZE = env_int("STICKERLOOP_GENERATION_BATCH_SIZE", 8)
 GENERATION_CHUNK_SIZE = env_int("STICKERLOOP_GENERATION_CHUNK_SIZE", 32)
 GENERATION_DEVICE = env("STICKERLOOP_DEVICE")
 PIPELINE_CACHE_SIZE = env_int("STICKERLOOP_PIPELINE_CACHE_SIZE", 4)
-# Prompt import runs inside the web request: a bigger file is refused before it is parsed
-# (2.45 million prompts in 21 MB ran past the worker's timeout). 20 MiB = 20,971,520 bytes.
+# Prompt import: a bigger file is refused before it is parsed (2.45 million prompts in 21 MB
+# ran past the web worker's timeout). 20 MiB = 20,971,520 bytes. A file over SYNC_BYTES
+# (1 MiB = 1,048,576 bytes) is not parsed inside the web request: it is stored and imported
+# by the `generation.import_prompts` task, and the API answers 202 with the import's status URL.
 PROMPT_IMPORT_MAX_BYTES = env_int("STICKERLOOP_PROMPT_IMPORT_MAX_BYTES", 20 * 2**20)
 PROMPT_IMPORT_MAX_ROWS = env_int("STICKERLOOP_PROMPT_IMPORT_MAX_ROWS", 100_000)
+PROMPT_IMPORT_SYNC_BYTES = env_int("STICKERLOOP_PROMPT_IMPORT_SYNC_BYTES", 2**20)
 
 # Training jobs: each job's spec, log, checkpoints and output model live in TRAINING_DIR/job-<id>.
 TRAINING_DIR = Path(env("STICKERLOOP_TRAINING_DIR", str(VAR_DIR / "training")))

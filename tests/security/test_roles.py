@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 from annotation.models import Item
 from annotation.quality.models import AggregationRun
 from annotation.services.rating import item_next_for_rater
-from generation.models import GenerationBatch
+from generation.models import GenerationBatch, PromptImport
 from stickerloop.roles import Role
 from stickerloop.services import token_issue
 from tests import factories as f
@@ -100,6 +100,7 @@ RULES: dict[str, Rule] = {
     "api-prompt-set-list": Rule(STAFF),
     "api-prompt-set-import": Rule(STAFF),
     "api-prompt-set-detail": Rule(STAFF, kwargs=pk("prompt_set")),
+    "api-prompt-import-detail": Rule(STAFF, kwargs=pk("prompt_import")),
     "api-batch-list": Rule(STAFF),
     "api-batch-create": Rule(STAFF),
     "api-batch-progress": Rule(STAFF),
@@ -400,6 +401,9 @@ def _make_objects() -> dict:
         "candidate": candidate.pk,
         "model_version": model.pk,
         "prompt_set": f.prompt_set(["a matrix prompt"]).pk,
+        "prompt_import": PromptImport.objects.create(
+            name="matrix import", file_format="text", location="imports/prompts/x", size_bytes=1
+        ).pk,
         "batch": GenerationBatch.objects.create(kind="sticker", seeds=[1], total=1).pk,
         "quality_run": AggregationRun.objects.create(
             campaign=campaign, trigger="on_demand", methods=["majority"]

@@ -22,7 +22,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 
 from annotation.quality.models import AggregationRun
-from generation.models import GenerationBatch
+from generation.models import GenerationBatch, PromptImport
 from tests import factories
 from tests.conftest import client_for
 from training_bridge.jobs.models import TrainingJob
@@ -118,6 +118,9 @@ def world(rater, curator, engineer, admin_user):
     )
     source = WeakSource.objects.create(name="web", kind="image")
     weak_import = WeakImport.objects.create(source=source, file_format="tar", location="x.tar")
+    prompt_import = PromptImport.objects.create(
+        name="queued", file_format="text", location="imports/prompts/x", size_bytes=1
+    )
     run = AggregationRun.objects.create(campaign=campaign, trigger="on_demand", methods=["mean"])
     return {
         "batches": batch.pk,
@@ -128,6 +131,7 @@ def world(rater, curator, engineer, admin_user):
         "dataset-versions": version.pk,
         "model-versions": base.pk,
         "prompt-sets": prompt_set.pk,
+        "prompt-sets/imports": prompt_import.pk,
         "quality/campaigns": campaign.pk,
         "quality/runs": run.pk,
         "training-jobs": job.pk,
@@ -262,6 +266,21 @@ def test_main_actions_answer_as_documented(schema, world, api):
         curator.post("/api/campaigns/create/", "[" * 100, content_type="application/json")
     )
     assert schema.conform(curator.get("/api/campaigns/not-a-number/")).status_code == 404
+
+
+def test_a_queued_prompt_import_answers_as_documented(schema, api, curator, settings):
+    settings.PROMPT_IMPORT_SYNC_BYTES = 8
+    client = api(curator)
+    queued = schema.conform(
+        client.post(
+            "/api/prompt-sets/import/",
+            {"name": "large", "content": "a cat\na dog\n"},
+            format="json",
+        )
+    )
+    assert queued.status_code == 202
+    followed = schema.conform(client.get(queued.json()["status_url"]))
+    assert (followed.status_code, followed.json()["status"]) == (200, "queued")
 
 
 def test_schema_and_docs_need_login_in_production():
