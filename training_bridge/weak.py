@@ -110,11 +110,39 @@ def _caption_and_labels(row: dict, name: str) -> tuple[str, dict]:
     return caption.strip(), labels
 
 
+def _skip(name: str, why: str) -> WeakRowError:
+    return WeakRowError(name=name, error=f"{name}: skipped: {why}; only regular files are read.")
+
+
+def _tar_skip_reason(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member is not read, or None for a regular file or a directory. Links are never
+    followed: a symbolic or hard link could name a file outside the archive, or one read twice."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        return "the name leaves the archive (it is absolute or holds '..')"
+    if member.issym():
+        return f"a symbolic link (to {member.linkname!r})"
+    if member.islnk():
+        return f"a hard link (to {member.linkname!r})"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    if member.isfile() or member.isdir():
+        return None
+    return "not a regular file"
+
+
 class _Container:
     """Named files inside a folder or an archive."""
 
     def names(self) -> list[str]:
         raise NotImplementedError
+
+    def skipped(self) -> list[WeakRowError]:
+        """The entries that are not read, each with why (a link, a device, a name that would
+        leave the corpus); folders themselves are structure, not skipped files."""
+        return []
 
     def read(self, name: str) -> bytes:
         raise NotImplementedError
@@ -125,12 +153,24 @@ class _Folder(_Container):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise WeakCorpusError(f"{root} is not a folder.")
-        self._names = sorted(
-            str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
-        )
+        names, skipped = [], []
+        for path in self.root.rglob("*"):
+            name = str(path.relative_to(self.root))
+            if path.is_file():
+                names.append(name)
+            elif path.is_symlink() and path.is_dir():
+                skipped.append(_skip(name, "a symbolic link to a folder, not followed"))
+            elif not path.is_dir():
+                kind = "a broken symbolic link" if path.is_symlink() else "not a regular file"
+                skipped.append(_skip(name, kind))
+        self._names = sorted(names)
+        self._skipped = sorted(skipped, key=lambda s: s.name)
 
     def names(self) -> list[str]:
         return self._names
+
+    def skipped(self) -> list[WeakRowError]:
+        return self._skipped
 
     def read(self, name: str) -> bytes:
         path = (self.root / name).resolve()
@@ -147,13 +187,23 @@ class _Tar(_Container):
     def __init__(self, path: Path):
         try:
             self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by close()
-            members = [m for m in self._tar.getmembers() if m.isfile()]
+            members = self._tar.getmembers()
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise WeakCorpusError(f"Not a readable tar archive: {exc}.") from exc
-        self._members = {m.name.removeprefix("./"): m for m in members}
+        self._members: dict[str, tarfile.TarInfo] = {}
+        self._skipped: list[WeakRowError] = []
+        for member in members:
+            reason = _tar_skip_reason(member)
+            if reason is not None:
+                self._skipped.append(_skip(member.name, reason))
+            elif member.isfile():
+                self._members[member.name.removeprefix("./")] = member
 
     def names(self) -> list[str]:
         return list(self._members)
+
+    def skipped(self) -> list[WeakRowError]:
+        return self._skipped
 
     def read(self, name: str) -> bytes:
         member = self._members.get(name)
@@ -172,6 +222,7 @@ class _Tar(_Container):
 
 
 def _container_records(container: _Container) -> Iterator[WeakRecord | WeakRowError]:
+    yield from container.skipped()
     names = container.names()
     if METADATA_NAME in names:
         yield from _metadata_records(container, container.read(METADATA_NAME))

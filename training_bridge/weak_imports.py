@@ -82,6 +82,26 @@ def weak_source_create(
     return source
 
 
+def _size_words(size: int) -> str:
+    if size >= 2**30:
+        return f"{size / 2**30:g} GiB"
+    return f"{size / 2**20:g} MiB"
+
+
+def weak_upload_size_check(size: int) -> None:
+    """Refuse a tar or Parquet upload over WEAK_IMPORT_MAX_BYTES (callers check the upload's
+    size before reading it)."""
+    limit = settings.WEAK_IMPORT_MAX_BYTES
+    if size > limit:
+        raise ValidationError(
+            {
+                "file": [
+                    f"A weak-corpus upload may have at most {_size_words(limit)} ({limit:,} bytes)."
+                ]
+            }
+        )
+
+
 def _check_container(upload: UploadedFile, file_format: str) -> None:
     import tarfile
 
@@ -132,6 +152,7 @@ def weak_import_create(
     else:
         if upload is None or folder:
             raise ValidationError({"file": [f"A {file_format} import takes an uploaded file."]})
+        weak_upload_size_check(upload.size)
         _check_container(upload, file_format)
         original = os.path.basename(upload.name or f"corpus.{file_format}")
         key = f"weak-imports/{uuid.uuid4().hex}/{original}"

@@ -243,3 +243,121 @@ def test_bad_import_requests_store_nothing(api, curator, settings, tmp_path):
     assert WeakSource.objects.count() == 1
     assert not default_storage.exists("weak-imports")
     assert DatasetVersion.objects.count() == 0
+
+
+def _member(name: str, kind: bytes, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def test_a_tar_reports_every_member_it_skips(curator):
+    # given: one sticker with its caption, a folder, and six members that are not read
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(_member("stickers", tarfile.DIRTYPE))
+        for name, data in (("stickers/one.png", png(1)), ("stickers/one.txt", b"a cat")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        archive.addfile(_member("stickers/link.png", tarfile.SYMTYPE, "../../etc/passwd"))
+        archive.addfile(_member("stickers/hard.png", tarfile.LNKTYPE, "stickers/one.png"))
+        archive.addfile(_member("stickers/null", tarfile.CHRTYPE))
+        archive.addfile(_member("stickers/pipe", tarfile.FIFOTYPE))
+        for name in ("../escape.png", "/etc/abs.png"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            archive.addfile(info, io.BytesIO(b"png"))
+    source = weak_source_create(name="links", kind="image", created_by=curator)
+    upload = SimpleUploadedFile("links.tar", buffer.getvalue())
+    # when
+    done = run_import(source, "tar", upload=upload, user=curator)
+    # then
+    assert (done.status, done.processed, done.imported, done.failed) == ("succeeded", 7, 1, 6)
+    only = "only regular files are read."
+    assert done.errors == [
+        {
+            "file": "stickers/link.png",
+            "error": f"stickers/link.png: skipped: a symbolic link (to '../../etc/passwd'); {only}",
+        },
+        {
+            "file": "stickers/hard.png",
+            "error": f"stickers/hard.png: skipped: a hard link (to 'stickers/one.png'); {only}",
+        },
+        {"file": "stickers/null", "error": f"stickers/null: skipped: a device file; {only}"},
+        {"file": "stickers/pipe", "error": f"stickers/pipe: skipped: a FIFO; {only}"},
+        {
+            "file": "../escape.png",
+            "error": "../escape.png: skipped: the name leaves the archive (it is absolute or "
+            f"holds '..'); {only}",
+        },
+        {
+            "file": "/etc/abs.png",
+            "error": "/etc/abs.png: skipped: the name leaves the archive (it is absolute or "
+            f"holds '..'); {only}",
+        },
+    ]
+    assert list(Candidate.objects.filter(import_source="links").values_list("raw_prompt")) == [
+        ("a cat",)
+    ]
+
+
+def test_a_folder_reports_links_to_folders_and_special_files(settings, tmp_path, curator):
+    import os
+
+    settings.WEAK_IMPORT_ROOT = tmp_path / "imports"
+    folder = settings.WEAK_IMPORT_ROOT / "special"
+    folder.mkdir(parents=True)
+    (folder / "one.png").write_bytes(png(1))
+    (folder / "one.txt").write_text("a cat")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "two.png").write_bytes(png(2))
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    (folder / "dangling.png").symlink_to(tmp_path / "nothing.png")
+    os.mkfifo(folder / "pipe")
+    source = weak_source_create(name="special", kind="image", created_by=curator)
+    done = run_import(source, "folder", folder="special", user=curator)
+    only = "only regular files are read."
+    assert (done.status, done.imported, done.failed) == ("succeeded", 1, 3)
+    assert done.errors == [
+        {"file": "dangling.png", "error": f"dangling.png: skipped: a broken symbolic link; {only}"},
+        {
+            "file": "linked",
+            "error": f"linked: skipped: a symbolic link to a folder, not followed; {only}",
+        },
+        {"file": "pipe", "error": f"pipe: skipped: not a regular file; {only}"},
+    ]
+
+
+def test_an_upload_over_the_size_limit_is_400_naming_the_file(api, curator, settings):
+    from django.core.exceptions import ValidationError
+
+    from training_bridge.weak_imports import weak_upload_size_check
+
+    with pytest.raises(ValidationError) as refused:
+        weak_upload_size_check(2 * 2**30 + 1)
+    assert refused.value.message_dict == {
+        "file": ["A weak-corpus upload may have at most 2 GiB (2,147,483,648 bytes)."]
+    }
+    weak_upload_size_check(2 * 2**30)
+
+    settings.WEAK_IMPORT_MAX_BYTES = 2**20
+    client = api(curator)
+    made = client.post("/api/weak-sources/create/", {"name": "big", "kind": "image"}, format="json")
+    url = f"/api/weak-sources/{made.json()['id']}/imports/"
+    message = {"file": ["A weak-corpus upload may have at most 1 MiB (1,048,576 bytes)."]}
+    # the file's own size, just over the limit
+    over = SimpleUploadedFile("big.tar", tar_bytes({"a.png": b"x" * 2**20}))
+    answer = client.post(url, {"format": "tar", "file": over})
+    assert (answer.status_code, answer.json()) == (400, message)
+    # a body far over the limit, refused from its declared length before it is read
+    huge = SimpleUploadedFile("huge.parquet", b"x" * (2 * 2**20))
+    answer = client.post(url, {"format": "parquet", "file": huge})
+    assert (answer.status_code, answer.json()) == (400, message)
+    # at the limit, the size passes and the container is checked
+    at = SimpleUploadedFile("at.tar", b"x" * 2**20)
+    answer = client.post(url, {"format": "tar", "file": at})
+    assert answer.json()["file"][0].startswith("The upload is not a readable tar archive")
+    assert WeakImport.objects.count() == 0
+    assert not default_storage.exists("weak-imports")

@@ -1,5 +1,6 @@
 """Weak corpus API: sources and their imports."""
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -15,7 +16,15 @@ from training_bridge.models import (
     WeakImport,
     WeakSource,
 )
-from training_bridge.weak_imports import weak_import_create, weak_source_create
+from training_bridge.weak_imports import (
+    weak_import_create,
+    weak_source_create,
+    weak_upload_size_check,
+)
+
+# A weak import's body holds the file and two short fields (format, and a folder of at most
+# 1,000 characters); a body longer than the size limit by more than this holds a file over it.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class WeakSourceOutput(serializers.ModelSerializer):
@@ -97,12 +106,29 @@ class WeakImportCreateApi(APIView):
             ref_name = "WeakImportCreateInput"  # unique schema component name
 
         format = serializers.ChoiceField(choices=ImportFormat.choices)
-        file = serializers.FileField(required=False)
+        file = serializers.FileField(
+            required=False,
+            help_text="A tar or Parquet file of at most STICKERLOOP_WEAK_IMPORT_MAX_BYTES "
+            "(2 GiB unless configured).",
+        )
         folder = serializers.CharField(required=False, max_length=1000)
+
+        def validate(self, attrs):
+            if attrs.get("file") is not None:
+                weak_upload_size_check(attrs["file"].size)
+            return attrs
 
     @extend_schema(request=InputSerializer, responses={201: WeakImportOutput})
     def post(self, request, pk: int):
         source = get_object_or_404(WeakSource, pk=pk)
+        # Refused from the declared length before the body is read and spooled to disk; the
+        # serializer checks the file's own size once it has been read.
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.WEAK_IMPORT_MAX_BYTES + FORM_OVERHEAD_BYTES:
+            weak_upload_size_check(length - FORM_OVERHEAD_BYTES)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         weak_import = weak_import_create(
