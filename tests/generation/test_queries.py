@@ -64,8 +64,9 @@ def test_prompt_set_list(browser, flat_queries):
                 name=f"set {next(made)}", content="a cat, animal\na dog\n", file_format="text"
             )
 
+    # 10: the page also lists the latest prompt imports by a task (one query)
     flat_queries(
-        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=9
+        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=10
     )
 
 
