@@ -19,6 +19,7 @@ from generation.models import (
     ModelRole,
     ModelVersion,
     Prompt,
+    PromptFileFormat,
     PromptImport,
     PromptSet,
 )
@@ -176,7 +177,7 @@ class PromptSetImportApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
-        format = serializers.ChoiceField(choices=["text", "csv", "jsonl"], required=False)
+        format = serializers.ChoiceField(choices=PromptFileFormat.choices, required=False)
         description = serializers.CharField(required=False, allow_blank=True, default="")
         is_held_out = serializers.BooleanField(required=False, default=False)
         file = serializers.FileField(required=False)

@@ -83,6 +83,12 @@ class PromptSet(models.Model):
         return self.name
 
 
+class PromptFileFormat(models.TextChoices):
+    TEXT = "text", "Text, a prompt a line"
+    CSV = "csv", "CSV with a text column"
+    JSONL = "jsonl", "JSON Lines with a text field"
+
+
 class PromptImportStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -104,9 +110,7 @@ class PromptImport(models.Model):
     name = models.CharField(max_length=200, help_text="The prompt set's name once imported.")
     description = models.TextField(blank=True)
     is_held_out = models.BooleanField(default=False)
-    file_format = models.CharField(
-        max_length=8, choices=[("text", "text"), ("csv", "csv"), ("jsonl", "jsonl")]
-    )
+    file_format = models.CharField(max_length=8, choices=PromptFileFormat.choices)
     location = models.CharField(
         max_length=300, help_text="Storage key of the uploaded file (removed once it has ended)."
     )

@@ -243,6 +243,7 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "training_bridge.jobs.models.JobStatus",
         "MembershipStatusEnum": "annotation.models.MembershipStatus",
         "ModelKindEnum": "generation.models.ModelKind",
+        "PromptFileFormatEnum": "generation.models.PromptFileFormat",
         "ModelRoleEnum": "generation.models.ModelRole",
         "TaskStatusEnum": "training_bridge.models.TaskStatus",
         "TriggerStatusEnum": "training_bridge.models.TriggerStatus",

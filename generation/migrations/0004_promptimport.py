@@ -30,7 +30,11 @@ class Migration(migrations.Migration):
                 (
                     "file_format",
                     models.CharField(
-                        choices=[("text", "text"), ("csv", "csv"), ("jsonl", "jsonl")],
+                        choices=[
+                            ("text", "Text, a prompt a line"),
+                            ("csv", "CSV with a text column"),
+                            ("jsonl", "JSON Lines with a text field"),
+                        ],
                         max_length=8,
                     ),
                 ),

@@ -25,6 +25,7 @@ from generation.models import (
     PROMPT_MAX_CHARS,
     TERMINAL_PROMPT_IMPORT_STATUSES,
     Prompt,
+    PromptFileFormat,
     PromptImport,
     PromptImportStatus,
     PromptSet,
@@ -33,7 +34,6 @@ from generation.models import (
 from stickerloop.input_checks import NUL_MESSAGE, InputProblem, json_loads_checked
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
 
-PROMPT_FILE_FORMATS = ("text", "csv", "jsonl")
 # A task's import records its progress every this many lines: one UPDATE per 10,000 lines.
 PROGRESS_ROWS = 10_000
 # Rows per INSERT: bounds each statement's size (100,000 prompts of 1,000 characters would be
@@ -315,7 +315,7 @@ def prompt_import_create(
     reason.
     """
     prompt_file_size_check(file.size)
-    if file_format not in PROMPT_FILE_FORMATS:
+    if file_format not in PromptFileFormat.values:
         raise ValidationError(
             {"format": [f"Unknown format {file_format!r}: use text, csv or jsonl."]}
         )
