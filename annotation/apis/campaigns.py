@@ -172,7 +172,8 @@ class CampaignCloseApi(_CampaignActionApi):
 
 
 class CampaignItemsAddApi(APIView):
-    """Add items from explicit groups of candidate ids (the order within a group is shuffled)."""
+    """Add items from explicit groups of candidate ids (shuffled within each group, and created
+    in a shuffled order, so item ids do not follow the groups)."""
 
     permission_classes = [IsCuratorOrEngineer]
 

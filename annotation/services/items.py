@@ -67,6 +67,12 @@ def campaign_items_add(
 ) -> list[Item]:
     """One item per group; each group's display order is shuffled (seeded) and recorded.
 
+    The items are also created in a shuffled order (same seed): raters see item ids, and the
+    rating step serves items oldest first, while groups come grouped by how they were built (a
+    set campaign's by prompt and model, a single campaign's by candidate id, which follows the
+    model that made the chunk). So neither ids nor serving order say which model made an item.
+    The returned items follow ``candidate_groups``, one per group.
+
     With ``gold_answers`` (one per group) the items are gold: their known answers are checked
     against the schema, they are served at the campaign's gold rate and consume no overlap.
     """
@@ -108,16 +114,20 @@ def campaign_items_add(
                         for k, v in exc.message_dict.items()
                     }
                 ) from exc
-    items = Item.objects.bulk_create(
+    # Drawn after the display orders, so a seed shows each group as it did before items were
+    # created in shuffled order. bulk_create gives ids and created_at in list order.
+    creation = list(range(len(orders)))
+    rng.shuffle(creation)
+    created = Item.objects.bulk_create(
         [
             Item(
                 campaign=campaign,
-                is_gold=gold is not None,
-                gold_answers=gold,
+                is_gold=clean_gold[index] is not None,
+                gold_answers=clean_gold[index],
                 overlap_target=campaign.overlap,
-                group_key=_group_key(campaign.kind, order),
+                group_key=_group_key(campaign.kind, orders[index]),
             )
-            for order, gold in zip(orders, clean_gold, strict=True)
+            for index in creation
         ]
     )
     ItemCandidate.objects.bulk_create(
@@ -130,11 +140,12 @@ def campaign_items_add(
                 if campaign.kind == CampaignKind.PAIR
                 else Side.ONLY,
             )
-            for item, order in zip(items, orders, strict=True)
-            for position, candidate in enumerate(order)
+            for item, index in zip(created, creation, strict=True)
+            for position, candidate in enumerate(orders[index])
         ]
     )
-    return items
+    by_group = dict(zip(creation, created, strict=True))
+    return [by_group[index] for index in range(len(orders))]
 
 
 @dataclass

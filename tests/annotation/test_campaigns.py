@@ -91,6 +91,12 @@ def test_raters_must_hold_the_rater_role(curator):
     assert Campaign.objects.count() == 0
 
 
+def _creation_ranks(items: list[Item]) -> list[int]:
+    """Each item's place in creation (id) order."""
+    ids = sorted(i.pk for i in items)
+    return [ids.index(i.pk) for i in items]
+
+
 def test_items_record_a_seeded_random_order():
     left_model, right_model = f.model_version("old"), f.model_version("new")
     campaign = campaign_create(name="ab", kind="pair")
@@ -111,6 +117,10 @@ def test_items_record_a_seeded_random_order():
         campaign=campaign_create(name="ab2", kind="pair"), candidate_groups=groups, seed=3
     )
     assert [i.candidate_ids_in_order() for i in again] == orders
+    # The items are created in a seeded order of their own, so ids do not follow the groups
+    # (nor whatever built them); the returned items still do.
+    assert _creation_ranks(items) == [3, 0, 9, 8, 5, 1, 11, 2, 4, 7, 10, 6]
+    assert _creation_ranks(again) == _creation_ranks(items)
     assert {i.overlap_target for i in items} == {1}
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.db import connections
 
 from annotation.models import ItemCandidate, Judgment
+from generation.models import Candidate
 from tests import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -75,7 +76,9 @@ def test_rater_judges_with_the_keyboard(live_server, browser_page):
 
 def _judge_with_the_keyboard(live_server, context, page):
     r = f.user("kim", ["rater"])
-    texts = [XSS_PROMPT if i == 0 else f"sticker number {i}" for i in range(12)]
+    # Every prompt carries the script: items are created (and so served) in a shuffled order,
+    # and the first one shown is the one checked.
+    texts = [f"{XSS_PROMPT} number {i}" for i in range(12)]
     single = f.running_campaign(
         raters=[r],
         preset="alignment",
@@ -105,7 +108,9 @@ def _judge_with_the_keyboard(live_server, context, page):
     for n in range(10):
         if n == 0:
             # The prompt is shown as text, never run.
-            assert page.text_content("#prompt .prompt-text") == XSS_PROMPT
+            prompt = Candidate.objects.get(item_links__item_id=current).raw_prompt
+            assert prompt.startswith(XSS_PROMPT)
+            assert page.text_content("#prompt .prompt-text") == prompt
             assert page.evaluate("() => window.pwned") is None
         if n == 4:
             current = _check_prefetched_next_item(page, current, expected)
