@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -31,7 +31,7 @@ from generation.services.prompts import (
     prompt_import_create,
     prompt_set_import,
 )
-from stickerloop.api import ids_param
+from stickerloop.api import CheckedJSONParser, ids_param
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 
@@ -173,7 +173,7 @@ class PromptSetImportApi(APIView):
     """
 
     permission_classes = [IsCuratorOrEngineer]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, CheckedJSONParser]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)

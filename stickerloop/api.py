@@ -6,12 +6,26 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
 
 logger = logging.getLogger(__name__)
+
+
+class CheckedJSONParser(JSONParser):
+    """DRF's JSON parser, taking the body the input gate (``InputGuardMiddleware``) has already
+    decoded and checked, so that an API request's JSON is parsed once; a request that did not pass
+    through the gate is parsed here as usual."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        django_request = getattr(request, "_request", None)
+        if django_request is not None and hasattr(django_request, "checked_json"):
+            return django_request.checked_json
+        return super().parse(stream, media_type, parser_context)
 
 
 class Conflict(exceptions.APIException):

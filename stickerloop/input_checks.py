@@ -67,10 +67,16 @@ def check_json(data) -> None:
             raise InputProblem(path, INTEGER_MESSAGE)
 
 
-def json_loads_checked(text: str | bytes):
-    """``json.loads`` and ``check_json``; JSONDecodeError passes through, too deep is a problem."""
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_loads_checked(text: str | bytes, *, strict: bool = False):
+    """``json.loads`` and ``check_json``; JSONDecodeError passes through, too deep is a problem.
+
+    ``strict`` refuses NaN and Infinity with a ValueError, as DRF's JSON parser does."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant if strict else None)
     except RecursionError as exc:
         raise InputProblem("", depth_message()) from exc
     check_json(data)

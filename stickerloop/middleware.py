@@ -41,7 +41,9 @@ def _check_request(request) -> None:
             if not request.body:
                 return
             try:
-                json_loads_checked(request.body)
+                # Kept for the API's parser (stickerloop.api.CheckedJSONParser): the body is
+                # decoded once per request.
+                request.checked_json = json_loads_checked(request.body, strict=True)
             except ValueError:
                 return  # Not JSON: the view's parser answers with its own message.
         elif content_type in FORM_TYPES:

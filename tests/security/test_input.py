@@ -121,6 +121,44 @@ def test_json_at_the_depth_limit_reaches_the_view(api, curator):
     assert "detail" not in response.json()
 
 
+def test_the_api_takes_the_body_the_gate_decoded():
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from stickerloop.api import CheckedJSONParser
+
+    django_request = RequestFactory().post(
+        "/api/x/", '{"fetch": 1}', content_type="application/json"
+    )
+    django_request.checked_json = {"fetch": 2}
+    request = Request(django_request, parsers=[CheckedJSONParser()])
+
+    assert request.data == {"fetch": 2}
+
+
+def test_a_body_the_gate_did_not_decode_is_parsed_as_drf_does():
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from stickerloop.api import CheckedJSONParser
+
+    django_request = RequestFactory().post(
+        "/api/x/", '{"fetch": 1}', content_type="application/json"
+    )
+    request = Request(django_request, parsers=[CheckedJSONParser()])
+
+    assert request.data == {"fetch": 1}
+
+
+def test_nan_in_an_api_body_is_still_refused_by_the_parser(api, curator):
+    response = api(curator).generic(
+        "POST", "/api/campaigns/create/", '{"name": NaN}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error - ")
+    assert Campaign.objects.count() == 0
+
+
 def test_deep_json_to_a_page_is_a_text_400(curator):
     client = Client()
     client.force_login(curator)

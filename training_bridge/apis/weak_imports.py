@@ -4,10 +4,11 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from stickerloop.api import CheckedJSONParser
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
 from training_bridge import selectors
 from training_bridge.models import (
@@ -99,7 +100,7 @@ class WeakImportCreateApi(APIView):
     queue; each bad file is reported in the import's ``errors`` and the rest imported."""
 
     permission_classes = [IsCurator]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, CheckedJSONParser]
 
     class InputSerializer(serializers.Serializer):
         class Meta:
