@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, spec_fingerprint
 from .composition import Composition, RoleSampler, micro_seed, teacher_samples_seen
-from .data import ExportedDataset, load_frames, load_pixels, read_export
+from .data import ExportedDataset, read_export
+from .encoding import BatchEncoder
 from .output import save_output, trained_unet, training_summary
 from .spec import (
     ANIMATION,
@@ -48,9 +49,6 @@ from .spec import (
 TIMESTEPS_FILE = "timesteps.jsonl"
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
-# Decoded training images are kept in memory up to this size: the tiny datasets fit entirely,
-# a real one streams from disk.
-PIXEL_CACHE_BYTES = 256 * 1024 * 1024
 # Timesteps kept in memory for the result (per role); the log file keeps them all.
 MAX_KEPT_TIMESTEPS = 100_000
 
@@ -135,8 +133,6 @@ class Trainer:
         self.resumed_from: int | None = None
         self.sampled_timesteps: dict[str, list[int]] = {}
         self.step_timesteps: dict[str, list[int]] = {}
-        self._pixel_cache: dict[Path, np.ndarray] = {}
-        self._pixel_cache_bytes = 0
         self._setup_done = False
         self._closed = False
 
@@ -211,8 +207,16 @@ class Trainer:
             self.text_encoder.to(dtype=self.weight_dtype)
         self.vae.to(device)
         self.text_encoder.to(device)
-        self.tokenizer = self.pipe.tokenizer
-        self.vae_channels = self.vae.config.in_channels
+        self.encoder = BatchEncoder(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.pipe.tokenizer,
+            device=device,
+            weight_dtype=self.weight_dtype,
+            is_animation=self.is_animation,
+            resolution=p["resolution"],
+            num_frames=num_frames,
+        )
         unet = self.pipe.unet
         unet.train()
         method = p["method"]
@@ -293,54 +297,6 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
 
-    def _pixels(self, entry) -> np.ndarray:
-        cached = self._pixel_cache.get(entry.file)
-        if cached is not None:
-            return cached
-        resolution = self.params["resolution"]
-        if self.is_animation:
-            array = load_frames(
-                entry,
-                resolution=resolution,
-                num_frames=self.params["num_frames"],
-                channels=self.vae_channels,
-            )
-        else:
-            array = load_pixels(entry.file, resolution=resolution, channels=self.vae_channels)
-        if self._pixel_cache_bytes + array.nbytes <= PIXEL_CACHE_BYTES:
-            self._pixel_cache[entry.file] = array
-            self._pixel_cache_bytes += array.nbytes
-        return array
-
-    def _encode_text(self, captions: list[str], repeat: int) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.accelerator.device)
-        states = self.text_encoder(ids, return_dict=False)[0]
-        if repeat > 1:
-            # AnimateDiff's UNet takes one text state per frame, as its pipelines pass it.
-            states = states.repeat_interleave(repeat, dim=0)
-        return states
-
-    def _encode_latents(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        device = self.accelerator.device
-        scaling = self.vae.config.scaling_factor
-        if not self.is_animation:
-            dist = self.vae.encode(pixels.to(device, dtype=self.weight_dtype)).latent_dist
-            return dist.sample(generator=generator) * scaling
-        batch, frames = pixels.shape[:2]
-        flat = pixels.reshape(batch * frames, *pixels.shape[2:]).to(device, dtype=self.weight_dtype)
-        latents = self.vae.encode(flat).latent_dist.sample(generator=generator) * scaling
-        # contiguous(): backward through UNetMotionModel from these permuted latents segfaults
-        # in torch 2.13's CPU kernels (measured); a contiguous copy costs nothing noticeable.
-        return (
-            latents.reshape(batch, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
-        )
-
     def _micro_batch_loss(self, micro: int) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
         """Loss of micro-batch ``micro``; also (sum of per-sample losses, count) per role."""
         generator = torch.Generator().manual_seed(micro_seed(self.params["seed"], micro))
@@ -360,10 +316,10 @@ class Trainer:
                 if len(kept) < MAX_KEPT_TIMESTEPS:
                     kept.extend(drawn[: MAX_KEPT_TIMESTEPS - len(kept)])
         timesteps_t = torch.cat(timesteps).long().to(self.accelerator.device)
-        pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
+        pixels = torch.from_numpy(np.stack([self.encoder.pixels(e) for e in entries]))
         with torch.no_grad():
-            latents = self._encode_latents(pixels, generator)
-            text = self._encode_text(
+            latents = self.encoder.encode_latents(pixels, generator)
+            text = self.encoder.encode_text(
                 [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
             )
         noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(
@@ -493,9 +449,9 @@ class Trainer:
                 [low + int((i + 0.5) * (high - low) / count) for i in range(count)]
             ).to(self.accelerator.device)
             generator.manual_seed(self.params["seed"])
-            pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
-            latents = self._encode_latents(pixels, generator)
-            text = self._encode_text(
+            pixels = torch.from_numpy(np.stack([self.encoder.pixels(e) for e in entries]))
+            latents = self.encoder.encode_latents(pixels, generator)
+            text = self.encoder.encode_text(
                 [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
             )
             noise = torch.randn(latents.shape, generator=generator).to(
