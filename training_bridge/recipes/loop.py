@@ -8,7 +8,8 @@ mixed precision, gradient accumulation and several processes, so the same code r
 with the tiny models and under ``accelerate launch`` on GPUs.
 
 What the recipes change is only which samples and timesteps make up each micro-batch (see
-composition.py); checkpoints.py saves and resumes a run, output.py writes the trained model.
+composition.py). encoding.py turns entries into the UNet's inputs, checkpoints.py saves and
+resumes a run, validation.py measures the validation loss, output.py writes the trained model.
 
 Randomness is a function of (seed, micro-batch index) alone: which entries a micro-batch takes,
 its timesteps and its noise are drawn from generators seeded with them, and the data order is
@@ -33,18 +34,17 @@ from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, spe
 from .composition import Composition, RoleSampler, micro_seed, teacher_samples_seen
 from .data import ExportedDataset, read_export
 from .encoding import BatchEncoder
-from .output import save_output, trained_unet, training_summary
+from .output import read_summary, save_output, trained_unet, training_summary
 from .spec import (
     ANIMATION,
     DISTILL_STUDENT,
-    STYLE_TAILORING,
-    SUMMARY_FILE,
     DatasetFacts,
     ModelFacts,
     SpecError,
     TrainingSpec,
     check_spec,
 )
+from .validation import validation_loss
 
 TIMESTEPS_FILE = "timesteps.jsonl"
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -421,69 +421,13 @@ class Trainer:
             keep_checkpoints=self.params["keep_checkpoints"],
         )
 
-    # -- metrics ------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def validation_loss(self) -> dict[str, float]:
-        """Mean loss per role on up to ``validation_samples`` validation entries, at fixed,
-        evenly spread timesteps of the role's range and seeded noise: comparable across runs."""
-        limit = self.params["validation_samples"]
-        if not limit:
-            return {}
-        unet = self.accelerator.unwrap_model(self.unet)
-        unet.eval()
-        out = {}
-        generator = torch.Generator()
-        for role in self.roles:
-            entries = self.validation[role].entries[:limit]
-            if not entries:
-                continue
-            low, high = 0, self.model_facts.num_train_timesteps
-            if self.spec.recipe == STYLE_TAILORING:
-                split = self.params["timestep_split"]
-                low, high = (split, high) if role == "content" else (0, split)
-                if low == high:
-                    continue
-            count = len(entries)
-            timesteps = torch.tensor(
-                [low + int((i + 0.5) * (high - low) / count) for i in range(count)]
-            ).to(self.accelerator.device)
-            generator.manual_seed(self.params["seed"])
-            pixels = torch.from_numpy(np.stack([self.encoder.pixels(e) for e in entries]))
-            latents = self.encoder.encode_latents(pixels, generator)
-            text = self.encoder.encode_text(
-                [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
-            )
-            noise = torch.randn(latents.shape, generator=generator).to(
-                latents.device, latents.dtype
-            )
-            noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-            if self.model_facts.prediction_type == "epsilon":
-                target = noise
-            else:
-                target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-            with self.accelerator.autocast():
-                prediction = unet(noisy, timesteps, encoder_hidden_states=text, return_dict=False)[
-                    0
-                ]
-            out[role] = float(F.mse_loss(prediction.float(), target.float()))
-        unet.train()
-        return out
-
     # -- the whole run ------------------------------------------------------------------------
 
     def _existing_result(self) -> TrainingResult | None:
         """The finished output of this same run, if a previous process completed it."""
-        summary_path = self.output_dir / SUMMARY_FILE
-        if not summary_path.is_file():
+        summary = read_summary(self.output_dir, self.fingerprint)
+        if summary is None:
             return None
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("fingerprint") != self.fingerprint:
-            raise SpecError(
-                "output_dir",
-                f"{self.output_dir} already holds the output of a different run; "
-                f"choose another output_dir.",
-            )
         metrics = summary["metrics"]
         return TrainingResult(
             output_dir=str(self.output_dir),
@@ -591,7 +535,20 @@ class Trainer:
         metrics = {
             "steps": self.global_step,
             "final_loss": {r: round(v, 6) for r, v in self.last_loss.items()},
-            "validation_loss": {r: round(v, 6) for r, v in self.validation_loss().items()},
+            "validation_loss": {
+                r: round(v, 6)
+                for r, v in validation_loss(
+                    self.accelerator.unwrap_model(self.unet),
+                    self.encoder,
+                    self.noise_scheduler,
+                    self.validation,
+                    roles=self.roles,
+                    recipe=self.spec.recipe,
+                    model_facts=self.model_facts,
+                    params=p,
+                    autocast=self.accelerator.autocast,
+                ).items()
+            },
             "resumed_from_step": self.resumed_from,
             "load_seconds": round(self.load_seconds, 3),
             "train_seconds_this_process": round(train_seconds, 3),

@@ -12,7 +12,7 @@ import torch
 from .checkpoints import list_checkpoints
 from .data import ExportedDataset
 from .model_card import write_model_card
-from .spec import SUMMARY_FILE, DatasetFacts, ModelFacts, TrainingSpec
+from .spec import SUMMARY_FILE, DatasetFacts, ModelFacts, SpecError, TrainingSpec
 
 
 def trained_unet(unet, *, method: str, output_dir: Path):
@@ -108,3 +108,21 @@ def training_summary(
         "fingerprint": fingerprint,
         "job": spec.job,
     }
+
+
+def read_summary(output_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The summary in ``output_dir`` when a previous process completed this same run there.
+
+    Raises:
+        SpecError: ``output_dir`` holds the output of a different run.
+    """
+    summary_path = output_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if summary.get("fingerprint") != fingerprint:
+        raise SpecError(
+            "output_dir",
+            f"{output_dir} already holds the output of a different run; choose another output_dir.",
+        )
+    return summary
