@@ -532,23 +532,21 @@ class Trainer:
         finally:
             if timesteps_log is not None:
                 timesteps_log.close()
+        validation = validation_loss(
+            self.accelerator.unwrap_model(self.unet),
+            self.encoder,
+            self.noise_scheduler,
+            self.validation,
+            roles=self.roles,
+            recipe=self.spec.recipe,
+            model_facts=self.model_facts,
+            params=p,
+            autocast=self.accelerator.autocast,
+        )
         metrics = {
             "steps": self.global_step,
             "final_loss": {r: round(v, 6) for r, v in self.last_loss.items()},
-            "validation_loss": {
-                r: round(v, 6)
-                for r, v in validation_loss(
-                    self.accelerator.unwrap_model(self.unet),
-                    self.encoder,
-                    self.noise_scheduler,
-                    self.validation,
-                    roles=self.roles,
-                    recipe=self.spec.recipe,
-                    model_facts=self.model_facts,
-                    params=p,
-                    autocast=self.accelerator.autocast,
-                ).items()
-            },
+            "validation_loss": {r: round(v, 6) for r, v in validation.items()},
             "resumed_from_step": self.resumed_from,
             "load_seconds": round(self.load_seconds, 3),
             "train_seconds_this_process": round(train_seconds, 3),
