@@ -19,7 +19,7 @@ from training_bridge.recipes import (
     list_checkpoints,
     train,
 )
-from training_bridge.recipes.loop import Composition, RoleSampler
+from training_bridge.recipes.composition import Composition, RoleSampler
 
 FAST = {"max_train_steps": 3, "train_batch_size": 2, "validation_samples": 2}
 

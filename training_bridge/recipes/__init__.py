@@ -34,8 +34,8 @@ _EXPORTS = {
     "read_export": "data",
     "Trainer": "loop",
     "TrainingResult": "loop",
-    "list_checkpoints": "loop",
-    "SUMMARY_FILE": "loop",
+    "list_checkpoints": "checkpoints",
+    "SUMMARY_FILE": "spec",
     "train": "train",
     "main": "train",
     "render_model_card": "model_card",
@@ -72,8 +72,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .checkpoints import list_checkpoints
     from .data import read_export
-    from .loop import SUMMARY_FILE, Trainer, TrainingResult, list_checkpoints
+    from .loop import Trainer, TrainingResult
     from .model_card import render_model_card
     from .progress import emit, format_event, parse_line
     from .spec import (
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
         RECIPE_ROLES,
         RECIPES,
         ROLE_PURPOSES,
+        SUMMARY_FILE,
         DatasetFacts,
         DatasetSpec,
         ModelFacts,

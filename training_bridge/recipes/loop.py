@@ -1,4 +1,4 @@
-"""The training loop shared by every recipe: diffusion loss, checkpoints, resume, output.
+"""The training loop shared by every recipe: set-up, diffusion loss, steps, the whole run.
 
 Shaped like diffusers' ``examples/text_to_image/train_text_to_image.py``: the VAE and text
 encoder are frozen, the UNet (whole, LoRA adapters through peft, or only the motion modules of
@@ -8,14 +8,8 @@ mixed precision, gradient accumulation and several processes, so the same code r
 with the tiny models and under ``accelerate launch`` on GPUs.
 
 What the recipes change is only which samples and timesteps make up each micro-batch (see
-``Composition``):
-
-- finetune and distill_student: the batch comes from the one dataset, timesteps from
-  [0, num_train_timesteps);
-- sequential: from ``first`` for the first ``first_stage_steps`` steps, then from ``second``;
-- style_tailoring: a ``content_ratio`` share of every batch from ``content`` with timesteps in
-  [timestep_split, num_train_timesteps), the rest from ``style`` with timesteps in
-  [0, timestep_split).
+composition.py). encoding.py turns entries into the UNet's inputs, checkpoints.py saves and
+resumes a run, validation.py measures the validation loss, output.py writes the trained model.
 
 Randomness is a function of (seed, micro-batch index) alone: which entries a micro-batch takes,
 its timesteps and its noise are drawn from generators seeded with them, and the data order is
@@ -25,11 +19,7 @@ the uninterrupted run would have, and the platform can assert that.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,40 +30,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ExportedDataset, load_frames, load_pixels, read_export
-from .model_card import write_model_card
+from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, spec_fingerprint
+from .composition import Composition, RoleSampler, micro_seed, teacher_samples_seen
+from .data import ExportedDataset, read_export
+from .encoding import BatchEncoder
+from .output import read_summary, save_output, trained_unet, training_summary
 from .spec import (
     ANIMATION,
-    CHECKPOINT_PREFIX,
     DISTILL_STUDENT,
-    SEQUENTIAL,
-    STATE_FILE,
-    STYLE_TAILORING,
-    SUMMARY_FILE,
     DatasetFacts,
     ModelFacts,
     SpecError,
     TrainingSpec,
     check_spec,
 )
+from .validation import validation_loss
 
 TIMESTEPS_FILE = "timesteps.jsonl"
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
-# Parameters that change how a run is observed or stored, not what it learns: a checkpoint
-# stays usable when only these differ.
-_NON_LEARNING_PARAMS = {
-    "checkpointing_steps",
-    "checkpoints_total_limit",
-    "keep_checkpoints",
-    "logging_steps",
-    "record_timesteps",
-    "validation_samples",
-    "inference_steps",
-}
-# Decoded training images are kept in memory up to this size: the tiny datasets fit entirely,
-# a real one streams from disk.
-PIXEL_CACHE_BYTES = 256 * 1024 * 1024
 # Timesteps kept in memory for the result (per role); the log file keeps them all.
 MAX_KEPT_TIMESTEPS = 100_000
 
@@ -110,143 +85,6 @@ class TrainingResult:
     teacher_counts: dict[str, int] = field(default_factory=dict)
     load_seconds: float = 0.0
     train_seconds: float = 0.0
-
-
-# Sampling ---------------------------------------------------------------------------------------
-
-
-class RoleSampler:
-    """Entry indices of one dataset in a seeded order: a fresh permutation every epoch.
-
-    ``take(start, count)`` returns the entries at positions ``start`` .. ``start + count - 1``
-    of the endless sequence perm(epoch 0) + perm(epoch 1) + ..., so any position can be
-    reached without replaying the ones before it.
-    """
-
-    def __init__(self, size: int, *, seed: int, salt: int) -> None:
-        self.size = size
-        self.seed = seed
-        self.salt = salt
-        self._epoch = -1
-        self._perm: np.ndarray | None = None
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._epoch:
-            rng = np.random.default_rng([self.seed, self.salt, epoch])
-            self._perm = rng.permutation(self.size)
-            self._epoch = epoch
-        return self._perm
-
-    def take(self, start: int, count: int) -> list[int]:
-        out = []
-        for position in range(start, start + count):
-            epoch, index = divmod(position, self.size)
-            out.append(int(self.permutation(epoch)[index]))
-        return out
-
-
-@dataclass(frozen=True)
-class Part:
-    """One role's share of a micro-batch: ``count`` entries from position ``start``, with
-    timesteps drawn from [low, high)."""
-
-    role: str
-    start: int
-    count: int
-    low: int
-    high: int
-
-
-class Composition:
-    """Which roles, dataset positions and timestep ranges make up micro-batch ``m``.
-
-    Micro-batches are numbered across optimizer steps, accumulation steps and processes:
-    ``m = (step * gradient_accumulation_steps + accumulation_index) * num_processes + rank``.
-    """
-
-    def __init__(
-        self,
-        recipe: str,
-        params: dict[str, Any],
-        *,
-        num_train_timesteps: int,
-        roles: list[str],
-        micro_per_step: int,
-    ) -> None:
-        self.recipe = recipe
-        self.batch = params["train_batch_size"]
-        self.timesteps = num_train_timesteps
-        self.roles = roles
-        self.micro_per_step = micro_per_step
-        self.first_micro = params.get("first_stage_steps", 0) * micro_per_step
-        self.ratio = params.get("content_ratio", 1.0)
-        self.split = params.get("timestep_split", 0)
-
-    def _content_before(self, m: int) -> int:
-        # Error diffusion: the first m micro-batches hold round(m * B * ratio) content samples
-        # in total, so the mix is exact over any run length and needs no state.
-        return math.floor(m * self.batch * self.ratio + 0.5)
-
-    def parts(self, m: int) -> list[Part]:
-        b, t = self.batch, self.timesteps
-        if self.recipe == STYLE_TAILORING:
-            before, after = self._content_before(m), self._content_before(m + 1)
-            content = after - before
-            parts = []
-            if content:
-                parts.append(Part("content", before, content, self.split, t))
-            if b - content:
-                parts.append(Part("style", m * b - before, b - content, 0, self.split))
-            return parts
-        if self.recipe == SEQUENTIAL:
-            if m < self.first_micro:
-                return [Part("first", m * b, b, 0, t)]
-            return [Part("second", (m - self.first_micro) * b, b, 0, t)]
-        return [Part(self.roles[0], m * b, b, 0, t)]
-
-    def positions_until(self, micro_count: int) -> dict[str, int]:
-        """Samples taken from each role by the first ``micro_count`` micro-batches."""
-        b = self.batch
-        if self.recipe == STYLE_TAILORING:
-            content = self._content_before(micro_count)
-            return {"content": content, "style": micro_count * b - content}
-        if self.recipe == SEQUENTIAL:
-            first = min(micro_count, self.first_micro)
-            return {"first": first * b, "second": max(0, micro_count - self.first_micro) * b}
-        return {self.roles[0]: micro_count * b}
-
-
-def _micro_seed(seed: int, micro: int) -> int:
-    return (seed * 1_000_003 + micro) % (2**63 - 1)
-
-
-# The trainer -------------------------------------------------------------------------------------
-
-
-def spec_fingerprint(spec: TrainingSpec, datasets: list[DatasetFacts], params: dict) -> str:
-    """A hash of what determines the learned weights; checkpoints of another run are refused."""
-    learning = {k: v for k, v in params.items() if k not in _NON_LEARNING_PARAMS}
-    payload = {
-        "recipe": spec.recipe,
-        "base_model": str(Path(spec.base_model).resolve()),
-        "datasets": sorted(
-            (d.role, f.manifest_sha256) for d, f in zip(spec.datasets, datasets, strict=True)
-        ),
-        "params": learning,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (their state file written last) under ``output_dir``, oldest first."""
-    folder = Path(output_dir)
-    found = []
-    if folder.is_dir():
-        for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
-            suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
-            if suffix.isdigit() and (path / STATE_FILE).is_file():
-                found.append((int(suffix), path))
-    return sorted(found)
 
 
 class Trainer:
@@ -295,8 +133,6 @@ class Trainer:
         self.resumed_from: int | None = None
         self.sampled_timesteps: dict[str, list[int]] = {}
         self.step_timesteps: dict[str, list[int]] = {}
-        self._pixel_cache: dict[Path, np.ndarray] = {}
-        self._pixel_cache_bytes = 0
         self._setup_done = False
         self._closed = False
 
@@ -371,8 +207,16 @@ class Trainer:
             self.text_encoder.to(dtype=self.weight_dtype)
         self.vae.to(device)
         self.text_encoder.to(device)
-        self.tokenizer = self.pipe.tokenizer
-        self.vae_channels = self.vae.config.in_channels
+        self.encoder = BatchEncoder(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.pipe.tokenizer,
+            device=device,
+            weight_dtype=self.weight_dtype,
+            is_animation=self.is_animation,
+            resolution=p["resolution"],
+            num_frames=num_frames,
+        )
         unet = self.pipe.unet
         unet.train()
         method = p["method"]
@@ -429,33 +273,13 @@ class Trainer:
             path = checkpoints[-1][1]
         else:
             path = Path(self.resume_from_checkpoint)
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        if state.get("fingerprint") != self.fingerprint:
-            raise SpecError(
-                "resume_from_checkpoint",
-                f"Checkpoint {path} was made by a different run (recipe, base model, datasets or "
-                f"learning parameters differ); remove it or use another output_dir.",
-            )
-        from safetensors.torch import load_file
-
-        model = self.accelerator.unwrap_model(self.unet)
-        weights = load_file(str(path / "trainable.safetensors"), device="cpu")
-        missing = set(self.trainable_names) - set(weights)
-        if missing:
-            raise SpecError(
-                "resume_from_checkpoint",
-                f"Checkpoint {path} lacks {len(missing)} trainable tensors, "
-                f"e.g. {sorted(missing)[0]}.",
-            )
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for name, tensor in weights.items():
-                params[name].copy_(tensor.to(params[name].device))
-        self.optimizer.load_state_dict(
-            torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        )
-        self.lr_scheduler.load_state_dict(
-            torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True)
+        state = load_checkpoint(
+            path,
+            self.accelerator.unwrap_model(self.unet),
+            self.optimizer,
+            self.lr_scheduler,
+            fingerprint=self.fingerprint,
+            trainable_names=self.trainable_names,
         )
         self.global_step = int(state["step"])
         self.resumed_from = self.global_step
@@ -473,57 +297,9 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
 
-    def _pixels(self, entry) -> np.ndarray:
-        cached = self._pixel_cache.get(entry.file)
-        if cached is not None:
-            return cached
-        resolution = self.params["resolution"]
-        if self.is_animation:
-            array = load_frames(
-                entry,
-                resolution=resolution,
-                num_frames=self.params["num_frames"],
-                channels=self.vae_channels,
-            )
-        else:
-            array = load_pixels(entry.file, resolution=resolution, channels=self.vae_channels)
-        if self._pixel_cache_bytes + array.nbytes <= PIXEL_CACHE_BYTES:
-            self._pixel_cache[entry.file] = array
-            self._pixel_cache_bytes += array.nbytes
-        return array
-
-    def _encode_text(self, captions: list[str], repeat: int) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.accelerator.device)
-        states = self.text_encoder(ids, return_dict=False)[0]
-        if repeat > 1:
-            # AnimateDiff's UNet takes one text state per frame, as its pipelines pass it.
-            states = states.repeat_interleave(repeat, dim=0)
-        return states
-
-    def _encode_latents(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        device = self.accelerator.device
-        scaling = self.vae.config.scaling_factor
-        if not self.is_animation:
-            dist = self.vae.encode(pixels.to(device, dtype=self.weight_dtype)).latent_dist
-            return dist.sample(generator=generator) * scaling
-        batch, frames = pixels.shape[:2]
-        flat = pixels.reshape(batch * frames, *pixels.shape[2:]).to(device, dtype=self.weight_dtype)
-        latents = self.vae.encode(flat).latent_dist.sample(generator=generator) * scaling
-        # contiguous(): backward through UNetMotionModel from these permuted latents segfaults
-        # in torch 2.13's CPU kernels (measured); a contiguous copy costs nothing noticeable.
-        return (
-            latents.reshape(batch, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
-        )
-
     def _micro_batch_loss(self, micro: int) -> tuple[torch.Tensor, dict[str, tuple[float, int]]]:
         """Loss of micro-batch ``micro``; also (sum of per-sample losses, count) per role."""
-        generator = torch.Generator().manual_seed(_micro_seed(self.params["seed"], micro))
+        generator = torch.Generator().manual_seed(micro_seed(self.params["seed"], micro))
         parts = self.composition.parts(micro)
         entries, roles, timesteps = [], [], []
         for part in parts:
@@ -540,10 +316,10 @@ class Trainer:
                 if len(kept) < MAX_KEPT_TIMESTEPS:
                     kept.extend(drawn[: MAX_KEPT_TIMESTEPS - len(kept)])
         timesteps_t = torch.cat(timesteps).long().to(self.accelerator.device)
-        pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
+        pixels = torch.from_numpy(np.stack([self.encoder.pixels(e) for e in entries]))
         with torch.no_grad():
-            latents = self._encode_latents(pixels, generator)
-            text = self._encode_text(
+            latents = self.encoder.encode_latents(pixels, generator)
+            text = self.encoder.encode_text(
                 [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
             )
         noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(
@@ -600,217 +376,58 @@ class Trainer:
     # -- checkpoints and output ---------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoint-<step>`` (trainable weights, optimizer, lr scheduler, state).
-
-        Written into a temporary folder renamed into place, with the state file last, so a
-        crash mid-write never leaves a checkpoint that ``list_checkpoints`` would pick.
-        """
-        from safetensors.torch import save_file
-
-        final = self.output_dir / f"{CHECKPOINT_PREFIX}{self.global_step}"
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            staging = self.output_dir / f".{final.name}.tmp"
-            if staging.exists():
-                shutil.rmtree(staging)
-            staging.mkdir(parents=True)
-            model = self.accelerator.unwrap_model(self.unet)
-            weights = {
-                name: param.detach().to("cpu", torch.float32).contiguous()
-                for name, param in model.named_parameters()
-                if param.requires_grad
-            }
-            save_file(weights, str(staging / "trainable.safetensors"))
-            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
-            torch.save(self.lr_scheduler.state_dict(), staging / "scheduler.pt")
-            (staging / STATE_FILE).write_text(
-                json.dumps(
-                    {
-                        "step": self.global_step,
-                        "fingerprint": self.fingerprint,
-                        "recipe": self.spec.recipe,
-                        "last_loss": getattr(self, "last_loss", {}),
-                    }
-                ),
-                encoding="utf-8",
-            )
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(staging, final)
-            for _, old in list_checkpoints(self.output_dir)[
-                : -self.params["checkpoints_total_limit"]
-            ]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return final
-
-    def _trained_unet(self):
-        """The UNet to save: LoRA adapters merged in (the adapter is also saved on its own)."""
-        unet = self.accelerator.unwrap_model(self.unet)
-        if self.params["method"] == "lora":
-            unet.save_lora_adapter(str(self.output_dir / "unet_lora"))
-            unet.fuse_lora()
-            unet.unload_lora()
-        return unet.to("cpu").eval()
+        """Write ``checkpoint-<step>`` for the current step (see checkpoints.save_checkpoint)."""
+        return save_checkpoint(
+            self.accelerator,
+            self.unet,
+            self.optimizer,
+            self.lr_scheduler,
+            output_dir=self.output_dir,
+            state={
+                "step": self.global_step,
+                "fingerprint": self.fingerprint,
+                "recipe": self.spec.recipe,
+                "last_loss": getattr(self, "last_loss", {}),
+            },
+            total_limit=self.params["checkpoints_total_limit"],
+        )
 
     def save_output(self, metrics: dict[str, Any]) -> None:
-        """Write the model as a diffusers pipeline, its model card and its training summary.
-
-        The summary is written last: its presence means the folder is complete.
-        """
+        """Write the output folder (see output.save_output), from the main process only."""
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        unet = self._trained_unet()
-        pipe = self.pipe
-        pipe.unet = unet
-        for module in (pipe.vae, pipe.text_encoder):
-            module.to("cpu")
-            if module.dtype != torch.float32:
-                module.to(dtype=torch.float32)
-        if self.is_animation and getattr(pipe, "motion_adapter", None) is not None:
-            # Keep the saved motion adapter equal to the trained motion modules (the inverse of
-            # UNetMotionModel.load_motion_modules), so the folder is consistent either way.
-            adapter = pipe.motion_adapter
-            for i, block in enumerate(adapter.down_blocks):
-                block.motion_modules.load_state_dict(
-                    unet.down_blocks[i].motion_modules.state_dict()
-                )
-            for i, block in enumerate(adapter.up_blocks):
-                block.motion_modules.load_state_dict(unet.up_blocks[i].motion_modules.state_dict())
-            if adapter.mid_block is not None and hasattr(unet.mid_block, "motion_modules"):
-                adapter.mid_block.motion_modules.load_state_dict(
-                    unet.mid_block.motion_modules.state_dict()
-                )
-        pipe.save_pretrained(str(self.output_dir), safe_serialization=True)
-        summary = self.summary(metrics)
-        write_model_card(self.output_dir / "README.md", summary)
-        (self.output_dir / SUMMARY_FILE).write_text(
-            json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8"
+        unet = trained_unet(
+            self.accelerator.unwrap_model(self.unet),
+            method=self.params["method"],
+            output_dir=self.output_dir,
         )
-        if not self.params["keep_checkpoints"]:
-            for _, path in list_checkpoints(self.output_dir):
-                shutil.rmtree(path, ignore_errors=True)
-
-    def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        default_params = {}
-        if "inference_steps" in self.params:
-            default_params["num_inference_steps"] = self.params["inference_steps"]
-        if self.is_animation:
-            default_params["num_frames"] = self.params["num_frames"]
-        return {
-            "recipe": self.spec.recipe,
-            "base_model": str(self.spec.base_model),
-            "model_kind": self.model_facts.kind,
-            "prediction_type": self.model_facts.prediction_type,
-            "num_train_timesteps": self.model_facts.num_train_timesteps,
-            "datasets": [
-                {
-                    "role": d.role,
-                    "path": d.path,
-                    "dataset_version_id": f.dataset_version_id,
-                    "purpose": f.purpose,
-                    "kind": f.kind,
-                    "manifest_sha256": f.manifest_sha256,
-                    "entries": len(self.datasets[d.role].entries),
-                    "validation_entries": len(self.validation[d.role].entries),
-                }
-                for d, f in zip(self.spec.datasets, self.dataset_facts, strict=True)
-            ],
-            "params": self.params,
-            "metrics": metrics,
-            "default_params": default_params,
-            "fingerprint": self.fingerprint,
-            "job": self.spec.job,
-        }
-
-    # -- metrics ------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def validation_loss(self) -> dict[str, float]:
-        """Mean loss per role on up to ``validation_samples`` validation entries, at fixed,
-        evenly spread timesteps of the role's range and seeded noise: comparable across runs."""
-        limit = self.params["validation_samples"]
-        if not limit:
-            return {}
-        unet = self.accelerator.unwrap_model(self.unet)
-        unet.eval()
-        out = {}
-        generator = torch.Generator()
-        for role in self.roles:
-            entries = self.validation[role].entries[:limit]
-            if not entries:
-                continue
-            low, high = 0, self.model_facts.num_train_timesteps
-            if self.spec.recipe == STYLE_TAILORING:
-                split = self.params["timestep_split"]
-                low, high = (split, high) if role == "content" else (0, split)
-                if low == high:
-                    continue
-            count = len(entries)
-            timesteps = torch.tensor(
-                [low + int((i + 0.5) * (high - low) / count) for i in range(count)]
-            ).to(self.accelerator.device)
-            generator.manual_seed(self.params["seed"])
-            pixels = torch.from_numpy(np.stack([self._pixels(e) for e in entries]))
-            latents = self._encode_latents(pixels, generator)
-            text = self._encode_text(
-                [e.text for e in entries], self.params["num_frames"] if self.is_animation else 1
-            )
-            noise = torch.randn(latents.shape, generator=generator).to(
-                latents.device, latents.dtype
-            )
-            noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-            if self.model_facts.prediction_type == "epsilon":
-                target = noise
-            else:
-                target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-            with self.accelerator.autocast():
-                prediction = unet(noisy, timesteps, encoder_hidden_states=text, return_dict=False)[
-                    0
-                ]
-            out[role] = float(F.mse_loss(prediction.float(), target.float()))
-        unet.train()
-        return out
-
-    def teacher_samples_seen(self) -> dict[str, int]:
-        """Samples drawn per teacher over the whole run (a function of the seed, not of resumes)."""
-        if self.spec.recipe != DISTILL_STUDENT:
-            return {}
-        role = self.roles[0]
-        entries = self.datasets[role].entries
-        taken = self.composition.positions_until(
-            self.params["max_train_steps"] * self.micro_per_step
+        save_output(
+            self.pipe,
+            unet,
+            output_dir=self.output_dir,
+            summary=training_summary(
+                self.spec,
+                self.model_facts,
+                self.dataset_facts,
+                self.params,
+                metrics,
+                datasets=self.datasets,
+                validation=self.validation,
+                fingerprint=self.fingerprint,
+                is_animation=self.is_animation,
+            ),
+            is_animation=self.is_animation,
+            keep_checkpoints=self.params["keep_checkpoints"],
         )
-        total = taken[role]
-        sampler = RoleSampler(len(entries), seed=self.params["seed"], salt=0)
-        teachers = [e.teacher or "none" for e in entries]
-        names = sorted(set(teachers))
-        codes = np.array([names.index(t) for t in teachers])
-        counts = np.zeros(len(names), dtype=np.int64)
-        full_epochs, rest = divmod(total, len(entries))
-        if full_epochs:
-            counts += np.bincount(codes, minlength=len(names)) * full_epochs
-        if rest:
-            counts += np.bincount(
-                codes[sampler.permutation(full_epochs)[:rest]], minlength=len(names)
-            )
-        return {name: int(c) for name, c in zip(names, counts, strict=True)}
 
     # -- the whole run ------------------------------------------------------------------------
 
     def _existing_result(self) -> TrainingResult | None:
         """The finished output of this same run, if a previous process completed it."""
-        summary_path = self.output_dir / SUMMARY_FILE
-        if not summary_path.is_file():
+        summary = read_summary(self.output_dir, self.fingerprint)
+        if summary is None:
             return None
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("fingerprint") != self.fingerprint:
-            raise SpecError(
-                "output_dir",
-                f"{self.output_dir} already holds the output of a different run; "
-                f"choose another output_dir.",
-            )
         metrics = summary["metrics"]
         return TrainingResult(
             output_dir=str(self.output_dir),
@@ -915,10 +532,21 @@ class Trainer:
         finally:
             if timesteps_log is not None:
                 timesteps_log.close()
+        validation = validation_loss(
+            self.accelerator.unwrap_model(self.unet),
+            self.encoder,
+            self.noise_scheduler,
+            self.validation,
+            roles=self.roles,
+            recipe=self.spec.recipe,
+            model_facts=self.model_facts,
+            params=p,
+            autocast=self.accelerator.autocast,
+        )
         metrics = {
             "steps": self.global_step,
             "final_loss": {r: round(v, 6) for r, v in self.last_loss.items()},
-            "validation_loss": {r: round(v, 6) for r, v in self.validation_loss().items()},
+            "validation_loss": {r: round(v, 6) for r, v in validation.items()},
             "resumed_from_step": self.resumed_from,
             "load_seconds": round(self.load_seconds, 3),
             "train_seconds_this_process": round(train_seconds, 3),
@@ -929,7 +557,13 @@ class Trainer:
         }
         if self.spec.recipe == DISTILL_STUDENT:
             metrics["teacher_counts"] = teacher_counts
-            metrics["teacher_samples_seen"] = self.teacher_samples_seen()
+            metrics["teacher_samples_seen"] = teacher_samples_seen(
+                self.datasets[self.roles[0]].entries,
+                self.composition,
+                role=self.roles[0],
+                seed=p["seed"],
+                micro_count=total * self.micro_per_step,
+            )
         self.save_output(metrics)
         self._emit(
             "done",
