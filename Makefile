@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test test-fast schemathesis bench lint format system-deps clean
+.PHONY: install run test test-fast schemathesis bench world-models lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	sh -c 'for script in bench/*.py; do $(BIN)/python "$$script" $(BENCH_ARGS) || exit 1; done'
+
+# Rebuild the sticker world's default models (generation/world/weights) from the renderer and
+# the recipes, bit for bit: one thread per process, about 45 minutes on the 2-core machine.
+world-models: install
+	$(BIN)/python -m training_bridge.recipes.world_models
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
 system-deps:

@@ -61,9 +61,9 @@ def one_torch_thread():
 def tiny_model_specs(tmp_path_factory) -> list[dict]:
     """The default tiny models, built offline once per test session for every test that runs
     them: the pipeline tests, the training recipes, the workers of the end-to-end tests."""
-    from generation.pipelines import build_default_models
+    from generation.pipelines import build_tiny_models
 
-    return build_default_models(tmp_path_factory.mktemp("models"))
+    return build_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ _EXPORTS = {
     "matte_background": "matting",
     "build_tiny_sticker_model": "tiny",
     "build_tiny_animation_model": "tiny",
-    "build_default_models": "tiny",
+    "build_tiny_models": "tiny",
 }
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
     "LoadedPipeline",
     "ModelLoadError",
     "PipelineCache",
-    "build_default_models",
+    "build_tiny_models",
     "build_tiny_animation_model",
     "build_tiny_sticker_model",
     "check_animation_inputs",
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     )
     from .matting import matte_background
     from .motion import motion_score
-    from .tiny import build_default_models, build_tiny_animation_model, build_tiny_sticker_model
+    from .tiny import build_tiny_animation_model, build_tiny_models, build_tiny_sticker_model
 
 
 __getattr__, __dir__ = lazy_names(__name__, _EXPORTS, globals())

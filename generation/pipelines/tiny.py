@@ -123,6 +123,44 @@ def build_tokenizer() -> Any:
     return tokenizer
 
 
+UNK_TOKEN = "[UNK]"
+
+
+def build_word_tokenizer(words: list[str], *, max_length: int) -> Any:
+    """Return a word-level tokenizer over ``words``: one token per word, lower-cased.
+
+    For models trained from scratch on a closed vocabulary (the sticker world's captions), a
+    word per token leaves the small text encoder nothing to assemble from characters. Words
+    and punctuation are split as ``tokenizers``' Whitespace pre-tokenizer splits them (``\\w+``
+    or ``[^\\w\\s]+``); anything else reads as the unknown token. Ids: start, end, unknown,
+    then ``words`` in the given order. Padding uses the end token, as CLIP's tokenizer does.
+    """
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {BOS_TOKEN: 0, EOS_TOKEN: 1, UNK_TOKEN: 2}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(WordLevel(vocab, unk_token=UNK_TOKEN))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A {EOS_TOKEN}",
+        special_tokens=[(BOS_TOKEN, 0), (EOS_TOKEN, 1)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        unk_token=UNK_TOKEN,
+        pad_token=EOS_TOKEN,
+        model_max_length=max_length,
+    )
+    assert len(tokenizer) == len(vocab), f"word tokenizer has {len(tokenizer)} tokens"
+    return tokenizer
+
+
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed torch's CPU generator inside the block without disturbing the caller's RNG."""
@@ -212,7 +250,7 @@ def rgb_vae_from_rgba(vae: Any) -> Any:
     return rgb_vae
 
 
-def _save_atomically(pipe: Any, path: Path) -> Path:
+def save_atomically(pipe: Any, path: Path) -> Path:
     """Save ``pipe`` to ``path`` through a temporary sibling folder renamed into place.
 
     A build that dies midway leaves no half-written folder at ``path`` that could pass for
@@ -257,7 +295,7 @@ def build_tiny_sticker_model(path: str | Path, *, seed: int = 0) -> Path:
         image_encoder=None,
         requires_safety_checker=False,
     )
-    return _save_atomically(pipe, Path(path))
+    return save_atomically(pipe, Path(path))
 
 
 def build_tiny_animation_model(
@@ -305,7 +343,7 @@ def build_tiny_animation_model(
         )
     with _diffusers_errors_only():
         pipe = AnimateDiffVideoToVideoPipeline(motion_adapter=motion_adapter, **components)
-    return _save_atomically(pipe, Path(path))
+    return save_atomically(pipe, Path(path))
 
 
 def _loads_as(path: Path, class_name: str) -> bool:
@@ -373,7 +411,7 @@ _DEFAULT_MODELS: tuple[tuple[str, str, str, int, dict[str, Any] | None], ...] = 
 )
 
 
-def build_default_models(root: str | Path) -> list[dict[str, Any]]:
+def build_tiny_models(root: str | Path) -> list[dict[str, Any]]:
     """Build the default models under ``root`` and describe them.
 
     Folders: ``sticker-base`` (image, base), ``anim-teacher-a`` and ``anim-teacher-b``

@@ -68,19 +68,30 @@ def model_version_register(
 
 
 def default_models_register(*, root: Path) -> list[ModelVersion]:
-    """Build the tiny offline models under ``root`` if missing and register them by name.
+    """Install the sticker world's trained default models under ``root`` and register them.
 
-    Idempotent: existing folders are reused and existing versions are pointed at them.
+    Idempotent: folders that match the committed weights are reused and existing versions are
+    pointed at them. A missing or corrupt committed file raises DefaultModelsError naming it.
     """
-    from generation.pipelines import build_default_models
+    from generation.world.defaults import install_default_models
 
     versions = []
-    for spec in build_default_models(root):
+    for spec in install_default_models(root):
         existing = ModelVersion.objects.filter(name=spec["name"]).first()
         if existing is not None:
-            if existing.uri != spec["uri"]:
-                existing.uri = spec["uri"]
-                existing.save(update_fields=["uri"])
+            # A site set up before the trained defaults points its versions at the new folders,
+            # with the parameters, description and prompt limit of the model now there.
+            current = {
+                "uri": spec["uri"],
+                "default_params": spec["default_params"],
+                "description": spec["description"],
+                "max_prompt_tokens": model_prompt_token_limit(spec["uri"]),
+            }
+            changed = [key for key, value in current.items() if getattr(existing, key) != value]
+            for key in changed:
+                setattr(existing, key, current[key])
+            if changed:
+                existing.save(update_fields=changed)
             versions.append(existing)
             continue
         versions.append(
@@ -90,7 +101,7 @@ def default_models_register(*, root: Path) -> list[ModelVersion]:
                 role=spec["role"],
                 uri=spec["uri"],
                 default_params=spec["default_params"],
-                description=spec.get("description", "Tiny model built offline from configuration."),
+                description=spec["description"],
             )
         )
     return versions

@@ -6,9 +6,9 @@ from generation.models import ModelVersion
 pytestmark = pytest.mark.django_db
 
 
-def test_build_default_models_registers_them_once(tiny_models_root, capsys):
-    call_command("build_default_models", root=tiny_models_root)
-    call_command("build_default_models", root=tiny_models_root)
+def test_build_default_models_registers_them_once(tmp_path, capsys):
+    call_command("build_default_models", root=tmp_path)
+    call_command("build_default_models", root=tmp_path)
     rows = list(ModelVersion.objects.order_by("name").values_list("name", "kind", "role"))
     assert rows == [
         ("anim-student", "animation", "student"),
@@ -17,6 +17,6 @@ def test_build_default_models_registers_them_once(tiny_models_root, capsys):
         ("sticker-base", "image", "base"),
     ]
     base = ModelVersion.objects.get(name="sticker-base")
-    assert base.uri == str(tiny_models_root / "sticker-base")
-    assert base.max_prompt_tokens == 77
+    assert base.uri == str(tmp_path / "sticker-base")
+    assert base.max_prompt_tokens == 32
     assert f"sticker-base         image      base     {base.uri}" in capsys.readouterr().out

@@ -89,9 +89,41 @@ def test_demo_setup_creates_role_users_and_a_first_batch(models, capsys):
         ("rater2", ["rater"]),
     ]
     batch = GenerationBatch.objects.get()
-    assert (batch.total, batch.kind) == (24, "sticker")
+    assert (batch.total, batch.kind, batch.status, batch.done_count) == (
+        24,
+        "sticker",
+        "succeeded",
+        24,
+    )
+    from annotation.models import Campaign
+    from generation.world.captions import parse
+
+    prompts = list(batch.prompt_set.prompts.order_by("position").values_list("text", flat=True))
+    assert len(prompts) == 12
+    assert all(parse(text)["subject"] and parse(text)["colour"] for text in prompts)
+    campaign = Campaign.objects.get()
+    assert (campaign.name, campaign.status, campaign.kind, campaign.overlap) == (
+        "Demo: alignment and style",
+        "running",
+        "single",
+        2,
+    )
+    assert [q["key"] for q in campaign.question_schema] == [
+        "aligned",
+        "missing",
+        "style_pass",
+        "defects",
+        "note",
+    ]
+    assert campaign.items.count() == 24
+    assert sorted(campaign.memberships.values_list("rater__username", flat=True)) == [
+        "admin",
+        "rater",
+        "rater2",
+    ]
     call_command("demo_setup")  # idempotent
     assert GenerationBatch.objects.count() == 1
+    assert Campaign.objects.count() == 1
 
 
 def test_demo_setup_refuses_production(settings):

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from generation.pipelines import build_default_models, build_tiny_sticker_model
+from generation.pipelines import build_tiny_models, build_tiny_sticker_model
 from generation.pipelines.tiny import build_tokenizer, rgb_vae_from_rgba
 
 IMAGE_PARAMS = {"num_inference_steps": 8, "guidance_scale": 5.0, "width": 64, "height": 64}
@@ -82,17 +82,17 @@ def test_student_has_the_smallest_motion_modules(pipeline_models):
     assert sizes["anim-student"] < sizes["anim-teacher-a"] < sizes["anim-teacher-b"]
 
 
-def test_build_default_models_skips_models_that_load(pipeline_models, pipeline_models_root):
+def test_build_tiny_models_skips_models_that_load(pipeline_models, pipeline_models_root):
     weights = pipeline_models_root / "sticker-base" / "unet" / "diffusion_pytorch_model.safetensors"
     before = weights.stat().st_mtime_ns
 
-    again = build_default_models(pipeline_models_root)
+    again = build_tiny_models(pipeline_models_root)
 
     assert again == list(pipeline_models.values())
     assert weights.stat().st_mtime_ns == before
 
 
-def test_build_default_models_rebuilds_a_broken_model(pipeline_models_root, tmp_path):
+def test_build_tiny_models_rebuilds_a_broken_model(pipeline_models_root, tmp_path):
     root = Path(shutil.copytree(pipeline_models_root, tmp_path / "models"))
     student_weights = root / "anim-student" / "unet" / "diffusion_pytorch_model.safetensors"
     expected = _sha(student_weights)
@@ -100,7 +100,7 @@ def test_build_default_models_rebuilds_a_broken_model(pipeline_models_root, tmp_
     teacher_weights = root / "anim-teacher-a" / "unet" / "diffusion_pytorch_model.safetensors"
     teacher_mtime = teacher_weights.stat().st_mtime_ns
 
-    build_default_models(root)
+    build_tiny_models(root)
 
     assert _sha(student_weights) == expected
     assert teacher_weights.stat().st_mtime_ns == teacher_mtime

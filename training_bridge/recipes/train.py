@@ -141,7 +141,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainingSpec:
     return spec
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = spec_from_args(args)
         # Checked before torch is imported (seconds), so bad arguments fail at once.
         check_spec(spec)
-        _quiet_libraries()
+        quiet_libraries()
         train(
             spec,
             resume_from_checkpoint=args.resume_from_checkpoint,

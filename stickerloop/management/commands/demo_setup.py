@@ -1,9 +1,16 @@
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.models import GenerationBatch, ModelKind, ModelVersion, PromptSet
-from generation.services.batches import generation_batch_create
+from annotation.models import Campaign
+from annotation.schema import Preset, preset_questions
+from annotation.services.campaigns import campaign_create, campaign_start
+from annotation.services.items import campaign_items_from_selection
+from generation.models import BatchStatus, GenerationBatch, ModelKind, ModelVersion, PromptSet
+from generation.services.batches import generation_batch_create, generation_batch_plan
+from generation.services.chunks import generation_chunk_run
 from generation.services.prompts import prompt_set_import
+from generation.world.sampling import prompts
 from stickerloop.services import user_create_with_roles
 
 DEMO_USERS = [
@@ -14,17 +21,27 @@ DEMO_USERS = [
     ("admin", ["admin", "curator", "ml_engineer", "rater"]),
 ]
 DEMO_PASSWORD = "stickerloop"
-DEMO_PROMPTS = """a corgi wearing sunglasses, waving
-a cup of coffee with a happy face
-a cactus in a tiny pot giving a thumbs up
-a red panda eating noodles
-a rocket ship blasting off with stars
-a sleepy cat curled up on a cloud
-"""
+# Prompts from the sticker world's own "demo" stream: subjects and colours the default models
+# were trained on, so the first batch draws recognisable stickers.
+DEMO_PROMPT_COUNT = 12
+DEMO_SEEDS = [0, 1]
+DEMO_BATCH = "Demo: first stickers"
+DEMO_CAMPAIGN = "Demo: alignment and style"
+DEMO_RATERS = ("rater", "rater2", "admin")
+
+
+def demo_questions() -> list[dict]:
+    """The alignment preset's questions, then the style preset's, with one note at the end."""
+    alignment = [q for q in preset_questions(Preset.ALIGNMENT) if q["key"] != "note"]
+    style = preset_questions(Preset.STYLE)
+    return alignment + style
 
 
 class Command(BaseCommand):
-    help = "Development only: demo users for each role, a demo prompt set and a first batch."
+    help = (
+        "Development only: demo users for each role, a demo prompt set, a first batch drawn by "
+        "the default model, and an alignment-and-style campaign on it open to the demo raters."
+    )
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
@@ -35,18 +52,58 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<9} / {DEMO_PASSWORD}   roles: {', '.join(roles)}")
         prompt_set = PromptSet.objects.filter(name="Demo stickers").first()
         if prompt_set is None:
+            content = "".join(f"{p.text}\n" for p in prompts("demo", DEMO_PROMPT_COUNT))
             prompt_set, _ = prompt_set_import(
-                name="Demo stickers", content=DEMO_PROMPTS, file_format="text"
+                name="Demo stickers", content=content, file_format="text"
             )
-        if not GenerationBatch.objects.exists():
-            models = list(ModelVersion.objects.filter(kind=ModelKind.IMAGE, role="base")[:1])
-            if models:
-                batch = generation_batch_create(
-                    name="Demo: first stickers",
-                    kind="sticker",
-                    prompt_set=prompt_set,
-                    model_versions=models,
-                    seeds=[0, 1, 2, 3],
-                    params={},
-                )
-                self.stdout.write(f"Queued demo batch {batch.pk} ({batch.total} stickers).")
+        batch = GenerationBatch.objects.filter(name=DEMO_BATCH).first()
+        if batch is None and not GenerationBatch.objects.exists():
+            batch = self._first_batch(prompt_set)
+        if batch is not None and not Campaign.objects.filter(name=DEMO_CAMPAIGN).exists():
+            self._first_campaign(batch)
+
+    def _first_batch(self, prompt_set: PromptSet) -> GenerationBatch | None:
+        models = list(ModelVersion.objects.filter(kind=ModelKind.IMAGE, role="base")[:1])
+        if not models:
+            return None
+        batch = generation_batch_create(
+            name=DEMO_BATCH,
+            kind="sticker",
+            prompt_set=prompt_set,
+            model_versions=models,
+            seeds=DEMO_SEEDS,
+            params={},
+        )
+        # Generated here, through the same services the worker runs (a few seconds on a CPU),
+        # so the demo campaign has stickers before the worker starts; the worker later finds
+        # the chunks done and skips them.
+        for chunk_id in generation_batch_plan(batch_id=batch.pk):
+            generation_chunk_run(chunk_id=chunk_id)
+        batch.refresh_from_db()
+        self.stdout.write(
+            f"Generated demo batch {batch.pk}: {batch.done_count} of {batch.total} stickers."
+        )
+        return batch
+
+    def _first_campaign(self, batch: GenerationBatch) -> None:
+        if batch.status != BatchStatus.SUCCEEDED:
+            self.stdout.write(f"Demo batch {batch.pk} is {batch.status}; no demo campaign yet.")
+            return
+        raters = list(get_user_model().objects.filter(username__in=DEMO_RATERS))
+        campaign = campaign_create(
+            name=DEMO_CAMPAIGN,
+            kind="single",
+            question_schema=demo_questions(),
+            guidelines=(
+                "Judge each sticker twice: does it show what the prompt asks (subject, colour, "
+                "expression), and is it a good sticker (white outline, flat colours, centred and "
+                "whole, transparent background)?"
+            ),
+            overlap=2,
+            raters=raters,
+        )
+        items = campaign_items_from_selection(campaign=campaign, batches=[batch.pk], seed=0)
+        campaign_start(campaign=campaign)
+        self.stdout.write(
+            f"Opened campaign {campaign.pk} ({len(items)} items) to {', '.join(DEMO_RATERS)}."
+        )
