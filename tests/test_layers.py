@@ -23,7 +23,7 @@ LAYERS = [
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
 WIRING_PACKAGES = ("stickerloop.management",)
-DJANGO_FREE = ("generation.pipelines", "training_bridge.recipes")
+DJANGO_FREE = ("generation.pipelines", "generation.world", "training_bridge.recipes")
 PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge"}
 
 

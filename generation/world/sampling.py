@@ -51,7 +51,9 @@ def sample_spec(rng: random.Random, *, style: str = "mixed", **fixed) -> Sticker
         expression = rng.choice(factors.EXPRESSION_NAMES)
     parts = {}
     for part, values in factors.STYLE_PARTS.items():
-        keep = style == "sticker" or (style == "mixed" and rng.random() < PART_IN_STYLE)
+        # "off" draws parts as "mixed" does and then forces one part off if none is, so its
+        # images fail in one, two or more ways, as weak data does.
+        keep = style == "sticker" or rng.random() < PART_IN_STYLE
         parts[part] = values[0] if keep else rng.choice(values[1:])
     if style == "off" and all(parts[p] == factors.IN_STYLE[p] for p in parts):
         part = rng.choice(list(factors.STYLE_PARTS))
