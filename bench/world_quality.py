@@ -75,6 +75,7 @@ def judge_stickers(models: Path, params: dict, count: int, oracle) -> dict:
 def judge_animations(models: Path, manifest: dict, sources: int, oracle) -> dict:
     from generation.pipelines import generate_animations
     from generation.world.captions import caption
+    from generation.world.defaults import INFERENCE
     from generation.world.factors import MOTION_NAMES
     from generation.world.render import render_sticker
     from generation.world.sampling import sample_spec, stream_rng
@@ -91,7 +92,7 @@ def judge_animations(models: Path, manifest: dict, sources: int, oracle) -> dict
         if described["kind"] != "animation":
             continue
         loaded = _load(models, name, "animation")
-        params = dict(described["default_params"])
+        params = dict(INFERENCE[name][0])
         right = dict.fromkeys(MOTION_NAMES, 0)
         started = time.perf_counter()
         for motion in MOTION_NAMES:
@@ -134,12 +135,12 @@ def main() -> None:
     args = parser.parse_args()
     from generation.world.oracle import Oracle
 
-    from generation.world.defaults import WEIGHTS_DIR, read_manifest
+    from generation.world.defaults import INFERENCE, WEIGHTS_DIR, read_manifest
 
     size = QUICK if args.quick else FULL
     models = args.models or WEIGHTS_DIR
     manifest = read_manifest(models)
-    image_params = manifest["models"]["sticker-base"]["default_params"]
+    image_params = INFERENCE["sticker-base"][0]
     oracle = Oracle.load()
     figures = {"bench": "world_quality"}
     figures |= judge_stickers(models, image_params, size["prompts"], oracle)

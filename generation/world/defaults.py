@@ -1,10 +1,10 @@
 """The sticker world's trained default models: committed weights, checked and installed.
 
 ``weights/`` holds the models ``python -m training_bridge.recipes.world_models`` built, with
-``manifest.json`` recording each file's SHA-256, each model's default inference parameters and
-description. ``install_default_models`` copies them into a models folder after checking every
-file against the manifest, so a missing or corrupt file is refused by name instead of loading
-as a broken model.
+``manifest.json`` recording each file's SHA-256 and each model's kind and role; ``INFERENCE``
+gives each its default inference parameters and description. ``install_default_models``
+copies them into a models folder after checking every file against the manifest, so a missing
+or corrupt file is refused by name instead of loading as a broken model.
 """
 
 from __future__ import annotations
@@ -20,6 +20,39 @@ from typing import Any
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 ROLE_ORDER = ("base", "teacher", "student")
+
+# How each model is run by default. Inference settings, not weights: they can change without a
+# rebuild, so they live here rather than in the build's fingerprinted code.
+IMAGE_PARAMS: dict[str, Any] = {
+    "num_inference_steps": 20,
+    "guidance_scale": 4.0,
+    "width": 64,
+    "height": 64,
+}
+TEACHER_PARAMS: dict[str, Any] = {**IMAGE_PARAMS, "num_inference_steps": 12, "num_frames": 8}
+# The student runs at half the teachers' steps, as distillation promises.
+STUDENT_PARAMS: dict[str, Any] = {**TEACHER_PARAMS, "num_inference_steps": 6}
+INFERENCE: dict[str, tuple[dict[str, Any], str]] = {
+    "sticker-base": (
+        IMAGE_PARAMS,
+        "Sticker-world base text-to-sticker model (RGBA VAE, word-level text encoder), trained "
+        "from scratch on the weak corpus.",
+    ),
+    "anim-teacher-a": (
+        TEACHER_PARAMS,
+        "Sticker-world teacher A: motion modules trained mostly on bouncing, pulsing and "
+        "shaking clips.",
+    ),
+    "anim-teacher-b": (
+        TEACHER_PARAMS,
+        "Sticker-world teacher B: motion modules trained mostly on spinning, waving and "
+        "blinking clips.",
+    ),
+    "anim-student": (
+        STUDENT_PARAMS,
+        "Sticker-world student: smaller motion modules, briefly trained on every motion.",
+    ),
+}
 
 
 class DefaultModelsError(ValueError):
@@ -45,6 +78,9 @@ def read_manifest(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
     models = manifest.get("models")
     if not isinstance(models, dict) or not models or not isinstance(manifest.get("files"), dict):
         raise DefaultModelsError(f"The manifest {path} lists no models or no files.")
+    unknown = sorted(set(models) - set(INFERENCE))
+    if unknown:
+        raise DefaultModelsError(f"The manifest {path} names unknown models: {', '.join(unknown)}.")
     return manifest
 
 
@@ -124,8 +160,8 @@ def install_default_models(
                 "kind": described["kind"],
                 "role": described["role"],
                 "uri": str(target),
-                "default_params": dict(described["default_params"]),
-                "description": described["description"],
+                "default_params": dict(INFERENCE[name][0]),
+                "description": INFERENCE[name][1],
             }
         )
     return models

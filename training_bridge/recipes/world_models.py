@@ -101,14 +101,6 @@ TEXT_CONFIG: dict[str, Any] = {
     "max_position_embeddings": PROMPT_TOKENS,
     "layer_norm_eps": 1e-5,
 }
-IMAGE_PARAMS: dict[str, Any] = {
-    "num_inference_steps": 20,
-    "guidance_scale": 4.0,
-    "width": 64,
-    "height": 64,
-}
-TEACHER_PARAMS: dict[str, Any] = {**IMAGE_PARAMS, "num_inference_steps": 12, "num_frames": 8}
-STUDENT_PARAMS: dict[str, Any] = {**TEACHER_PARAMS, "num_inference_steps": 6}
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,6 @@ class AnimationModel:
     motions: tuple[str, ...]
     share: float
     adapter: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
 
 
 ANIMATION_MODELS: tuple[AnimationModel, ...] = (
@@ -131,7 +122,6 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         ("bounce", "pulse", "shake"),
         0.85,
         {"motion_num_attention_heads": 4, "motion_transformer_layers": 1},
-        "Sticker-world teacher A: trained mostly on bouncing, pulsing and shaking clips.",
     ),
     AnimationModel(
         "anim-teacher-b",
@@ -140,7 +130,6 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         ("spin", "wave", "blink"),
         0.85,
         {"motion_num_attention_heads": 4, "motion_transformer_layers": 1},
-        "Sticker-world teacher B: trained mostly on spinning, waving and blinking clips.",
     ),
     AnimationModel(
         "anim-student",
@@ -153,14 +142,8 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
             "motion_transformer_layers": 1,
             "use_motion_mid_block": False,
         },
-        "Sticker-world student: smaller motion modules, briefly trained on every motion.",
     ),
 )
-DESCRIPTIONS = {
-    "sticker-base": "Sticker-world base text-to-sticker model (RGBA VAE, word-level text "
-    "encoder), trained from scratch on the weak corpus.",
-    **{model.name: model.description for model in ANIMATION_MODELS},
-}
 
 
 def _deterministic() -> None:
@@ -442,23 +425,14 @@ def write_manifest(out: Path) -> dict[str, Any]:
     import diffusers
     import torch
 
-    models = {"sticker-base": ("image", "base", IMAGE_PARAMS)}
+    models = {"sticker-base": ("image", "base")}
     for model in ANIMATION_MODELS:
-        params = STUDENT_PARAMS if model.role == "student" else TEACHER_PARAMS
-        models[model.name] = ("animation", model.role, params)
+        models[model.name] = ("animation", model.role)
     manifest = {
         "source_fingerprint": source_fingerprint(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
-        "models": {
-            name: {
-                "kind": kind,
-                "role": role,
-                "default_params": params,
-                "description": DESCRIPTIONS[name],
-            }
-            for name, (kind, role, params) in models.items()
-        },
+        "models": {name: {"kind": kind, "role": role} for name, (kind, role) in models.items()},
         "files": file_hashes(out),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
