@@ -135,6 +135,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that asks the socket before sending SELECT 1.
+    DATABASES["default"]["ENGINE"] = "stickerloop.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; the web process and the worker share the file, so wait for
     # the lock instead of failing at once.

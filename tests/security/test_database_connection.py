@@ -51,6 +51,26 @@ def test_a_dropped_connection_is_replaced_before_the_next_request(rater):
         assert cursor.fetchone()[0] != pid
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_healthy_reused_connection_is_checked_without_a_query():
+    """The health check of an idle connection that received nothing asks the socket, not the
+    server: no SELECT 1 round trip per request (stickerloop.postgresql)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'the last request'")
+        pid = connection.connection.get_backend_pid()
+    # when: a request starts and opens its first cursor, where Django runs the health check
+    close_old_connections()
+    assert connection.health_check_done is False
+    connection.cursor().close()
+    # then: checked, on the same connection, and the server saw no statement since
+    assert (connection.health_check_done, connection.connection.get_backend_pid()) == (True, pid)
+    other = psycopg2.connect(**connection.get_connection_params())
+    with other.cursor() as cur:
+        cur.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert cur.fetchone() == ("SELECT 'the last request'",)
+    other.close()
+
+
 # Under load: the server drops the app's connections while requests are in flight -------------
 
 LOAD_SECONDS = 6
