@@ -65,7 +65,7 @@ class Scale:
 
 
 FULL = Scale(
-    images=16384, vae_steps=800, t2i_steps=3000, clips=2400, teacher_steps=1500, student_steps=600
+    images=16384, vae_steps=1200, t2i_steps=3000, clips=2400, teacher_steps=1500, student_steps=600
 )
 QUICK = Scale(images=256, vae_steps=4, t2i_steps=4, clips=16, teacher_steps=2, student_steps=2)
 
