@@ -1,7 +1,8 @@
 """Per-frame transforms of each motion: a loop of ``frames`` frames starting at rest.
 
 Amplitudes are in output pixels (64x64 frames) and degrees. A jerky clip keeps its motion type
-but repeats frames unevenly and jitters the subject, as badly sampled weak video does.
+but stutters (one frame held, the next step skipped) and jitters the subject, as badly sampled
+weak video does.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ def transforms(
     if smoothness == "smooth" or motion == STILL and frames == 1:
         return [_at(motion, phase, has_face=has_face) for phase in phases]
     rng = random.Random(seed * 7 + 3)
-    # Frames held and skipped unevenly, then jittered by up to 3 pixels.
-    held = sorted(rng.choice(phases) for _ in phases)
+    # One frame held where the next should be (a stutter), so the loop skips a step, and every
+    # frame jittered by up to 3 pixels. Every other phase stays, so the motion keeps what makes
+    # it that motion (a blink keeps a shut frame, a spin most of its turn): a jerky clip is a
+    # bad clip of its motion, never a different motion.
+    if frames > 2:
+        held = rng.randrange(1, frames - 1)
+        phases[held] = phases[held - 1]
     out = []
-    for phase in held:
+    for phase in phases:
         base = _at(motion, phase, has_face=has_face)
         out.append(
             Transform(

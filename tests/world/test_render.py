@@ -200,3 +200,19 @@ def test_an_unknown_motion_or_smoothness_is_refused_naming_the_field(
         render_animation(spec(), motion, smoothness=smoothness)
 
     assert (refused.value.field, str(refused.value)) == (field, message)
+
+
+def test_a_jerky_clip_stutters_once_and_keeps_its_motion():
+    from generation.world.motions import transforms
+
+    for seed in range(50):
+        smooth = transforms("blink", 8, "smooth", seed=seed, has_face=True)
+        jerky = transforms("blink", 8, "jerky", seed=seed, has_face=True)
+        # a blink keeps a shut frame however it stutters
+        assert any(t.eyes_closed for t in jerky)
+        held = [i for i in range(1, 8) if jerky[i].eyes_closed != smooth[i].eyes_closed]
+        assert len(held) <= 1
+        spin = transforms("spin", 8, "jerky", seed=seed, has_face=False)
+        angles = [t.angle for t in spin]
+        assert len(set(angles)) == 7
+        assert all(abs(t.dx) <= 3 and abs(t.dy) <= 3 for t in spin)
