@@ -18,6 +18,7 @@ from webhooks.catalog import DESCRIPTIONS, SUBSCRIBABLE, EventType
 from webhooks.models import Delivery, DeliveryStatus, Endpoint
 from webhooks.services import deliveries as delivery_services
 from webhooks.services import endpoints as endpoint_services
+from webhooks.services.endpoints import MAX_OVERLAP_HOURS
 from webhooks.services.events import endpoint_test_send
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -81,6 +82,19 @@ def endpoint_detail(request, pk: int):
     return render(request, "webhooks/endpoint_detail.html", _detail_context(request, endpoint))
 
 
+def _overlap_hours(form) -> int | None:
+    """The form's overlap in hours; None (the default) when left empty."""
+    raw = form.get("overlap_hours", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValidationError(
+            {"overlap_hours": [f"Must be an integer from 0 to {MAX_OVERLAP_HOURS}."]}
+        ) from exc
+
+
 @require_POST
 @role_required(*STAFF)
 def endpoint_action(request, pk: int, action: str):
@@ -100,9 +114,8 @@ def endpoint_action(request, pk: int, action: str):
             delivery = endpoint_test_send(endpoint=endpoint)
             messages.success(request, f"Test delivery {delivery.pk} queued.")
         elif action == "rotate":
-            hours = request.POST.get("overlap_hours", "").strip()
             endpoint, secret = endpoint_services.endpoint_secret_rotate(
-                endpoint=endpoint, overlap_hours=int(hours) if hours.isdigit() else None
+                endpoint=endpoint, overlap_hours=_overlap_hours(request.POST)
             )
             return render(
                 request,

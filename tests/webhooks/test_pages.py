@@ -160,3 +160,21 @@ def test_raters_get_403_on_every_page(site, rater, receiver):
 
     assert answers == [403] * 6
     assert Endpoint.objects.count() == 1
+
+
+@pytest.mark.parametrize("hours", ["-3", "two", "169"])
+def test_a_bad_overlap_on_the_page_is_400_and_keeps_the_secret(site, curator, receiver, hours):
+    endpoint, secret = endpoint_create(url=receiver.url(), events=[events.BATCH_FINISHED])
+
+    answer = site(curator).post(
+        reverse("webhook-endpoint-action", kwargs={"pk": endpoint.pk, "action": "rotate"}),
+        {"overlap_hours": hours},
+    )
+
+    assert answer.status_code == 400
+    assert (
+        "<li><strong>overlap_hours</strong>: Must be an integer from 0 to 168.</li>"
+        in answer.content.decode()
+    )
+    endpoint.refresh_from_db()
+    assert (endpoint.secret, endpoint.previous_secret) == (secret, "")
