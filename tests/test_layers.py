@@ -26,7 +26,16 @@ LAYERS = [
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
 WIRING_PACKAGES = ("stickerloop.management",)
-DJANGO_FREE = ("generation.pipelines", "generation.world", "training_bridge.recipes")
+DJANGO_FREE = (
+    "generation.pipelines",
+    "generation.world",
+    "training_bridge.recipes",
+    # The webhook sender's network and signing parts: plain arguments in, so that the README's
+    # verification snippet and a receiver's code can mirror them.
+    "webhooks.addresses",
+    "webhooks.signing",
+    "webhooks.transport",
+)
 PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge", "webhooks"}
 
 
