@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "annotation.quality",
     "training_bridge",
     "training_bridge.jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -256,6 +257,8 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "training_bridge.models.TaskStatus",
         "TriggerStatusEnum": "training_bridge.models.TriggerStatus",
         "VersionStatusEnum": "training_bridge.models.VersionStatus",
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "WebhookEventTypeEnum": "webhooks.catalog.EventType",
     },
 }
 
@@ -319,6 +322,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "generation.run_chunk": {"queue": "gpu"},
     "training_jobs.run": {"queue": "train"},
+    # Named although it is the default: webhook sending must never land on the gpu or train
+    # workers, whose one slot a slow receiver would hold.
+    "webhooks.*": {"queue": "default"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -348,6 +354,39 @@ for _entry, _task in (
     ("training-sweep-jobs", "training_jobs.sweep"),
 ):
     CELERY_BEAT_SCHEDULE[_entry] = {"task": _task, "schedule": float(SWEEP_EVERY_SECONDS)}
+
+# Webhooks (webhooks/): endpoints outside get signed JSON when a batch, campaign, dataset version,
+# export, training job, evaluation or rater changes state. A delivery is one POST from the
+# `default` queue with this timeout; a failed one is tried again after RETRY_FIRST_SECONDS,
+# doubling each time (capped at 6 hours), while the next try falls within RETRY_HOURS of the
+# first. An endpoint is disabled after DISABLE_AFTER failed tries in a row. ALLOW_PRIVATE lets
+# endpoints resolve to loopback, link-local and private addresses (tests, a private network);
+# off, such URLs are refused at registration and again at every send (DNS rebinding). SITE_URL
+# is how receivers reach this site: the object URLs in the payloads start with it.
+WEBHOOK_ALLOW_PRIVATE = env_bool("STICKERLOOP_WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT_SECONDS = env_int("STICKERLOOP_WEBHOOK_TIMEOUT_SECONDS", 5)
+WEBHOOK_RETRY_FIRST_SECONDS = env_int("STICKERLOOP_WEBHOOK_RETRY_FIRST_SECONDS", 30)
+WEBHOOK_RETRY_HOURS = env_int("STICKERLOOP_WEBHOOK_RETRY_HOURS", 24)
+WEBHOOK_DISABLE_AFTER = env_int("STICKERLOOP_WEBHOOK_DISABLE_AFTER", 15)
+WEBHOOK_SECRET_OVERLAP_HOURS = env_int("STICKERLOOP_WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+SITE_URL = (env("STICKERLOOP_SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+for _name, _value, _least in (
+    ("STICKERLOOP_WEBHOOK_TIMEOUT_SECONDS", WEBHOOK_TIMEOUT_SECONDS, 1),
+    ("STICKERLOOP_WEBHOOK_RETRY_FIRST_SECONDS", WEBHOOK_RETRY_FIRST_SECONDS, 1),
+    ("STICKERLOOP_WEBHOOK_RETRY_HOURS", WEBHOOK_RETRY_HOURS, 0),
+    ("STICKERLOOP_WEBHOOK_DISABLE_AFTER", WEBHOOK_DISABLE_AFTER, 1),
+    ("STICKERLOOP_WEBHOOK_SECRET_OVERLAP_HOURS", WEBHOOK_SECRET_OVERLAP_HOURS, 0),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {_value}")
+if not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_SITE_URL must start with http:// or https://, not {SITE_URL!r}"
+    )
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+    "task": "webhooks.sweep",
+    "schedule": float(SWEEP_EVERY_SECONDS),
+}
 
 # Annotation: expired leases go back to the pool (the rating step sweeps too, throttled).
 CELERY_BEAT_SCHEDULE["annotation-expire-leases"] = {

@@ -20,11 +20,23 @@ LAYERS = [
     "annotation.quality",
     "training_bridge",
     "training_bridge.jobs",
+    # Webhooks read every app's rows and name their URLs; no app imports webhooks (they announce
+    # state changes through stickerloop.events, which imports no app).
+    "webhooks",
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
 WIRING_PACKAGES = ("stickerloop.management",)
-DJANGO_FREE = ("generation.pipelines", "generation.world", "training_bridge.recipes")
-PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge"}
+DJANGO_FREE = (
+    "generation.pipelines",
+    "generation.world",
+    "training_bridge.recipes",
+    # The webhook sender's network and signing parts: plain arguments in, so that the README's
+    # verification snippet and a receiver's code can mirror them.
+    "webhooks.addresses",
+    "webhooks.signing",
+    "webhooks.transport",
+)
+PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge", "webhooks"}
 
 
 def _module_name(path: Path) -> str:
@@ -152,3 +164,16 @@ def test_the_walk_resolves_relative_imports_to_the_layer_above():
     }
     assert _layer("training_bridge.jobs.lifecycle") > _layer("training_bridge.apis.exports")
     assert _layer("annotation.quality.services.membership") == LAYERS.index("annotation.quality")
+
+
+def test_no_app_imports_webhooks():
+    offenders = [
+        f"{name} imports {imported}"
+        for name in SOURCES
+        if not name.startswith("webhooks") and not _is_wiring(name)
+        for imported in _imports(name)
+        if imported.split(".")[0] == "webhooks"
+    ]
+
+    assert "webhooks.services.deliveries" in SOURCES
+    assert offenders == []

@@ -148,6 +148,9 @@ def test_every_task_is_routed_to_its_queue():
         "training_jobs.prepare_external": "default",
         "training_jobs.run": "train",
         "training_jobs.sweep": "default",
+        "webhooks.deliver": "default",
+        "webhooks.record_event": "default",
+        "webhooks.sweep": "default",
     }
     assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
         "annotation.expire_leases",
@@ -155,6 +158,7 @@ def test_every_task_is_routed_to_its_queue():
         "generation.sweep_chunks",
         "training_bridge.sweep_exports",
         "training_jobs.sweep",
+        "webhooks.sweep",
     }
     for name in ours:
         task = app.tasks[name]

@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.quality.bulk import copy_text
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from training_bridge import curation
 from training_bridge.audit import audit_record
@@ -252,6 +253,12 @@ def dataset_version_publish(
         actor=published_by,
         version=version,
         details={"manifest_sha256": version.manifest_sha256},
+    )
+    events.publish(
+        events.DATASET_VERSION_PUBLISHED,
+        object_type="dataset_version",
+        object_id=version.pk,
+        data={"rule": version.rule_id, "number": version.number},
     )
     return version
 

@@ -19,6 +19,7 @@ from annotation.models import (
 from annotation.schema import PRESETS, normalise_schema, preset_for_kind, preset_questions
 from annotation.selectors import campaign_config_forget
 from generation.models import Candidate
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role
 
@@ -256,4 +257,6 @@ def campaign_close(*, campaign: Campaign) -> Campaign:
     campaign.save(update_fields=["status", "closed_at"])
     Lease.objects.filter(campaign=campaign, released=False).update(released=True)
     Item.objects.filter(campaign=campaign, leased_count__gt=0).update(leased_count=0)
+    # Closing is a campaign's one terminal state: no judgment is added after it.
+    events.publish(events.CAMPAIGN_COMPLETED, object_type="campaign", object_id=campaign.pk)
     return campaign

@@ -24,6 +24,7 @@ from generation.models import (
 )
 from generation.params import GenerationParams, validate_params
 from generation.pipelines import prompt_token_count
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import lock_unfinished
 
@@ -209,4 +210,22 @@ def generation_batch_cancel(*, batch: GenerationBatch) -> GenerationBatch:
     batch.status = BatchStatus.CANCELLED
     batch.finished_at = timezone.now()
     batch.save(update_fields=["status", "finished_at"])
+    batch_announce_end(batch)
     return batch
+
+
+def batch_announce_end(batch: GenerationBatch) -> None:
+    """Announce (after commit) that ``batch`` has ended: ``batch.failed`` when every chunk
+    failed, else ``batch.finished`` with the status it ended in (succeeded, partial, cancelled).
+    Assumes the caller holds the batch row locked and has just moved it to a terminal status."""
+    name = events.BATCH_FAILED if batch.status == BatchStatus.FAILED else events.BATCH_FINISHED
+    events.publish(
+        name,
+        object_type="generation_batch",
+        object_id=batch.pk,
+        data={
+            "status": batch.status,
+            "done_count": batch.done_count,
+            "failed_count": batch.failed_count,
+        },
+    )

@@ -29,7 +29,7 @@ from generation.pipelines import (
     generate_stickers,
     sha256_hex,
 )
-from generation.services.batches import batched
+from generation.services.batches import batch_announce_end, batched
 from stickerloop.lifecycle import (
     heartbeat,
     heartbeat_fresh,
@@ -112,6 +112,7 @@ def _chunk_finish(*, chunk_id: int, status: str, error: str = "") -> None:
             batch.status = BatchStatus.PARTIAL
         batch.finished_at = timezone.now()
         update += ["status", "finished_at"]
+        batch_announce_end(batch)
     batch.save(update_fields=update)
 
 

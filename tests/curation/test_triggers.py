@@ -75,8 +75,9 @@ def test_publish_creates_the_job_by_a_direct_call_in_its_transaction(
     # when
     with django_capture_on_commit_callbacks() as callbacks:
         published = dataset_version_publish_and_train(version=version, published_by=curator)
-    # then: the job exists before the publish commits; the only thing left for after the commit
-    # is the job's own run on the train queue
+    # then: the job exists before the publish commits; the only things left for after the
+    # commit are the announcement of the publish (stickerloop.events) and the job's own run on
+    # the train queue
     job = TrainingJob.objects.get()
     trigger = TrainingTrigger.objects.get(version=version)
     assert (published.status, trigger.status, trigger.job_id, trigger.error) == (
@@ -86,7 +87,7 @@ def test_publish_creates_the_job_by_a_direct_call_in_its_transaction(
         "",
     )
     assert job.trigger == {"source": "dataset_publish", "dataset_version_id": version.pk}
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2
 
 
 def test_curation_publish_alone_starts_no_training(curator, rule_with_trigger, models):

@@ -43,6 +43,8 @@ from training_bridge.models import (
     WeakImport,
     WeakSource,
 )
+from webhooks.models import Delivery, Event
+from webhooks.models import Endpoint as WebhookEndpoint
 
 ANON = "anonymous"
 R, C, E, A = Role.RATER.value, Role.CURATOR.value, Role.ML_ENGINEER.value, Role.ADMIN.value
@@ -224,6 +226,28 @@ RULES: dict[str, Rule] = {
         ENGINEERS, kwargs={"pk": "job", "action": "cancel"}, methods=POST_ONLY
     ),
     "model-version-lineage": Rule(STAFF, kwargs=pk("model_version")),
+    # Webhooks: curators and ML engineers register and watch endpoints; raters never.
+    "api-webhook-event-types": Rule(STAFF),
+    "api-webhook-endpoint-list": Rule(STAFF),
+    "api-webhook-endpoint-create": Rule(STAFF),
+    "api-webhook-endpoint-detail": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-update": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-rotate-secret": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-enable": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-disable": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-delete": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-endpoint-test": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-delivery-list": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "api-webhook-delivery-detail": Rule(STAFF, kwargs=pk("webhook_delivery")),
+    "api-webhook-delivery-redeliver": Rule(STAFF, kwargs=pk("webhook_delivery")),
+    "webhook-endpoint-list": Rule(STAFF),
+    "webhook-endpoint-create": Rule(STAFF),
+    "webhook-endpoint-detail": Rule(STAFF, kwargs=pk("webhook_endpoint")),
+    "webhook-endpoint-action": Rule(
+        STAFF, kwargs={"pk": "webhook_endpoint", "action": "test"}, methods=POST_ONLY
+    ),
+    "webhook-delivery-detail": Rule(STAFF, kwargs=pk("webhook_delivery")),
+    "webhook-delivery-redeliver": Rule(STAFF, kwargs=pk("webhook_delivery"), methods=POST_ONLY),
 }
 
 # The Django admin site: every view is behind ``admin_view`` (is_staff, which only the admin role
@@ -419,6 +443,24 @@ def _make_objects() -> dict:
         "trigger": TrainingTrigger.objects.create(version=version, trigger={}, status="failed").pk,
         "content_type": ContentType.objects.get_for_model(type(users[R])).pk,
     }
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://93.184.216.34/hook", events=["export.ready"], secret="whsec_matrix"
+    )
+    event = Event.objects.create(
+        type="export.ready",
+        object_type="dataset_export",
+        object_id=data["export"],
+        data={},
+        occurred_at=timezone.now(),
+    )
+    data["webhook_endpoint"] = endpoint.pk
+    data["webhook_delivery"] = Delivery.objects.create(
+        event=event,
+        endpoint=endpoint,
+        status="succeeded",
+        attempts=1,
+        window_started_at=timezone.now(),
+    ).pk
     data["tokens"] = {role: token_issue(user=u).key for role, u in users.items()}
     data["sessions"] = {}
     for role, u in users.items():

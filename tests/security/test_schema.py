@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 
@@ -27,6 +28,9 @@ from tests import factories
 from tests.conftest import client_for
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.models import DatasetExport, WeakImport, WeakSource
+from webhooks.models import Delivery, DeliveryAttempt
+from webhooks.models import Endpoint as WebhookEndpoint
+from webhooks.models import Event as WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -122,6 +126,25 @@ def world(rater, curator, engineer, admin_user):
         name="queued", file_format="text", location="imports/prompts/x", size_bytes=1
     )
     run = AggregationRun.objects.create(campaign=campaign, trigger="on_demand", methods=["mean"])
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://93.184.216.34/hook", events=["export.ready"], secret="whsec_schema"
+    )
+    event = WebhookEvent.objects.create(
+        type="export.ready",
+        object_type="dataset_export",
+        object_id=export.pk,
+        occurred_at=timezone.now(),
+    )
+    delivery = Delivery.objects.create(
+        event=event,
+        endpoint=endpoint,
+        status="failed",
+        attempts=1,
+        window_started_at=event.occurred_at,
+    )
+    DeliveryAttempt.objects.create(
+        delivery=delivery, number=1, started_at=event.occurred_at, error="No answer within 5 s."
+    )
     return {
         "batches": batch.pk,
         "campaigns": campaign.pk,
@@ -137,6 +160,8 @@ def world(rater, curator, engineer, admin_user):
         "training-jobs": job.pk,
         "weak-imports": weak_import.pk,
         "weak-sources": source.pk,
+        "webhooks/deliveries": delivery.pk,
+        "webhooks/endpoints": endpoint.pk,
         "users": {"rater": rater, "curator": curator, "engineer": engineer, "admin": admin_user},
     }
 

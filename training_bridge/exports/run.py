@@ -22,6 +22,7 @@ from django.db.models import Count, F
 from django.db.models.functions import Least
 from django.utils import timezone
 
+from stickerloop import events
 from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.audit import audit_record
 from training_bridge.exports.create import export_part_range, work_dir
@@ -155,6 +156,13 @@ def _export_finish_locked(
             "cpu_seconds": cpu_seconds,
         },
     )
+    if status == TaskStatus.SUCCEEDED:
+        events.publish(
+            events.EXPORT_READY,
+            object_type="dataset_export",
+            object_id=export.pk,
+            data={"dataset_version": export.version_id, "format": export.format},
+        )
 
 
 def _part_keys(part_results: dict) -> list[str]:

@@ -19,7 +19,12 @@ from django.utils import timezone
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.exports.local_copy import dataset_version_local_copy
-from training_bridge.jobs.lifecycle import job_dir, job_is_stale, output_dir
+from training_bridge.jobs.lifecycle import (
+    job_dir,
+    job_is_stale,
+    output_dir,
+    training_job_announce_end,
+)
 from training_bridge.jobs.models import (
     TERMINAL_JOB_STATUSES,
     JobStatus,
@@ -322,3 +327,4 @@ def _fail(job_id: int, attempt: int, *, error: str, tail: str | None = None) -> 
     if tail is not None:
         fields["log_tail"] = tail[-LOG_TAIL_CHARS:]
     mark_finished(job, status=JobStatus.FAILED, error=error, fields=fields)
+    training_job_announce_end(job)

@@ -21,6 +21,7 @@ from generation.models import (
     ModelVersion,
     PromptSet,
 )
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from training_bridge.jobs import tasks as job_tasks
 from training_bridge.jobs.evaluation import (
@@ -58,6 +59,24 @@ def job_dir(job: TrainingJob) -> Path:
 def output_dir(job: TrainingJob) -> Path:
     """Where the recipe writes checkpoints and the final model (the new version's URI)."""
     return job_dir(job) / "model"
+
+
+JOB_END_EVENTS = {
+    JobStatus.SUCCEEDED: events.TRAINING_JOB_SUCCEEDED,
+    JobStatus.FAILED: events.TRAINING_JOB_FAILED,
+    JobStatus.CANCELLED: events.TRAINING_JOB_CANCELLED,
+}
+
+
+def training_job_announce_end(job: TrainingJob) -> None:
+    """Announce (after commit) the terminal status the caller has just moved ``job`` to.
+    Assumes the caller holds the job row locked in its transaction."""
+    events.publish(
+        JOB_END_EVENTS[job.status],
+        object_type="training_job",
+        object_id=job.pk,
+        data={"attempt": job.attempt, "output_model_version": job.output_model_version_id},
+    )
 
 
 def job_is_stale(job: TrainingJob) -> bool:
@@ -337,6 +356,7 @@ def training_job_cancel(
     who = cancelled_by.get_username() if cancelled_by is not None else "the system"
     job.error = f"Cancelled by {who}."
     job.save(update_fields=["status", "finished_at", "error"])
+    training_job_announce_end(job)
     return job
 
 

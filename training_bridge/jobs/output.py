@@ -17,7 +17,7 @@ from generation.models import (
 )
 from stickerloop.errors import ServiceConflict
 from training_bridge.jobs.evaluation import training_job_evaluation_start
-from training_bridge.jobs.lifecycle import output_dir
+from training_bridge.jobs.lifecycle import output_dir, training_job_announce_end
 from training_bridge.jobs.models import (
     JobStatus,
     Recipe,
@@ -144,6 +144,7 @@ def training_job_register_output(
             "heartbeat_at",
         ]
     )
+    training_job_announce_end(job)
     if job.evaluate:
         training_job_evaluation_start(job, version)
     return version

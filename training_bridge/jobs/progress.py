@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from stickerloop.errors import ServiceConflict
+from training_bridge.jobs.lifecycle import training_job_announce_end
 from training_bridge.jobs.models import (
     JobStatus,
     TrainingJob,
@@ -133,6 +134,8 @@ def training_job_progress_report(
         job.log_tail = (job.log_tail + "".join(f"{line}\n" for line in log_lines))[-LOG_TAIL_CHARS:]
         fields.add("log_tail")
     job.save(update_fields=sorted(fields))
+    if job.status == JobStatus.FAILED:
+        training_job_announce_end(job)
     if losses:
         TrainingJobLoss.objects.bulk_create(
             list(losses.values()),

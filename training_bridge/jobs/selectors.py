@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from django.db.models import Prefetch, QuerySet
 
 from generation.models import ModelVersion
-from training_bridge.jobs.models import TrainingJob, TrainingJobDataset, TrainingJobLoss
+from training_bridge.jobs.models import (
+    TrainingJob,
+    TrainingJobDataset,
+    TrainingJobEvaluation,
+    TrainingJobLoss,
+)
 
 
 def training_job_list(
@@ -65,6 +70,16 @@ def training_job_loss_curves(
                 for chunk in (points[i : i + size] for i in range(0, len(points), size))
             ]
     return curves
+
+
+def training_job_evaluation_for_campaign(*, campaign_id: int) -> TrainingJobEvaluation | None:
+    """The training job evaluation whose pair campaign is ``campaign_id``, with its campaign;
+    None for any other campaign."""
+    return (
+        TrainingJobEvaluation.objects.select_related("campaign")
+        .filter(campaign_id=campaign_id)
+        .first()
+    )
 
 
 @dataclass

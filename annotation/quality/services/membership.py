@@ -25,6 +25,7 @@ from annotation.quality import selectors
 from annotation.quality.models import MembershipAction, MembershipEvent, PauseCause
 from annotation.services.campaigns import raters_check
 from annotation.services.leases import leases_release
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 
 MAX_REASON = 500
@@ -141,6 +142,17 @@ def _pause(
         )
         if exclude
         else 0
+    )
+    events.publish(
+        events.RATER_PAUSED,
+        object_type="campaign_membership",
+        object_id=membership.pk,
+        data={
+            "campaign": campaign.pk,
+            "rater": membership.rater_id,
+            "cause": cause,
+            "reason": membership.paused_reason,
+        },
     )
     return MembershipEvent.objects.create(
         membership=membership,

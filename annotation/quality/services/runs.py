@@ -21,6 +21,7 @@ from annotation.quality.models import (
     RunTrigger,
 )
 from annotation.quality.services.results import campaign_results_compute, check_methods
+from stickerloop import events
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,13 @@ def _run_settle(
             return None
         fields = None if summary is None else {"summary": summary}
         mark_finished(run, status=status, error=error, fields=fields)
+        if status == RunStatus.SUCCEEDED:
+            events.publish(
+                events.CAMPAIGN_RESULTS_COMPUTED,
+                object_type="campaign",
+                object_id=run.campaign_id,
+                data={"aggregation_run": run.pk},
+            )
     return run
 
 
