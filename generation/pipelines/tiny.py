@@ -306,6 +306,7 @@ def build_tiny_animation_model(
     motion_num_attention_heads: int = 4,
     motion_transformer_layers: int = 1,
     use_motion_mid_block: bool = True,
+    motion_norm_num_groups: int = 32,
 ) -> Path:
     """Build a tiny AnimateDiffVideoToVideoPipeline and save it at ``path``.
 
@@ -337,7 +338,7 @@ def build_tiny_animation_model(
             motion_layers_per_block=UNET_CONFIG["layers_per_block"],
             motion_transformer_layers_per_block=motion_transformer_layers,
             motion_num_attention_heads=motion_num_attention_heads,
-            motion_norm_num_groups=32,
+            motion_norm_num_groups=motion_norm_num_groups,
             motion_max_seq_length=32,
             use_motion_mid_block=use_motion_mid_block,
         )

@@ -65,7 +65,7 @@ class Scale:
 
 
 FULL = Scale(
-    images=16384, vae_steps=1200, t2i_steps=3000, clips=2400, teacher_steps=1500, student_steps=600
+    images=16384, vae_steps=900, t2i_steps=2600, clips=2400, teacher_steps=1500, student_steps=600
 )
 QUICK = Scale(images=256, vae_steps=4, t2i_steps=4, clips=16, teacher_steps=2, student_steps=2)
 
@@ -81,12 +81,19 @@ UNET_CONFIG: dict[str, Any] = {
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     "cross_attention_dim": 64,
     "attention_head_dim": 8,
+    # Four channels per normalisation group. diffusers' default of 32 groups on 32 channels
+    # normalises every channel on its own over the image, which wipes out exactly the
+    # per-channel offsets that carry a flat sticker's colour (a first build with it drew every
+    # sticker brown).
+    "norm_num_groups": 8,
 }
 VAE_CONFIG: dict[str, Any] = {
     "in_channels": 4,
     "out_channels": 4,
     "block_out_channels": (16, 32, 48, 48),
-    "norm_num_groups": 16,
+    # Four channels per group, for the same reason as the UNet's: one channel per group (the
+    # default on narrow blocks) cannot pass colour through.
+    "norm_num_groups": 4,
     "down_block_types": ("DownEncoderBlock2D",) * 4,
     "up_block_types": ("UpDecoderBlock2D",) * 4,
     "latent_channels": 4,
@@ -121,7 +128,11 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         1,
         ("bounce", "pulse", "shake"),
         0.85,
-        {"motion_num_attention_heads": 4, "motion_transformer_layers": 1},
+        {
+            "motion_num_attention_heads": 4,
+            "motion_transformer_layers": 1,
+            "motion_norm_num_groups": 8,
+        },
     ),
     AnimationModel(
         "anim-teacher-b",
@@ -129,7 +140,11 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         2,
         ("spin", "wave", "blink"),
         0.85,
-        {"motion_num_attention_heads": 4, "motion_transformer_layers": 1},
+        {
+            "motion_num_attention_heads": 4,
+            "motion_transformer_layers": 1,
+            "motion_norm_num_groups": 8,
+        },
     ),
     AnimationModel(
         "anim-student",
@@ -141,6 +156,7 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
             "motion_num_attention_heads": 2,
             "motion_transformer_layers": 1,
             "use_motion_mid_block": False,
+            "motion_norm_num_groups": 8,
         },
     ),
 )
