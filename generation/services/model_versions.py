@@ -67,16 +67,22 @@ def model_version_register(
     return version
 
 
-def default_models_register(*, root: Path) -> list[ModelVersion]:
-    """Install the sticker world's trained default models under ``root`` and register them.
+def default_models_register(*, root: Path, source: Path | None = None) -> list[ModelVersion]:
+    """Install the default models under ``root`` and register them by name.
 
-    Idempotent: folders that match the committed weights are reused and existing versions are
-    pointed at them. A missing or corrupt committed file raises DefaultModelsError naming it.
+    The defaults are the sticker world's trained models where their weights are committed
+    (``source``, by default ``generation/world/weights``, holds a manifest); until then, the
+    random tiny models built from configuration. Idempotent: folders that match are reused and
+    existing versions are pointed at them. A corrupt committed file raises DefaultModelsError
+    naming it.
     """
-    from generation.world.defaults import install_default_models
+    from generation.pipelines import build_tiny_models
+    from generation.world.defaults import WEIGHTS_DIR, has_weights, install_default_models
 
+    source = WEIGHTS_DIR if source is None else source
+    specs = install_default_models(root, source=source) if has_weights(source) else None
     versions = []
-    for spec in install_default_models(root):
+    for spec in specs or build_tiny_models(root):
         existing = ModelVersion.objects.filter(name=spec["name"]).first()
         if existing is not None:
             # A site set up before the trained defaults points its versions at the new folders,

@@ -67,6 +67,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def has_weights(folder: str | Path = WEIGHTS_DIR) -> bool:
+    """Whether ``folder`` holds built weights (a manifest); the build writes it last."""
+    return (Path(folder) / MANIFEST).is_file()
+
+
 def read_manifest(folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     try:

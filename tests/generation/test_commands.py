@@ -18,5 +18,5 @@ def test_build_default_models_registers_them_once(tmp_path, capsys):
     ]
     base = ModelVersion.objects.get(name="sticker-base")
     assert base.uri == str(tmp_path / "sticker-base")
-    assert base.max_prompt_tokens == 32
+    assert base.max_prompt_tokens == 77
     assert f"sticker-base         image      base     {base.uri}" in capsys.readouterr().out

@@ -501,6 +501,7 @@ def build_all(out: Path, *, quick: bool, work: Path | None = None) -> dict[str, 
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
+    scrub_configs(out)
     manifest = write_manifest(out)
     _log(
         "done",
