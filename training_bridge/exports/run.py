@@ -32,13 +32,8 @@ from training_bridge.exports.reading import (
     dataset_info,
     export_batches,
 )
-from training_bridge.exports.writers import (
-    ImagefolderWriter,
-    OutputFile,
-    ParquetWriter,
-    WebDatasetWriter,
-    combined_sha256,
-)
+from training_bridge.exports.tar import OutputFile, combined_sha256
+from training_bridge.exports.writers import ImagefolderWriter, ParquetWriter, WebDatasetWriter
 from training_bridge.models import (
     TERMINAL_TASK_STATUSES,
     AuditAction,
