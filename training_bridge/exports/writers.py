@@ -1,4 +1,4 @@
-"""Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet.
+"""Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet files.
 
 Writers take ``ExportBatch`` values: runs of consecutive manifest entries held as columns, with
 their bytes. ``exports.reading`` cuts batches at a few thousand entries or a few tens of
@@ -7,8 +7,9 @@ Working a batch at a time rather than an entry at a time matters at this scale: 
 entries every microsecond spent per entry is a tenth of a second per format, and GNU tar copies
 the same files at about 3.5 µs each.
 
-Every archive is byte-for-byte reproducible (``exports.tar``), so the same version exported twice
-gives the same checksum.
+Every format writes the columns of ``exports.columns`` with the same types, and its dataset
+card (``exports.card``). Every output is byte-for-byte reproducible, so the same version
+exported twice gives the same checksum.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from training_bridge.exports.columns import IMAGE_ARROW, ExportColumns
 from training_bridge.exports.tar import OutputFile, TarWriter, describe_file
 
 SPLITS = ("train", "validation")
+CARD_NAME = "README.md"
 
 
 def load_arrow() -> None:
@@ -39,12 +42,25 @@ def json_string(value: str | None) -> str:
     return "null" if value is None else _encode_string(value)
 
 
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _label_members(name: str, texts: Sequence[str], as_text: bool) -> list[str]:
+    """``"name":value`` for a label column: its JSON as it is, or, for a column of mixed types,
+    that JSON as a string."""
+    if as_text:
+        return [f'"{name}":{"null" if t == "null" else _encode_string(t)}' for t in texts]
+    return [f'"{name}":{t}' for t in texts]
+
+
 @dataclass(slots=True)
 class ExportBatch:
     """Consecutive manifest entries as columns of equal length, with their bytes.
 
     The label columns arrive as JSON text (``label_json``, ``labels_json`` ...) straight from
-    the manifest and go out as they are: decoding and re-encoding them cost more than reading
+    the manifest; the JSON formats write them as they are (their types were checked for the
+    whole version by ``exports.columns``): decoding and re-encoding them cost more than reading
     the files. ``source_data`` is None and ``frames`` empty for an entry without them.
     """
 
@@ -59,25 +75,27 @@ class ExportBatch:
     confidences_json: Sequence[str]
     scores_json: Sequence[str]
     n_judgments: Sequence[int]
-    model_version: Sequence[str | None]
+    model_version: Sequence[str]
     seed: Sequence[int]
     prompt: Sequence[str]
-    teacher: Sequence[str | None]
+    teacher: Sequence[str]
     motion_score: Sequence[float | None]
     frame_count: Sequence[int]
     data: Sequence[bytes]
     source_candidate_id: Sequence[int | None]
     source_data: Sequence[bytes | None]
     frames: Sequence[Sequence[bytes]]
-    # Worked out once for all the writers of a pass.
-    _common: list[str] | None = field(default=None, repr=False, compare=False)
+    # Worked out once for all the writers of a pass (they share one ExportColumns).
+    _records: tuple[ExportColumns, list[str]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.candidate_id)
 
     def check(self) -> None:
         for name in self.__slots__:
-            if name != "_common" and len(getattr(self, name)) != len(self):
+            if name != "_records" and len(getattr(self, name)) != len(self):
                 raise ValueError(f"column `{name}` has {len(getattr(self, name))} values.")
         if not set(self.split) <= set(SPLITS):
             bad = next(s for s in self.split if s not in SPLITS)
@@ -99,35 +117,65 @@ class ExportBatch:
     def frames_dir(self, i: int) -> str | None:
         return f"frames/{self.candidate_id[i]}" if self.frames[i] else None
 
-    def common_json(self) -> list[str]:
-        """The columns every format carries, as the members of a JSON object (no braces)."""
-        if self._common is None:
-            self._common = self._format_common()
-        return self._common
+    def records(self, columns: ExportColumns) -> list[str]:
+        """Each entry's columns other than files, in order, as the members of a JSON object
+        (no braces): a WebDataset sample's ``.json``, the middle of an imagefolder row."""
+        if self._records is None or self._records[0] is not columns:
+            self._records = (columns, self._format_records(columns))
+        return self._records[1]
 
-    def _format_common(self) -> list[str]:
+    def _format_records(self, columns: ExportColumns) -> list[str]:
         enc = _encode_string
-        return [
-            f'"text":{enc(caption)},"candidate_id":{cid},"label":{label},'
-            f'"confidence":{confidence!r},'
-            f'"model_version":{"null" if model is None else enc(model)},"seed":{seed},'
-            f'"prompt":{enc(prompt)},"teacher":{"null" if teacher is None else enc(teacher)}'
-            for caption, cid, label, confidence, model, seed, prompt, teacher in zip(
-                self.caption,
-                self.candidate_id,
-                self.label_json,
-                self.confidence,
-                self.model_version,
-                self.seed,
-                self.prompt,
-                self.teacher,
-                strict=True,
-            )
+        pieces = [
+            [
+                f'"text":{enc(caption)},"split":"{split}","candidate_id":{cid}'
+                for caption, split, cid in zip(
+                    self.caption, self.split, self.candidate_id, strict=True
+                )
+            ]
         ]
-
-
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        if "label" in columns:
+            pieces.append(_label_members("label", self.label_json, columns["label"].json_text))
+        pieces.append([f'"confidence":{confidence!r}' for confidence in self.confidence])
+        for name, texts in (
+            ("labels", self.labels_json),
+            ("confidences", self.confidences_json),
+            ("scores", self.scores_json),
+        ):
+            if name in columns:
+                pieces.append(_label_members(name, texts, columns[name].json_text))
+        pieces.append(
+            [
+                f'"n_judgments":{n},"model_version":{enc(model)},"seed":{seed},'
+                f'"prompt":{enc(prompt)},"sha256":"{sha}"'
+                for n, model, seed, prompt, sha in zip(
+                    self.n_judgments,
+                    self.model_version,
+                    self.seed,
+                    self.prompt,
+                    self.sha256,
+                    strict=True,
+                )
+            ]
+        )
+        if "teacher" in columns:
+            pieces.append([f'"teacher":{enc(teacher)}' for teacher in self.teacher])
+        if "source_candidate_id" in columns:
+            pieces.append(
+                [
+                    f'"source_candidate_id":{"null" if s is None else s}'
+                    for s in self.source_candidate_id
+                ]
+            )
+        if "frame_count" in columns:
+            pieces.append([f'"frame_count":{n}' for n in self.frame_count])
+        if "motion_score" in columns:
+            pieces.append(
+                [f'"motion_score":{"null" if m is None else repr(m)}' for m in self.motion_score]
+            )
+        if len(pieces) == 1:
+            return pieces[0]
+        return [",".join(row) for row in zip(*pieces, strict=True)]
 
 
 class _Spool:
@@ -173,32 +221,51 @@ class _Spool:
             self._file.close()
 
 
+def _write_card(folder: Path, card: str) -> OutputFile:
+    path = folder / CARD_NAME
+    path.write_bytes(card.encode())
+    return describe_file(path)
+
+
 class ImagefolderWriter:
     """A Hugging Face ``imagefolder`` layout inside one tar archive.
 
     Layout (paths inside the archive)::
 
-        dataset.json
+        README.md                                         the dataset card
+        dataset.json                                      what training checks
         train/metadata.jsonl, validation/metadata.jsonl   (a split only when it has entries)
         <split>/<key>.png | <split>/<key>.webp            the sticker or the animated WebP
         <split>/frames/<key>/frame-000.png ...            animations: every frame
         <split>/sources/<source>.png                      animations: the source sticker
 
     A part of a many-part export puts its files and its own ``metadata.jsonl`` in
-    ``<split>/<part>/``; ``datasets`` reads every metadata file, each for its own folder.
+    ``<split>/<part>/``; ``datasets`` reads every metadata file, each for its own folder, and
+    every part carries the same card and ``dataset.json``.
 
-    A metadata row holds ``file_name``, ``text``, ``candidate_id``, ``label``, ``confidence``,
-    ``model_version``, ``seed``, ``prompt``, ``teacher``, ``source_file_name``, ``frames_dir``,
-    ``sha256`` and ``labels_json`` (every label, as a JSON string).
-    ``datasets.load_dataset("imagefolder", data_dir=<extracted>)`` reads it: ``file_name`` and
-    ``source_file_name`` become the ``image`` and ``source`` columns. An empty validation split is
-    left out because ``datasets`` refuses a split without rows. Metadata lines wait in memory
-    (up to 4 MB per split, then in a temporary file) until the end of the archive.
+    A metadata row holds ``file_name`` and then the columns of ``exports.columns`` in order,
+    with ``source_file_name`` and ``frames_file_names`` for the files of an animation, and
+    ``frames_dir`` (the folder of its frames, which the training recipes read).
+    ``datasets.load_dataset("imagefolder", data_dir=<extracted>)`` turns the file names into
+    the ``image``, ``source`` and ``frames`` columns. An empty validation split is left out
+    because ``datasets`` refuses a split without rows. Metadata lines wait in memory (up to
+    4 MB per split, then in a temporary file) until the end of the archive.
     """
 
-    def __init__(self, path: Path, *, dataset_info: dict, mtime: int = 0, folder: str = ""):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        dataset_info: dict,
+        columns: ExportColumns,
+        card: str,
+        mtime: int = 0,
+        folder: str = "",
+    ):
         self._tar = TarWriter(path, mtime=mtime)
         self._info = dataset_info
+        self._columns = columns
+        self._card = card
         # A part of a many-part export keeps to its own folder under each split.
         self._folder = f"{folder}/" if folder else ""
         self._metadata = {split: _Spool() for split in SPLITS}
@@ -208,37 +275,36 @@ class ImagefolderWriter:
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
         file_names = batch.file_names()
-        common = batch.common_json()
+        records = batch.records(self._columns)
         if batch.has_extras:
-            names, datas, sources, frame_dirs = self._members_with_extras(batch, file_names)
+            names, datas, file_members = self._members_with_extras(batch, file_names)
         else:
             names = [f"{s}/{self._folder}{f}" for s, f in zip(batch.split, file_names, strict=True)]
             datas = batch.data
-            sources = frame_dirs = ["null"] * len(batch)
+            file_members = self._no_extras(len(batch))
         self._tar.add_members(names, datas)
         lines = {split: [] for split in SPLITS}
-        for split, file_name, shared, source, frames_dir, sha, labels in zip(
-            batch.split,
-            file_names,
-            common,
-            sources,
-            frame_dirs,
-            batch.sha256,
-            batch.labels_json,
-            strict=True,
+        for split, file_name, record, extras in zip(
+            batch.split, file_names, records, file_members, strict=True
         ):
-            lines[split].append(
-                f'{{"file_name":"{file_name}",{shared},"source_file_name":{source},'
-                f'"frames_dir":{frames_dir},"sha256":"{sha}",'
-                f'"labels_json":{_encode_string(labels)}}}\n'
-            )
+            lines[split].append(f'{{"file_name":"{file_name}",{record}{extras}}}\n')
         for split, split_lines in lines.items():
             if split_lines:
                 self._metadata[split].write("".join(split_lines).encode())
                 self._counts[split] += len(split_lines)
 
+    def _no_extras(self, count: int) -> list[str]:
+        """The file members of rows without a source or frames, in a version that has them."""
+        extras = ""
+        if "source" in self._columns:
+            extras += ',"source_file_name":null'
+        if "frames" in self._columns:
+            extras += ',"frames_file_names":[],"frames_dir":null'
+        return [extras] * count
+
     def _members_with_extras(self, batch: ExportBatch, file_names: list[str]):
-        names, datas, sources, frame_dirs = [], [], [], []
+        names, datas, file_members = [], [], []
+        has_source, has_frames = "source" in self._columns, "frames" in self._columns
         for i, split in enumerate(batch.split):
             base = f"{split}/{self._folder}"
             names.append(f"{base}{file_names[i]}")
@@ -250,15 +316,24 @@ class ImagefolderWriter:
                 names.append(f"{base}{source_name}")
                 datas.append(batch.source_data[i])
             frames_dir = batch.frames_dir(i)
-            for index, frame in enumerate(batch.frames[i]):
-                names.append(f"{base}{frames_dir}/frame-{index:03d}.png")
-                datas.append(frame)
-            sources.append(json_string(source_name))
-            frame_dirs.append(json_string(frames_dir))
-        return names, datas, sources, frame_dirs
+            frame_names = [
+                f"{frames_dir}/frame-{index:03d}.png" for index in range(len(batch.frames[i]))
+            ]
+            names += (f"{base}{name}" for name in frame_names)
+            datas += batch.frames[i]
+            extras = ""
+            if has_source:
+                extras += f',"source_file_name":{json_string(source_name)}'
+            if has_frames:
+                listed = ",".join(f'"{name}"' for name in frame_names)
+                extras += f',"frames_file_names":[{listed}],"frames_dir":{json_string(frames_dir)}'
+            file_members.append(extras)
+        return names, datas, file_members
 
     def close(self) -> list[OutputFile]:
-        self._tar.add_members(["dataset.json"], [_json_bytes(self._info) + b"\n"])
+        self._tar.add_members(
+            [CARD_NAME, "dataset.json"], [self._card.encode(), _json_bytes(self._info) + b"\n"]
+        )
         for split in SPLITS:
             spool = self._metadata[split]
             if self._counts[split]:
@@ -276,25 +351,31 @@ class ImagefolderWriter:
 
 class WebDatasetWriter:
     """WebDataset shards ``<split>-000000.tar``, at most ``shard_size`` samples each (each part
-    of a many-part export starts a shard of its own).
+    of a many-part export starts a shard of its own), and the dataset card when ``card`` is
+    given (the first part writes it).
 
-    A sample is ``<key>.png`` or ``<key>.webp`` plus ``<key>.json`` (every manifest field, labels
-    as objects); an animation adds ``<key>.source.png`` and ``<key>.frame-000.png`` ... Keys are
-    candidate ids, so they hold no dots (webdataset splits a member name at the first dot).
+    A sample is ``<key>.png`` or ``<key>.webp`` plus ``<key>.json`` (the columns of
+    ``exports.columns`` that are not files, typed as in the other formats); an animation adds
+    ``<key>.source.png`` and ``<key>.frame-000.png`` ... Keys are candidate ids, so they hold
+    no dots (webdataset splits a member name at the first dot).
     """
 
     def __init__(
         self,
         folder: Path,
         *,
+        columns: ExportColumns,
         shard_size: int,
+        card: str | None,
         mtime: int = 0,
         first_shard: dict[str, int] | None = None,
     ):
         if shard_size < 1:
             raise ValueError(f"`shard_size` has to be at least 1 but is {shard_size}.")
         self._folder = Path(folder)
+        self._columns = columns
         self._shard_size = shard_size
+        self._card = card
         self._mtime = mtime
         self._open: dict[str, TarWriter] = {}
         self._in_shard = dict.fromkeys(SPLITS, 0)
@@ -316,27 +397,7 @@ class WebDatasetWriter:
 
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
-        common = batch.common_json()
-        samples = [
-            f'{{{shared},"split":"{split}","labels":{labels},"confidences":{confs},'
-            f'"scores":{scores},"n_judgments":{n},"sha256":"{sha}",'
-            f'"motion_score":{"null" if motion is None else repr(motion)},'
-            f'"frame_count":{frames},'
-            f'"source_candidate_id":{"null" if source is None else source}}}'.encode()
-            for shared, split, labels, confs, scores, n, sha, motion, frames, source in zip(
-                common,
-                batch.split,
-                batch.labels_json,
-                batch.confidences_json,
-                batch.scores_json,
-                batch.n_judgments,
-                batch.sha256,
-                batch.motion_score,
-                batch.frame_count,
-                batch.source_candidate_id,
-                strict=True,
-            )
-        ]
+        samples = [f"{{{record}}}".encode() for record in batch.records(self._columns)]
         extras = batch.has_extras
         for split in SPLITS:
             rows = [i for i, s in enumerate(batch.split) if s == split]
@@ -364,6 +425,8 @@ class WebDatasetWriter:
             writer = self._open.pop(split, None)
             if writer is not None:
                 self._done.append(writer.close())
+        if self._card is not None:
+            self._done.append(_write_card(self._folder, self._card))
         return sorted(self._done, key=lambda f: f.name)
 
     def abort(self) -> None:
@@ -371,125 +434,179 @@ class WebDatasetWriter:
             writer.abort()
 
 
-class ParquetWriter:
-    """One Parquet file, one row per entry, with the bytes inside.
+class _JsonValues:
+    """Decoded label JSON, by text: a manifest repeats a few texts (``{"aligned": true}``)
+    100,000 times, so a lookup replaces most decodes. Forgets everything past 50,000 texts."""
 
-    ``image`` and ``source_image`` follow the ``datasets`` Image convention (a struct of
-    ``bytes`` and ``path``); ``frames`` lists an animation's PNG frames. ``label``, ``labels``,
-    ``confidences`` and ``scores`` are JSON text because their types differ between questions.
-    Each batch becomes a row group, written as arrays; image bytes are stored uncompressed
-    (PNG and WebP are compressed already), the rest with snappy.
+    def __init__(self):
+        self._known: dict[str, Any] = {}
+
+    def __call__(self, texts: Sequence[str]) -> list:
+        known = self._known
+        if len(known) > 50_000:
+            known.clear()
+        out = []
+        for text in texts:
+            value = known.get(text, known)
+            if value is known:
+                value = known[text] = json.loads(text)
+            out.append(value)
+        return out
+
+
+def _leaf_paths(name: str, arrow_type: pa.DataType) -> list[str]:
+    """Parquet's column paths under a column (``frames.list.element.bytes`` ...)."""
+    if pa.types.is_struct(arrow_type):
+        return [
+            path
+            for i in range(arrow_type.num_fields)
+            for path in _leaf_paths(f"{name}.{arrow_type.field(i).name}", arrow_type.field(i).type)
+        ]
+    if pa.types.is_list(arrow_type):
+        return _leaf_paths(f"{name}.list.element", arrow_type.value_type)
+    return [name]
+
+
+def _images(datas: Sequence[bytes | None], paths: Sequence[str | None]) -> pa.StructArray:
+    """``datasets`` Image values (bytes and path); null where ``datas`` has None."""
+    missing = [d is None for d in datas]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([b"" if d is None else d for d in datas], pa.binary()),
+            pa.array(["" if p is None else p for p in paths], pa.string()),
+        ],
+        fields=list(IMAGE_ARROW),
+        mask=pa.array(missing, pa.bool_()) if any(missing) else None,
+    )
+
+
+class ParquetWriter:
+    """A part's Parquet files, one per split (``train-00000-of-00002.parquet`` ...), one row
+    per entry with the bytes inside, and the dataset card when ``card`` is given.
+
+    The schema carries ``datasets``' features in its ``huggingface`` metadata, so
+    ``load_dataset("parquet", ...)`` decodes ``image``, ``source`` and ``frames`` as images and
+    gives every column the type of the other formats; ``stickerloop`` metadata holds
+    ``dataset.json``. Each batch becomes a row group in each split it has rows of; image bytes
+    are stored uncompressed (PNG and WebP are compressed already), the rest with snappy.
+
+    ``file_names`` maps each split this part has rows of to its file's name.
     """
 
-    def __init__(self, path: Path, *, dataset_info: dict):
-        self._image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-        self._schema = pa.schema(
-            [
-                ("candidate_id", pa.int64()),
-                ("split", pa.string()),
-                ("file_name", pa.string()),
-                ("text", pa.string()),
-                ("label", pa.string()),
-                ("confidence", pa.float64()),
-                ("labels", pa.string()),
-                ("confidences", pa.string()),
-                ("scores", pa.string()),
-                ("model_version", pa.string()),
-                ("seed", pa.int64()),
-                ("prompt", pa.string()),
-                ("teacher", pa.string()),
-                ("source_candidate_id", pa.int64()),
-                ("source_file_name", pa.string()),
-                ("sha256", pa.string()),
-                ("motion_score", pa.float64()),
-                ("frame_count", pa.int32()),
-                ("image", self._image),
-                ("source_image", self._image),
-                ("frames", pa.list_(pa.binary())),
-            ],
-            metadata={b"stickerloop": _json_bytes(dataset_info)},
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        dataset_info: dict,
+        columns: ExportColumns,
+        file_names: dict[str, str],
+        card: str | None,
+    ):
+        self._columns = columns
+        self._folder = Path(folder)
+        self._card = card
+        self._decode = _JsonValues()
+        # In column order: readers list the features as the metadata orders them.
+        features = json.dumps({"info": {"features": columns.features()}}, separators=(",", ":"))
+        self._schema = columns.arrow_schema(
+            {b"huggingface": features.encode(), b"stickerloop": _json_bytes(dataset_info)}
         )
-        raw = {"image.bytes", "source_image.bytes", "frames.list.element"}
-        compression = {
-            name: "none" if name in raw else "snappy"
-            for name in self._schema.names
-            + [
-                "image.bytes",
-                "image.path",
-                "source_image.bytes",
-                "source_image.path",
-                "frames.list.element",
-            ]
+        paths = [p for f in self._schema for p in _leaf_paths(f.name, f.type)]
+        raw = {p for p in paths if p.endswith(".bytes")}
+        options = {
+            "compression": {p: "none" if p in raw else "snappy" for p in paths},
+            "use_dictionary": [
+                name for name in ("split", "model_version", "teacher") if name in columns
+            ],
         }
-        self.path = Path(path)
-        self._writer = pq.ParquetWriter(
-            str(self.path),
-            self._schema,
-            compression=compression,
-            use_dictionary=[
-                "split",
-                "label",
-                "labels",
-                "confidences",
-                "scores",
-                "model_version",
-                "teacher",
-            ],
-        )
+        self._paths = {split: self._folder / name for split, name in file_names.items()}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            for split, path in self._paths.items():
+                self._writers[split] = pq.ParquetWriter(str(path), self._schema, **options)
+        except BaseException:
+            self.abort()
+            raise
 
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
-        file_names = [
+        table = pa.record_batch(self._arrays(batch), schema=self._schema)
+        splits = set(batch.split)
+        missing = splits - set(self._writers)
+        if missing:
+            raise ValueError(f"This part has no Parquet file for the {missing.pop()} split.")
+        for split in SPLITS:
+            if split not in splits:
+                continue
+            rows = table if len(splits) == 1 else table.filter([s == split for s in batch.split])
+            self._writers[split].write_batch(rows)
+
+    def _arrays(self, batch: ExportBatch) -> list[pa.Array]:
+        columns = self._columns
+        file_paths = [
             f"{split}/{name}" for split, name in zip(batch.split, batch.file_names(), strict=True)
         ]
-        source_names = [
-            None if name is None else f"{batch.split[i]}/{name}"
-            for i, name in enumerate(map(batch.source_file_name, range(len(batch))))
-        ]
-        image = pa.StructArray.from_arrays(
-            [pa.array(batch.data, pa.binary()), pa.array(file_names, pa.string())],
-            fields=list(self._image),
-        )
-        missing = [data is None for data in batch.source_data]
-        source_image = pa.StructArray.from_arrays(
-            [
-                pa.array([b"" if d is None else d for d in batch.source_data], pa.binary()),
-                pa.array(["" if n is None else n for n in source_names], pa.string()),
-            ],
-            fields=list(self._image),
-            mask=pa.array(missing, pa.bool_()),
-        )
-        columns = {
-            "candidate_id": batch.candidate_id,
-            "split": batch.split,
-            "file_name": file_names,
+        values: dict[str, Any] = {
+            "image": _images(batch.data, file_paths),
             "text": batch.caption,
-            "label": batch.label_json,
+            "split": batch.split,
+            "candidate_id": batch.candidate_id,
             "confidence": batch.confidence,
-            "labels": batch.labels_json,
-            "confidences": batch.confidences_json,
-            "scores": batch.scores_json,
+            "n_judgments": batch.n_judgments,
             "model_version": batch.model_version,
             "seed": batch.seed,
             "prompt": batch.prompt,
+            "sha256": batch.sha256,
             "teacher": batch.teacher,
             "source_candidate_id": batch.source_candidate_id,
-            "source_file_name": source_names,
-            "sha256": batch.sha256,
-            "motion_score": batch.motion_score,
             "frame_count": batch.frame_count,
+            "motion_score": batch.motion_score,
         }
-        arrays = [
-            pa.array(columns[field.name], field.type)
-            for field in self._schema
-            if field.name in columns
+        for name, texts in (
+            ("label", batch.label_json),
+            ("labels", batch.labels_json),
+            ("confidences", batch.confidences_json),
+            ("scores", batch.scores_json),
+        ):
+            if name in columns:
+                values[name] = (
+                    [None if t == "null" else t for t in texts]
+                    if columns[name].json_text
+                    else self._decode(texts)
+                )
+        if "source" in columns:
+            values["source"] = _images(
+                batch.source_data,
+                [
+                    None if name is None else f"{batch.split[i]}/{name}"
+                    for i, name in enumerate(map(batch.source_file_name, range(len(batch))))
+                ],
+            )
+        if "frames" in columns:
+            values["frames"] = self._frames(batch)
+        return [
+            v if isinstance(v, pa.Array) else pa.array(v, c.arrow_type)
+            for c, v in ((c, values[c.name]) for c in columns.columns)
         ]
-        arrays += [image, source_image, pa.array(batch.frames, pa.list_(pa.binary()))]
-        self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
+
+    @staticmethod
+    def _frames(batch: ExportBatch) -> pa.ListArray:
+        offsets, datas, paths = [0], [], []
+        for i, frames in enumerate(batch.frames):
+            folder = f"{batch.split[i]}/{batch.frames_dir(i)}"
+            datas += frames
+            paths += (f"{folder}/frame-{k:03d}.png" for k in range(len(frames)))
+            offsets.append(len(datas))
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _images(datas, paths))
 
     def close(self) -> list[OutputFile]:
-        self._writer.close()
-        return [describe_file(self.path)]
+        for writer in self._writers.values():
+            writer.close()
+        outputs = [describe_file(path) for path in self._paths.values()]
+        if self._card is not None:
+            outputs.append(_write_card(self._folder, self._card))
+        return sorted(outputs, key=lambda f: f.name)
 
     def abort(self) -> None:
-        self._writer.close()
+        for writer in self._writers.values():
+            writer.close()
