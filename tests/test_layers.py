@@ -30,6 +30,11 @@ DJANGO_FREE = (
     "generation.pipelines",
     "generation.world",
     "training_bridge.recipes",
+    # The export formats: columns and bytes in, files out, so they are tested without a database.
+    "training_bridge.exports.tar",
+    "training_bridge.exports.columns",
+    "training_bridge.exports.card",
+    "training_bridge.exports.writers",
     # The webhook sender's network and signing parts: plain arguments in, so that the README's
     # verification snippet and a receiver's code can mirror them.
     "webhooks.addresses",

@@ -47,6 +47,7 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker,
     ] * 3
     exports = {e.format: e for e in DatasetExport.objects.all()}
     assert [f["name"] for f in exports["webdataset"].files] == [
+        "README.md",
         "train-000000.tar",
         "train-000001.tar",
         "validation-000000.tar",
@@ -81,9 +82,20 @@ def test_exports_run_on_a_default_queue_worker(api, curator, make, start_worker,
     rows = wait_for(finished, timeout=120, message=worker.log()[-3000:])
     assert [(r["status"], r["done"], r["error"]) for r in rows] == [("succeeded", 12, "")] * 2
     in_parts = DatasetExport.objects.in_bulk(ids)
+    # a Parquet file per split and part (of 4 positions) that has entries of it
+    positions = version.entries.values_list("split", "position")
+    having = {
+        split: len({position // 4 for s, position in positions if s == split})
+        for split in ("train", "validation")
+    }
     assert sorted(f["name"] for e in in_parts.values() for f in e.files) == [
+        "README.md",
         *(f"imagefolder-{i:05d}-of-00003.tar" for i in range(3)),
-        *(f"manifest-{i:05d}-of-00003.parquet" for i in range(3)),
+        *(
+            f"{split}-{i:05d}-of-{having[split]:05d}.parquet"
+            for split in ("train", "validation")
+            for i in range(having[split])
+        ),
     ]
     assert {e.attempts for e in in_parts.values()} == {3}
 

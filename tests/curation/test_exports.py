@@ -5,99 +5,52 @@ import hashlib
 import io
 import json
 import math
+import re
+import shutil
+import subprocess
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from tests.factories import aligned_rule
+from tests.curation.export_helpers import export_now, manifest, stored
 from training_bridge.exports import reading
 from training_bridge.exports.create import dataset_export_create, dataset_exports_create
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.exports.reading import StorageReader
 from training_bridge.exports.run import dataset_export_run, dataset_exports_run
 from training_bridge.models import AuditEvent, DatasetEntry, DatasetExport
-from training_bridge.rules import dataset_rule_create
-from training_bridge.versions import (
-    dataset_version_build,
-    dataset_version_publish,
-    dataset_version_retire,
-)
+from training_bridge.versions import dataset_version_build, dataset_version_retire
 
 pytestmark = pytest.mark.django_db
 
-T = {"aligned": True, "quality": 4}
-F = {"aligned": False, "quality": 2}
-PROMPTS = ["a red cat", "a blue dog", "a green frog", "a pink bird", "a grey owl", "a tiny bee"]
-
-
-@pytest.fixture
-def sticker_version(make, curator):
-    """A published alignment version of 12 stickers over 6 prompts, split train/validation."""
-    campaign = make.campaign(name="align")
-    raters = [make.rater(f"r{i}", campaign) for i in range(3)]
-    for index, prompt in enumerate(PROMPTS):
-        for _ in range(2):
-            item = make.item(campaign, [make.sticker(prompt, enhanced=f"{prompt}, sticker art")])
-            for rater in raters:
-                make.judge(item, rater, T if index % 5 or rater != raters[0] else F)
-    rule = aligned_rule(
-        campaign, curator, validation_fraction=0.3, caption_source="enhanced_prompt"
-    )
-    version, _ = dataset_version_build(rule=rule, built_by=curator)
-    return dataset_version_publish(version=version, published_by=curator)
-
-
-@pytest.fixture
-def animation_version(make, curator):
-    """A published teacher-selection version from a best-of-N campaign: 3 stickers animated by
-    two teachers; raters pass some animations per candidate."""
-    from tests.factories import MOTION_SCHEMA
-
-    campaign = make.campaign(kind="best_of_n", schema=MOTION_SCHEMA, name="teachers")
-    raters = [make.rater(f"m{i}", campaign) for i in range(3)]
-    for index, prompt in enumerate(["a cat waving", "a dog jumping", "a cup steaming"]):
-        source = make.sticker(prompt)
-        a = make.animation(source, teacher="anim-teacher-a", seed=1)
-        b = make.animation(source, teacher="anim-teacher-b", seed=2)
-        item = make.item(campaign, [b, a])
-        for rater in raters:
-            make.judge(item, rater, {"motion_pass": {str(a.pk): True, str(b.pk): index == 1}})
-    rule = dataset_rule_create(
-        values={
-            "name": "teachers",
-            "purpose": "teacher_selection",
-            "campaigns": [campaign],
-            "conditions": [{"question": "motion_pass", "labels": [True], "min_confidence": 0.6}],
-            "validation_fraction": 0.0,
-            "caption_source": "motion_prompt",
-            "min_motion_score": 0.0,
-        },
-        created_by=curator,
-    )
-    version, _ = dataset_version_build(rule=rule, built_by=curator)
-    return dataset_version_publish(version=version, published_by=curator)
-
-
-def export_now(version, fmt, user, shard_size=None, capture=None):
-    """Ask for the export as the API does, then run it as the worker would."""
-    export = dataset_export_create(
-        version=version, export_format=fmt, shard_size=shard_size, requested_by=user
-    )
-    dataset_export_run(export_id=export.pk)
-    export.refresh_from_db()
-    assert export.status == "succeeded", export.error
-    return export
-
-
-def manifest(version) -> dict[int, DatasetEntry]:
-    return {e.candidate_id: e for e in DatasetEntry.objects.filter(version=version)}
-
-
-def stored(key: str) -> bytes:
-    with default_storage.open(key, "rb") as fh:
-        return fh.read()
+STICKER_COLUMNS = [
+    "image",
+    "text",
+    "split",
+    "candidate_id",
+    "label",
+    "confidence",
+    "labels",
+    "confidences",
+    "scores",
+    "n_judgments",
+    "model_version",
+    "seed",
+    "prompt",
+    "sha256",
+]
+ANIMATION_COLUMNS = [
+    *STICKER_COLUMNS[:8],
+    *STICKER_COLUMNS[9:],
+    "teacher",
+    "source_candidate_id",
+    "frame_count",
+    "motion_score",
+    "source",
+    "frames",
+]
 
 
 def check_recorded_files(export):
@@ -128,6 +81,12 @@ def test_imagefolder_loads_with_datasets_and_matches_the_manifest(
     check_recorded_files(export)
 
     root = dataset_version_local_copy(version=sticker_version)
+    assert sorted(p.name for p in root.iterdir()) == [
+        "README.md",
+        "dataset.json",
+        "train",
+        "validation",
+    ]
     info = json.loads((root / "dataset.json").read_text())
     assert info["dataset_version_id"] == sticker_version.pk
     assert (info["purpose"], info["kind"], info["entry_count"]) == ("alignment", "image", 12)
@@ -140,17 +99,23 @@ def test_imagefolder_loads_with_datasets_and_matches_the_manifest(
         "validation": sticker_version.validation_count,
     }
     for split in ("train", "validation"):
+        assert loaded[split].column_names == STICKER_COLUMNS
         for row in loaded[split]:
             entry = rows[row["candidate_id"]]
-            assert entry.split == split
+            assert entry.split == row["split"] == split
             assert row["text"] == entry.caption == f"{entry.prompt_text}, sticker art"
             assert (row["label"], row["confidence"]) == (entry.label, entry.confidence)
+            assert row["label"] in (True, False)
+            assert (row["labels"], row["confidences"], row["scores"]) == (
+                entry.labels,
+                entry.confidences,
+                entry.scores,
+            )
             assert (row["model_version"], row["seed"], row["prompt"]) == (
                 "sticker-base",
                 entry.seed,
                 entry.prompt_text,
             )
-            assert row["teacher"] is None and row["frames_dir"] is None
             assert row["sha256"] == entry.file_sha256
             assert row["image"].mode == "RGBA"
             original = Image.open(io.BytesIO(stored(entry.file_key)))
@@ -169,12 +134,13 @@ def test_webdataset_shards_read_with_webdataset(sticker_version, curator):
     export = export_now(sticker_version, "webdataset", curator, shard_size=4)
     train, val = sticker_version.train_count, sticker_version.validation_count
     assert [f["name"] for f in export.files] == [
+        "README.md",
         *(f"train-{i:06d}.tar" for i in range(math.ceil(train / 4))),
         *(f"validation-{i:06d}.tar" for i in range(math.ceil(val / 4))),
     ]
     check_recorded_files(export)
     rows = manifest(sticker_version)
-    urls = [default_storage.path(f["key"]) for f in export.files]
+    urls = [default_storage.path(f["key"]) for f in export.files if f["name"].endswith(".tar")]
     seen = {}
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
         meta = json.loads(sample["json"])
@@ -182,38 +148,63 @@ def test_webdataset_shards_read_with_webdataset(sticker_version, curator):
         entry = rows[int(sample["__key__"])]
         assert hashlib.sha256(sample["png"]).hexdigest() == entry.file_sha256
         assert Image.open(io.BytesIO(sample["png"])).mode == "RGBA"
-        assert (meta["split"], meta["text"], meta["labels"], meta["confidences"]) == (
-            entry.split,
-            entry.caption,
-            entry.labels,
-            entry.confidences,
-        )
-    assert sorted(seen) == sorted(rows)
-
-
-def test_parquet_manifest_reads_with_pyarrow(sticker_version, curator):
-    import pyarrow.parquet as pq
-
-    export = export_now(sticker_version, "parquet", curator)
-    assert [f["name"] for f in export.files] == ["manifest.parquet"]
-    check_recorded_files(export)
-    table = pq.read_table(default_storage.path(export.files[0]["key"]))
-    assert table.num_rows == 12
-    info = json.loads(table.schema.metadata[b"stickerloop"])
-    assert info["manifest_sha256"] == sticker_version.manifest_sha256
-    rows = manifest(sticker_version)
-    for row in table.to_pylist():
-        entry = rows[row["candidate_id"]]
-        assert (row["split"], row["text"], json.loads(row["label"]), row["confidence"]) == (
+        assert list(meta) == STICKER_COLUMNS[1:]
+        assert (meta["split"], meta["text"], meta["label"], meta["labels"]) == (
             entry.split,
             entry.caption,
             entry.label,
-            entry.confidence,
+            entry.labels,
         )
-        assert json.loads(row["labels"]) == entry.labels
-        assert row["image"]["path"] == f"{entry.split}/{entry.candidate_id}.png"
-        assert hashlib.sha256(row["image"]["bytes"]).hexdigest() == entry.file_sha256
-        assert row["frames"] == [] and row["source_image"] is None
+        assert (meta["confidences"], meta["scores"]) == (entry.confidences, entry.scores)
+    assert sorted(seen) == sorted(rows)
+
+
+def test_parquet_files_per_split_read_with_pyarrow(sticker_version, curator):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    export = export_now(sticker_version, "parquet", curator)
+    assert [f["name"] for f in export.files] == [
+        "README.md",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
+    check_recorded_files(export)
+    rows = manifest(sticker_version)
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for split, item in (("train", export.files[1]), ("validation", export.files[2])):
+        table = pq.read_table(default_storage.path(item["key"]))
+        assert table.num_rows == sum(1 for e in rows.values() if e.split == split)
+        assert table.schema.names == STICKER_COLUMNS
+        assert [table.schema.field(n).type for n in ("image", "label", "labels", "scores")] == [
+            image,
+            pa.bool_(),
+            pa.struct([("aligned", pa.bool_()), ("quality", pa.int64())]),
+            pa.struct([("quality", pa.float64())]),
+        ]
+        info = json.loads(table.schema.metadata[b"stickerloop"])
+        assert info["manifest_sha256"] == sticker_version.manifest_sha256
+        features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+        assert list(features) == STICKER_COLUMNS
+        assert (features["image"], features["label"]) == (
+            {"_type": "Image"},
+            {"dtype": "bool", "_type": "Value"},
+        )
+        for row in table.to_pylist():
+            entry = rows[row["candidate_id"]]
+            assert (row["split"], row["text"], row["label"], row["confidence"]) == (
+                split,
+                entry.caption,
+                entry.label,
+                entry.confidence,
+            )
+            assert (row["labels"], row["confidences"], row["scores"]) == (
+                entry.labels,
+                entry.confidences,
+                entry.scores,
+            )
+            assert row["image"]["path"] == f"{split}/{entry.candidate_id}.png"
+            assert hashlib.sha256(row["image"]["bytes"]).hexdigest() == entry.file_sha256
 
 
 def test_animations_export_frames_source_and_animated_file(animation_version, curator, tmp_path):
@@ -233,21 +224,26 @@ def test_animations_export_frames_source_and_animated_file(animation_version, cu
     root = dataset_version_local_copy(version=animation_version)
     loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
     assert list(loaded) == ["train"]
+    assert loaded["train"].column_names == [*ANIMATION_COLUMNS, "frames_dir"]
     for row in loaded["train"]:
         entry = rows[row["candidate_id"]]
-        assert row["teacher"] == entry.teacher
+        assert (row["teacher"], row["motion_score"]) == (entry.teacher, entry.motion_score)
+        assert (row["source_candidate_id"], row["frame_count"]) == (entry.source_candidate_id, 4)
         assert row["image"].format == "WEBP" and getattr(row["image"], "n_frames", 1) == 4
         assert row["source"].mode == "RGBA"
         source = entry.source_candidate
         assert row["source"].tobytes() == Image.open(io.BytesIO(stored(source.file))).tobytes()
+        assert [frame.mode for frame in row["frames"]] == ["RGBA"] * 4
         frames = sorted((root / "train" / row["frames_dir"]).glob("frame-*.png"))
         assert [f.name for f in frames] == [f"frame-{i:03d}.png" for i in range(4)]
         for i, frame in enumerate(frames):
             assert frame.read_bytes() == stored(f"{entry.frames_prefix}frame-{i:03d}.png")
+            original = Image.open(io.BytesIO(frame.read_bytes()))
+            assert row["frames"][i].tobytes() == original.tobytes()
 
     export = export_now(animation_version, "webdataset", curator, shard_size=100)
     for sample in wds.WebDataset(
-        [default_storage.path(f["key"]) for f in export.files],
+        [default_storage.path(f["key"]) for f in export.files if f["name"].endswith(".tar")],
         shardshuffle=False,
         empty_check=False,
     ):
@@ -257,14 +253,19 @@ def test_animations_export_frames_source_and_animated_file(animation_version, cu
             f"frame-{i:03d}.png" for i in range(4)
         ]
         assert sample["source.png"] == stored(entry.source_file_key)
+        assert list(json.loads(sample["json"])) == ANIMATION_COLUMNS[1:-2]
 
     export = export_now(animation_version, "parquet", curator)
-    table = pq.read_table(default_storage.path(export.files[0]["key"])).to_pylist()
-    assert len(table) == 4
-    for row in table:
+    assert [f["name"] for f in export.files] == ["README.md", "train-00000-of-00001.parquet"]
+    table = pq.read_table(default_storage.path(export.files[1]["key"]))
+    assert table.schema.names == ANIMATION_COLUMNS
+    for row in table.to_pylist():
         entry = rows[row["candidate_id"]]
         assert len(row["frames"]) == row["frame_count"] == 4
-        assert row["source_image"]["bytes"] == stored(entry.source_file_key)
+        assert [f["bytes"] for f in row["frames"]] == [
+            stored(f"{entry.frames_prefix}frame-{i:03d}.png") for i in range(4)
+        ]
+        assert row["source"]["bytes"] == stored(entry.source_file_key)
         assert row["teacher"] == entry.teacher and row["motion_score"] == entry.motion_score
 
 
@@ -349,10 +350,19 @@ def test_local_copies_of_every_format(sticker_version, curator):
     import pyarrow.parquet as pq
 
     folder = dataset_version_local_copy(version=sticker_version, export_format="parquet")
-    assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "manifest.parquet"]
-    assert pq.read_metadata(folder / "manifest.parquet").num_rows == 12
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "dataset.json",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
+    assert [
+        pq.read_metadata(folder / f"{split}-00000-of-00001.parquet").num_rows
+        for split in ("train", "validation")
+    ] == [sticker_version.train_count, sticker_version.validation_count]
     folder = dataset_version_local_copy(version=sticker_version, export_format="webdataset")
     assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
         "dataset.json",
         "train-000000.tar",
         "validation-000000.tar",
@@ -366,8 +376,8 @@ def test_local_copies_of_every_format(sticker_version, curator):
 @pytest.mark.parametrize("fixture", ["sticker_version", "animation_version"])
 def test_batch_boundaries_do_not_change_an_export(fixture, curator, monkeypatch, request):
     """An export written one entry per batch (every file past the byte budget, two entries per
-    query) is the same archive, byte for byte, as one written in a single batch; Parquet holds
-    the same rows, one row group per batch."""
+    query) is the same archive, byte for byte, as one written in a single batch; each Parquet
+    file holds the same rows, one row group per batch."""
     import pyarrow.parquet as pq
 
     version = request.getfixturevalue(fixture)
@@ -386,12 +396,16 @@ def test_batch_boundaries_do_not_change_an_export(fixture, curator, monkeypatch,
             (f["name"], f["sha256"]) for f in whole[fmt].files
         ]
         assert pieces[fmt].sha256 == whole[fmt].sha256
-    one, many = (
-        pq.ParquetFile(default_storage.path(e.files[0]["key"]))
-        for e in (whole["parquet"], pieces["parquet"])
-    )
-    assert (one.num_row_groups, many.num_row_groups) == (1, version.entry_count)
-    assert many.read().to_pylist() == one.read().to_pylist()
+    assert [f["name"] for f in pieces["parquet"].files] == [
+        f["name"] for f in whole["parquet"].files
+    ]
+    for one_file, many_file in zip(whole["parquet"].files, pieces["parquet"].files, strict=True):
+        if not one_file["name"].endswith(".parquet"):
+            assert many_file["sha256"] == one_file["sha256"]  # the card
+            continue
+        one, many = (pq.ParquetFile(default_storage.path(f["key"])) for f in (one_file, many_file))
+        assert (one.num_row_groups, many.num_row_groups) == (1, one.metadata.num_rows)
+        assert many.read().to_pylist() == one.read().to_pylist()
 
 
 def test_several_formats_in_one_request_are_written_in_one_pass(
@@ -535,10 +549,23 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
     assert [f["name"] for f in imagefolder.files] == [
         f"imagefolder-{i:05d}-of-00003.tar" for i in range(3)
     ]
-    assert [f["name"] for f in parquet.files] == [
-        f"manifest-{i:05d}-of-00003.parquet" for i in range(3)
-    ]
     rows = manifest(sticker_version)
+    # a Parquet file per split and part that has entries of it, numbered within the split
+    positions = DatasetEntry.objects.filter(version=sticker_version).values_list(
+        "split", "position"
+    )
+    having = {
+        split: sorted({position // 4 for s, position in positions if s == split})
+        for split in ("train", "validation")
+    }
+    assert [f["name"] for f in parquet.files] == [
+        "README.md",
+        *(
+            f"{split}-{i:05d}-of-{len(having[split]):05d}.parquet"
+            for split in ("train", "validation")
+            for i in range(len(having[split]))
+        ),
+    ]
 
     # imagefolder: each part in its own folder under each split; datasets reads them all
     root = dataset_version_local_copy(version=sticker_version)
@@ -548,6 +575,20 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
     assert not list(root.glob("*/metadata.jsonl"))
     loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=str(tmp_path))
     got = {r["candidate_id"]: (split, r["sha256"]) for split in loaded for r in loaded[split]}
+    # the card every part carries says how to extract them all into one folder
+    (extract,) = re.findall(r"```bash\n(.*?)\n```", (root / "README.md").read_text())
+    assert extract == (
+        'mkdir -p export && for f in imagefolder-*-of-00003.tar; do tar -xf "$f" -C export; done'
+    )
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for item in imagefolder.files:
+        shutil.copyfile(default_storage.path(item["key"]), downloads / item["name"])
+    subprocess.run(["bash", "-c", extract], cwd=downloads, check=True)
+    extracted = downloads / "export"
+    assert sorted(p.relative_to(extracted) for p in extracted.rglob("*")) == sorted(
+        p.relative_to(root) for p in root.rglob("*")
+    )
     assert got == {c: (e.split, e.file_sha256) for c, e in rows.items()}
     read = [
         e.candidate_id
@@ -558,8 +599,9 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
 
     # WebDataset: shard numbers run on across parts, a part starting shards of its own
     names = [f["name"] for f in webdataset.files]
+    assert names.count("README.md") == 1  # the first part writes the card
     counts: dict[str, int] = {}
-    for f in webdataset.files:
+    for f in webdataset.files[1:]:
         with open(default_storage.path(f["key"]), "rb") as fh:
             samples = list(wds.WebDataset([fh.name], shardshuffle=False, empty_check=False))
         counts[f["name"]] = len(samples)
@@ -571,18 +613,31 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
             1 for e in rows.values() if e.split == split
         )
 
-    # Parquet: the parts' rows are the manifest, in manifest order
-    ordered = list(
-        DatasetEntry.objects.filter(version=sticker_version)
-        .order_by("position")
-        .values_list("candidate_id", flat=True)
-    )
-    table = [
-        row["candidate_id"]
-        for f in parquet.files
-        for row in pq.read_table(default_storage.path(f["key"])).to_pylist()
-    ]
-    assert table == ordered
+    # Parquet: each split's files hold its rows in manifest order; datasets reads them by name
+    for split in ("train", "validation"):
+        ordered = list(
+            DatasetEntry.objects.filter(version=sticker_version, split=split)
+            .order_by("position")
+            .values_list("candidate_id", flat=True)
+        )
+        table = [
+            row["candidate_id"]
+            for f in parquet.files
+            if f["name"].startswith(f"{split}-")
+            for row in pq.read_table(default_storage.path(f["key"])).to_pylist()
+        ]
+        assert table == ordered
+    folder = dataset_version_local_copy(version=sticker_version, export_format="parquet")
+    loaded = datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path))
+    got = {split: [r["candidate_id"] for r in loaded[split]] for split in loaded}
+    assert got == {
+        split: list(
+            DatasetEntry.objects.filter(version=sticker_version, split=split)
+            .order_by("position")
+            .values_list("candidate_id", flat=True)
+        )
+        for split in ("train", "validation")
+    }
 
 
 def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
@@ -594,8 +649,10 @@ def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
     )
     dataset_exports_run(export_ids=[export.pk], part=0)
     export.refresh_from_db()
-    stored_by_part_0 = [f["key"] for f in export.part_results["0"]["files"]]
-    assert [default_storage.exists(k) for k in stored_by_part_0] == [True]
+    part_0_files = export.part_results["0"]["files"]
+    assert "README.md" in [f["name"] for f in part_0_files]  # the first part writes the card
+    stored_by_part_0 = [f["key"] for f in part_0_files]
+    assert [default_storage.exists(k) for k in stored_by_part_0] == [True] * len(part_0_files)
     # a file in part 1's range (positions 4 to 7) changes
     entry = DatasetEntry.objects.get(version=sticker_version, position=5)
     default_storage.delete(entry.file_key)
@@ -605,10 +662,10 @@ def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
     export.refresh_from_db()
     assert (export.status, export.part_results, export.files) == ("failed", {}, [])
     assert export.error.startswith(f"Candidate {entry.candidate_id}'s file")
-    assert [default_storage.exists(k) for k in stored_by_part_0] == [False]
+    assert [default_storage.exists(k) for k in stored_by_part_0] == [False] * len(part_0_files)
     # the last part, finishing after the failure, leaves nothing behind either
     with django_capture_on_commit_callbacks(execute=True):
         dataset_exports_run(export_ids=[export.pk], part=2)
     export.refresh_from_db()
     assert export.status == "failed"
-    assert not default_storage.exists(f"{export.storage_prefix}manifest-00002-of-00003.parquet")
+    assert default_storage.listdir(export.storage_prefix) == ([], [])

@@ -4,7 +4,7 @@ import hashlib
 import subprocess
 import tarfile
 
-from training_bridge.exports.writers import TarWriter
+from training_bridge.exports.tar import TarWriter
 
 
 def test_tar_members_read_back_with_tarfile_and_gnu_tar(tmp_path):

@@ -53,8 +53,8 @@ def dataset_version_local_copy(
     ``<root>/validation/metadata.jsonl`` (the latter only when the split has entries) with the
     files beside them, or ``<root>/<split>/<part>/...`` for an export written in parts;
     ``datasets.load_dataset("imagefolder", data_dir=root)`` loads either. ``webdataset``: the
-    shards; ``parquet``: ``manifest.parquet`` (or one file per part). Both also get
-    ``dataset.json``.
+    shards; ``parquet``: ``train-00000-of-00001.parquet`` ... (a file per split and part).
+    Every format has its dataset card, ``README.md``; the last two also get ``dataset.json``.
 
     Uses the newest finished export of that format, or exports now (in this process) when there
     is none: call it from a task (training does: ``training_jobs.run`` on the ``train`` queue,

@@ -9,10 +9,15 @@ from collections.abc import Iterator
 
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.db.models import Count, Max, Q, Sum
 
-from training_bridge.exports.writers import (
-    ExportBatch,
+from training_bridge.exports.columns import (
+    LABEL_COLUMNS,
+    OPTIONAL_ANIMATION_COLUMNS,
+    ExportColumns,
+    export_columns,
 )
+from training_bridge.exports.writers import ExportBatch
 from training_bridge.models import (
     DatasetEntry,
     DatasetVersion,
@@ -82,8 +87,44 @@ def dataset_info(version: DatasetVersion) -> dict:
     }
 
 
-# Blank names go out as JSON null; the database turns them into NULL on the way.
-_BLANK_AS_NULL = {"model_version_name", "teacher"}
+def version_profile(version: DatasetVersion) -> tuple[ExportColumns, dict[str, int]]:
+    """The typed columns of the version's exports (see ``exports.columns``) and the bytes of
+    each split's sticker or animation files (a dataset card's ``num_bytes``).
+
+    One scan of the whole manifest, so that every part of an export writes the same schema:
+    entries grouped by their label values (a version repeats a few), with what they fill."""
+    groups = (
+        DatasetEntry.objects.filter(version=version)
+        .order_by()
+        .values("split", "file_ext", *LABEL_COLUMNS)
+        .annotate(
+            n_teacher=Count("pk", filter=~Q(teacher="")),
+            n_source=Count("pk", filter=Q(source_candidate__isnull=False) & ~Q(source_file_key="")),
+            n_frames=Count("pk", filter=~Q(frames_prefix="")),
+            n_motion_score=Count("motion_score"),
+            max_frames=Max("frame_count", filter=~Q(frames_prefix="")),
+            size=Sum("candidate__file_size"),
+        )
+    )
+    label_values = {name: [] for name in LABEL_COLUMNS}
+    filled, extensions, max_frames, sizes = set(), set(), 0, {}
+    for group in groups:
+        for name in LABEL_COLUMNS:
+            label_values[name].append(group[name])
+        filled |= {name for name in OPTIONAL_ANIMATION_COLUMNS if group[f"n_{name}"]}
+        extensions.add(group["file_ext"])
+        max_frames = max(max_frames, group["max_frames"] or 0)
+        sizes[group["split"]] = sizes.get(group["split"], 0) + (group["size"] or 0)
+    columns = export_columns(
+        kind=version.kind,
+        label_values=label_values,
+        filled=filled,
+        extensions=extensions,
+        max_frames=max_frames,
+    )
+    return columns, sizes
+
+
 EXPORT_READ_CHUNK = 5000
 
 
@@ -96,12 +137,7 @@ def _manifest_chunks(version: DatasetVersion, start: int, stop: int) -> Iterator
     """
     cast = "::text" if connection.vendor == "postgresql" else ""
     columns = ", ".join(
-        f"COALESCE({c}{cast}, 'null')"
-        if c in ENTRY_JSON_COLUMNS
-        else f"NULLIF({c}, '')"
-        if c in _BLANK_AS_NULL
-        else c
-        for c in MANIFEST_COLUMNS
+        f"COALESCE({c}{cast}, 'null')" if c in ENTRY_JSON_COLUMNS else c for c in MANIFEST_COLUMNS
     )
     sql = (
         f"SELECT {columns} FROM {DatasetEntry._meta.db_table} "

@@ -18,7 +18,7 @@ from pathlib import Path
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
 
@@ -26,36 +26,22 @@ from stickerloop import events
 from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.audit import audit_record
 from training_bridge.exports.create import export_part_range, work_dir
+from training_bridge.exports.formats import VersionFacts, writer_for
 from training_bridge.exports.reading import (
     ExportInputError,
     StorageReader,
-    dataset_info,
     export_batches,
 )
-from training_bridge.exports.writers import (
-    ImagefolderWriter,
-    OutputFile,
-    ParquetWriter,
-    WebDatasetWriter,
-    combined_sha256,
-)
+from training_bridge.exports.tar import OutputFile, combined_sha256
 from training_bridge.models import (
     TERMINAL_TASK_STATUSES,
     AuditAction,
-    DatasetEntry,
     DatasetExport,
-    DatasetVersion,
-    ExportFormat,
     TaskStatus,
     VersionStatus,
 )
 
 logger = logging.getLogger(__name__)
-
-EXPORT_FILE_NAMES = {
-    ExportFormat.IMAGEFOLDER: "imagefolder.tar",
-    ExportFormat.PARQUET: "manifest.parquet",
-}
 
 
 def _lock_export(export_id: int) -> DatasetExport | None:
@@ -189,54 +175,6 @@ def _export_finish(
     _export_finish_locked(export, status=status, error=error, files=files, cpu_seconds=cpu_seconds)
 
 
-def _writer_for(export: DatasetExport, folder: Path, part: int, first_shard: dict[str, int]):
-    version = export.version
-    info = dataset_info(version)
-    # Archive members carry the version's build time, so re-exports are byte-identical.
-    mtime = int(version.created_at.timestamp())
-    if export.format == ExportFormat.WEBDATASET:
-        return WebDatasetWriter(
-            folder, shard_size=export.shard_size, mtime=mtime, first_shard=first_shard
-        )
-    name = export_file_name(export.format, part, export.parts)
-    if export.format == ExportFormat.IMAGEFOLDER:
-        return ImagefolderWriter(
-            folder / name,
-            dataset_info=info,
-            mtime=mtime,
-            folder=f"{part:05d}" if export.parts > 1 else "",
-        )
-    return ParquetWriter(folder / name, dataset_info=info)
-
-
-def export_file_name(export_format: str, part: int, parts: int) -> str:
-    """``imagefolder.tar`` / ``manifest.parquet``, or ``imagefolder-00001-of-00002.tar`` ...
-    for the parts of a many-part export (the Hugging Face Hub's naming of parquet shards)."""
-    name = EXPORT_FILE_NAMES[export_format]
-    if parts == 1:
-        return name
-    stem, dot, ext = name.partition(".")
-    return f"{stem}-{part:05d}-of-{parts:05d}{dot}{ext}"
-
-
-def _first_shards(version: DatasetVersion, shard_size: int, parts: int, part: int) -> dict:
-    """The index of ``part``'s first WebDataset shard in each split: every earlier part starts
-    its own shards, so this counts theirs (one query over the earlier ranges)."""
-    if part == 0:
-        return {}
-    size = export_part_range(version.entry_count, parts, 1)[0]
-    rows = (
-        DatasetEntry.objects.filter(version=version, position__lt=part * size)
-        .annotate(part=F("position") / size)
-        .values_list("split", "part")
-        .annotate(n=Count("id"))
-    )
-    first: dict[str, int] = {}
-    for split, _, count in rows:
-        first[split] = first.get(split, 0) + -(-count // shard_size)
-    return first
-
-
 class _MovableFile(File):
     """A finished local file that a local storage may move into place instead of copying."""
 
@@ -364,17 +302,13 @@ def _exports_write_parts(claimed, version, parts: int, part: int, start: int, st
     outputs: dict[int, list[OutputFile]] = {}
     reader = StorageReader()
     try:
+        facts = VersionFacts.read(version, parts)
         for export in claimed:
             folders[export.pk] = Path(
                 tempfile.mkdtemp(prefix=_scratch_prefix(export.pk, part), dir=scratch)
             )
-            first_shard = (
-                _first_shards(version, export.shard_size, parts, part)
-                if export.format == ExportFormat.WEBDATASET
-                else {}
-            )
             try:
-                writers[export.pk] = _writer_for(export, folders[export.pk], part, first_shard)
+                writers[export.pk] = writer_for(export, folders[export.pk], part, facts)
             except (OSError, ValueError) as exc:
                 failed[export.pk] = str(exc)
         # At most about 50 progress writes per export.

@@ -1,4 +1,4 @@
-"""Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet.
+"""Django-free writers of dataset exports: imagefolder archive, WebDataset shards, Parquet files.
 
 Writers take ``ExportBatch`` values: runs of consecutive manifest entries held as columns, with
 their bytes. ``exports.reading`` cuts batches at a few thousand entries or a few tens of
@@ -7,13 +7,13 @@ Working a batch at a time rather than an entry at a time matters at this scale: 
 entries every microsecond spent per entry is a tenth of a second per format, and GNU tar copies
 the same files at about 3.5 µs each.
 
-Every archive is byte-for-byte reproducible: members are written in manifest order with a fixed
-mtime, owner and mode, so the same version exported twice gives the same checksum.
+Every format writes the columns of ``exports.columns`` with the same types, and its dataset
+card (``exports.card``). Every output is byte-for-byte reproducible, so the same version
+exported twice gives the same checksum.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -22,23 +22,14 @@ from json.encoder import encode_basestring_ascii as _encode_string
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from training_bridge.exports.columns import IMAGE_ARROW, ExportColumns
+from training_bridge.exports.tar import OutputFile, TarWriter, describe_file
+
 SPLITS = ("train", "validation")
-_BLOCK = 512
-_PADDING = [b"\0" * n for n in range(_BLOCK)]
-# ustar header fields that never change here: mode 0644, uid 0, gid 0 ... and the tail from the
-# type flag on ("0" regular file, no link name, "ustar\0" "00", empty owner names and devices).
-_MODE_UID_GID = b"0000644\0" + b"0000000\0" + b"0000000\0"
-_TAIL = b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * (_BLOCK - 265)
-# The checksum is the byte sum of the header with its own field read as eight spaces.
-_CONSTANT_SUM = sum(_MODE_UID_GID) + sum(_TAIL) + 8 * ord(" ")
-# Octal digit positions, most significant first: an 11-digit size and a 6-digit checksum.
-_PIECE = 1 << 20
-_SIZE_SHIFTS = np.arange(30, -1, -3, dtype=np.int64)
-_CHECKSUM_SHIFTS = np.arange(15, -1, -3, dtype=np.int64)
+CARD_NAME = "README.md"
 
 
 def load_arrow() -> None:
@@ -47,148 +38,20 @@ def load_arrow() -> None:
     pa.array([0], pa.int64())
 
 
-def _split_name(name: bytes) -> tuple[bytes, bytes]:
-    """(prefix, name) for ustar: a name over 100 bytes is split at a slash into the prefix."""
-    if len(name) <= 100:
-        return b"", name
-    for cut in range(min(len(name) - 1, 155), 0, -1):
-        if name[cut] == ord("/") and len(name) - cut - 1 <= 100:
-            return name[:cut], name[cut + 1 :]
-    raise ValueError(f"archive member name is too long for ustar: {name!r}")
-
-
-class TarWriter:
-    """A minimal ustar writer: regular files only, fixed metadata, sha256 while writing.
-
-    Python's ``tarfile`` spends about 45 µs per member building headers; here the headers of a
-    whole run of members are built at once as rows of a numpy array (names, octal sizes and
-    checksums filled column-wise), and the run goes out in one write and one hash update. The
-    output reads with ``tarfile``, GNU tar and ``webdataset``.
-    """
-
-    def __init__(self, path: Path, *, mtime: int = 0):
-        self.path = Path(path)
-        self._file: BinaryIO = open(self.path, "wb", buffering=0)  # noqa: SIM115
-        self._hash = hashlib.sha256()
-        self._mtime = b"%011o\0" % max(int(mtime), 0)
-        template = np.frombuffer(
-            b"".join(
-                (
-                    b"\0" * 100,
-                    _MODE_UID_GID,
-                    b"\0" * 12,
-                    self._mtime,
-                    b" " * 8,
-                    _TAIL,
-                )
-            ),
-            dtype=np.uint8,
-        )
-        # Summed with the checksum field as eight spaces; written with its NUL and space.
-        self._template_sum = int(template.sum())
-        template = template.copy()
-        template[154] = 0
-        self._template = template
-        self.size = 0
-        self.members = 0
-
-    def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._hash.update(data)
-        self.size += len(data)
-
-    def _header(self, name: bytes, size: int) -> bytes:
-        """One header, for a name too long for the fast path."""
-        prefix, short = _split_name(name)
-        size_field = b"%011o\0" % size
-        checksum = _CONSTANT_SUM + sum(short) + sum(prefix) + sum(size_field) + sum(self._mtime)
-        tail = _TAIL if not prefix else _TAIL[:189] + prefix + b"\0" * (167 - len(prefix))
-        return b"".join(
-            (
-                short,
-                _PADDING[100 - len(short)],
-                _MODE_UID_GID,
-                size_field,
-                self._mtime,
-                b"%06o\0 " % checksum,
-                tail,
-            )
-        )
-
-    def _header_rows(self, names: Sequence[bytes], size_array: np.ndarray) -> np.ndarray:
-        """The 512-byte headers of a run of members, as the rows of an array."""
-        count = len(names)
-        rows = np.empty((count, _BLOCK), dtype=np.uint8)
-        rows[:] = self._template
-        # Fixed-width bytes pad with NULs, as ustar wants; longer names are redone below.
-        fitted = np.array(names, dtype="S100").view(np.uint8).reshape(count, 100)
-        rows[:, :100] = fitted
-        digits = 48 + ((size_array[:, None] >> _SIZE_SHIFTS) & 7)
-        rows[:, 124:135] = digits
-        # The sum of the constant fields is known; only names and sizes vary.
-        checksums = self._template_sum + fitted.sum(axis=1, dtype=np.int64) + digits.sum(axis=1)
-        rows[:, 148:154] = 48 + ((checksums[:, None] >> _CHECKSUM_SHIFTS) & 7)
-        if max(map(len, names)) > 100:
-            for i, name in enumerate(names):
-                if len(name) > 100:
-                    rows[i] = np.frombuffer(self._header(name, int(size_array[i])), np.uint8)
-        return rows
-
-    def add_members(self, names: Sequence[str], datas: Sequence[bytes]) -> None:
-        """Members in order, laid out in one buffer: the headers go in with one array
-        assignment, each file with one slice assignment; the buffer is then written and
-        hashed a megabyte at a time."""
-        if not names:
-            return
-        count = len(names)
-        sizes = [len(data) for data in datas]
-        size_array = np.fromiter(sizes, dtype=np.int64, count=count)
-        blocks = 1 + (size_array + (_BLOCK - 1)) // _BLOCK
-        header_at = np.cumsum(blocks) - blocks
-        out = np.zeros((int(blocks.sum()), _BLOCK), dtype=np.uint8)
-        out[header_at] = self._header_rows([name.encode() for name in names], size_array)
-        flat = memoryview(out).cast("B")
-        for offset, data, size in zip(
-            ((header_at + 1) * _BLOCK).tolist(), datas, sizes, strict=True
-        ):
-            flat[offset : offset + size] = data
-        for piece in range(0, len(flat), _PIECE):
-            self._write(flat[piece : piece + _PIECE])
-        self.members += count
-
-    def add_chunks(self, name: str, size: int, chunks: Iterable[bytes]) -> None:
-        """A member whose ``size`` bytes arrive in pieces (a large file, streamed)."""
-        self._write(self._header_rows([name.encode()], np.array([size], np.int64)).tobytes())
-        written = 0
-        for chunk in chunks:
-            self._write(chunk)
-            written += len(chunk)
-        if written != size:
-            raise ValueError(f"member {name!r} announced {size} bytes but gave {written}.")
-        self._write(_PADDING[-size % _BLOCK])
-        self.members += 1
-
-    def close(self) -> OutputFile:
-        self._write(b"\0" * (2 * _BLOCK))
-        self._file.close()
-        return OutputFile(
-            name=self.path.name, path=self.path, size=self.size, sha256=self._hash.hexdigest()
-        )
-
-    def abort(self) -> None:
-        self._file.close()
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    name: str
-    path: Path
-    size: int
-    sha256: str
-
-
 def json_string(value: str | None) -> str:
     return "null" if value is None else _encode_string(value)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _label_members(name: str, texts: Sequence[str], as_text: bool) -> list[str]:
+    """``"name":value`` for a label column: its JSON as it is, or, for a column of mixed types,
+    that JSON as a string."""
+    if as_text:
+        return [f'"{name}":{"null" if t == "null" else _encode_string(t)}' for t in texts]
+    return [f'"{name}":{t}' for t in texts]
 
 
 @dataclass(slots=True)
@@ -196,7 +59,8 @@ class ExportBatch:
     """Consecutive manifest entries as columns of equal length, with their bytes.
 
     The label columns arrive as JSON text (``label_json``, ``labels_json`` ...) straight from
-    the manifest and go out as they are: decoding and re-encoding them cost more than reading
+    the manifest; the JSON formats write them as they are (their types were checked for the
+    whole version by ``exports.columns``): decoding and re-encoding them cost more than reading
     the files. ``source_data`` is None and ``frames`` empty for an entry without them.
     """
 
@@ -211,25 +75,27 @@ class ExportBatch:
     confidences_json: Sequence[str]
     scores_json: Sequence[str]
     n_judgments: Sequence[int]
-    model_version: Sequence[str | None]
+    model_version: Sequence[str]
     seed: Sequence[int]
     prompt: Sequence[str]
-    teacher: Sequence[str | None]
+    teacher: Sequence[str]
     motion_score: Sequence[float | None]
     frame_count: Sequence[int]
     data: Sequence[bytes]
     source_candidate_id: Sequence[int | None]
     source_data: Sequence[bytes | None]
     frames: Sequence[Sequence[bytes]]
-    # Worked out once for all the writers of a pass.
-    _common: list[str] | None = field(default=None, repr=False, compare=False)
+    # Worked out once for all the writers of a pass (they share one ExportColumns).
+    _records: tuple[ExportColumns, list[str]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.candidate_id)
 
     def check(self) -> None:
         for name in self.__slots__:
-            if name != "_common" and len(getattr(self, name)) != len(self):
+            if name != "_records" and len(getattr(self, name)) != len(self):
                 raise ValueError(f"column `{name}` has {len(getattr(self, name))} values.")
         if not set(self.split) <= set(SPLITS):
             bad = next(s for s in self.split if s not in SPLITS)
@@ -251,35 +117,65 @@ class ExportBatch:
     def frames_dir(self, i: int) -> str | None:
         return f"frames/{self.candidate_id[i]}" if self.frames[i] else None
 
-    def common_json(self) -> list[str]:
-        """The columns every format carries, as the members of a JSON object (no braces)."""
-        if self._common is None:
-            self._common = self._format_common()
-        return self._common
+    def records(self, columns: ExportColumns) -> list[str]:
+        """Each entry's columns other than files, in order, as the members of a JSON object
+        (no braces): a WebDataset sample's ``.json``, the middle of an imagefolder row."""
+        if self._records is None or self._records[0] is not columns:
+            self._records = (columns, self._format_records(columns))
+        return self._records[1]
 
-    def _format_common(self) -> list[str]:
+    def _format_records(self, columns: ExportColumns) -> list[str]:
         enc = _encode_string
-        return [
-            f'"text":{enc(caption)},"candidate_id":{cid},"label":{label},'
-            f'"confidence":{confidence!r},'
-            f'"model_version":{"null" if model is None else enc(model)},"seed":{seed},'
-            f'"prompt":{enc(prompt)},"teacher":{"null" if teacher is None else enc(teacher)}'
-            for caption, cid, label, confidence, model, seed, prompt, teacher in zip(
-                self.caption,
-                self.candidate_id,
-                self.label_json,
-                self.confidence,
-                self.model_version,
-                self.seed,
-                self.prompt,
-                self.teacher,
-                strict=True,
-            )
+        pieces = [
+            [
+                f'"text":{enc(caption)},"split":"{split}","candidate_id":{cid}'
+                for caption, split, cid in zip(
+                    self.caption, self.split, self.candidate_id, strict=True
+                )
+            ]
         ]
-
-
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        if "label" in columns:
+            pieces.append(_label_members("label", self.label_json, columns["label"].json_text))
+        pieces.append([f'"confidence":{confidence!r}' for confidence in self.confidence])
+        for name, texts in (
+            ("labels", self.labels_json),
+            ("confidences", self.confidences_json),
+            ("scores", self.scores_json),
+        ):
+            if name in columns:
+                pieces.append(_label_members(name, texts, columns[name].json_text))
+        pieces.append(
+            [
+                f'"n_judgments":{n},"model_version":{enc(model)},"seed":{seed},'
+                f'"prompt":{enc(prompt)},"sha256":"{sha}"'
+                for n, model, seed, prompt, sha in zip(
+                    self.n_judgments,
+                    self.model_version,
+                    self.seed,
+                    self.prompt,
+                    self.sha256,
+                    strict=True,
+                )
+            ]
+        )
+        if "teacher" in columns:
+            pieces.append([f'"teacher":{enc(teacher)}' for teacher in self.teacher])
+        if "source_candidate_id" in columns:
+            pieces.append(
+                [
+                    f'"source_candidate_id":{"null" if s is None else s}'
+                    for s in self.source_candidate_id
+                ]
+            )
+        if "frame_count" in columns:
+            pieces.append([f'"frame_count":{n}' for n in self.frame_count])
+        if "motion_score" in columns:
+            pieces.append(
+                [f'"motion_score":{"null" if m is None else repr(m)}' for m in self.motion_score]
+            )
+        if len(pieces) == 1:
+            return pieces[0]
+        return [",".join(row) for row in zip(*pieces, strict=True)]
 
 
 class _Spool:
@@ -325,32 +221,51 @@ class _Spool:
             self._file.close()
 
 
+def _write_card(folder: Path, card: str) -> OutputFile:
+    path = folder / CARD_NAME
+    path.write_bytes(card.encode())
+    return describe_file(path)
+
+
 class ImagefolderWriter:
     """A Hugging Face ``imagefolder`` layout inside one tar archive.
 
     Layout (paths inside the archive)::
 
-        dataset.json
+        README.md                                         the dataset card
+        dataset.json                                      what training checks
         train/metadata.jsonl, validation/metadata.jsonl   (a split only when it has entries)
         <split>/<key>.png | <split>/<key>.webp            the sticker or the animated WebP
         <split>/frames/<key>/frame-000.png ...            animations: every frame
         <split>/sources/<source>.png                      animations: the source sticker
 
     A part of a many-part export puts its files and its own ``metadata.jsonl`` in
-    ``<split>/<part>/``; ``datasets`` reads every metadata file, each for its own folder.
+    ``<split>/<part>/``; ``datasets`` reads every metadata file, each for its own folder, and
+    every part carries the same card and ``dataset.json``.
 
-    A metadata row holds ``file_name``, ``text``, ``candidate_id``, ``label``, ``confidence``,
-    ``model_version``, ``seed``, ``prompt``, ``teacher``, ``source_file_name``, ``frames_dir``,
-    ``sha256`` and ``labels_json`` (every label, as a JSON string).
-    ``datasets.load_dataset("imagefolder", data_dir=<extracted>)`` reads it: ``file_name`` and
-    ``source_file_name`` become the ``image`` and ``source`` columns. An empty validation split is
-    left out because ``datasets`` refuses a split without rows. Metadata lines wait in memory
-    (up to 4 MB per split, then in a temporary file) until the end of the archive.
+    A metadata row holds ``file_name`` and then the columns of ``exports.columns`` in order,
+    with ``source_file_name`` and ``frames_file_names`` for the files of an animation, and
+    ``frames_dir`` (the folder of its frames, which the training recipes read).
+    ``datasets.load_dataset("imagefolder", data_dir=<extracted>)`` turns the file names into
+    the ``image``, ``source`` and ``frames`` columns. An empty validation split is left out
+    because ``datasets`` refuses a split without rows. Metadata lines wait in memory (up to
+    4 MB per split, then in a temporary file) until the end of the archive.
     """
 
-    def __init__(self, path: Path, *, dataset_info: dict, mtime: int = 0, folder: str = ""):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        dataset_info: dict,
+        columns: ExportColumns,
+        card: str,
+        mtime: int = 0,
+        folder: str = "",
+    ):
         self._tar = TarWriter(path, mtime=mtime)
         self._info = dataset_info
+        self._columns = columns
+        self._card = card
         # A part of a many-part export keeps to its own folder under each split.
         self._folder = f"{folder}/" if folder else ""
         self._metadata = {split: _Spool() for split in SPLITS}
@@ -360,37 +275,36 @@ class ImagefolderWriter:
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
         file_names = batch.file_names()
-        common = batch.common_json()
+        records = batch.records(self._columns)
         if batch.has_extras:
-            names, datas, sources, frame_dirs = self._members_with_extras(batch, file_names)
+            names, datas, file_members = self._members_with_extras(batch, file_names)
         else:
             names = [f"{s}/{self._folder}{f}" for s, f in zip(batch.split, file_names, strict=True)]
             datas = batch.data
-            sources = frame_dirs = ["null"] * len(batch)
+            file_members = self._no_extras(len(batch))
         self._tar.add_members(names, datas)
         lines = {split: [] for split in SPLITS}
-        for split, file_name, shared, source, frames_dir, sha, labels in zip(
-            batch.split,
-            file_names,
-            common,
-            sources,
-            frame_dirs,
-            batch.sha256,
-            batch.labels_json,
-            strict=True,
+        for split, file_name, record, extras in zip(
+            batch.split, file_names, records, file_members, strict=True
         ):
-            lines[split].append(
-                f'{{"file_name":"{file_name}",{shared},"source_file_name":{source},'
-                f'"frames_dir":{frames_dir},"sha256":"{sha}",'
-                f'"labels_json":{_encode_string(labels)}}}\n'
-            )
+            lines[split].append(f'{{"file_name":"{file_name}",{record}{extras}}}\n')
         for split, split_lines in lines.items():
             if split_lines:
                 self._metadata[split].write("".join(split_lines).encode())
                 self._counts[split] += len(split_lines)
 
+    def _no_extras(self, count: int) -> list[str]:
+        """The file members of rows without a source or frames, in a version that has them."""
+        extras = ""
+        if "source" in self._columns:
+            extras += ',"source_file_name":null'
+        if "frames" in self._columns:
+            extras += ',"frames_file_names":[],"frames_dir":null'
+        return [extras] * count
+
     def _members_with_extras(self, batch: ExportBatch, file_names: list[str]):
-        names, datas, sources, frame_dirs = [], [], [], []
+        names, datas, file_members = [], [], []
+        has_source, has_frames = "source" in self._columns, "frames" in self._columns
         for i, split in enumerate(batch.split):
             base = f"{split}/{self._folder}"
             names.append(f"{base}{file_names[i]}")
@@ -402,15 +316,24 @@ class ImagefolderWriter:
                 names.append(f"{base}{source_name}")
                 datas.append(batch.source_data[i])
             frames_dir = batch.frames_dir(i)
-            for index, frame in enumerate(batch.frames[i]):
-                names.append(f"{base}{frames_dir}/frame-{index:03d}.png")
-                datas.append(frame)
-            sources.append(json_string(source_name))
-            frame_dirs.append(json_string(frames_dir))
-        return names, datas, sources, frame_dirs
+            frame_names = [
+                f"{frames_dir}/frame-{index:03d}.png" for index in range(len(batch.frames[i]))
+            ]
+            names += (f"{base}{name}" for name in frame_names)
+            datas += batch.frames[i]
+            extras = ""
+            if has_source:
+                extras += f',"source_file_name":{json_string(source_name)}'
+            if has_frames:
+                listed = ",".join(f'"{name}"' for name in frame_names)
+                extras += f',"frames_file_names":[{listed}],"frames_dir":{json_string(frames_dir)}'
+            file_members.append(extras)
+        return names, datas, file_members
 
     def close(self) -> list[OutputFile]:
-        self._tar.add_members(["dataset.json"], [_json_bytes(self._info) + b"\n"])
+        self._tar.add_members(
+            [CARD_NAME, "dataset.json"], [self._card.encode(), _json_bytes(self._info) + b"\n"]
+        )
         for split in SPLITS:
             spool = self._metadata[split]
             if self._counts[split]:
@@ -428,25 +351,31 @@ class ImagefolderWriter:
 
 class WebDatasetWriter:
     """WebDataset shards ``<split>-000000.tar``, at most ``shard_size`` samples each (each part
-    of a many-part export starts a shard of its own).
+    of a many-part export starts a shard of its own), and the dataset card when ``card`` is
+    given (the first part writes it).
 
-    A sample is ``<key>.png`` or ``<key>.webp`` plus ``<key>.json`` (every manifest field, labels
-    as objects); an animation adds ``<key>.source.png`` and ``<key>.frame-000.png`` ... Keys are
-    candidate ids, so they hold no dots (webdataset splits a member name at the first dot).
+    A sample is ``<key>.png`` or ``<key>.webp`` plus ``<key>.json`` (the columns of
+    ``exports.columns`` that are not files, typed as in the other formats); an animation adds
+    ``<key>.source.png`` and ``<key>.frame-000.png`` ... Keys are candidate ids, so they hold
+    no dots (webdataset splits a member name at the first dot).
     """
 
     def __init__(
         self,
         folder: Path,
         *,
+        columns: ExportColumns,
         shard_size: int,
+        card: str | None,
         mtime: int = 0,
         first_shard: dict[str, int] | None = None,
     ):
         if shard_size < 1:
             raise ValueError(f"`shard_size` has to be at least 1 but is {shard_size}.")
         self._folder = Path(folder)
+        self._columns = columns
         self._shard_size = shard_size
+        self._card = card
         self._mtime = mtime
         self._open: dict[str, TarWriter] = {}
         self._in_shard = dict.fromkeys(SPLITS, 0)
@@ -468,27 +397,7 @@ class WebDatasetWriter:
 
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
-        common = batch.common_json()
-        samples = [
-            f'{{{shared},"split":"{split}","labels":{labels},"confidences":{confs},'
-            f'"scores":{scores},"n_judgments":{n},"sha256":"{sha}",'
-            f'"motion_score":{"null" if motion is None else repr(motion)},'
-            f'"frame_count":{frames},'
-            f'"source_candidate_id":{"null" if source is None else source}}}'.encode()
-            for shared, split, labels, confs, scores, n, sha, motion, frames, source in zip(
-                common,
-                batch.split,
-                batch.labels_json,
-                batch.confidences_json,
-                batch.scores_json,
-                batch.n_judgments,
-                batch.sha256,
-                batch.motion_score,
-                batch.frame_count,
-                batch.source_candidate_id,
-                strict=True,
-            )
-        ]
+        samples = [f"{{{record}}}".encode() for record in batch.records(self._columns)]
         extras = batch.has_extras
         for split in SPLITS:
             rows = [i for i, s in enumerate(batch.split) if s == split]
@@ -516,6 +425,8 @@ class WebDatasetWriter:
             writer = self._open.pop(split, None)
             if writer is not None:
                 self._done.append(writer.close())
+        if self._card is not None:
+            self._done.append(_write_card(self._folder, self._card))
         return sorted(self._done, key=lambda f: f.name)
 
     def abort(self) -> None:
@@ -523,147 +434,179 @@ class WebDatasetWriter:
             writer.abort()
 
 
-class ParquetWriter:
-    """One Parquet file, one row per entry, with the bytes inside.
+class _JsonValues:
+    """Decoded label JSON, by text: a manifest repeats a few texts (``{"aligned": true}``)
+    100,000 times, so a lookup replaces most decodes. Forgets everything past 50,000 texts."""
 
-    ``image`` and ``source_image`` follow the ``datasets`` Image convention (a struct of
-    ``bytes`` and ``path``); ``frames`` lists an animation's PNG frames. ``label``, ``labels``,
-    ``confidences`` and ``scores`` are JSON text because their types differ between questions.
-    Each batch becomes a row group, written as arrays; image bytes are stored uncompressed
-    (PNG and WebP are compressed already), the rest with snappy.
+    def __init__(self):
+        self._known: dict[str, Any] = {}
+
+    def __call__(self, texts: Sequence[str]) -> list:
+        known = self._known
+        if len(known) > 50_000:
+            known.clear()
+        out = []
+        for text in texts:
+            value = known.get(text, known)
+            if value is known:
+                value = known[text] = json.loads(text)
+            out.append(value)
+        return out
+
+
+def _leaf_paths(name: str, arrow_type: pa.DataType) -> list[str]:
+    """Parquet's column paths under a column (``frames.list.element.bytes`` ...)."""
+    if pa.types.is_struct(arrow_type):
+        return [
+            path
+            for i in range(arrow_type.num_fields)
+            for path in _leaf_paths(f"{name}.{arrow_type.field(i).name}", arrow_type.field(i).type)
+        ]
+    if pa.types.is_list(arrow_type):
+        return _leaf_paths(f"{name}.list.element", arrow_type.value_type)
+    return [name]
+
+
+def _images(datas: Sequence[bytes | None], paths: Sequence[str | None]) -> pa.StructArray:
+    """``datasets`` Image values (bytes and path); null where ``datas`` has None."""
+    missing = [d is None for d in datas]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([b"" if d is None else d for d in datas], pa.binary()),
+            pa.array(["" if p is None else p for p in paths], pa.string()),
+        ],
+        fields=list(IMAGE_ARROW),
+        mask=pa.array(missing, pa.bool_()) if any(missing) else None,
+    )
+
+
+class ParquetWriter:
+    """A part's Parquet files, one per split (``train-00000-of-00002.parquet`` ...), one row
+    per entry with the bytes inside, and the dataset card when ``card`` is given.
+
+    The schema carries ``datasets``' features in its ``huggingface`` metadata, so
+    ``load_dataset("parquet", ...)`` decodes ``image``, ``source`` and ``frames`` as images and
+    gives every column the type of the other formats; ``stickerloop`` metadata holds
+    ``dataset.json``. Each batch becomes a row group in each split it has rows of; image bytes
+    are stored uncompressed (PNG and WebP are compressed already), the rest with snappy.
+
+    ``file_names`` maps each split this part has rows of to its file's name.
     """
 
-    def __init__(self, path: Path, *, dataset_info: dict):
-        self._image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-        self._schema = pa.schema(
-            [
-                ("candidate_id", pa.int64()),
-                ("split", pa.string()),
-                ("file_name", pa.string()),
-                ("text", pa.string()),
-                ("label", pa.string()),
-                ("confidence", pa.float64()),
-                ("labels", pa.string()),
-                ("confidences", pa.string()),
-                ("scores", pa.string()),
-                ("model_version", pa.string()),
-                ("seed", pa.int64()),
-                ("prompt", pa.string()),
-                ("teacher", pa.string()),
-                ("source_candidate_id", pa.int64()),
-                ("source_file_name", pa.string()),
-                ("sha256", pa.string()),
-                ("motion_score", pa.float64()),
-                ("frame_count", pa.int32()),
-                ("image", self._image),
-                ("source_image", self._image),
-                ("frames", pa.list_(pa.binary())),
-            ],
-            metadata={b"stickerloop": _json_bytes(dataset_info)},
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        dataset_info: dict,
+        columns: ExportColumns,
+        file_names: dict[str, str],
+        card: str | None,
+    ):
+        self._columns = columns
+        self._folder = Path(folder)
+        self._card = card
+        self._decode = _JsonValues()
+        # In column order: readers list the features as the metadata orders them.
+        features = json.dumps({"info": {"features": columns.features()}}, separators=(",", ":"))
+        self._schema = columns.arrow_schema(
+            {b"huggingface": features.encode(), b"stickerloop": _json_bytes(dataset_info)}
         )
-        raw = {"image.bytes", "source_image.bytes", "frames.list.element"}
-        compression = {
-            name: "none" if name in raw else "snappy"
-            for name in self._schema.names
-            + [
-                "image.bytes",
-                "image.path",
-                "source_image.bytes",
-                "source_image.path",
-                "frames.list.element",
-            ]
+        paths = [p for f in self._schema for p in _leaf_paths(f.name, f.type)]
+        raw = {p for p in paths if p.endswith(".bytes")}
+        options = {
+            "compression": {p: "none" if p in raw else "snappy" for p in paths},
+            "use_dictionary": [
+                name for name in ("split", "model_version", "teacher") if name in columns
+            ],
         }
-        self.path = Path(path)
-        self._writer = pq.ParquetWriter(
-            str(self.path),
-            self._schema,
-            compression=compression,
-            use_dictionary=[
-                "split",
-                "label",
-                "labels",
-                "confidences",
-                "scores",
-                "model_version",
-                "teacher",
-            ],
-        )
+        self._paths = {split: self._folder / name for split, name in file_names.items()}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            for split, path in self._paths.items():
+                self._writers[split] = pq.ParquetWriter(str(path), self._schema, **options)
+        except BaseException:
+            self.abort()
+            raise
 
     def add_batch(self, batch: ExportBatch) -> None:
         batch.check()
-        file_names = [
+        table = pa.record_batch(self._arrays(batch), schema=self._schema)
+        splits = set(batch.split)
+        missing = splits - set(self._writers)
+        if missing:
+            raise ValueError(f"This part has no Parquet file for the {missing.pop()} split.")
+        for split in SPLITS:
+            if split not in splits:
+                continue
+            rows = table if len(splits) == 1 else table.filter([s == split for s in batch.split])
+            self._writers[split].write_batch(rows)
+
+    def _arrays(self, batch: ExportBatch) -> list[pa.Array]:
+        columns = self._columns
+        file_paths = [
             f"{split}/{name}" for split, name in zip(batch.split, batch.file_names(), strict=True)
         ]
-        source_names = [
-            None if name is None else f"{batch.split[i]}/{name}"
-            for i, name in enumerate(map(batch.source_file_name, range(len(batch))))
-        ]
-        image = pa.StructArray.from_arrays(
-            [pa.array(batch.data, pa.binary()), pa.array(file_names, pa.string())],
-            fields=list(self._image),
-        )
-        missing = [data is None for data in batch.source_data]
-        source_image = pa.StructArray.from_arrays(
-            [
-                pa.array([b"" if d is None else d for d in batch.source_data], pa.binary()),
-                pa.array(["" if n is None else n for n in source_names], pa.string()),
-            ],
-            fields=list(self._image),
-            mask=pa.array(missing, pa.bool_()),
-        )
-        columns = {
-            "candidate_id": batch.candidate_id,
-            "split": batch.split,
-            "file_name": file_names,
+        values: dict[str, Any] = {
+            "image": _images(batch.data, file_paths),
             "text": batch.caption,
-            "label": batch.label_json,
+            "split": batch.split,
+            "candidate_id": batch.candidate_id,
             "confidence": batch.confidence,
-            "labels": batch.labels_json,
-            "confidences": batch.confidences_json,
-            "scores": batch.scores_json,
+            "n_judgments": batch.n_judgments,
             "model_version": batch.model_version,
             "seed": batch.seed,
             "prompt": batch.prompt,
+            "sha256": batch.sha256,
             "teacher": batch.teacher,
             "source_candidate_id": batch.source_candidate_id,
-            "source_file_name": source_names,
-            "sha256": batch.sha256,
-            "motion_score": batch.motion_score,
             "frame_count": batch.frame_count,
+            "motion_score": batch.motion_score,
         }
-        arrays = [
-            pa.array(columns[field.name], field.type)
-            for field in self._schema
-            if field.name in columns
+        for name, texts in (
+            ("label", batch.label_json),
+            ("labels", batch.labels_json),
+            ("confidences", batch.confidences_json),
+            ("scores", batch.scores_json),
+        ):
+            if name in columns:
+                values[name] = (
+                    [None if t == "null" else t for t in texts]
+                    if columns[name].json_text
+                    else self._decode(texts)
+                )
+        if "source" in columns:
+            values["source"] = _images(
+                batch.source_data,
+                [
+                    None if name is None else f"{batch.split[i]}/{name}"
+                    for i, name in enumerate(map(batch.source_file_name, range(len(batch))))
+                ],
+            )
+        if "frames" in columns:
+            values["frames"] = self._frames(batch)
+        return [
+            v if isinstance(v, pa.Array) else pa.array(v, c.arrow_type)
+            for c, v in ((c, values[c.name]) for c in columns.columns)
         ]
-        arrays += [image, source_image, pa.array(batch.frames, pa.list_(pa.binary()))]
-        self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
+
+    @staticmethod
+    def _frames(batch: ExportBatch) -> pa.ListArray:
+        offsets, datas, paths = [0], [], []
+        for i, frames in enumerate(batch.frames):
+            folder = f"{batch.split[i]}/{batch.frames_dir(i)}"
+            datas += frames
+            paths += (f"{folder}/frame-{k:03d}.png" for k in range(len(frames)))
+            offsets.append(len(datas))
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _images(datas, paths))
 
     def close(self) -> list[OutputFile]:
-        self._writer.close()
-        return [_describe(self.path)]
+        for writer in self._writers.values():
+            writer.close()
+        outputs = [describe_file(path) for path in self._paths.values()]
+        if self._card is not None:
+            outputs.append(_write_card(self._folder, self._card))
+        return sorted(outputs, key=lambda f: f.name)
 
     def abort(self) -> None:
-        self._writer.close()
-
-
-def _describe(path: Path) -> OutputFile:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return OutputFile(name=path.name, path=path, size=size, sha256=digest.hexdigest())
-
-
-def combined_sha256(files: Iterable[OutputFile]) -> str:
-    """The checksum of a multi-file export: sha256 over ``sha256sum``-style lines, by name.
-
-    A single-file export's checksum is that file's own sha256.
-    """
-    files = sorted(files, key=lambda f: f.name)
-    if len(files) == 1:
-        return files[0].sha256
-    lines = "".join(f"{f.sha256}  {f.name}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
+        for writer in self._writers.values():
+            writer.close()
