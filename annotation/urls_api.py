@@ -47,4 +47,9 @@ urlpatterns = [
     path("campaigns/<id:pk>/skip/", rating.ItemSkipApi.as_view(), name="api-item-skip"),
     path("campaigns/<id:pk>/undo/", rating.JudgmentUndoApi.as_view(), name="api-judgment-undo"),
     path("campaigns/<id:pk>/held/", rating.ItemsHeldApi.as_view(), name="api-items-held"),
+    path(
+        "campaigns/<id:pk>/rate/config/",
+        rating.RatingConfigApi.as_view(),
+        name="api-rating-config",
+    ),
 ]

@@ -5,30 +5,28 @@ import json
 import markdown
 import nh3
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.forms import CampaignForm, MembershipForm, SelectionForm
 from annotation.models import Campaign, CampaignMembership, CampaignStatus, MembershipStatus
+from annotation.rating_config import rating_config
 from annotation.schema import PRESETS
 from annotation.services import campaigns as campaign_services
 from annotation.services import items as item_services
-from annotation.services.rating import undo_window
 from generation.models import Candidate
 from stickerloop import media
+from stickerloop.authentication import login_or_token_required
 from stickerloop.errors import ServiceConflict
 from stickerloop.media import media_url
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
-PREFETCH = 3
 
 
 def guidelines_html(text: str) -> str:
@@ -72,26 +70,9 @@ def rate(request, pk: int):
     membership = CampaignMembership.objects.filter(campaign=campaign, rater=request.user).first()
     if membership is None:
         raise PermissionDenied(f"You are not a rater of campaign {campaign.name!r}.")
-    config = {
-        "campaign": {
-            "id": campaign.pk,
-            "name": campaign.name,
-            "kind": campaign.kind,
-            "status": campaign.status,
-        },
-        "membership": {"status": membership.status, "reason": membership.paused_reason},
-        "schema": campaign.question_schema,
-        "user": request.user.get_username(),
-        "prefetch": PREFETCH,
-        "undo_seconds": int(undo_window().total_seconds()),
-        "urls": {
-            "step": reverse("api-rating-step", args=[campaign.pk]),
-            "held": reverse("api-items-held", args=[campaign.pk]),
-            "undo": reverse("api-judgment-undo", args=[campaign.pk]),
-            "ping": reverse("api-rate-ping"),
-            "home": reverse("rater-home"),
-        },
-    }
+    config = rating_config(
+        campaign=campaign, membership=membership, username=request.user.get_username()
+    )
     return render(
         request,
         "annotation/rate.html",
@@ -117,11 +98,12 @@ def rate(request, pk: int):
     )
 
 
-@login_required
+@login_or_token_required
 def rate_media(request, token: str, position: int, part: str):
     """A file of the rating screen, under a signed grant (``stickerloop.media``); the grant's
     scope is checked against the rater's leases and judgments on every fetch
-    (``selectors.rater_media_key``). 404 for every refusal: it says nothing about what exists."""
+    (``selectors.rater_media_key``). 404 for every refusal: it says nothing about what exists.
+    A script rating with an API token (the simulated raters) fetches the same URLs with it."""
     scope = media.grant_scope(token=token, user_id=request.user.pk)
     if scope is None:
         raise Http404("No such file.")

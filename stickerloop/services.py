@@ -14,14 +14,23 @@ from stickerloop.roles import Role
 
 
 @transaction.atomic
-def user_create_with_roles(*, username: str, password: str, roles: list[str], email: str = ""):
-    """Create a user holding ``roles`` (or reset the password and roles of an existing one)."""
+def user_create_with_roles(
+    *, username: str, password: str | None, roles: list[str], email: str = ""
+):
+    """Create a user holding ``roles`` (or reset the password and roles of an existing one).
+
+    ``password=None`` makes an account that cannot log in with a password, only with an API
+    token (``token_issue``): a script's account, such as a simulated rater's.
+    """
     unknown = sorted(set(roles) - set(Role.values))
     if unknown:
         raise ValidationError({"roles": [f"Unknown role(s): {', '.join(unknown)}."]})
     user_model = get_user_model()
     user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
     user.is_staff = Role.ADMIN in roles
     user.save()
     # get_or_create: the groups come from a data migration, but a flushed database (transactional

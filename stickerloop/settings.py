@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "training_bridge",
     "training_bridge.jobs",
     "webhooks",
+    "simulation",
 ]
 
 MIDDLEWARE = [

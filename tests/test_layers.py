@@ -23,9 +23,17 @@ LAYERS = [
     # Webhooks read every app's rows and name their URLs; no app imports webhooks (they announce
     # state changes through stickerloop.events, which imports no app).
     "webhooks",
+    # The simulated raters make accounts and candidates through the services below them and
+    # otherwise know the platform only as a web site.
+    "simulation",
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
 WIRING_PACKAGES = ("stickerloop.management",)
+# The simulated raters' client, judge, answer policies, profiles and figures know the platform
+# only as a web site.
+SIMULATION_DJANGO_FREE = tuple(
+    f"simulation.{name}" for name in ("client", "judge", "policies", "profiles", "rater", "report")
+)
 DJANGO_FREE = (
     "generation.pipelines",
     "generation.world",
@@ -40,8 +48,21 @@ DJANGO_FREE = (
     "webhooks.addresses",
     "webhooks.signing",
     "webhooks.transport",
+    *SIMULATION_DJANGO_FREE,
 )
-PROJECT_PACKAGES = {"stickerloop", "generation", "annotation", "training_bridge", "webhooks"}
+# The oracle judges are evaluation instruments: nothing that generates, rates, curates or trains
+# may see them, or the loop could learn the judge. Only the package itself and the simulated
+# raters (top-level packages named here) import it; bench/ is outside the walk.
+ORACLE = "generation.world.oracle"
+ORACLE_CLIENTS = ("simulation",)
+PROJECT_PACKAGES = {
+    "stickerloop",
+    "generation",
+    "annotation",
+    "training_bridge",
+    "webhooks",
+    "simulation",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -154,6 +175,37 @@ def test_model_code_never_imports_django(package):
 
     assert modules
     assert imported & {"django", "rest_framework", "stickerloop", "annotation"} == set()
+
+
+def _imports_the_oracle(name: str, imported: set[str]) -> bool:
+    inside = name == ORACLE or name.startswith(ORACLE + ".")
+    client = name.split(".")[0] in ORACLE_CLIENTS
+    return not (inside or client) and any(
+        m == ORACLE or m.startswith(ORACLE + ".") for m in imported
+    )
+
+
+def test_only_the_simulation_imports_the_oracle_judges():
+    offenders = [name for name in SOURCES if _imports_the_oracle(name, _imports(name))]
+
+    assert f"{ORACLE}.judge" in SOURCES
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("source", "package"),
+    [
+        ("from generation.world.oracle import Oracle\n", "training_bridge.recipes"),
+        ("def f():\n    from ..world import oracle\n", "generation.pipelines"),
+        ("import generation.world.oracle.judge\n", "annotation.quality"),
+    ],
+)
+def test_the_oracle_rule_sees_every_way_of_importing_it(source, package):
+    imported = _imports_in(source, package=package)
+
+    assert _imports_the_oracle(f"{package}.module", imported)
+    assert not _imports_the_oracle(f"{ORACLE}.judge", imported)
+    assert not _imports_the_oracle("simulation.raters", imported)
 
 
 def test_the_walk_resolves_relative_imports_to_the_layer_above():

@@ -1,5 +1,5 @@
-"""Rating API for raters: the rating step, next, submit, skip, undo, held items, their campaigns
-and a ping. One class per operation."""
+"""Rating API for raters: the rating step, next, submit, skip, undo, held items, the rating
+configuration, their campaigns and a ping. One class per operation."""
 
 import uuid
 
@@ -18,6 +18,7 @@ from annotation.models import (
     CampaignMembership,
     Item,
 )
+from annotation.rating_config import rating_config
 from annotation.services.rating import (
     Submission,
     answers_shown,
@@ -303,6 +304,42 @@ class JudgmentUndoApi(APIView):
                 "skipped": undone.skipped,
                 "skip_reason": undone.skip_reason,
             }
+        )
+
+
+class RatingConfigApi(APIView):
+    """What the rating screen's page tells its script, for a client rating with an API token:
+    the campaign, the caller's membership, the question schema, how many items to keep leased
+    ahead, the undo window and the endpoints. 403 for a caller outside the campaign."""
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        campaign = serializers.DictField(help_text="id, name, kind and status.")
+        membership = serializers.DictField(help_text="The caller's status and pause reason.")
+        schema = serializers.ListField(
+            child=serializers.DictField(), help_text="The questions (see the campaign's schema)."
+        )
+        user = serializers.CharField()
+        prefetch = serializers.IntegerField(help_text="Items to keep leased ahead of the shown.")
+        undo_seconds = serializers.IntegerField()
+        urls = serializers.DictField(child=serializers.CharField())
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        membership = CampaignMembership.objects.filter(
+            campaign=campaign, rater=request.user
+        ).first()
+        if membership is None:
+            return Response(
+                {"detail": f"You are not a rater of campaign {campaign.name!r}."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        return Response(
+            rating_config(
+                campaign=campaign, membership=membership, username=request.user.get_username()
+            )
         )
 
 

@@ -174,6 +174,36 @@ def test_paused_rater_gets_403_with_the_reason(setup):
     assert response.json() == {"detail": "Your work on campaign 'Style 1' is paused: too fast"}
 
 
+def test_rating_config_is_what_the_rating_screen_gets(setup, api, client):
+    rater_client, r, campaign = setup
+    response = rater_client.get(f"/api/campaigns/{campaign.pk}/rate/config/")
+    assert response.status_code == 200
+    config = response.json()
+    assert config == {
+        "campaign": {"id": campaign.pk, "name": "Style 1", "kind": "single", "status": "running"},
+        "membership": {"status": "active", "reason": ""},
+        "schema": campaign.question_schema,
+        "user": "rita",
+        "prefetch": 3,
+        "undo_seconds": 120,
+        "urls": {
+            "step": f"/api/campaigns/{campaign.pk}/rate/",
+            "held": f"/api/campaigns/{campaign.pk}/held/",
+            "undo": f"/api/campaigns/{campaign.pk}/undo/",
+            "ping": "/api/rate/ping/",
+            "home": "/rate/",
+        },
+    }
+    client.force_login(r)
+    assert client.get(f"/rate/{campaign.pk}/").context["config"] == config
+    outsider = api(f.rater("olga")).get(f"/api/campaigns/{campaign.pk}/rate/config/")
+    assert (outsider.status_code, outsider.json()) == (
+        403,
+        {"detail": "You are not a rater of campaign 'Style 1'."},
+    )
+    assert api(r).get("/api/campaigns/999999/rate/config/").status_code == 404
+
+
 def test_skip_undo_and_held(setup):
     client, r, campaign = setup
     items = _step(client, campaign, fetch=2).json()["items"]

@@ -124,6 +124,32 @@ def test_rater_gets_media_only_of_items_leased_or_judged(two_campaigns):
     assert client.get(shown["url"]).status_code == 200
 
 
+def test_a_script_with_an_api_token_fetches_the_same_media_urls(two_campaigns):
+    rita, omar, mine, _ = two_campaigns
+    client = token_client(rita, "pw-rita")
+    [item] = client.post(f"/api/campaigns/{mine.pk}/rate/", {"fetch": 1}, format="json").json()[
+        "items"
+    ]
+    url = item["candidates"][0]["url"]
+    stored = Candidate.objects.get(item_links__item_id=item["id"])
+
+    response = client.get(url)
+    assert response.status_code == 200
+    assert hashlib.sha256(body(response)).hexdigest() == stored.sha256
+    # Another rater's token opens nothing; a wrong token is 401; no token asks for a login.
+    assert token_client(omar, "pw-omar").get(url).status_code == 404
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    response = forged.get(url)
+    assert (response.status_code, response.json()) == (401, {"detail": "Invalid token."})
+    assert response.headers["WWW-Authenticate"] == "Token"
+    response = APIClient().get(url)
+    assert (response.status_code, response.headers["Location"]) == (
+        302,
+        f"/login/?next={url.replace(':', '%3A')}",
+    )
+
+
 def test_expired_media_url_is_refused(two_campaigns):
     rita, _, mine, _ = two_campaigns
     client = login(rita, "pw-rita")

@@ -138,6 +138,7 @@ RULES: dict[str, Rule] = {
     "api-rater-campaigns": Rule(LOGGED_IN),
     "api-rate-ping": Rule(LOGGED_IN),
     "api-rating-step": Rule(MEMBER, kwargs=pk("campaign")),
+    "api-rating-config": Rule(MEMBER, kwargs=pk("campaign")),
     "api-item-next": Rule(MEMBER, kwargs=pk("campaign")),
     "api-judgment-submit": Rule(MEMBER, kwargs=pk("campaign")),
     "api-item-skip": Rule(MEMBER, kwargs=pk("campaign")),
