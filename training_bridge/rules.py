@@ -171,7 +171,11 @@ def _pick_condition_errors(
             f"not {', '.join(unknown)}."
         ]
     agreement = condition.get("min_agreement")
-    if not _is_number(agreement) or not 0 <= agreement <= 1:
+    if agreement is None:
+        errors[f"{where}.min_agreement"] = [
+            "Give the share of the item's judgments that must pick the candidate, 0 to 1."
+        ]
+    elif not _is_number(agreement) or not 0 <= agreement <= 1:
         errors[f"{where}.min_agreement"] = [
             f"Must be a number between 0 and 1, not {_show(agreement)}."
         ]

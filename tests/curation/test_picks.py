@@ -4,12 +4,15 @@ teacher-selection version they make, its export with the teacher of every row, a
 distill_student recipe training on that export."""
 
 import json
+import re
 import uuid
 
 import pytest
+from django.test import Client
 
 from annotation.services.rating import item_next_for_rater, item_skip, judgment_submit
 from tests import factories as f
+from tests.conftest import logged_in
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.models import DatasetEntry, DatasetRule
 from training_bridge.rules import dataset_rule_create
@@ -537,3 +540,122 @@ def test_changing_a_rule_to_a_pick_without_picks_leaves_it_as_it_was(api, curato
     assert list(response.json()) == ["conditions.0.question"]
     rule.refresh_from_db()
     assert rule.conditions == [{"question": "aligned", "labels": [True]}]
+
+
+def _form(campaign, *rows, **changes) -> dict:
+    """The rule form's POST body: the rule's fields and one formset row per condition."""
+    data = {
+        "name": "picked teachers",
+        "purpose": "teacher_selection",
+        "kind": "",
+        "campaigns": [campaign.pk],
+        "consensus_method": "majority",
+        "min_judgments": "1",
+        "exclude_gold": "on",
+        "exclude_paused_only": "on",
+        "exclude_held_out": "on",
+        "validation_fraction": "0",
+        "split_seed": "0",
+        "caption_source": "motion_prompt",
+        "conditions-TOTAL_FORMS": str(len(rows)),
+        "conditions-INITIAL_FORMS": "0",
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "10",
+        **changes,
+    }
+    for index, row in enumerate(rows):
+        data.update({f"conditions-{index}-{k}": v for k, v in row.items()})
+    return data
+
+
+PICK_ROW = {"keep": "pick", "question": "best", "min_agreement": "0.6", "min_judgments": "2"}
+STAGE_ROW = re.compile(
+    r'data-stage="(\w+)"><td>[^<]*</td><td data-field="kept">(\d+)</td>'
+    r'<td data-field="dropped">(\d+)</td>'
+)
+
+
+def test_the_rule_form_previews_and_saves_a_pick_condition(teachers, curator):
+    campaign, _ = teachers
+    client = logged_in(curator)
+    page = client.get("/datasets/rules/new/").content.decode()
+    assert '<option value="pick">the candidate people picked (best of N, pair)</option>' in page
+    assert '<option value="best">best: pick in teachers</option>' in page
+    assert '<option value="motion_pass">motion_pass: binary in teachers</option>' in page
+    # Preview: the funnel of the unsaved settings, nothing stored.
+    preview = client.post("/datasets/rules/new/", _form(campaign, PICK_ROW, {}, preview="1"))
+    assert preview.status_code == 200
+    assert STAGE_ROW.findall(preview.content.decode())[4] == ("condition_0", "3", "12")
+    assert DatasetRule.objects.count() == 0
+    # Save.
+    saved = client.post("/datasets/rules/new/", _form(campaign, PICK_ROW, {}, save="1"))
+    rule = DatasetRule.objects.get()
+    assert saved.status_code == 302 and saved["Location"] == f"/datasets/rules/{rule.pk}/"
+    assert (rule.purpose, rule.kind, rule.conditions) == (
+        "teacher_selection",
+        "animation",
+        [PICK_RULE],
+    )
+    assert list(rule.campaigns.all()) == [campaign]
+    # The edit page shows the pick row as saved and changes it.
+    page = client.get(f"/datasets/rules/{rule.pk}/edit/").content.decode()
+    assert '<option value="pick" selected>' in page
+    assert 'name="conditions-0-min_agreement" value="0.6"' in page
+    changed = client.post(
+        f"/datasets/rules/{rule.pk}/edit/",
+        _form(campaign, {**PICK_ROW, "min_agreement": "0.9"}, save="1"),
+    )
+    assert changed.status_code == 302
+    rule.refresh_from_db()
+    assert rule.conditions == [{**PICK_RULE, "min_agreement": 0.9}]
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            {**PICK_ROW, "question": "motion_pass"},
+            "Question &#x27;motion_pass&#x27; of campaign &#x27;teachers&#x27; is a binary "
+            "question; a pick condition needs a pick question (best of N) or a pair question "
+            "answered left or right (it has best).",
+        ),
+        (
+            {**PICK_ROW, "min_agreement": ""},
+            "Give the share of the item&#x27;s judgments that must pick the candidate, 0 to 1.",
+        ),
+        (
+            {"keep": "answers", "question": "motion_pass", "labels": "true", "min_agreement": "1"},
+            "Only pick conditions take this: keep the candidate people picked.",
+        ),
+        (
+            {**PICK_ROW, "labels": "true"},
+            "Only answer conditions take this.",
+        ),
+    ],
+)
+def test_the_rule_form_refuses_a_pick_without_picks_and_stores_nothing(
+    teachers, curator, row, expected
+):
+    campaign, _ = teachers
+    response = logged_in(curator).post("/datasets/rules/new/", _form(campaign, row, save="1"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    row_html = re.search(r'<tr data-condition="0">(.*?)</tr>', html, re.S).group(1)
+    assert expected in row_html
+    assert DatasetRule.objects.count() == 0
+
+
+def test_only_curators_reach_the_rule_form(teachers, curator, engineer, rater):
+    campaign, _ = teachers
+    rule = pick_rule(campaign, curator)
+    for url in ("/datasets/rules/new/", f"/datasets/rules/{rule.pk}/edit/"):
+        assert logged_in(curator).get(url).status_code == 200
+        for user in (engineer, rater):
+            assert logged_in(user).get(url).status_code == 403
+            body = _form(campaign, {**PICK_ROW, "min_agreement": "0.1"}, name="x", save="1")
+            assert logged_in(user).post(url, body).status_code == 403
+        anonymous = Client().get(url)
+        assert anonymous.status_code == 302 and anonymous["Location"] == f"/login/?next={url}"
+    assert DatasetRule.objects.count() == 1
+    rule.refresh_from_db()
+    assert (rule.name, rule.conditions) == ("picked teachers", [PICK_RULE])
