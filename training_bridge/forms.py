@@ -164,8 +164,10 @@ class ConditionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["question"].choices = questions
         # The row is a table row under column headings: each input names itself.
-        for name, field in self.fields.items():
-            field.widget.attrs["aria-label"] = f"{field.label} ({self.prefix})"
+        number = (self.prefix or "").rsplit("-", 1)[-1]
+        row = f", condition {int(number) + 1}" if number.isdigit() else ""
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = f"{field.label}{row}"
 
     def clean_labels(self):
         tokens = self.cleaned_data["labels"].replace(",", " ").split()
