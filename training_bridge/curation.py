@@ -10,6 +10,10 @@ dropped, so the preview reads as a funnel:
 
     source → not gold → judged by active raters → min judgments → each condition → motion floor
     → held-out prompts → near-duplicates → per-prompt cap → split by prompt
+
+A condition thresholds each candidate's consensus answer (``labels``, ``min_confidence``,
+``min_mean``, ``max_mean``), or, with ``min_agreement``, keeps the candidate its item's judgments
+picked on a pick question (best of N) or a pair question (see ``_apply_pick_condition``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Count, Q
 
 from annotation.models import CampaignMembership, ItemCandidate, Judgment, MembershipStatus
-from annotation.quality.selectors import item_candidate_consensus, item_consensus
+from annotation.quality.selectors import item_candidate_consensus, item_consensus, item_picks
 from generation.models import Candidate, CandidateOrigin
 from training_bridge.models import (
     CandidateFingerprint,
@@ -346,9 +350,58 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def is_pick_condition(condition: Any) -> bool:
+    """A condition that keeps the candidate an item's judgments picked (it has min_agreement),
+    rather than one that thresholds each candidate's own answers."""
+    return isinstance(condition, dict) and "min_agreement" in condition
+
+
+def _pick_label(condition: dict) -> str:
+    return (
+        f"question {condition['question']!r}: the item's pick, by a share ≥ "
+        f"{condition['min_agreement']} of at least {condition['min_judgments']} judgment(s); "
+        "ties keep none"
+    )
+
+
+def _apply_pick_condition(funnel: _Funnel, spec: RuleSpec, index: int, condition: dict) -> None:
+    """Keep a unit when its candidate won its item's pick: picked more than any other shown
+    candidate (a tie for the top keeps none of them), by at least ``min_agreement`` of the
+    item's counted judgments, with at least ``min_judgments`` of them. The label is True and
+    the confidence that share."""
+    key = condition["question"]
+    min_agreement = condition["min_agreement"]
+    min_judgments = condition["min_judgments"]
+    picks = {
+        campaign_id: item_picks(campaign_id=campaign_id, question_key=key)
+        for campaign_id in spec.campaign_ids
+    }
+
+    def keep(unit: Unit) -> bool:
+        pick = picks[unit.campaign_id].get(unit.item_id)
+        if (
+            pick is None
+            or pick.winner != unit.candidate_id
+            or pick.n_judgments < min_judgments
+            or pick.share < min_agreement - EPSILON
+        ):
+            return False
+        share = round(pick.share, 6)
+        unit.labels[key] = True
+        unit.confidences[key] = share
+        if index == 0:
+            unit.label, unit.confidence = True, share
+        return True
+
+    funnel.apply(f"condition_{index}", _pick_label(condition), keep)
+
+
 def _apply_conditions(funnel: _Funnel, spec: RuleSpec) -> None:
     questions = _question_types(spec)
     for index, condition in enumerate(spec.conditions):
+        if is_pick_condition(condition):
+            _apply_pick_condition(funnel, spec, index, condition)
+            continue
         key = condition["question"]
         consensus: dict[int, dict] = {}
         for campaign_id in spec.campaign_ids:

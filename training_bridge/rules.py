@@ -17,9 +17,9 @@ from django.db import transaction
 
 from annotation.models import Campaign, CampaignKind
 from annotation.quality import aggregation
-from annotation.quality.selectors import methods_for_question
+from annotation.quality.selectors import is_pick_question, methods_for_question, pick_question_keys
 from generation.models import ModelVersion
-from training_bridge.curation import RuleSpec, template_errors
+from training_bridge.curation import RuleSpec, is_pick_condition, template_errors
 from training_bridge.models import (
     PURPOSE_KINDS,
     CaptionSource,
@@ -35,6 +35,10 @@ from training_bridge.recipes.spec import RECIPES, ROLE_PURPOSES
 SOURCE_CAMPAIGN_KINDS = (CampaignKind.SINGLE, CampaignKind.BEST_OF_N)
 CONDITION_KEYS = ("question", "labels", "min_confidence", "min_mean", "max_mean")
 CONDITION_TYPES = ("binary", "single_choice", "likert")
+# A condition with min_agreement is a pick condition (``curation.is_pick_condition``): it keeps
+# the candidate an item's judgments picked, on a pick question (best of N) or a pair question.
+PICK_CONDITION_KEYS = ("question", "min_agreement", "min_judgments")
+MAX_PICK_JUDGMENTS = 100
 LIKERT_RANGE = (1, 5)
 TRIGGER_KEYS = ("recipe", "base_model_version_id", "params", "role")
 # Passed through to the training service, which checks them: the other datasets of a two-role
@@ -83,16 +87,22 @@ def _condition_errors(
         errors[f"{where}.question"] = ["Name a question key."]
         return errors
     if all(condition.get(k) is None for k in CONDITION_KEYS[1:]):
-        errors[where] = ["Give at least one of labels, min_confidence, min_mean or max_mean."]
+        errors[where] = [
+            "Give at least one of labels, min_confidence, min_mean or max_mean (or "
+            "min_agreement, to keep the candidates a pick question picked)."
+        ]
     for campaign in campaigns:
         question = _question(campaign, key)
         if question is None:
-            keys = ", ".join(q.get("key", "?") for q in campaign.question_schema or []) or "none"
-            errors.setdefault(f"{where}.question", []).append(
-                f"Question {key!r} is not in campaign {campaign.name!r} (questions: {keys})."
-            )
+            errors.setdefault(f"{where}.question", []).append(_not_in(key, campaign))
             continue
         qtype = question.get("type")
+        if qtype == "pick":
+            errors.setdefault(f"{where}.question", []).append(
+                f"Question {key!r} of campaign {campaign.name!r} is a pick question; give "
+                "min_agreement to keep the candidates it picked."
+            )
+            continue
         if qtype not in CONDITION_TYPES:
             errors.setdefault(f"{where}.question", []).append(
                 f"Question {key!r} of campaign {campaign.name!r} is a {qtype} question; "
@@ -139,6 +149,61 @@ def _condition_errors(
         low, high = condition.get("min_mean"), condition.get("max_mean")
         if _is_number(low) and _is_number(high) and low > high:
             errors[f"{where}.max_mean"] = [f"Must be at least min_mean ({low}), not {high}."]
+    return errors
+
+
+def _not_in(key: str, campaign: Campaign) -> str:
+    keys = ", ".join(q.get("key", "?") for q in campaign.question_schema or []) or "none"
+    return f"Question {key!r} is not in campaign {campaign.name!r} (questions: {keys})."
+
+
+def _pick_condition_errors(
+    index: int, condition: dict, *, campaigns: list[Campaign]
+) -> dict[str, list[str]]:
+    """The problems of a pick condition (one with min_agreement): its question must pick
+    candidates in every source campaign."""
+    where = f"conditions.{index}"
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(condition) - set(PICK_CONDITION_KEYS))
+    if unknown:
+        errors[where] = [
+            f"A pick condition (one with min_agreement) takes {', '.join(PICK_CONDITION_KEYS)}; "
+            f"not {', '.join(unknown)}."
+        ]
+    agreement = condition.get("min_agreement")
+    if agreement is None:
+        errors[f"{where}.min_agreement"] = [
+            "Give the share of the item's judgments that must pick the candidate, 0 to 1."
+        ]
+    elif not _is_number(agreement) or not 0 <= agreement <= 1:
+        errors[f"{where}.min_agreement"] = [
+            f"Must be a number between 0 and 1, not {_show(agreement)}."
+        ]
+    least = condition.get("min_judgments", 1)
+    if (
+        isinstance(least, bool)
+        or not isinstance(least, int)
+        or not 1 <= least <= MAX_PICK_JUDGMENTS
+    ):
+        errors[f"{where}.min_judgments"] = [
+            f"Must be between 1 and {MAX_PICK_JUDGMENTS}, not {_show(least)}."
+        ]
+    key = condition.get("question")
+    if not isinstance(key, str) or not key:
+        errors[f"{where}.question"] = ["Name a pick question or a pair question."]
+        return errors
+    for campaign in campaigns:
+        question = _question(campaign, key)
+        if question is None:
+            errors.setdefault(f"{where}.question", []).append(_not_in(key, campaign))
+        elif not is_pick_question(campaign, question):
+            fitting = pick_question_keys(campaign)
+            has = f"it has {', '.join(fitting)}" if fitting else "it has none"
+            errors.setdefault(f"{where}.question", []).append(
+                f"Question {key!r} of campaign {campaign.name!r} is a {question.get('type')} "
+                "question; a pick condition needs a pick question (best of N) or a pair question "
+                f"answered left or right ({has})."
+            )
     return errors
 
 
@@ -285,11 +350,19 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
             errors["weak_sources"] = ["Only weak rules select from weak sources."]
         if not campaigns:
             errors["campaigns"] = ["Choose at least one source campaign."]
-        bad = [c for c in campaigns if c.kind not in SOURCE_CAMPAIGN_KINDS]
+        # A pair item shows two candidates for one judgment: only a pick says which to keep.
+        picks_only = (
+            isinstance(conditions, list)
+            and bool(conditions)
+            and all(is_pick_condition(c) for c in conditions)
+        )
+        kinds = (*SOURCE_CAMPAIGN_KINDS, CampaignKind.PAIR) if picks_only else SOURCE_CAMPAIGN_KINDS
+        bad = [c for c in campaigns if c.kind not in kinds]
         if bad:
             errors["campaigns"] = [
                 f"Campaign {bad[0].name!r} is a {bad[0].kind} campaign; datasets take "
-                "single-candidate or best-of-N campaigns."
+                "single-candidate or best-of-N campaigns, and pair campaigns through pick "
+                "conditions (min_agreement) only."
             ]
         if not isinstance(conditions, list):
             errors["conditions"] = ["Must be a list of conditions."]
@@ -300,9 +373,12 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
             errors["conditions"] = [f"At most {MAX_CONDITIONS} conditions, not {len(conditions)}."]
         elif "campaigns" not in errors and "consensus_method" not in errors:
             for index, condition in enumerate(conditions):
-                for name, messages in _condition_errors(
-                    index, condition, campaigns=campaigns, method=method
-                ).items():
+                found = (
+                    _pick_condition_errors(index, condition, campaigns=campaigns)
+                    if is_pick_condition(condition)
+                    else _condition_errors(index, condition, campaigns=campaigns, method=method)
+                )
+                for name, messages in found.items():
                     errors.setdefault(name, [])
                     errors[name] += [m for m in messages if m not in errors[name]]
     filters = values.get("weak_label_filters") or {}
@@ -375,7 +451,7 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
         campaign_ids=tuple(sorted(c.pk for c in campaigns)),
         weak_source_names=tuple(sorted(s.name for s in weak_sources)),
         consensus_method=method,
-        conditions=tuple(conditions),
+        conditions=tuple(_stored_condition(c) for c in conditions),
         min_judgments=min_judgments,
         exclude_gold=values.get("exclude_gold", True),
         exclude_paused_only=values.get("exclude_paused_only", True),
@@ -390,6 +466,18 @@ def rule_spec_check(*, values: dict) -> RuleSpec:
         caption_source=caption_source,
         caption_template=template,
     )
+
+
+def _stored_condition(condition: dict) -> dict:
+    """A checked condition as the rule keeps it: a pick condition with its minimum number of
+    judgments spelled out."""
+    if is_pick_condition(condition):
+        return {
+            "question": condition["question"],
+            "min_agreement": condition["min_agreement"],
+            "min_judgments": condition.get("min_judgments", 1),
+        }
+    return condition
 
 
 @transaction.atomic

@@ -4,7 +4,9 @@ from training_bridge import views
 
 urlpatterns = [
     path("datasets/", views.rule_list, name="dataset-rule-list"),
+    path("datasets/rules/new/", views.rule_form, name="dataset-rule-create"),
     path("datasets/rules/<id:pk>/", views.rule_detail, name="dataset-rule-detail"),
+    path("datasets/rules/<id:pk>/edit/", views.rule_form, name="dataset-rule-edit"),
     path("datasets/rules/<id:pk>/build/", views.rule_build, name="dataset-rule-build"),
     path("datasets/versions/", views.version_list, name="dataset-version-list"),
     path("datasets/versions/<id:pk>/", views.version_detail, name="dataset-version-detail"),

@@ -11,8 +11,20 @@ from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
+from training_bridge.forms import (
+    ConditionFormSet,
+    RuleForm,
+    condition_initial,
+    question_choices,
+    rule_initial,
+)
 from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion, ExportFormat
-from training_bridge.rules import rule_spec_check, rule_values
+from training_bridge.rules import (
+    dataset_rule_create,
+    dataset_rule_update,
+    rule_spec_check,
+    rule_values,
+)
 from training_bridge.versions import (
     dataset_version_build,
     dataset_version_retire,
@@ -54,6 +66,72 @@ def rule_detail(request, pk: int):
             "problem": problem,
             "versions": selectors.dataset_version_list(rule=rule.pk)[:50],
             "background": request.GET.get("bg", "checker"),
+        },
+    )
+
+
+def _rule_errors(form: RuleForm, rows: list, exc: ValidationError) -> None:
+    """Put the service's problems beside the fields they name: ``conditions.<n>.<field>`` on
+    the form row that condition came from (``rows[n]``), other fields on the rule form."""
+    for name, problems in exc.message_dict.items():
+        parts = name.split(".")
+        if parts[0] == "conditions" and len(parts) > 1 and parts[1].isdigit():
+            row = rows[int(parts[1])]
+            field = parts[2] if len(parts) > 2 and parts[2] in row.fields else None
+            for problem in problems:
+                row.add_error(field, problem)
+            continue
+        field = name if name in form.fields else None
+        for problem in problems:
+            form.add_error(field, problem if field else f"{name}: {problem}")
+
+
+@role_required(Role.CURATOR)
+def rule_form(request, pk: int | None = None):
+    """Create a rule, or change one (``pk``). "Preview" runs the unsaved settings through the
+    engine and shows the funnel; "Save" stores them. Refused settings come back beside their
+    fields and nothing is stored."""
+    rule = get_object_or_404(DatasetRule, pk=pk) if pk is not None else None
+    data = request.POST if request.method == "POST" else None
+    initial = rule_initial(rule) if rule else {}
+    form = RuleForm(data, initial=initial)
+    conditions = ConditionFormSet(
+        data,
+        initial=[condition_initial(c) for c in rule.conditions] if rule else None,
+        prefix="conditions",
+        form_kwargs={"questions": question_choices()},
+    )
+    preview = None
+    if data is not None and form.is_valid() and conditions.is_valid():
+        rows = [row for row in conditions if row.condition() is not None]
+        values = {
+            **form.cleaned_data,
+            "campaigns": list(form.cleaned_data["campaigns"]),
+            "weak_sources": list(form.cleaned_data["weak_sources"]),
+            "conditions": [row.condition() for row in rows],
+        }
+        try:
+            if "preview" in data:
+                preview = selectors.dataset_rule_preview(spec=rule_spec_check(values=values))
+            elif rule is None:
+                rule = dataset_rule_create(values=values, created_by=request.user)
+                messages.success(request, f"Rule {rule.name!r} created.")
+                return redirect("dataset-rule-detail", pk=rule.pk)
+            else:
+                dataset_rule_update(rule=rule, changes=values)
+                messages.success(request, "Saved; versions built before keep their settings.")
+                return redirect("dataset-rule-detail", pk=rule.pk)
+        except ValidationError as exc:
+            _rule_errors(form, rows, exc)
+    return render(
+        request,
+        "training_bridge/rule_form.html",
+        {
+            "form": form,
+            "conditions": conditions,
+            "rule": rule,
+            "preview": preview,
+            "title": f"Edit rule {rule.name}" if rule else "New dataset rule",
         },
     )
 

@@ -13,7 +13,7 @@ library here provides it without pulling statsmodels), the bootstrap, and the bo
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -648,3 +648,50 @@ def bradley_terry(
         ),
         tie_share=float((~decisive).mean()) if total else None,
     )
+
+
+# Picks -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemPick:
+    """Which candidate one item's judgments picked.
+
+    ``winner`` is the candidate with the most credit, alone at the top; None when candidates tie
+    for the top (``tied`` names them) or no judgment credited anyone. ``share`` is the top credit
+    over ``n_judgments``, the judgments counted for the item.
+    """
+
+    winner: int | None
+    share: float
+    n_judgments: int
+    tied: tuple[int, ...] = ()
+
+
+def pick_winners(ballots: Iterable[tuple[int, dict[int, float]]]) -> dict[int, ItemPick]:
+    """Per item, the candidate its judgments picked.
+
+    Each ballot is one judgment: its item and the credit it gives candidates, summing to 1 or to
+    nothing (a best-of-N pick: ``{candidate: 1.0}``; a pair answered tie: ``{left: 0.5, right:
+    0.5}``; a judgment that picked none: ``{}``, which still counts in ``n_judgments``).
+    """
+    credit: dict[int, dict[int, float]] = {}
+    counted: dict[int, int] = {}
+    for item, votes in ballots:
+        counted[item] = counted.get(item, 0) + 1
+        tally = credit.setdefault(item, {})
+        for candidate, weight in votes.items():
+            tally[candidate] = tally.get(candidate, 0.0) + weight
+    picks = {}
+    for item, n in counted.items():
+        tally = credit[item]
+        top = max(tally.values(), default=0.0)
+        # Credits are sums of halves and ones, so equal tallies compare equal exactly.
+        leaders = tuple(sorted(c for c, v in tally.items() if v == top)) if top > 0 else ()
+        picks[item] = ItemPick(
+            winner=leaders[0] if len(leaders) == 1 else None,
+            share=top / n,
+            n_judgments=n,
+            tied=leaders if len(leaders) > 1 else (),
+        )
+    return picks

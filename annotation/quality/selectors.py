@@ -3,11 +3,14 @@
 ``item_consensus`` is the contract curation builds on: stored results when a run has produced
 them for that campaign, question and method, else the method computed on the fly from the
 judgments that count (not excluded, not skipped; gold items included, callers filter).
+``item_picks`` is its counterpart for questions whose answers pick a shown candidate (best of N,
+side by side): who won each item, and by what share of its judgments.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +18,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Avg, Count
 
-from annotation.models import Campaign, CampaignKind, CampaignMembership, Judgment
+from annotation.models import Campaign, CampaignKind, CampaignMembership, ItemCandidate, Judgment
 from annotation.quality import aggregation, bulk
-from annotation.quality.aggregation import ItemConsensus, Responses
+from annotation.quality.aggregation import ItemConsensus, ItemPick, Responses
 from annotation.quality.models import (
     AgreementResult,
     ConsensusResult,
@@ -30,8 +33,10 @@ from annotation.quality.models import (
 
 __all__ = [
     "ItemConsensus",
+    "ItemPick",
     "item_consensus",
     "item_candidate_consensus",
+    "item_picks",
     "methods_for_question",
     "question_responses",
 ]
@@ -312,6 +317,84 @@ def item_candidate_consensus(
         (int(units.item_ids[u]), int(units.candidate_ids[u])): table.consensus(i)
         for i, u in enumerate(table.item_ids)
     }
+
+
+# Picks -------------------------------------------------------------------------------------------
+
+# A pair question's answers credit the candidates by display position (0: left, 1: right), a tie
+# half to each, as the side-by-side win rates count them.
+PAIR_CREDIT: dict[str, dict[int, float]] = {
+    "left": {0: 1.0},
+    "right": {1: 1.0},
+    "tie": {0: 0.5, 1: 0.5},
+}
+
+
+def is_pair_question(campaign: Campaign, question: dict) -> bool:
+    """A side-by-side question: one choice of a pair campaign, answered left or right."""
+    return (
+        campaign.kind == CampaignKind.PAIR
+        and question.get("type") == "single_choice"
+        and {"left", "right"} <= set(question_labels(question))
+        and not question.get("per_candidate")
+    )
+
+
+def is_pick_question(campaign: Campaign, question: dict) -> bool:
+    """Whether the question's answers pick one of the shown candidates: a pick question (best of
+    N) or a pair question."""
+    return question.get("type") == "pick" or is_pair_question(campaign, question)
+
+
+def pick_question_keys(campaign: Campaign) -> list[str]:
+    return [q["key"] for q in campaign_questions(campaign) if is_pick_question(campaign, q)]
+
+
+def item_picks(*, campaign_id: int, question_key: str) -> dict[int, ItemPick]:
+    """Per item id, the candidate its judgments picked for a pick or pair question, from the
+    judgments that count (non-excluded, non-skipped). Gold items are included; callers filter.
+
+    A pick question counts every such judgment, one that picked none (an optional pick left
+    empty) included: a share is of the raters who judged the item. A pair question counts the
+    judgments answering left, right or tie, a tie half for each side, as the win rates do.
+    Raises ValidationError for an unknown campaign or question, or one that picks nothing.
+    """
+    try:
+        campaign = Campaign.objects.get(pk=campaign_id)
+    except Campaign.DoesNotExist as exc:
+        raise ValidationError({"campaign": [f"No campaign {campaign_id}."]}) from exc
+    question = question_of(campaign, question_key)
+    if not is_pick_question(campaign, question):
+        raise ValidationError(
+            {
+                "question_key": [
+                    f"Question {question_key!r} is a {question.get('type')} question; picks come "
+                    "from pick questions and pair questions."
+                ]
+            }
+        )
+    answers = (
+        Judgment.objects.filter(campaign_id=campaign_id, skipped=False, excluded=False)
+        .values_list("item_id", f"answers__{question_key}")
+        .iterator(chunk_size=10000)
+    )
+    if question.get("type") == "pick":
+        # Stored picks name candidates by id (see ``annotation.schema.answers_by_candidate``).
+        return aggregation.pick_winners(
+            (item, {} if value is None else {value: 1.0}) for item, value in answers
+        )
+    shown: dict[int, dict[int, int]] = defaultdict(dict)
+    for item, position, candidate in (
+        ItemCandidate.objects.filter(item__campaign_id=campaign_id, position__lt=2)
+        .values_list("item_id", "position", "candidate_id")
+        .iterator(chunk_size=10000)
+    ):
+        shown[item][position] = candidate
+    return aggregation.pick_winners(
+        (item, {shown[item][p]: w for p, w in PAIR_CREDIT[value].items()})
+        for item, value in answers
+        if value in PAIR_CREDIT
+    )
 
 
 # Stored results for pages and APIs ---------------------------------------------------------------

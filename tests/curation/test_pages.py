@@ -8,7 +8,7 @@ import pytest
 from tests import factories as f
 from tests.conftest import logged_in
 from training_bridge.exports.run import dataset_export_run
-from training_bridge.models import DatasetExport, DatasetVersion
+from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion
 from training_bridge.rules import dataset_rule_create
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 
@@ -143,3 +143,55 @@ def test_animation_pages_show_source_and_animation(make, curator):
     version, _ = dataset_version_build(rule=rule, built_by=curator)
     page = client.get(f"/datasets/versions/{version.pk}/").content.decode()
     assert f'src="/media/{source.file}"' in page and "anim-teacher-a" in page
+
+
+def test_the_rule_form_saves_answer_conditions_and_shows_them_again(rule, curator):
+    client = logged_in(curator)
+    campaign = rule.campaigns.get()
+    body = {
+        "name": "aligned and good",
+        "purpose": "alignment",
+        "campaigns": [campaign.pk],
+        "consensus_method": "majority",
+        "min_judgments": "2",
+        "exclude_gold": "on",
+        "validation_fraction": "0.1",
+        "split_seed": "3",
+        "caption_source": "raw_prompt",
+        "conditions-TOTAL_FORMS": "3",
+        "conditions-INITIAL_FORMS": "0",
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "10",
+        "conditions-0-keep": "answers",
+        "conditions-0-question": "aligned",
+        "conditions-0-labels": "true",
+        "conditions-0-min_confidence": "0.8",
+        "conditions-1-keep": "answers",
+        "conditions-1-question": "quality",
+        "conditions-1-min_mean": "3.5",
+        "conditions-2-keep": "answers",
+        "save": "1",
+    }
+    response = client.post("/datasets/rules/new/", body)
+    saved = DatasetRule.objects.get(name="aligned and good")
+    assert response.status_code == 302
+    assert saved.conditions == [
+        {"question": "aligned", "labels": [True], "min_confidence": 0.8},
+        {"question": "quality", "min_mean": 3.5},
+    ]
+    assert (saved.min_judgments, saved.exclude_gold, saved.exclude_paused_only) == (2, True, False)
+    assert (saved.split_seed, saved.kind, saved.training_trigger) == (3, "image", None)
+    page = client.get(f"/datasets/rules/{saved.pk}/edit/").content.decode()
+    assert 'name="conditions-0-labels" value="true"' in page
+    assert 'name="conditions-1-min_mean" value="3.5"' in page
+    # A label the question does not have comes back beside the labels of its row.
+    refused = client.post(
+        "/datasets/rules/new/", {**body, "name": "other", "conditions-0-labels": "yes"}
+    )
+    assert refused.status_code == 200
+    row = re.search(r'<tr data-condition="0">(.*?)</tr>', refused.content.decode(), re.S)
+    assert (
+        "&#x27;yes&#x27; is not an answer of question &#x27;aligned&#x27; (answers: true, false)."
+        in row.group(1)
+    )
+    assert DatasetRule.objects.filter(name="other").count() == 0

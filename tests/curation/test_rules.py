@@ -99,7 +99,8 @@ def payload(sources, **changes):
             {"conditions": [{"question": "aligned"}]},
             {
                 "conditions.0": [
-                    "Give at least one of labels, min_confidence, min_mean or max_mean."
+                    "Give at least one of labels, min_confidence, min_mean or max_mean (or "
+                    "min_agreement, to keep the candidates a pick question picked)."
                 ]
             },
         ),
@@ -192,7 +193,7 @@ def test_pair_campaigns_and_text_questions_are_refused(api, curator, campaigns):
     assert response.json() == {
         "campaigns": [
             "Campaign 'pair' is a pair campaign; datasets take single-candidate or best-of-N "
-            "campaigns."
+            "campaigns, and pair campaigns through pick conditions (min_agreement) only."
         ]
     }
     response = client.post(

@@ -41,7 +41,14 @@ class RuleInput(serializers.Serializer):
         queryset=WeakSource.objects.all(), many=True, required=False
     )
     consensus_method = serializers.CharField(required=False, max_length=16)
-    conditions = serializers.JSONField(required=False)
+    conditions = serializers.JSONField(
+        required=False,
+        help_text='All must hold. On answers: {"question": key, "labels": [accepted consensus '
+        'labels], "min_confidence": x, "min_mean": y, "max_mean": z}. On picks (a best-of-N '
+        'pick question or a pair question): {"question": key, "min_agreement": share 0..1, '
+        '"min_judgments": n (default 1)} keeps the candidate that won its item, by at least '
+        "that share of the item's judgments; a tie for the top keeps none.",
+    )
     min_judgments = serializers.IntegerField(required=False)
     exclude_gold = serializers.BooleanField(required=False)
     exclude_paused_only = serializers.BooleanField(required=False)

@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from annotation.models import (
     Campaign,
-    CampaignKind,
     CampaignStatus,
     Item,
     ItemCandidate,
@@ -202,15 +201,6 @@ def _store_agreement(
 
 
 # Rankings ----------------------------------------------------------------------------------------
-
-
-def _is_pair_question(question: dict) -> bool:
-    values = set(selectors.question_labels(question))
-    return (
-        question.get("type") == "single_choice"
-        and {"left", "right"} <= values
-        and (not question.get("per_candidate"))
-    )
 
 
 def pair_comparisons(
@@ -471,7 +461,7 @@ def campaign_results_compute(
                 under = table.confidence < policy.confidence_target
                 ids = table.item_ids[under]
                 low_confidence.update((units.item_ids[ids] if units is not None else ids).tolist())
-        if campaign.kind == CampaignKind.PAIR and _is_pair_question(question):
+        if selectors.is_pair_question(campaign, question):
             tick = time.perf_counter()
             pairs = pair_comparisons(campaign=campaign, responses=responses)
             if pairs is not None:
