@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -15,11 +15,23 @@ from stickerloop.roles import Role
 
 @transaction.atomic
 def user_create_with_roles(*, username: str, password: str, roles: list[str], email: str = ""):
-    """Create a user holding ``roles`` (or reset the password and roles of an existing one)."""
+    """Create a user holding ``roles`` (or reset the password and roles of an existing one).
+
+    The password must pass AUTH_PASSWORD_VALIDATORS, checked against the user it is for (an
+    existing one's stored name and email); else ValidationError on ``password`` and nothing is
+    written.
+    """
     unknown = sorted(set(roles) - set(Role.values))
     if unknown:
         raise ValidationError({"roles": [f"Unknown role(s): {', '.join(unknown)}."]})
     user_model = get_user_model()
+    existing = user_model.objects.filter(username=username).first()
+    try:
+        password_validation.validate_password(
+            password, existing or user_model(username=username, email=email)
+        )
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
     user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
     user.set_password(password)
     user.is_staff = Role.ADMIN in roles

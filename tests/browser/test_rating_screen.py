@@ -99,7 +99,7 @@ def _judge_with_the_keyboard(live_server, context, page):
     page.focus("#id_username")
     page.keyboard.type("kim")
     page.keyboard.press("Tab")
-    page.keyboard.type("pw-kim")
+    page.keyboard.type(f.PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/rate/{single.pk}/")
 
@@ -239,7 +239,7 @@ def _best_of_n(live_server, context, page):
     )
     page.goto(f"{live_server.url}/login/?next=/rate/{campaign.pk}/")
     page.fill("#id_username", "ben")
-    page.fill("#id_password", "pw-ben")
+    page.fill("#id_password", f.PASSWORD)
     page.keyboard.press("Enter")
     item = _item(page)
     # The screen names candidates by position; the stored answers name them by id.
