@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "stickerloop.sessions.SessionLifetimeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "stickerloop.middleware.InputGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -161,6 +162,23 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sessions (stickerloop.sessions): a login ends after this long unused (the idle timeout, also the
+# cookie's Max-Age), and however busy after SESSION_MAX_SECONDS; logging out deletes it. The
+# cookie is out of reach of scripts and not sent on cross-site posts; HTTPS-only in production
+# (below).
+SESSION_COOKIE_AGE = env_int("STICKERLOOP_SESSION_IDLE_SECONDS", 8 * 3600)
+SESSION_MAX_SECONDS = env_int("STICKERLOOP_SESSION_MAX_SECONDS", 24 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+if SESSION_COOKIE_AGE < 60:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_SESSION_IDLE_SECONDS must be at least 60, not {SESSION_COOKIE_AGE}"
+    )
+if SESSION_MAX_SECONDS < SESSION_COOKIE_AGE:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_SESSION_MAX_SECONDS ({SESSION_MAX_SECONDS}) must be at least "
+        f"STICKERLOOP_SESSION_IDLE_SECONDS ({SESSION_COOKIE_AGE})"
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

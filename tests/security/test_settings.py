@@ -93,3 +93,41 @@ def test_check_deploy_has_no_warnings_from_our_settings():
 
 def test_database_connections_are_checked_before_reuse():
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+SHOW_SESSIONS = (
+    "import json, stickerloop.settings as s; print(json.dumps({n: getattr(s, n) for n in "
+    "['SESSION_COOKIE_AGE', 'SESSION_MAX_SECONDS', 'SESSION_COOKIE_HTTPONLY', "
+    "'SESSION_COOKIE_SAMESITE']}))"
+)
+
+
+def test_session_defaults():
+    result = _run(SHOW_SESSIONS)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "SESSION_COOKIE_AGE": 28_800,
+        "SESSION_MAX_SECONDS": 86_400,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"STICKERLOOP_SESSION_IDLE_SECONDS": "30"},
+            "STICKERLOOP_SESSION_IDLE_SECONDS must be at least 60, not 30",
+        ),
+        (
+            {"STICKERLOOP_SESSION_IDLE_SECONDS": "7200", "STICKERLOOP_SESSION_MAX_SECONDS": "3600"},
+            "STICKERLOOP_SESSION_MAX_SECONDS (3600) must be at least "
+            "STICKERLOOP_SESSION_IDLE_SECONDS (7200)",
+        ),
+    ],
+)
+def test_bad_session_settings_stop_start_up(env, message):
+    result = _run("import stickerloop.settings", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
