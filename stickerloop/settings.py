@@ -7,7 +7,9 @@ media under ``var/media``, the tiny offline models under ``var/models``. Set ``D
 """
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -97,6 +99,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "stickerloop.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "stickerloop.sessions.SessionLifetimeMiddleware",
@@ -218,6 +221,27 @@ else:
         # Candidate keys are deterministic; a re-run chunk overwrites its own files.
         "OPTIONS": {"allow_overwrite": True},
     }
+# Content-Security-Policy (stickerloop.csp): origins images may load from besides the site's own.
+# With a bucket, media URLs redirect to presigned bucket URLs: its endpoint's origin by default;
+# without an endpoint URL (AWS S3 itself) the bucket's origin must be named here.
+_csp_media_origins = env("STICKERLOOP_CSP_MEDIA_ORIGINS")
+if _csp_media_origins is None and S3_BUCKET:
+    _endpoint = urlsplit(env("STICKERLOOP_S3_ENDPOINT_URL") or "")
+    if not _endpoint.netloc:
+        raise ImproperlyConfigured(
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must name the bucket's origin (e.g. "
+            "https://my-bucket.s3.eu-west-1.amazonaws.com) when STICKERLOOP_S3_ENDPOINT_URL is "
+            "unset: images load from there and the Content-Security-Policy must allow it"
+        )
+    _csp_media_origins = f"{_endpoint.scheme}://{_endpoint.netloc}"
+CSP_MEDIA_ORIGINS = [o.strip() for o in (_csp_media_origins or "").split(",") if o.strip()]
+for _origin in CSP_MEDIA_ORIGINS:
+    # Only origins: anything else (a path, a quote, a semicolon) would change the policy itself.
+    if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must be comma-separated origins like "
+            f"https://media.example.org, not {_origin!r}"
+        )
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
