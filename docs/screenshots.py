@@ -87,7 +87,7 @@ def rating_screen(env: dict, out: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.goto(f"http://127.0.0.1:{port}/login/?next=/rate/{campaign.pk}/")
             page.fill("#id_username", "rater")
-            page.fill("#id_password", "stickerloop")
+            page.fill("#id_password", "stickerloop-demo")
             page.keyboard.press("Enter")
             page.wait_for_url(f"**/rate/{campaign.pk}/")
             page.wait_for_selector("img", state="visible")

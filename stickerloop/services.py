@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -19,13 +19,23 @@ def user_create_with_roles(
 ):
     """Create a user holding ``roles`` (or reset the password and roles of an existing one).
 
-    ``password=None`` makes an account that cannot log in with a password, only with an API
-    token (``token_issue``): a script's account, such as a simulated rater's.
+    The password must pass AUTH_PASSWORD_VALIDATORS, checked against the user it is for (an
+    existing one's stored name and email); else ValidationError on ``password`` and nothing is
+    written. ``password=None`` makes an account that cannot log in with a password, only with
+    an API token (``token_issue``): a script's account, such as a simulated rater's.
     """
     unknown = sorted(set(roles) - set(Role.values))
     if unknown:
         raise ValidationError({"roles": [f"Unknown role(s): {', '.join(unknown)}."]})
     user_model = get_user_model()
+    if password is not None:
+        existing = user_model.objects.filter(username=username).first()
+        try:
+            password_validation.validate_password(
+                password, existing or user_model(username=username, email=email)
+            )
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
     user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
     if password is None:
         user.set_unusable_password()

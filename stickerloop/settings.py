@@ -7,7 +7,9 @@ media under ``var/media``, the tiny offline models under ``var/models``. Set ``D
 """
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -98,8 +100,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "stickerloop.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "stickerloop.sessions.SessionLifetimeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "stickerloop.middleware.InputGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,12 +152,37 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every password the site sets passes these (ASVS 2.1): at least 12 characters, not one of Django's
+# 20,000 most common (breached) passwords, not close to the username or email. No composition rules
+# (ASVS 2.1.9). stickerloop.services.user_create_with_roles applies them; so do the admin's forms.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sessions (stickerloop.sessions): a login ends after this long unused (the idle timeout, also the
+# cookie's Max-Age), and however busy after SESSION_MAX_SECONDS; logging out deletes it. The
+# cookie is out of reach of scripts and not sent on cross-site posts; HTTPS-only in production
+# (below).
+SESSION_COOKIE_AGE = env_int("STICKERLOOP_SESSION_IDLE_SECONDS", 8 * 3600)
+SESSION_MAX_SECONDS = env_int("STICKERLOOP_SESSION_MAX_SECONDS", 24 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+if SESSION_COOKIE_AGE < 60:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_SESSION_IDLE_SECONDS must be at least 60, not {SESSION_COOKIE_AGE}"
+    )
+if SESSION_MAX_SECONDS < SESSION_COOKIE_AGE:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_SESSION_MAX_SECONDS ({SESSION_MAX_SECONDS}) must be at least "
+        f"STICKERLOOP_SESSION_IDLE_SECONDS ({SESSION_COOKIE_AGE})"
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -193,6 +222,27 @@ else:
         # Candidate keys are deterministic; a re-run chunk overwrites its own files.
         "OPTIONS": {"allow_overwrite": True},
     }
+# Content-Security-Policy (stickerloop.csp): origins images may load from besides the site's own.
+# With a bucket, media URLs redirect to presigned bucket URLs: its endpoint's origin by default;
+# without an endpoint URL (AWS S3 itself) the bucket's origin must be named here.
+_csp_media_origins = env("STICKERLOOP_CSP_MEDIA_ORIGINS")
+if _csp_media_origins is None and S3_BUCKET:
+    _endpoint = urlsplit(env("STICKERLOOP_S3_ENDPOINT_URL") or "")
+    if not _endpoint.netloc:
+        raise ImproperlyConfigured(
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must name the bucket's origin (e.g. "
+            "https://my-bucket.s3.eu-west-1.amazonaws.com) when STICKERLOOP_S3_ENDPOINT_URL is "
+            "unset: images load from there and the Content-Security-Policy must allow it"
+        )
+    _csp_media_origins = f"{_endpoint.scheme}://{_endpoint.netloc}"
+CSP_MEDIA_ORIGINS = [o.strip() for o in (_csp_media_origins or "").split(",") if o.strip()]
+for _origin in CSP_MEDIA_ORIGINS:
+    # Only origins: anything else (a path, a quote, a semicolon) would change the policy itself.
+    if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?", _origin):
+        raise ImproperlyConfigured(
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must be comma-separated origins like "
+            f"https://media.example.org, not {_origin!r}"
+        )
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -21,6 +21,7 @@ from stickerloop.login_throttle import (
 from stickerloop.middleware import API_PREFIX
 from stickerloop.roles import Role, user_roles
 from stickerloop.schema import ErrorSerializer
+from stickerloop.sessions import session_clock_start
 
 LOCKED_MESSAGE = "Too many failed logins for this account or address."
 
@@ -87,7 +88,9 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form):
         login_success_record(username=form.get_user().get_username())
-        return super().form_valid(form)
+        response = super().form_valid(form)
+        session_clock_start(request=self.request)
+        return response
 
 
 def admin_login(request):
@@ -107,6 +110,7 @@ def admin_login(request):
     # The admin answers a login with a redirect and a refusal with the form again.
     if response.status_code == 302:
         login_success_record(username=username)
+        session_clock_start(request=request)
     else:
         login_failure_record(username=username, ip=ip)
     return response

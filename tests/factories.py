@@ -128,15 +128,20 @@ def ensure_roles() -> None:
         Group.objects.get_or_create(name=role)
 
 
+# The password of every user made here: it passes the site's password validators, as any password
+# set through user_create_with_roles must.
+PASSWORD = "stickers for testing only"
+
+
 def user(name: str, roles: list[str]):
     ensure_roles()
-    return user_create_with_roles(username=name, password="pw-" + name, roles=roles)
+    return user_create_with_roles(username=name, password=PASSWORD, roles=roles)
 
 
 def rater(name: str | None = None):
     ensure_roles()
     return user_create_with_roles(
-        username=name or f"rater-{next(_counter)}", password="pw", roles=["rater"]
+        username=name or f"rater-{next(_counter)}", password=PASSWORD, roles=["rater"]
     )
 
 
@@ -553,7 +558,7 @@ class Factory:
         return item
 
     def rater(self, name: str, campaign: Campaign | None = None, *, paused: bool = False):
-        user = user_create_with_roles(username=name, password="pw", roles=["rater"])
+        user = user_create_with_roles(username=name, password=PASSWORD, roles=["rater"])
         if campaign is not None:
             CampaignMembership.objects.update_or_create(
                 campaign=campaign,

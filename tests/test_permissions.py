@@ -6,6 +6,8 @@ every URL pattern.
 
 import pytest
 
+from tests.factories import PASSWORD
+
 pytestmark = pytest.mark.django_db
 
 
@@ -18,7 +20,7 @@ def test_a_refusal_names_the_role(api, rater):
 
 
 def test_token_authentication(client, rater):
-    response = client.post("/api/auth/token/", {"username": "rater", "password": "pw-rater"})
+    response = client.post("/api/auth/token/", {"username": "rater", "password": PASSWORD})
     assert response.status_code == 200
     token = response.json()["token"]
     me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {token}")

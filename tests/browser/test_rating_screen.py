@@ -2,7 +2,6 @@
 only, undoes and skips, works through a lost connection; the database holds exactly that."""
 
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -13,35 +12,7 @@ from tests import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 XSS_PROMPT = "<script>window.pwned = 1</script> a cat <b>waving</b>"
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # still synchronous and safe.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        yield context, page
-        context.close()
-        browser.close()
 
 
 def _item(page) -> int:
@@ -65,13 +36,14 @@ def _wait_sent(page, *, queued: int = 0) -> None:
     )
 
 
-def test_rater_judges_with_the_keyboard(live_server, browser_page):
+def test_rater_judges_with_the_keyboard(live_server, browser_page, csp_violations):
     try:
         _judge_with_the_keyboard(live_server, *browser_page)
     finally:
         # The test's queries ran under Playwright's event loop, on a connection of that context
         # only: close it, or the test database cannot be dropped at the end of the session.
         connections.close_all()
+    assert csp_violations == []
 
 
 def _judge_with_the_keyboard(live_server, context, page):
@@ -99,7 +71,7 @@ def _judge_with_the_keyboard(live_server, context, page):
     page.focus("#id_username")
     page.keyboard.type("kim")
     page.keyboard.press("Tab")
-    page.keyboard.type("pw-kim")
+    page.keyboard.type(f.PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/rate/{single.pk}/")
 
@@ -222,11 +194,12 @@ def _check_prefetched_next_item(page, current: int, expected: dict) -> int:
     return nxt["id"]
 
 
-def test_best_of_n_animations(live_server, browser_page):
+def test_best_of_n_animations(live_server, browser_page, csp_violations):
     try:
         _best_of_n(live_server, *browser_page)
     finally:
         connections.close_all()
+    assert csp_violations == []
 
 
 def _best_of_n(live_server, context, page):
@@ -239,7 +212,7 @@ def _best_of_n(live_server, context, page):
     )
     page.goto(f"{live_server.url}/login/?next=/rate/{campaign.pk}/")
     page.fill("#id_username", "ben")
-    page.fill("#id_password", "pw-ben")
+    page.fill("#id_password", f.PASSWORD)
     page.keyboard.press("Enter")
     item = _item(page)
     # The screen names candidates by position; the stored answers name them by id.

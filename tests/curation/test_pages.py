@@ -72,10 +72,10 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     assert (export.format, export.shard_size, export.status) == ("webdataset", 2, "queued")
     page = client.get(f"/datasets/versions/{v1.pk}/").content.decode()
     assert f'data-export="{export.pk}" data-finished="0"' in page
-    assert 'class="bar" data-field="bar" style="width: 0%"' in page
+    assert 'class="bar" data-field="bar" data-percent="0"' in page
     dataset_export_run(export_id=export.pk)
     page = client.get("/datasets/exports/").content.decode()
-    assert 'style="width: 100%"' in page and "train-000000.tar" in page
+    assert 'data-percent="100"' in page and "train-000000.tar" in page
     # a refused action comes back as a message, and nothing is stored
     client.post(f"/datasets/versions/{v1.pk}/export/", {"format": "webdataset", "shard_size": "x"})
     page = client.get(f"/datasets/versions/{v1.pk}/").content.decode()

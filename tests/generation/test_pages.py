@@ -77,7 +77,7 @@ def test_media_needs_a_staff_role_and_serves_files(client, rater, curator, setti
 def test_demo_setup_creates_role_users_and_a_first_batch(models, capsys):
     call_command("demo_setup")
     out = capsys.readouterr().out
-    assert "curator   / stickerloop   roles: curator" in out
+    assert "curator   / stickerloop-demo   roles: curator" in out
     from django.contrib.auth import get_user_model
 
     users = get_user_model().objects.order_by("username")

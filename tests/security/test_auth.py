@@ -10,6 +10,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.factories import PASSWORD
+
 pytestmark = pytest.mark.django_db
 
 LOCKED = "Too many failed logins for this account or address."
@@ -24,7 +26,7 @@ def _limits(settings):
     settings.TOKEN_TTL_HOURS = 720
 
 
-def _token(client, username="rater", password="pw-rater"):
+def _token(client, username="rater", password=PASSWORD):
     return client.post("/api/auth/token/", {"username": username, "password": password})
 
 
@@ -74,11 +76,11 @@ def test_one_address_is_locked_across_usernames(rater, curator):
     client = APIClient()
     for name in ["a", "b", "c", "d", "e"]:
         assert _token(client, username=name, password="x").status_code == 400
-    response = _token(client, username="curator", password="pw-curator")
+    response = _token(client, username="curator", password=PASSWORD)
     assert response.status_code == 429
     # another address is not locked
     other = APIClient(REMOTE_ADDR="10.0.0.2")
-    assert _token(other, username="curator", password="pw-curator").status_code == 200
+    assert _token(other, username="curator", password=PASSWORD).status_code == 200
 
 
 def test_the_login_page_is_throttled_too(rater):
@@ -87,7 +89,7 @@ def test_the_login_page_is_throttled_too(rater):
         response = client.post("/login/", {"username": "rater", "password": "wrong"})
         assert response.status_code == 200
         assert b"Your username and password didn't match." in response.content
-    response = client.post("/login/", {"username": "rater", "password": "pw-rater"})
+    response = client.post("/login/", {"username": "rater", "password": PASSWORD})
     assert response.status_code == 429
     assert (
         b"Too many failed logins for this account or address. Try again in 900 seconds."
@@ -100,7 +102,7 @@ def test_the_login_page_is_throttled_too(rater):
 
 def test_the_login_page_still_logs_in(rater):
     client = Client()
-    response = client.post("/login/", {"username": "rater", "password": "pw-rater"})
+    response = client.post("/login/", {"username": "rater", "password": PASSWORD})
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(rater.pk)
 
@@ -157,9 +159,7 @@ def test_the_admin_login_is_throttled_too(admin_user):
             "/admin/login/", {"username": admin_user.username, "password": "wrong"}
         )
         assert response.status_code == 200
-    response = client.post(
-        "/admin/login/", {"username": admin_user.username, "password": f"pw-{admin_user.username}"}
-    )
+    response = client.post("/admin/login/", {"username": admin_user.username, "password": PASSWORD})
     assert response.status_code == 429
     assert response.content == (
         b"Too many failed logins for this account or address. Try again in 900 seconds."
@@ -169,8 +169,6 @@ def test_the_admin_login_is_throttled_too(admin_user):
 
 def test_the_admin_login_still_logs_in(admin_user):
     client = Client()
-    response = client.post(
-        "/admin/login/", {"username": admin_user.username, "password": f"pw-{admin_user.username}"}
-    )
+    response = client.post("/admin/login/", {"username": admin_user.username, "password": PASSWORD})
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(admin_user.pk)

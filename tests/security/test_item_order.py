@@ -134,7 +134,7 @@ def test_item_ids_and_serving_order_do_not_follow_the_model():
     assert Campaign.objects.get(pk=campaign.pk).selection["seed"] == 17
     assert curator.post(f"/api/campaigns/{campaign.pk}/start/").status_code == 200
     # when: the rater judges every item, one at a time, as the screen serves them
-    client = login(rater, "pw-rita")
+    client = login(rater, f.PASSWORD)
     served = []
     out = step(client, campaign, fetch=1)
     while out["items"]:

@@ -91,7 +91,7 @@ def two_campaigns():
 
 def test_raw_media_urls_are_closed_to_raters(two_campaigns):
     rita, _, mine, theirs = two_campaigns
-    client = login(rita, "pw-rita")
+    client = login(rita, f.PASSWORD)
     for campaign in (mine, theirs):
         for key in campaign.items.values_list("candidates__file", flat=True):
             assert client.get(media.media_url(key)).status_code == 404
@@ -99,7 +99,7 @@ def test_raw_media_urls_are_closed_to_raters(two_campaigns):
 
 def test_rater_gets_media_only_of_items_leased_or_judged(two_campaigns):
     rita, omar, mine, theirs = two_campaigns
-    client = login(rita, "pw-rita")
+    client = login(rita, f.PASSWORD)
     # given: one leased item
     [item] = step(client, mine, fetch=1)["items"]
     [shown] = item["candidates"]
@@ -115,7 +115,7 @@ def test_rater_gets_media_only_of_items_leased_or_judged(two_campaigns):
     foreign = theirs.items.order_by("pk").first()
     assert client.get(shown_url(theirs, rita, foreign)).status_code == 404
     # and: a URL handed to another rater is no use to this one
-    omar_client = login(omar, "pw-omar")
+    omar_client = login(omar, f.PASSWORD)
     assert omar_client.get(shown["url"]).status_code == 404
     # when: the item is judged
     done = step(client, mine, fetch=0, submit=submission(item["id"], {"style_pass": True}))
@@ -126,7 +126,7 @@ def test_rater_gets_media_only_of_items_leased_or_judged(two_campaigns):
 
 def test_a_script_with_an_api_token_fetches_the_same_media_urls(two_campaigns):
     rita, omar, mine, _ = two_campaigns
-    client = token_client(rita, "pw-rita")
+    client = token_client(rita, f.PASSWORD)
     [item] = client.post(f"/api/campaigns/{mine.pk}/rate/", {"fetch": 1}, format="json").json()[
         "items"
     ]
@@ -137,7 +137,7 @@ def test_a_script_with_an_api_token_fetches_the_same_media_urls(two_campaigns):
     assert response.status_code == 200
     assert hashlib.sha256(body(response)).hexdigest() == stored.sha256
     # Another rater's token opens nothing; a wrong token is 401; no token asks for a login.
-    assert token_client(omar, "pw-omar").get(url).status_code == 404
+    assert token_client(omar, f.PASSWORD).get(url).status_code == 404
     forged = APIClient()
     forged.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     response = forged.get(url)
@@ -152,7 +152,7 @@ def test_a_script_with_an_api_token_fetches_the_same_media_urls(two_campaigns):
 
 def test_expired_media_url_is_refused(two_campaigns):
     rita, _, mine, _ = two_campaigns
-    client = login(rita, "pw-rita")
+    client = login(rita, f.PASSWORD)
     [item] = step(client, mine, fetch=1)["items"]
     url = item["candidates"][0]["url"]
     assert client.get(url).status_code == 200
@@ -165,7 +165,7 @@ def test_expired_media_url_is_refused(two_campaigns):
 
 def test_forged_media_url_is_refused(two_campaigns):
     rita, _, mine, _ = two_campaigns
-    client = login(rita, "pw-rita")
+    client = login(rita, f.PASSWORD)
     [item] = step(client, mine, fetch=1)["items"]
     url = item["candidates"][0]["url"]
     token = url.split("/")[3]
@@ -179,24 +179,24 @@ def test_guideline_examples_by_grant_for_members_only(two_campaigns):
     rita, omar, mine, _ = two_campaigns
     example = f.sticker()
     mine.good_examples.set([example])
-    page = login(rita, "pw-rita").get(f"/rate/{mine.pk}/")
+    page = login(rita, f.PASSWORD).get(f"/rate/{mine.pk}/")
     assert page.status_code == 200
     [url] = [ex["url"] for ex in page.context["good_examples"]]
     assert example.file not in page.content.decode()
     # Named by the campaign's examples and a position, not by the candidate.
     token, position, part = url.split("/")[3:]
     assert (token.split(":")[0], position, part) == (f"g{mine.pk}", "0", "file")
-    assert login(rita, "pw-rita").get(url).status_code == 200
+    assert login(rita, f.PASSWORD).get(url).status_code == 200
     # Omar is no member: even a grant signed for him opens nothing.
     token = media.grant_token(user_id=omar.pk, scope=f"g{mine.pk}")
-    assert login(omar, "pw-omar").get(media.granted_url(token, 0, "file")).status_code == 404
+    assert login(omar, f.PASSWORD).get(media.granted_url(token, 0, "file")).status_code == 404
 
 
 def test_staff_see_candidate_media_through_their_pages(two_campaigns):
     _, _, mine, _ = two_campaigns
     curator = f.user("cora", ["curator"])
     key = mine.items.values_list("candidates__file", flat=True).first()
-    client = login(curator, "pw-cora")
+    client = login(curator, f.PASSWORD)
     assert client.get(media.media_url(key)).status_code == 200
     # A rater's grant works for the rater it was made for, not for staff.
     item = mine.items.order_by("pk").first()
@@ -241,14 +241,14 @@ def test_exports_only_through_the_export_api(finished_export):
     engineer = f.user("enzo", ["ml_engineer"])
     download = f"/api/dataset-exports/{export.pk}/download/"
     # A rater: neither the raw file nor the API.
-    rater_client = login(rater, "pw-rita")
+    rater_client = login(rater, f.PASSWORD)
     assert rater_client.get(media.media_url(key)).status_code == 404
-    assert token_client(rater, "pw-rita").get(download).status_code == 403
+    assert token_client(rater, f.PASSWORD).get(download).status_code == 403
     # Staff: not as raw media either.
-    assert login(curator, "pw-cora").get(media.media_url(key)).status_code == 404
-    assert login(engineer, "pw-enzo").get(media.media_url(key)).status_code == 404
+    assert login(curator, f.PASSWORD).get(media.media_url(key)).status_code == 404
+    assert login(engineer, f.PASSWORD).get(media.media_url(key)).status_code == 404
     # The export API: permission-checked and audited.
-    response = token_client(curator, "pw-cora").get(download)
+    response = token_client(curator, f.PASSWORD).get(download)
     assert response.status_code == 200
     assert hashlib.sha256(body(response)).hexdigest() == export.sha256
 
@@ -277,7 +277,7 @@ def test_nothing_a_rater_gets_says_which_model_made_what():
     campaign = campaign_create(name="A or B", kind="pair", question_schema=PICK, raters=[rater])
     campaign_items_from_selection(campaign=campaign, model_versions=[a.pk, b.pk], seed=17)
     campaign_start(campaign=campaign)
-    client = login(rater, "pw-rita")
+    client = login(rater, f.PASSWORD)
     secrets = [c.file for c in made] + [a.name, b.name, a.uri, b.uri]
     first_is_a, pick_is_a, seen = 0, 0, 0
     out = step(client, campaign, fetch=1)
@@ -333,7 +333,7 @@ class PresigningBucket:
 
 def test_bucket_media_redirects_to_a_presigned_url_after_the_same_checks(two_campaigns):
     rita, _, mine, _ = two_campaigns
-    client = login(rita, "pw-rita")
+    client = login(rita, f.PASSWORD)
     [item] = step(client, mine, fetch=1)["items"]
     key = Candidate.objects.get(item_links__item_id=item["id"]).file
     other = mine.items.exclude(pk=item["id"]).order_by("pk").first()

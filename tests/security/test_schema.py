@@ -216,7 +216,9 @@ def test_main_actions_answer_as_documented(schema, world, api):
 
     schema.conform(client_for(None).post(reverse("api-token"), {"username": "x", "password": "y"}))
     token = schema.conform(
-        client_for(None).post(reverse("api-token"), {"username": "rater", "password": "pw-rater"})
+        client_for(None).post(
+            reverse("api-token"), {"username": "rater", "password": factories.PASSWORD}
+        )
     )
     assert token.status_code == 200
     revoke = schema.conform(rater.post(reverse("api-token-revoke")))

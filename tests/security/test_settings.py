@@ -93,3 +93,78 @@ def test_check_deploy_has_no_warnings_from_our_settings():
 
 def test_database_connections_are_checked_before_reuse():
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+SHOW_SESSIONS_AND_CSP = (
+    "import json, stickerloop.settings as s; print(json.dumps({n: getattr(s, n) for n in "
+    "['SESSION_COOKIE_AGE', 'SESSION_MAX_SECONDS', 'SESSION_COOKIE_HTTPONLY', "
+    "'SESSION_COOKIE_SAMESITE', 'CSP_MEDIA_ORIGINS']}))"
+)
+
+
+def test_session_and_csp_defaults():
+    result = _run(SHOW_SESSIONS_AND_CSP)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "SESSION_COOKIE_AGE": 28_800,
+        "SESSION_MAX_SECONDS": 86_400,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSP_MEDIA_ORIGINS": [],
+    }
+
+
+def test_a_bucket_endpoint_is_an_image_origin_unless_origins_are_named():
+    bucket = {
+        "STICKERLOOP_S3_BUCKET": "stickers",
+        "STICKERLOOP_S3_ENDPOINT_URL": "http://minio:9000/",
+    }
+    result = _run(SHOW_SESSIONS_AND_CSP, **bucket)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["CSP_MEDIA_ORIGINS"] == ["http://minio:9000"]
+    result = _run(
+        SHOW_SESSIONS_AND_CSP,
+        **bucket,
+        STICKERLOOP_CSP_MEDIA_ORIGINS="https://media.example.org, https://*.cdn.example.org:8443",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["CSP_MEDIA_ORIGINS"] == [
+        "https://media.example.org",
+        "https://*.cdn.example.org:8443",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"STICKERLOOP_S3_BUCKET": "stickers"},
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must name the bucket's origin (e.g. "
+            "https://my-bucket.s3.eu-west-1.amazonaws.com) when STICKERLOOP_S3_ENDPOINT_URL is "
+            "unset",
+        ),
+        (
+            {"STICKERLOOP_CSP_MEDIA_ORIGINS": "https://a.example.org; script-src *"},
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must be comma-separated origins like "
+            "https://media.example.org, not 'https://a.example.org; script-src *'",
+        ),
+        (
+            {"STICKERLOOP_CSP_MEDIA_ORIGINS": "https://a.example.org/media/"},
+            "STICKERLOOP_CSP_MEDIA_ORIGINS must be comma-separated origins like "
+            "https://media.example.org, not 'https://a.example.org/media/'",
+        ),
+        (
+            {"STICKERLOOP_SESSION_IDLE_SECONDS": "30"},
+            "STICKERLOOP_SESSION_IDLE_SECONDS must be at least 60, not 30",
+        ),
+        (
+            {"STICKERLOOP_SESSION_IDLE_SECONDS": "7200", "STICKERLOOP_SESSION_MAX_SECONDS": "3600"},
+            "STICKERLOOP_SESSION_MAX_SECONDS (3600) must be at least "
+            "STICKERLOOP_SESSION_IDLE_SECONDS (7200)",
+        ),
+    ],
+)
+def test_bad_session_or_csp_settings_stop_start_up(env, message):
+    result = _run("import stickerloop.settings", **env)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -38,7 +38,7 @@ def test_job_list_shows_progress_bars(browser, models, datasets):
     )
     html = browser.get("/training/jobs/").content.decode()
     row = re.search(rf'<tr data-job="{job.pk}" data-finished="0">.*?</tr>', html, re.S).group(0)
-    assert 'style="width: 25%"' in row
+    assert 'data-percent="25"' in row
     assert "1 / 4" in row and "content 1.0000, style 0.5000" in row
     assert "status-running" in row
     assert "/api/training-jobs/progress/" in html

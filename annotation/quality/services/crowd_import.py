@@ -108,6 +108,7 @@ def _import_raters(source: str, workers: list[str]) -> dict[str, int]:
 
     user_model = get_user_model()
     names = {w: f"crowd-{_slug(source)}-{w}"[:150] for w in dict.fromkeys(workers)}
+    # "!..." is Django's unusable password: no login, so no password to validate.
     user_model.objects.bulk_create(
         [user_model(username=name, password="!imported") for name in names.values()],
         batch_size=2000,

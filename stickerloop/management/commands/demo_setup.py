@@ -20,7 +20,9 @@ DEMO_USERS = [
     ("engineer", ["ml_engineer"]),
     ("admin", ["admin", "curator", "ml_engineer", "rater"]),
 ]
-DEMO_PASSWORD = "stickerloop"
+# Well known on purpose (printed, and in the README) for `make run` on one machine; the command
+# refuses production. It still passes AUTH_PASSWORD_VALIDATORS, as user_create_with_roles asks.
+DEMO_PASSWORD = "stickerloop-demo"
 # Prompts from the sticker world's own "demo" stream: subjects and colours the default models
 # were trained on, so the first batch draws recognisable stickers.
 DEMO_PROMPT_COUNT = 12
