@@ -70,7 +70,17 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
 
-ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+# The loopback names are always allowed, whatever DJANGO_ALLOWED_HOSTS says: a health check run
+# inside the web container (docker compose, an exec probe) asks http://127.0.0.1:8000/healthz,
+# and Django refused it with a 400. Safe: a caller elsewhere who sends one of these names only
+# gets URLs built on a name that points back at itself, and a browser sent to a rebound domain
+# still sends that domain, which stays refused.
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [*env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(","), *LOOPBACK_HOSTS]
+    )
+)
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 VAR_DIR = Path(env("STICKERLOOP_VAR_DIR", str(BASE_DIR / "var")))
@@ -453,6 +463,9 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Probes ask over plain HTTP from inside the network and carry nothing secret; a redirect to
+# HTTPS would fail them. /metrics carries its token and stays under the HTTPS redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https" trusts that header for
 # request.is_secure(). Only set it when the proxy overwrites the header on every request.
 _proxy_ssl_header = env("DJANGO_SECURE_PROXY_SSL_HEADER")
