@@ -1,13 +1,31 @@
 import os
+import sys
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stickerloop.settings")
 
 app = Celery("stickerloop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def preflight(**_) -> None:
+    """Stop a worker or beat at start-up, with one line naming the part, when its database,
+    broker or storage is unreachable or misconfigured (``manage.py preflight``): without it a
+    worker waits for its broker for ever and fails each task on the rest."""
+    from stickerloop import health
+
+    try:
+        health.preflight()
+    except health.Unavailable as problem:
+        # The process's own stderr: beat has redirected sys.stderr into its log by now.
+        sys.__stderr__.write(f"preflight: {problem}\n")
+        sys.__stderr__.flush()
+        raise SystemExit(1) from None
 
 
 @worker_init.connect
