@@ -2,13 +2,26 @@ import os
 import sys
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
+
+from stickerloop import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stickerloop.settings")
 
 app = Celery("stickerloop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Every log line a task writes carries its task id, and the id of the request that queued it.
+before_task_publish.connect(logs.task_publishing, weak=False)
+task_prerun.connect(logs.task_starting, weak=False)
+task_postrun.connect(logs.task_finished, weak=False)
 
 
 @worker_init.connect

@@ -6,6 +6,7 @@ media under ``var/media``, the tiny offline models under ``var/models``. Set ``D
 ``STICKERLOOP_ENV=production`` a missing secret or DEBUG left on stops start-up.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -107,6 +108,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stickerloop.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -447,14 +449,42 @@ TRAINING_DEVICE = env("STICKERLOOP_TRAINING_DEVICE")
 # 0.5 s; 90 s plus the sweep's 30 s keeps recovery within 2 minutes.
 TRAINING_STALE_SECONDS = env_int("STICKERLOOP_TRAINING_STALE_SECONDS", 90)
 
+# Logs go to stderr; "json" writes one JSON object per line (stickerloop.logs) for a log
+# collector. Every line carries the request id and the task id it was written under.
+LOG_FORMAT = env("STICKERLOOP_LOG_FORMAT", "plain")
+LOG_LEVEL = env("STICKERLOOP_LOG_LEVEL", "INFO")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("STICKERLOOP_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {"context": {"()": "stickerloop.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "stickerloop.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print its lines a second time, and
+        # not as JSON; they reach the root's handler like every other line.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
+
+if LOG_FORMAT == "json":
+    # Python's warnings (a library's deprecation, Celery's warning about root) become log
+    # records too, instead of raw lines on stderr between the JSON ones.
+    logging.captureWarnings(True)
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

@@ -206,7 +206,7 @@ def free_port() -> int:
 class Site:
     """The site under gunicorn in a subprocess, as production runs it, on ``port``."""
 
-    def __init__(self, *, env: dict, log_path: Path, workers: int):
+    def __init__(self, *, env: dict, log_path: Path, workers: int, log_level: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -215,7 +215,7 @@ class Site:
                 sys.executable,
                 *("-m", "gunicorn", "stickerloop.wsgi:application"),
                 *("--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)),
-                *("--log-level", "warning"),
+                *("--log-level", log_level),
             ],
             cwd=bench_common.ROOT,
             env={**os.environ, **env},
@@ -257,11 +257,12 @@ def serve(tmp_path):
     (``/healthz`` answers) when this returns, and stopped at the end of the test."""
     sites: list[Site] = []
 
-    def start(*, workers: int = 1, **env) -> Site:
+    def start(*, workers: int = 1, log_level: str = "warning", **env) -> Site:
         site = Site(
             env={k: str(v) for k, v in env.items()},
             log_path=tmp_path / f"gunicorn-{len(sites)}.log",
             workers=workers,
+            log_level=log_level,
         )
         sites.append(site)
         site.wait_up()
