@@ -5,12 +5,14 @@ from celery import Celery
 from celery.signals import (
     beat_init,
     before_task_publish,
+    task_failure,
     task_postrun,
     task_prerun,
     worker_init,
 )
 
 from stickerloop import logs
+from stickerloop.metrics import tasks as task_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stickerloop.settings")
 
@@ -22,6 +24,10 @@ app.autodiscover_tasks()
 before_task_publish.connect(logs.task_publishing, weak=False)
 task_prerun.connect(logs.task_starting, weak=False)
 task_postrun.connect(logs.task_finished, weak=False)
+# Task durations and failures for /metrics, kept where every web process can read them.
+task_prerun.connect(task_metrics.task_starting, weak=False)
+task_postrun.connect(task_metrics.task_finished, weak=False)
+task_failure.connect(task_metrics.task_failed, weak=False)
 
 
 @worker_init.connect

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "stickerloop.logs.RequestIdMiddleware",
+    "stickerloop.metrics.http.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -305,6 +306,13 @@ if _cache_redis:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Prometheus metrics at /metrics (stickerloop.metrics), for a scraper that sends
+# "Authorization: Bearer <token>"; others get 403. Empty: /metrics answers 404 and requests are
+# not counted. Workers keep task durations and failures in the cache's Redis; without one
+# (`make run`) those are not kept.
+METRICS_TOKEN = env("STICKERLOOP_METRICS_TOKEN", "")
+METRICS_REDIS_URL = _cache_redis
 
 # Celery. Without CELERY_BROKER_URL a single machine uses the filesystem transport under var/.
 _broker_dir = VAR_DIR / "broker"

@@ -93,6 +93,9 @@ RULES: dict[str, Rule] = {
     # parts' names and states (tests/test_health.py).
     "healthz": Rule(EVERYONE, methods=("GET",)),
     "readyz": Rule(EVERYONE, methods=("GET",)),
+    # Prometheus' bearer token is the gate, not a role (tests/test_metrics.py: 403 without it);
+    # with no token set, as here, /metrics answers 404 to everyone.
+    "metrics": Rule(EVERYONE, methods=("GET",)),
     # drf-spectacular serves the schema and its docs page with SERVE_PERMISSIONS (AllowAny).
     "api-schema": Rule(EVERYONE),
     "api-docs": Rule(EVERYONE),
