@@ -259,12 +259,9 @@ def readiness() -> dict[str, str]:
 # preflight -----------------------------------------------------------------------------------
 
 
-def preflight(*, timeout: float = PREFLIGHT_TIMEOUT_SECONDS) -> None:
-    """Raise ``Unavailable`` for the first part that is unreachable or misconfigured: the
-    database (reachable, every migration applied), the broker, the storage (the bucket exists
-    and takes an object; the media folder, made if missing, takes a file)."""
-    check_database(timeout=timeout, migrations=True)
-    check_broker(timeout=timeout)
+def _make_media_folder() -> None:
+    """FileSystemStorage makes folders as it saves; the media folder itself is made here, once,
+    so that /readyz can take a missing one for a lost volume."""
     if _s3_storage_class() is None:
         try:
             Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
@@ -272,4 +269,23 @@ def preflight(*, timeout: float = PREFLIGHT_TIMEOUT_SECONDS) -> None:
             raise Unavailable(
                 "storage", f"cannot make {settings.MEDIA_ROOT}: {one_line(exc)}"
             ) from exc
-    check_storage(timeout=timeout, write=True)
+
+
+def preflight(*, timeout: float = PREFLIGHT_TIMEOUT_SECONDS) -> None:
+    """Raise ``Unavailable`` for the first part that is unreachable or misconfigured: the
+    database (reachable, every migration applied), the broker, the storage (the bucket exists
+    and takes an object; the media folder, made if missing, takes a file). Any other error on
+    the way (a malformed URL, a storage that cannot be built) is named after its part too."""
+    steps = (
+        ("database", lambda: check_database(timeout=timeout, migrations=True)),
+        ("broker", lambda: check_broker(timeout=timeout)),
+        ("storage", _make_media_folder),
+        ("storage", lambda: check_storage(timeout=timeout, write=True)),
+    )
+    for part, step in steps:
+        try:
+            step()
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable(part, one_line(exc)) from exc

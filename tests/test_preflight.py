@@ -145,6 +145,16 @@ def test_preflight_gives_up_on_a_silent_broker(tmp_path, silent_port):
 
 
 @pytest.mark.django_db
+def test_preflight_names_a_malformed_broker_url(tmp_path):
+    line = _refused(
+        *_preflight(
+            CELERY_BROKER_URL="redis://127.0.0.1:notaport/0", STICKERLOOP_MEDIA_ROOT=tmp_path
+        )
+    )
+    assert line == "preflight: broker: Port could not be cast to integer value as 'notaport'"
+
+
+@pytest.mark.django_db
 def test_preflight_names_a_media_folder_it_cannot_make(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
