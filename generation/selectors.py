@@ -1,6 +1,6 @@
 """Generation reads."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from generation.models import Candidate, GenerationBatch, ModelVersion, PromptImport, PromptSet
 
@@ -32,6 +32,22 @@ def batch_progress(*, batch_ids: list[int]) -> list[dict]:
             "id", "status", "total", "done_count", "failed_count", "error"
         )
     )
+
+
+def batch_totals_by_status() -> dict[str, dict]:
+    """Per status present: the number of batches and their candidates asked for, stored and
+    failed (``batches``, ``total``, ``done``, ``failed``); one query over the batch table."""
+    rows = (
+        GenerationBatch.objects.order_by()
+        .values("status")
+        .annotate(
+            batches=Count("id"),
+            total=Sum("total"),
+            done=Sum("done_count"),
+            failed=Sum("failed_count"),
+        )
+    )
+    return {row.pop("status"): row for row in rows}
 
 
 def candidate_list(

@@ -6,6 +6,7 @@ media under ``var/media``, the tiny offline models under ``var/models``. Set ``D
 ``STICKERLOOP_ENV=production`` a missing secret or DEBUG left on stops start-up.
 """
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -72,7 +73,17 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
 
-ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+# The loopback names are always allowed, whatever DJANGO_ALLOWED_HOSTS says: a health check run
+# inside the web container (docker compose, an exec probe) asks http://127.0.0.1:8000/healthz,
+# and Django refused it with a 400. Safe: a caller elsewhere who sends one of these names only
+# gets URLs built on a name that points back at itself, and a browser sent to a rebound domain
+# still sends that domain, which stays refused.
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [*env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(","), *LOOPBACK_HOSTS]
+    )
+)
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 VAR_DIR = Path(env("STICKERLOOP_VAR_DIR", str(BASE_DIR / "var")))
@@ -99,6 +110,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stickerloop.logs.RequestIdMiddleware",
+    "stickerloop.metrics.http.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "stickerloop.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -344,6 +357,13 @@ if _cache_redis:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Prometheus metrics at /metrics (stickerloop.metrics), for a scraper that sends
+# "Authorization: Bearer <token>"; others get 403. Empty: /metrics answers 404 and requests are
+# not counted. Workers keep task durations and failures in the cache's Redis; without one
+# (`make run`) those are not kept.
+METRICS_TOKEN = env("STICKERLOOP_METRICS_TOKEN", "")
+METRICS_REDIS_URL = _cache_redis
+
 # Celery. Without CELERY_BROKER_URL a single machine uses the filesystem transport under var/.
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
@@ -487,14 +507,42 @@ TRAINING_DEVICE = env("STICKERLOOP_TRAINING_DEVICE")
 # 0.5 s; 90 s plus the sweep's 30 s keeps recovery within 2 minutes.
 TRAINING_STALE_SECONDS = env_int("STICKERLOOP_TRAINING_STALE_SECONDS", 90)
 
+# Logs go to stderr; "json" writes one JSON object per line (stickerloop.logs) for a log
+# collector. Every line carries the request id and the task id it was written under.
+LOG_FORMAT = env("STICKERLOOP_LOG_FORMAT", "plain")
+LOG_LEVEL = env("STICKERLOOP_LOG_LEVEL", "INFO")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(
+        f"STICKERLOOP_LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("STICKERLOOP_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {"context": {"()": "stickerloop.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "stickerloop.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print its lines a second time, and
+        # not as JSON; they reach the root's handler like every other line.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
+
+if LOG_FORMAT == "json":
+    # Python's warnings (a library's deprecation, Celery's warning about root) become log
+    # records too, instead of raw lines on stderr between the JSON ones.
+    logging.captureWarnings(True)
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
@@ -503,6 +551,9 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Probes ask over plain HTTP from inside the network and carry nothing secret; a redirect to
+# HTTPS would fail them. /metrics carries its token and stays under the HTTPS redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https" trusts that header for
 # request.is_secure(). Only set it when the proxy overwrites the header on every request.
 _proxy_ssl_header = env("DJANGO_SECURE_PROXY_SSL_HEADER")

@@ -5,13 +5,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views import defaults
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from stickerloop import services
+from stickerloop import health, services
 from stickerloop.login_throttle import (
     client_ip,
     login_failure_record,
@@ -35,6 +37,27 @@ def home(request):
     if Role.RATER in roles:
         return redirect("rater-home")
     return render(request, "home.html")
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    """Liveness: the process answers. Touches no database, broker or storage, so an outage of
+    one of them never gets a healthy web process restarted."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_safe
+def readyz(request):
+    """Readiness: 200 when the database, the broker and the storage answer, else 503 naming the
+    failing parts. Only the parts' names and states: the reasons go to the log."""
+    checks = health.readiness()
+    failing = [part for part in health.PARTS if checks[part] != health.OK]
+    body = {"status": "unavailable" if failing else "ready", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return JsonResponse(body, status=503 if failing else 200)
 
 
 def not_found(request, exception):

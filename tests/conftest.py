@@ -2,7 +2,9 @@
 
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,6 +195,82 @@ class Worker:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Site:
+    """The site under gunicorn in a subprocess, as production runs it, on ``port``."""
+
+    def __init__(self, *, env: dict, log_path: Path, workers: int, log_level: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                *("-m", "gunicorn", "stickerloop.wsgi:application"),
+                *("--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)),
+                *("--log-level", log_level),
+            ],
+            cwd=bench_common.ROOT,
+            env={**os.environ, **env},
+            stdout=open(log_path, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_up(self, *, timeout: float = 90) -> None:
+        """Until ``/healthz`` answers (each worker imports the project first: seconds)."""
+        import requests
+
+        def up() -> bool:
+            assert self.proc.poll() is None, self.log()
+            try:
+                # The first request waits for the worker to import the project.
+                return requests.get(f"{self.url}/healthz", timeout=60).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, timeout=timeout, message=f"gunicorn up\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start the site under gunicorn with ``env`` over this process's environment; it is up
+    (``/healthz`` answers) when this returns, and stopped at the end of the test."""
+    sites: list[Site] = []
+
+    def start(*, workers: int = 1, log_level: str = "warning", **env) -> Site:
+        site = Site(
+            env={k: str(v) for k, v in env.items()},
+            log_path=tmp_path / f"gunicorn-{len(sites)}.log",
+            workers=workers,
+            log_level=log_level,
+        )
+        sites.append(site)
+        site.wait_up()
+        return site
+
+    yield start
+    for site in sites:
+        site.stop()
 
 
 @pytest.fixture

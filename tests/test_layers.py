@@ -28,7 +28,8 @@ LAYERS = [
     "simulation",
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
-WIRING_PACKAGES = ("stickerloop.management",)
+# The metrics read every app's rows at scrape time (stickerloop.metrics.state): wiring too.
+WIRING_PACKAGES = ("stickerloop.management", "stickerloop.metrics")
 # The simulated raters' client, judge, answer policies, profiles and figures know the platform
 # only as a web site.
 SIMULATION_DJANGO_FREE = tuple(

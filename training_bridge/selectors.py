@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from generation.models import Candidate
 from stickerloop.media import media_url
@@ -229,6 +229,17 @@ def export_progress(*, export_ids: list[int]) -> list[dict]:
             "id", "status", "total", "done", "size_bytes", "sha256", "error"
         )
     )
+
+
+def export_totals_by_status() -> dict[str, dict]:
+    """Per status present: the number of exports and their entries to write and written
+    (``exports``, ``total``, ``done``); one query over the export table."""
+    rows = (
+        DatasetExport.objects.order_by()
+        .values("status")
+        .annotate(exports=Count("id"), total=Sum("total"), done=Sum("done"))
+    )
+    return {row.pop("status"): row for row in rows}
 
 
 def audit_events(

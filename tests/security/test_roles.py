@@ -89,6 +89,13 @@ RULES: dict[str, Rule] = {
     "api-token": Rule(EVERYONE),
     "api-token-revoke": Rule(LOGGED_IN),
     "api-me": Rule(LOGGED_IN),
+    # Probes for orchestrators: no login (a probe has none), and nothing in the answers but the
+    # parts' names and states (tests/test_health.py).
+    "healthz": Rule(EVERYONE, methods=("GET",)),
+    "readyz": Rule(EVERYONE, methods=("GET",)),
+    # Prometheus' bearer token is the gate, not a role (tests/test_metrics.py: 403 without it);
+    # with no token set, as here, /metrics answers 404 to everyone.
+    "metrics": Rule(EVERYONE, methods=("GET",)),
     # drf-spectacular serves the schema and its docs page with SERVE_PERMISSIONS (AllowAny).
     "api-schema": Rule(EVERYONE),
     "api-docs": Rule(EVERYONE),
@@ -543,6 +550,12 @@ def _superuser_refused(endpoint: Endpoint, superuser) -> bool:
                 return not model_admin.has_add_permission(request)
             return not model_admin.has_delete_permission(request)
     return False
+
+
+@pytest.fixture(autouse=True)
+def _media_folder(_media_root):
+    """The media folder exists, as ``preflight`` leaves it: /readyz answers 503 without it."""
+    _media_root.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.mark.django_db

@@ -168,3 +168,24 @@ def test_bad_session_or_csp_settings_stop_start_up(env, message):
     result = _run("import stickerloop.settings", **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_probes_reach_the_site_on_loopback_whatever_the_allowed_hosts():
+    result = _run(
+        "import json, stickerloop.settings as s; print(json.dumps(s.ALLOWED_HOSTS))",
+        DJANGO_ALLOWED_HOSTS="stickers.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["stickers.example.com", "127.0.0.1", "localhost", "[::1]"]
+
+
+def test_probes_are_not_redirected_to_https(client, settings):
+    # given: production behind a TLS proxy, which redirects plain HTTP
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["stickers.example.com", *settings.LOOPBACK_HOSTS]
+    # then: a probe inside the container is answered; a page is sent to HTTPS
+    response = client.get("/healthz", HTTP_HOST="127.0.0.1:8000")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    response = client.get("/login/", HTTP_HOST="127.0.0.1:8000")
+    assert (response.status_code, response["Location"]) == (301, "https://127.0.0.1:8000/login/")
+    assert client.get("/healthz", HTTP_HOST="evil.example.org").status_code == 400

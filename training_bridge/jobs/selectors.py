@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet, Sum
 
 from generation.models import ModelVersion
 from training_bridge.jobs.models import (
@@ -31,6 +31,17 @@ def training_job_list(
     if recipe:
         qs = qs.filter(recipe=recipe)
     return qs
+
+
+def training_job_totals_by_status() -> dict[str, dict]:
+    """Per status present: the number of jobs and their optimizer steps asked for and done
+    (``jobs``, ``total``, ``done``); one query over the job table."""
+    rows = (
+        TrainingJob.objects.order_by()
+        .values("status")
+        .annotate(jobs=Count("id"), total=Sum("total_steps"), done=Sum("step"))
+    )
+    return {row.pop("status"): row for row in rows}
 
 
 def training_job_progress(*, job_ids: list[int]) -> list[dict]:
