@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "annotation.quality",
     "training_bridge",
     "training_bridge.jobs",
+    "training_bridge.experiments",
     "webhooks",
     "simulation",
 ]
@@ -248,6 +249,8 @@ SPECTACULAR_SETTINGS = {
         "CandidateKindEnum": "generation.models.CandidateKind",
         "DatasetKindEnum": "training_bridge.models.DatasetKind",
         "DatasetRoleEnum": "training_bridge.jobs.models.DatasetRole",
+        "ExperimentAxisEnum": "training_bridge.experiments.models.Axis",
+        "ExperimentStatusEnum": "training_bridge.experiments.models.ExperimentStatus",
         "ExportFormatEnum": "training_bridge.models.ExportFormat",
         "ImportFormatEnum": "training_bridge.models.ImportFormat",
         "JobStatusEnum": "training_bridge.jobs.models.JobStatus",
