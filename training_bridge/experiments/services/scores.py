@@ -63,7 +63,7 @@ def _entry_errors(entry: ScoreEntry, *, arm_ids: set[int], axes: tuple[str, ...]
         if not math.isfinite(number):
             errors[name] = ["Must be a finite number."]
         elif entry.axis in UNIT_AXES and not 0.0 <= number <= 1.0:
-            errors[name] = [f"A {entry.axis} figure lies between 0 and 1, not {number}."]
+            errors[name] = [f"Figures of {entry.axis} lie between 0 and 1, not {number}."]
         elif number < 0:
             errors[name] = [f"Must not be negative, not {number}."]
     if not errors:
