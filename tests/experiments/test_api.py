@@ -307,3 +307,47 @@ def test_the_list_filters_by_model_version_and_by_job(api, engineer, curator, bo
     assert ids(f"job={job.pk}") == [data["id"]]
     answer = api(curator).get("/api/experiments/?job=abc")
     assert (answer.status_code, answer.json()) == (400, {"job": ["A valid integer is required."]})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"name": None, "arms": None, "seeds": None},
+        {"name": "x", "arms": [1, 2], "seeds": [0, 1]},
+        {"name": "x", "arms": [{"model_version": "abc"}, {}], "seeds": [0, 1]},
+        {"name": "x", "arms": [{"model_version": 1, "template": ["{prompt}"]}], "seeds": [0]},
+        {"name": "x", "arms": [], "seeds": [True, False]},
+        {"name": "x", "arms": [{}, {}], "seeds": [], "overlap": 0, "sources": ["a"]},
+        {"name": "x" * 201, "arms": [{"is_base": "maybe"}], "seeds": [-1]},
+    ],
+)
+def test_odd_create_bodies_answer_400(api, engineer, payload):
+    before = _counts()
+    answer = api(engineer).post("/api/experiments/create/", payload, format="json")
+    assert answer.status_code == 400, answer.content
+    assert _counts() == before
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        [],
+        [1],
+        [{"arm": -1, "axis": "nope", "source": "", "value": None}],
+        [{"arm": 1, "axis": "latency_ms", "source": "bench", "value": 1e308, "low": -1e308}],
+        [{"arm": 1, "axis": "alignment", "source": "x", "value": "NaN"}],
+        [{"arm": 1, "axis": "alignment", "source": "x", "value": 0.5, "n": 2**40}],
+    ],
+)
+def test_odd_score_bodies_answer_400(api, engineer, body, scores):
+    data = api(engineer).post("/api/experiments/create/", body, format="json").json()
+    for score in scores:
+        if isinstance(score, dict) and score.get("arm") == 1:
+            score["arm"] = data["arms"][0]["id"]
+    before = _counts()
+    answer = api(engineer).post(
+        f"/api/experiments/{data['id']}/scores/", {"scores": scores}, format="json"
+    )
+    assert answer.status_code == 400, answer.content
+    assert _counts() == before
