@@ -12,7 +12,8 @@ from annotation.quality.svg import interval_chart
 from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.experiments import selectors
-from training_bridge.experiments.models import Experiment, ExperimentStatus
+from training_bridge.experiments.models import UNIT_AXES, Experiment, ExperimentStatus
+from training_bridge.experiments.questions import WIN_RATE_QUESTIONS
 from training_bridge.experiments.services.results import experiment_results_compute
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -55,7 +56,14 @@ def _plots(results: selectors.ExperimentResults) -> list[tuple[str, str]]:
             for arm, score in scores
         ]
         if rows:
-            plots.append((label, interval_chart(rows, title=label)))
+            # Rates on their whole range, win rates against the half that means "as good as
+            # the base"; latency on its own scale from zero.
+            scale = (
+                {"domain": (0.0, 1.0), "reference": 0.5 if axis in WIN_RATE_QUESTIONS else 0.0}
+                if axis in UNIT_AXES
+                else {}
+            )
+            plots.append((label, interval_chart(rows, title=label, **scale)))
     return plots
 
 
