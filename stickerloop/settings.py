@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "annotation.quality",
     "training_bridge",
     "training_bridge.jobs",
+    "training_bridge.experiments",
     "webhooks",
     "simulation",
 ]
@@ -311,6 +312,8 @@ SPECTACULAR_SETTINGS = {
         "CandidateKindEnum": "generation.models.CandidateKind",
         "DatasetKindEnum": "training_bridge.models.DatasetKind",
         "DatasetRoleEnum": "training_bridge.jobs.models.DatasetRole",
+        "ExperimentAxisEnum": "training_bridge.experiments.models.Axis",
+        "ExperimentStatusEnum": "training_bridge.experiments.models.ExperimentStatus",
         "ExportFormatEnum": "training_bridge.models.ExportFormat",
         "ImportFormatEnum": "training_bridge.models.ImportFormat",
         "JobStatusEnum": "training_bridge.jobs.models.JobStatus",

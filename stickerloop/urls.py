@@ -12,6 +12,7 @@ api_patterns = [
     path("", include("annotation.quality.urls_api")),
     path("", include("training_bridge.urls_api")),
     path("", include("training_bridge.jobs.urls_api")),
+    path("", include("training_bridge.experiments.urls_api")),
     path("", include("webhooks.urls_api")),
     path("auth/token/", views.TokenObtainApi.as_view(), name="api-token"),
     path("auth/token/revoke/", views.TokenRevokeApi.as_view(), name="api-token-revoke"),
@@ -36,6 +37,7 @@ urlpatterns = [
     path("", include("annotation.quality.urls")),
     path("", include("training_bridge.urls")),
     path("", include("training_bridge.jobs.urls")),
+    path("", include("training_bridge.experiments.urls")),
     path("", include("webhooks.urls")),
 ]
 

@@ -20,6 +20,9 @@ LAYERS = [
     "annotation.quality",
     "training_bridge",
     "training_bridge.jobs",
+    # Experiments evaluate arms with the jobs' evaluation parts; nothing below imports them
+    # (the job and model version pages link to their list by URL name).
+    "training_bridge.experiments",
     # Webhooks read every app's rows and name their URLs; no app imports webhooks (they announce
     # state changes through stickerloop.events, which imports no app).
     "webhooks",
@@ -44,6 +47,8 @@ DJANGO_FREE = (
     "training_bridge.exports.columns",
     "training_bridge.exports.card",
     "training_bridge.exports.writers",
+    # The statistics of experiments: numbers and pictures in, numbers out.
+    "training_bridge.experiments.metrics",
     # The webhook sender's network and signing parts: plain arguments in, so that the README's
     # verification snippet and a receiver's code can mirror them.
     "webhooks.addresses",

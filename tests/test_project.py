@@ -134,6 +134,7 @@ def test_every_task_is_routed_to_its_queue():
     }
     assert routes == {
         "annotation.expire_leases": "default",
+        "experiments.advance": "default",
         "generation.import_prompts": "default",
         "generation.plan_batch": "default",
         "generation.run_chunk": "gpu",

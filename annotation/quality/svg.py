@@ -87,15 +87,24 @@ def histogram(
 
 
 def interval_chart(
-    rows: Sequence[tuple[str, float, float, float]], *, title: str, width: int = 520
+    rows: Sequence[tuple[str, float, float, float]],
+    *,
+    title: str,
+    width: int = 520,
+    domain: tuple[float, float] | None = None,
+    reference: float = 0.0,
 ) -> SafeString:
     """One line per model: the estimate as a dot and its 95% interval as a bar, on a shared
-    axis with zero marked."""
+    axis with ``reference`` marked (zero for strengths, one half for win rates). The axis
+    spans the rows and the reference, or ``domain`` where given (rates: 0 to 1)."""
     if not rows:
         return _svg(width, 20, title, [])
     row, left, right = 22, 170, 20
-    lo = min(min(r[2] for r in rows), 0.0)
-    hi = max(max(r[3] for r in rows), 0.0)
+    if domain is None:
+        lo = min(min(r[2] for r in rows), reference)
+        hi = max(max(r[3] for r in rows), reference)
+    else:
+        lo, hi = domain
     span = (hi - lo) or 1.0
     plot_w = width - left - right
 
@@ -104,7 +113,7 @@ def interval_chart(
 
     height = row * len(rows) + 26
     body = [
-        f'<line x1="{x(0):.1f}" y1="2" x2="{x(0):.1f}" y2="{height - 22}" '
+        f'<line x1="{x(reference):.1f}" y1="2" x2="{x(reference):.1f}" y2="{height - 22}" '
         f'stroke="{MUTED}" stroke-dasharray="3 3"/>'
     ]
     for i, (name, value, low, high) in enumerate(rows):
@@ -118,12 +127,15 @@ def interval_chart(
             f"<title>{escape(name)}: {_num(value)}</title></circle>"
         )
     axis_y = height - 8
+    body.append(f'<text x="{left}" y="{axis_y}" {FONT}>{_num(lo)}</text>')
     body.append(
-        f'<text x="{left}" y="{axis_y}" {FONT}>{_num(lo)}</text>'
-        f'<text x="{left + plot_w}" y="{axis_y}" text-anchor="end" {FONT}>{_num(hi)}'
-        f"</text>"
-        f'<text x="{x(0):.1f}" y="{axis_y}" text-anchor="middle" {FONT}>0</text>'
+        f'<text x="{left + plot_w}" y="{axis_y}" text-anchor="end" {FONT}>{_num(hi)}</text>'
     )
+    if lo < reference < hi:
+        body.append(
+            f'<text x="{x(reference):.1f}" y="{axis_y}" text-anchor="middle" {FONT}>'
+            f"{_num(reference)}</text>"
+        )
     return _svg(width, height, title, body)
 
 

@@ -34,6 +34,7 @@ from generation.models import GenerationBatch, PromptImport
 from stickerloop.roles import Role
 from stickerloop.services import token_issue
 from tests import factories as f
+from training_bridge.experiments.models import Experiment
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.models import (
     DatasetExport,
@@ -236,6 +237,17 @@ RULES: dict[str, Rule] = {
         ENGINEERS, kwargs={"pk": "job", "action": "cancel"}, methods=POST_ONLY
     ),
     "model-version-lineage": Rule(STAFF, kwargs=pk("model_version")),
+    # Experiments: ML engineers create them, compute their results and record instruments'
+    # scores; curators read them beside the training jobs.
+    "api-experiment-list": Rule(STAFF),
+    "api-experiment-create": Rule(ENGINEERS),
+    "api-experiment-detail": Rule(STAFF, kwargs=pk("experiment")),
+    "api-experiment-results": Rule(STAFF, kwargs=pk("experiment")),
+    "api-experiment-results-compute": Rule(ENGINEERS, kwargs=pk("experiment")),
+    "api-experiment-scores-record": Rule(ENGINEERS, kwargs=pk("experiment")),
+    "experiment-list": Rule(STAFF),
+    "experiment-detail": Rule(STAFF, kwargs=pk("experiment")),
+    "experiment-compute": Rule(ENGINEERS, kwargs=pk("experiment"), methods=POST_ONLY),
     # Webhooks: curators and ML engineers register and watch endpoints; raters never.
     "api-webhook-event-types": Rule(STAFF),
     "api-webhook-endpoint-list": Rule(STAFF),
@@ -451,6 +463,12 @@ def _make_objects() -> dict:
             recipe="finetune", base_model_version=model, params={}, total_steps=1
         ).pk,
         "trigger": TrainingTrigger.objects.create(version=version, trigger={}, status="failed").pk,
+        "experiment": Experiment.objects.create(
+            name="matrix experiment",
+            kind="image",
+            prompt_set=f.prompt_set(["a held-out matrix prompt"], held_out=True),
+            seeds=[1, 2],
+        ).pk,
         "content_type": ContentType.objects.get_for_model(type(users[R])).pk,
     }
     endpoint = WebhookEndpoint.objects.create(

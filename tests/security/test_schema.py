@@ -26,6 +26,7 @@ from annotation.quality.models import AggregationRun
 from generation.models import GenerationBatch, PromptImport
 from tests import factories
 from tests.conftest import client_for
+from training_bridge.experiments.models import Experiment
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.models import DatasetExport, WeakImport, WeakSource
 from webhooks.models import Delivery, DeliveryAttempt
@@ -126,6 +127,12 @@ def world(rater, curator, engineer, admin_user):
         name="queued", file_format="text", location="imports/prompts/x", size_bytes=1
     )
     run = AggregationRun.objects.create(campaign=campaign, trigger="on_demand", methods=["mean"])
+    experiment = Experiment.objects.create(
+        name="schema experiment",
+        kind="image",
+        prompt_set=factories.prompt_set(["a held-out cat", "a held-out dog"], held_out=True),
+        seeds=[1, 2],
+    )
     endpoint = WebhookEndpoint.objects.create(
         url="https://93.184.216.34/hook", events=["export.ready"], secret="whsec_schema"
     )
@@ -152,6 +159,7 @@ def world(rater, curator, engineer, admin_user):
         "dataset-exports": export.pk,
         "dataset-rules": rule.pk,
         "dataset-versions": version.pk,
+        "experiments": experiment.pk,
         "model-versions": base.pk,
         "prompt-sets": prompt_set.pk,
         "prompt-sets/imports": prompt_import.pk,

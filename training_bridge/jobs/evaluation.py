@@ -1,5 +1,9 @@
 """Evaluating a job's model version against its parent: a generation batch on both and a
-side-by-side annotation campaign over the pairs."""
+side-by-side annotation campaign over the pairs.
+
+The parts any evaluation shares (the held-out source stickers, the key candidates are compared
+on, and opening a campaign to every active rater) are public: experiments
+(``training_bridge.experiments``) evaluate their arms with them."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from annotation.models import Campaign
 from generation.models import (
     BatchKind,
     BatchStatus,
@@ -33,8 +38,9 @@ DEFAULT_EVALUATION_SOURCES = 8
 EVALUATION_OVERLAP = 3
 
 
-def _default_sources(limit: int) -> list[Candidate]:
-    """Stickers made from held-out prompts, newest prompt sets first."""
+def evaluation_sources_default(limit: int) -> list[Candidate]:
+    """Stickers made from held-out prompts, newest prompt sets first: what animation models are
+    evaluated on when no sources are named."""
     return list(
         Candidate.objects.filter(
             kind=CandidateKind.STICKER, prompt__prompt_set__is_held_out=True
@@ -53,7 +59,9 @@ def _evaluation_inputs(job: TrainingJob, version: ModelVersion) -> tuple[dict | 
         if prompt_set is None:
             return None, "No held-out prompt set to evaluate on."
         return {"kind": BatchKind.STICKER, "prompt_set": prompt_set}, ""
-    sources = list(job.evaluation_sources.all()) or _default_sources(DEFAULT_EVALUATION_SOURCES)
+    sources = list(job.evaluation_sources.all()) or evaluation_sources_default(
+        DEFAULT_EVALUATION_SOURCES
+    )
     if not sources:
         return None, "No source stickers of held-out prompts to animate."
     return {"kind": BatchKind.ANIMATION, "sources": sources}, ""
@@ -97,16 +105,25 @@ def training_job_evaluation_start(job: TrainingJob, version: ModelVersion) -> Tr
     return evaluation
 
 
+def evaluation_key(candidate: Candidate) -> tuple[int, int]:
+    """What two candidates must share to be compared: the prompt's position in its set (or the
+    source sticker) and the seed. Position rather than prompt id, so that a copy of a prompt set
+    (the same prompts in the same order) lines up with the original. Assumes ``prompt`` is
+    selected with the candidate for stickers."""
+    if candidate.kind == CandidateKind.ANIMATION:
+        return (candidate.source_id, candidate.seed)
+    return (candidate.prompt.position, candidate.seed)
+
+
 def _pairs(
     evaluation: TrainingJobEvaluation, version_id: int, parent_id: int
 ) -> list[list[Candidate]]:
     """[new, parent] candidates made from the same prompt (or source sticker) and seed."""
-    batch = evaluation.batch
-    key_field = "prompt_id" if batch.kind == BatchKind.STICKER else "source_id"
     by_key: dict[tuple[int, int], dict[int, Candidate]] = {}
-    for candidate in Candidate.objects.filter(batch=batch).order_by("id"):
-        key = (getattr(candidate, key_field), candidate.seed)
-        by_key.setdefault(key, {})[candidate.model_version_id] = candidate
+    for candidate in (
+        Candidate.objects.filter(batch=evaluation.batch).select_related("prompt").order_by("id")
+    ):
+        by_key.setdefault(evaluation_key(candidate), {})[candidate.model_version_id] = candidate
     return [
         [found[version_id], found[parent_id]]
         for _, found in sorted(by_key.items())
@@ -114,10 +131,43 @@ def _pairs(
     ]
 
 
-def _active_raters() -> list[AbstractBaseUser]:
+def evaluation_raters() -> list[AbstractBaseUser]:
+    """Every active rater: evaluation campaigns are open to all of them."""
     return list(
         get_user_model().objects.filter(is_active=True, groups__name=Role.RATER).order_by("pk")
     )
+
+
+def evaluation_campaign_open(
+    *,
+    name: str,
+    kind: str,
+    groups: list[list[Candidate]],
+    guidelines: str,
+    seed: int,
+    created_by: AbstractBaseUser | None,
+    preset: str | None = None,
+    question_schema: list | None = None,
+    overlap: int = EVALUATION_OVERLAP,
+) -> Campaign:
+    """Create a campaign of ``groups`` (one item each, display order shuffled by ``seed``), open
+    to every active rater, and start it. Raises ValidationError or ServiceConflict as the
+    campaign services do; the caller runs it in a savepoint when it records the failure."""
+    from annotation.services.campaigns import campaign_create, campaign_start
+    from annotation.services.items import campaign_items_add
+
+    campaign = campaign_create(
+        name=name[:200],
+        kind=kind,
+        preset=preset,
+        question_schema=question_schema,
+        guidelines=guidelines,
+        overlap=overlap,
+        raters=evaluation_raters(),
+        created_by=created_by,
+    )
+    campaign_items_add(campaign=campaign, candidate_groups=groups, seed=seed)
+    return campaign_start(campaign=campaign)
 
 
 @transaction.atomic
@@ -129,9 +179,6 @@ def training_job_evaluation_advance(*, evaluation_id: int) -> bool:
     (or source sticker) and seed, asks the pairwise questions (alignment, style, motion,
     overall) and is open to every active rater.
     """
-    from annotation.services.campaigns import campaign_create, campaign_start
-    from annotation.services.items import campaign_items_add
-
     evaluation = (
         TrainingJobEvaluation.objects.select_for_update(of=("self",))
         .select_related("job__output_model_version", "job__base_model_version", "batch")
@@ -168,17 +215,15 @@ def training_job_evaluation_advance(*, evaluation_id: int) -> bool:
     )
     try:
         with transaction.atomic():
-            campaign = campaign_create(
-                name=f"Evaluation: {version.name} vs {parent.name}"[:200],
+            campaign = evaluation_campaign_open(
+                name=f"Evaluation: {version.name} vs {parent.name}",
                 kind="pair",
                 preset="pairwise",
+                groups=groups,
                 guidelines=guidelines,
-                overlap=EVALUATION_OVERLAP,
-                raters=_active_raters(),
+                seed=job.pk,
                 created_by=job.requested_by,
             )
-            campaign_items_add(campaign=campaign, candidate_groups=groups, seed=job.pk)
-            campaign_start(campaign=campaign)
     except (ValidationError, ServiceConflict) as exc:
         evaluation.status = EvaluationStatus.FAILED
         evaluation.error = f"The pair campaign could not open: {exc}"

@@ -1,0 +1,24 @@
+"""Thin Celery adapters for experiments: take ids, call a service. State lives in the database."""
+
+from celery import shared_task
+
+# The tiny models generate an experiment's batches in seconds; real models take minutes.
+ADVANCE_POLL_SECONDS = 3
+
+
+@shared_task(
+    name="experiments.advance",
+    acks_late=True,
+    ignore_result=True,
+    # Opening two campaigns and reading the arms' candidates (diversity reads every sticker
+    # once: about a second for a thousand 64-pixel stickers).
+    soft_time_limit=600,
+    time_limit=660,
+)
+def advance(experiment_id: int) -> None:
+    from training_bridge.experiments.services.experiments import experiment_advance
+
+    if not experiment_advance(experiment_id=experiment_id):
+        # A batch is still generating: look again shortly (batches always end, in success,
+        # failure or cancellation, so this stops).
+        advance.apply_async((experiment_id,), countdown=ADVANCE_POLL_SECONDS)
