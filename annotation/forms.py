@@ -83,7 +83,11 @@ class SelectionForm(forms.Form):
     candidate_kind = forms.ChoiceField(
         choices=[("", "any"), *CandidateKind.choices], required=False
     )
-    group_size = forms.IntegerField(required=False, help_text="Set campaigns: candidates per item.")
+    group_size = forms.IntegerField(
+        required=False,
+        help_text="Best-of-N and set campaigns: candidates per item (best-of-N: empty makes one "
+        "item per source sticker and seed, with every model's animation).",
+    )
     seed = forms.IntegerField(required=False, help_text="Seed for the display order.")
 
 
