@@ -94,6 +94,8 @@ def rate(request, pk: int):
             ),
             "can_rate": membership.status == MembershipStatus.ACTIVE
             and campaign.status == CampaignStatus.RUNNING,
+            # The counters as the page opens; the script keeps them current (RaterProgressApi).
+            "progress": selectors.rater_progress(campaign_id=campaign.pk, rater_id=request.user.pk),
         },
     )
 

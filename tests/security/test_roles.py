@@ -144,6 +144,7 @@ RULES: dict[str, Rule] = {
     "api-item-skip": Rule(MEMBER, kwargs=pk("campaign")),
     "api-judgment-undo": Rule(MEMBER, kwargs=pk("campaign")),
     "api-items-held": Rule(MEMBER, kwargs=pk("campaign")),
+    "api-rater-progress": Rule(MEMBER, kwargs=pk("campaign")),
     "rater-home": Rule(RATERS),
     "rate": Rule(MEMBER, kwargs=pk("campaign")),
     # Quality
