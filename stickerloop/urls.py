@@ -21,6 +21,7 @@ api_patterns = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/login/", views.admin_login, name="admin-login"),
@@ -37,3 +38,4 @@ urlpatterns = [
 
 handler400 = views.bad_request
 handler404 = views.not_found
+# 403 and 500 are Django's own handlers, which render templates/403.html and 500.html.

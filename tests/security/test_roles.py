@@ -83,6 +83,7 @@ POST_ONLY = ("POST",)  # pages under @require_POST: a GET answers 405 before the
 RULES: dict[str, Rule] = {
     # Sign-in and the home page
     "home": Rule(LOGGED_IN),
+    "favicon": Rule(EVERYONE),
     "login": Rule(EVERYONE),
     "logout": Rule(EVERYONE),
     "admin-login": Rule(EVERYONE),
