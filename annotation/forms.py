@@ -44,6 +44,11 @@ class CampaignForm(forms.Form):
     lease_seconds = forms.IntegerField(initial=600)
     gold_rate = forms.FloatField(initial=0.0)
     raters = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    # Set when the form is opened from a batch's page: the new campaign's page then offers that
+    # batch's candidates as its first items.
+    batch = forms.ModelChoiceField(
+        queryset=GenerationBatch.objects.all(), required=False, widget=forms.HiddenInput
+    )
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,6 +56,7 @@ class CampaignForm(forms.Form):
         if editing:
             del self.fields["kind"]
             del self.fields["raters"]
+            del self.fields["batch"]
 
     def clean_question_schema(self):
         text = self.cleaned_data["question_schema"].strip()

@@ -1,5 +1,6 @@
-"""Ways around the site: the favicon, error pages with the site's navigation and a way back from
-the API docs."""
+"""Ways around the site: the favicon, error pages with the site's navigation, a way back from
+the API docs, campaign and quality pages linked both ways, model versions as links, and a rating
+campaign made from a batch's page."""
 
 import re
 
@@ -7,6 +8,10 @@ import pytest
 from django.test import Client, RequestFactory
 from django.urls import get_resolver
 
+from annotation.models import Campaign, Item
+from annotation.quality.services.results import campaign_results_compute
+from generation.models import GenerationBatch
+from tests import factories as f
 from tests.conftest import logged_in
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +72,116 @@ def test_the_api_docs_lead_back_to_the_site():
     html = response.content.decode()
     assert '<nav class="docs-nav" aria-label="Site">' in html
     assert {"/", "/api/schema/", "/static/favicon.svg"} <= _links(response)
+
+
+def test_campaign_and_quality_pages_link_to_each_other(curator):
+    rater = f.rater()
+    campaign = f.running_campaign(raters=[rater], n_items=1, kind="single", name="Linked")
+    client = logged_in(curator)
+    assert f"/quality/campaigns/{campaign.pk}/" in _links(client.get(f"/campaigns/{campaign.pk}/"))
+    assert f"/quality/campaigns/{campaign.pk}/" in _links(client.get("/campaigns/"))
+    assert f"/campaigns/{campaign.pk}/" in _links(client.get(f"/quality/campaigns/{campaign.pk}/"))
+    assert f"/campaigns/{campaign.pk}/" in _links(client.get("/quality/"))
+
+
+def test_pair_leaderboard_links_models_and_the_campaign(curator):
+    old, new = f.model_version("v-old"), f.model_version("v-new")
+    raters = f.raters(2)
+    groups = []
+    for i in range(2):
+        p = f.prompt(f"pair {i}")
+        groups.append([f.sticker(version=old, on_prompt=p), f.sticker(version=new, on_prompt=p)])
+    campaign = f.running_campaign(raters=raters, kind="pair", groups=groups, overlap=2)
+    for item in Item.objects.filter(campaign=campaign):
+        for rater in raters:
+            f.judge(item, rater, {"alignment": "left", "style": "left", "overall": "tie"})
+    campaign_results_compute(campaign=campaign, methods=["majority"], n_bootstrap=10)
+    links = _links(logged_in(curator).get(f"/quality/campaigns/{campaign.pk}/leaderboard/"))
+    assert {
+        f"/campaigns/{campaign.pk}/",
+        f"/training/models/{old.pk}/",
+        f"/training/models/{new.pk}/",
+    } <= links
+    assert f"/quality/campaigns/{campaign.pk}/leaderboard/" in _links(
+        logged_in(curator).get(f"/campaigns/{campaign.pk}/")
+    )
+
+
+def test_model_versions_are_links_to_their_page(curator):
+    base = f.model_version("base-v")
+    child = f.model_version("child-v")
+    child.parent = base
+    child.save(update_fields=["parent"])
+    batch = GenerationBatch.objects.create(kind="sticker", seeds=[1], total=1, status="succeeded")
+    batch.model_versions.add(child)
+    f.sticker(version=child, batch=batch)
+    client = logged_in(curator)
+    assert {f"/training/models/{base.pk}/", f"/training/models/{child.pk}/"} <= _links(
+        client.get("/models/")
+    )
+    for page in ("/batches/", f"/batches/{batch.pk}/", f"/candidates/?batch={batch.pk}"):
+        assert f"/training/models/{child.pk}/" in _links(client.get(page)), page
+
+
+def test_a_campaign_made_from_a_batch_offers_its_candidates(curator):
+    # given: a batch of three stickers, and its page
+    batch = GenerationBatch.objects.create(
+        name="frogs", kind="sticker", seeds=[1], total=3, status="succeeded"
+    )
+    stickers = [f.sticker(batch=batch) for _ in range(3)]
+    client = logged_in(curator)
+    assert f"/campaigns/new/?batch={batch.pk}" in _links(client.get(f"/batches/{batch.pk}/"))
+    # when: the curator follows the link, keeps the suggested name and saves
+    form = client.get(f"/campaigns/new/?batch={batch.pk}")
+    assert form.context["form"].initial["name"] == f"Batch {batch.pk}: frogs"
+    assert f'<input type="hidden" name="batch" value="{batch.pk}"' in form.content.decode()
+    created = client.post(
+        f"/campaigns/new/?batch={batch.pk}",
+        {
+            "name": f"Batch {batch.pk}: frogs",
+            "kind": "single",
+            "preset": "alignment",
+            "overlap": 1,
+            "lease_seconds": 600,
+            "gold_rate": 0,
+            "batch": batch.pk,
+        },
+    )
+    campaign = Campaign.objects.get(name=f"Batch {batch.pk}: frogs")
+    # then: the campaign's page has the batch selected in its items form
+    assert (created.status_code, created["Location"]) == (
+        302,
+        f"/campaigns/{campaign.pk}/?batch={batch.pk}",
+    )
+    page = client.get(created["Location"])
+    assert page.context["selection_form"]["batches"].value() == [batch.pk]
+    assert f'<option value="{batch.pk}" selected>' in page.content.decode()
+    client.post(f"/campaigns/{campaign.pk}/items/", {"batches": [batch.pk]})
+    assert sorted(c for item in campaign.items.all() for c in item.candidate_ids_in_order()) == [
+        s.pk for s in stickers
+    ]
+
+
+def test_a_batch_that_does_not_exist_is_not_carried(curator):
+    client = logged_in(curator)
+    for value in ("999999", "x"):
+        form = client.get(f"/campaigns/new/?batch={value}")
+        assert form.status_code == 200
+        assert "batch" not in form.context["form"].initial
+    refused = client.post(
+        "/campaigns/new/",
+        {
+            "name": "c",
+            "kind": "single",
+            "preset": "alignment",
+            "overlap": 1,
+            "lease_seconds": 600,
+            "gold_rate": 0,
+            "batch": 999999,
+        },
+    )
+    assert refused.status_code == 200
+    assert refused.context["form"].errors == {
+        "batch": ["Select a valid choice. That choice is not one of the available choices."]
+    }
+    assert Campaign.objects.count() == 0
