@@ -72,6 +72,7 @@ export async function refreshProgress() {
     return;
   }
   schedule(REFRESH_MS);
+  if (document.hidden) return; // a tab in the background asks nothing of the server
   let data;
   try {
     const response = await fetch(cfg.urls.progress, { credentials: "same-origin" });
