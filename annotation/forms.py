@@ -44,6 +44,11 @@ class CampaignForm(forms.Form):
     lease_seconds = forms.IntegerField(initial=600)
     gold_rate = forms.FloatField(initial=0.0)
     raters = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    # Set when the form is opened from a batch's page: the new campaign's page then offers that
+    # batch's candidates as its first items.
+    batch = forms.ModelChoiceField(
+        queryset=GenerationBatch.objects.all(), required=False, widget=forms.HiddenInput
+    )
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,6 +56,7 @@ class CampaignForm(forms.Form):
         if editing:
             del self.fields["kind"]
             del self.fields["raters"]
+            del self.fields["batch"]
 
     def clean_question_schema(self):
         text = self.cleaned_data["question_schema"].strip()
@@ -83,7 +89,11 @@ class SelectionForm(forms.Form):
     candidate_kind = forms.ChoiceField(
         choices=[("", "any"), *CandidateKind.choices], required=False
     )
-    group_size = forms.IntegerField(required=False, help_text="Set campaigns: candidates per item.")
+    group_size = forms.IntegerField(
+        required=False,
+        help_text="Best-of-N and set campaigns: candidates per item (best-of-N: empty makes one "
+        "item per source sticker and seed, with every model's animation).",
+    )
     seed = forms.IntegerField(required=False, help_text="Seed for the display order.")
 
 

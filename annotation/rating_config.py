@@ -30,6 +30,7 @@ def rating_config(*, campaign: Campaign, membership: CampaignMembership, usernam
             "step": reverse("api-rating-step", args=[campaign.pk]),
             "held": reverse("api-items-held", args=[campaign.pk]),
             "undo": reverse("api-judgment-undo", args=[campaign.pk]),
+            "progress": reverse("api-rater-progress", args=[campaign.pk]),
             "ping": reverse("api-rate-ping"),
             "home": reverse("rater-home"),
         },

@@ -63,7 +63,7 @@ def _note() -> dict:
     return {
         "key": "note",
         "type": "text",
-        "label": "Note (optional)",
+        "label": "Note",
         "help": "Anything else?",
         "required": False,
     }
@@ -211,7 +211,7 @@ PRESETS: dict[str, dict] = {
             {
                 "key": "best",
                 "type": "pick",
-                "label": "Best animation (optional)",
+                "label": "Best animation",
                 "help": "Pick the best one, or none.",
                 "required": False,
             },

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, F, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from annotation import assignment
@@ -269,6 +269,26 @@ def campaign_list() -> QuerySet[Campaign]:
     )
 
 
+def _items_progress(campaign_ids: list[int]) -> dict[int, dict]:
+    """Per campaign: its items (gold left out), those done (judgments up to their overlap
+    target) and those started. The one definition of "done" that every progress figure uses."""
+    return {
+        row.pop("campaign_id"): row
+        for row in Item.objects.filter(campaign_id__in=campaign_ids, is_gold=False)
+        .values("campaign_id")
+        .annotate(
+            total=Count("id"),
+            done=Count("id", filter=Q(judgment_count__gte=F("overlap_target"))),
+            started=Count("id", filter=Q(judgment_count__gt=0)),
+        )
+        .order_by()
+    }
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 0.0
+
+
 def campaign_progress(*, campaign: Campaign, active_minutes: int = 15) -> dict:
     """Items done, judgments, skips and active raters (judged in the last ``active_minutes``)."""
     return campaigns_progress(campaigns=[campaign], active_minutes=active_minutes)[campaign.pk]
@@ -280,17 +300,7 @@ def campaigns_progress(
     """``campaign_progress`` of each campaign, by campaign id: four queries for any number of
     campaigns (a list page asking campaign by campaign paid four per row)."""
     ids = [c.pk for c in campaigns]
-    items = {
-        row.pop("campaign_id"): row
-        for row in Item.objects.filter(campaign_id__in=ids, is_gold=False)
-        .values("campaign_id")
-        .annotate(
-            total=Count("id"),
-            done=Count("id", filter=Q(judgment_count__gte=F("overlap_target"))),
-            started=Count("id", filter=Q(judgment_count__gt=0)),
-        )
-        .order_by()
-    }
+    items = _items_progress(ids)
     since = timezone.now() - timedelta(minutes=active_minutes)
     judgments = {
         row.pop("campaign_id"): row
@@ -329,7 +339,7 @@ def campaigns_progress(
             "items": total,
             "items_done": item["done"],
             "items_started": item["started"],
-            "percent_done": round(100 * item["done"] / total, 1) if total else 0.0,
+            "percent_done": _percent(item["done"], total),
             "judgments": judged["judgments"],
             "skips": judged["skips"],
             "gold_judgments": judged["gold"],
@@ -418,3 +428,50 @@ def judgment_counts_since(*, since: datetime) -> dict[str, int]:
         recent = recent.filter(id__gt=boundary)
     counts = dict(recent.order_by().values_list("skipped").annotate(n=Count("id")))
     return {"judged": counts.get(False, 0), "skipped": counts.get(True, 0)}
+
+
+# Items left for a rater are counted up to this many: the count walks the campaign's open items
+# and probes the rater's leases and judgments for each, so its cost grows with what it counts.
+# Past it the screen says "1000+", which is as useful to a rater as the exact figure.
+LEFT_FOR_RATER_CAP = 1000
+
+
+def rater_progress(*, campaign_id: int, rater_id: int) -> dict:
+    """The rating screen's counters for one rater in one campaign, four queries.
+
+    ``judged_today`` and ``judged_total``: the rater's judgments here, skips left out (those are
+    ``skipped_total``), "today" in the site's time zone as on the rater's home page.
+    ``left``: the items the rater can still be given, the ones they hold leases on plus the open
+    items they have never seen (gold checks, mixed in at the campaign's gold rate, are not
+    counted), counted up to ``LEFT_FOR_RATER_CAP`` (``left_capped`` then says there are more).
+    ``campaign``: its items and those done, as on the campaign page.
+    """
+    now = timezone.now()
+    judged = Judgment.objects.filter(campaign_id=campaign_id, rater_id=rater_id).aggregate(
+        judged_total=Count("id", filter=Q(skipped=False)),
+        judged_today=Count("id", filter=Q(skipped=False, created_at__gte=_day_start(now))),
+        skipped_total=Count("id", filter=Q(skipped=True)),
+    )
+    held = Lease.objects.filter(
+        campaign_id=campaign_id, rater_id=rater_id, released=False, expires_at__gt=now
+    ).count()
+    unseen = (
+        Item.objects.filter(campaign_id=campaign_id, is_open=True)
+        .exclude(Exists(Lease.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
+        .exclude(Exists(Judgment.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
+        .order_by()
+        .values("id")[: LEFT_FOR_RATER_CAP + 1]
+        .count()
+    )
+    left = held + unseen
+    items = _items_progress([campaign_id]).get(campaign_id, {"total": 0, "done": 0})
+    return {
+        **judged,
+        "left": min(left, LEFT_FOR_RATER_CAP),
+        "left_capped": left > LEFT_FOR_RATER_CAP,
+        "campaign": {
+            "items": items["total"],
+            "items_done": items["done"],
+            "percent_done": _percent(items["done"], items["total"]),
+        },
+    }

@@ -48,6 +48,11 @@ urlpatterns = [
     path("campaigns/<id:pk>/undo/", rating.JudgmentUndoApi.as_view(), name="api-judgment-undo"),
     path("campaigns/<id:pk>/held/", rating.ItemsHeldApi.as_view(), name="api-items-held"),
     path(
+        "campaigns/<id:pk>/rate/progress/",
+        rating.RaterProgressApi.as_view(),
+        name="api-rater-progress",
+    ),
+    path(
         "campaigns/<id:pk>/rate/config/",
         rating.RatingConfigApi.as_view(),
         name="api-rating-config",

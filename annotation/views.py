@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -19,7 +20,7 @@ from annotation.rating_config import rating_config
 from annotation.schema import PRESETS
 from annotation.services import campaigns as campaign_services
 from annotation.services import items as item_services
-from generation.models import Candidate
+from generation.models import Candidate, GenerationBatch
 from stickerloop import media
 from stickerloop.authentication import login_or_token_required
 from stickerloop.errors import ServiceConflict
@@ -94,6 +95,8 @@ def rate(request, pk: int):
             ),
             "can_rate": membership.status == MembershipStatus.ACTIVE
             and campaign.status == CampaignStatus.RUNNING,
+            # The counters as the page opens; the script keeps them current (RaterProgressApi).
+            "progress": selectors.rater_progress(campaign_id=campaign.pk, rater_id=request.user.pk),
         },
     )
 
@@ -123,6 +126,10 @@ def _form_errors(form, exc: ValidationError) -> None:
             form.add_error(target, problem if target else f"{field}: {problem}")
 
 
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
 @role_required(*STAFF)
 def campaign_list(request):
     page = Paginator(selectors.campaign_list(), 25).get_page(request.GET.get("page"))
@@ -133,6 +140,7 @@ def campaign_list(request):
 
 def _campaign_values(form: CampaignForm) -> dict:
     values = dict(form.cleaned_data)
+    values.pop("batch", None)
     values["good_examples"] = list(Candidate.objects.filter(pk__in=values["good_examples"]))
     values["bad_examples"] = list(Candidate.objects.filter(pk__in=values["bad_examples"]))
     if values.get("preset") != "custom":
@@ -142,7 +150,14 @@ def _campaign_values(form: CampaignForm) -> dict:
 
 @role_required(*STAFF)
 def campaign_create(request):
-    form = CampaignForm(request.POST or None, initial={"preset": "alignment"})
+    """The new-campaign form; opened from a batch (``?batch=<id>``), it carries the batch on to
+    the campaign's page, whose items form then has it selected."""
+    initial = {"preset": "alignment"}
+    batch_id = _int_or_none(request.GET.get("batch"))
+    batch = GenerationBatch.objects.filter(pk=batch_id).first() if batch_id else None
+    if batch is not None:
+        initial.update(batch=batch.pk, name=f"Batch {batch.pk}: {batch.name}".rstrip(": "))
+    form = CampaignForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         values = _campaign_values(form)
         values["raters"] = list(values["raters"])
@@ -152,11 +167,14 @@ def campaign_create(request):
             _form_errors(form, exc)
         else:
             messages.success(request, f"Campaign {campaign.name!r} created as a draft.")
-            return redirect("campaign-detail", pk=campaign.pk)
+            url = reverse("campaign-detail", args=[campaign.pk])
+            if form.cleaned_data["batch"] is not None:
+                url += f"?batch={form.cleaned_data['batch'].pk}"
+            return redirect(url)
     return render(
         request,
         "annotation/campaign_form.html",
-        {"form": form, "presets": PRESETS, "title": "New campaign"},
+        {"form": form, "presets": PRESETS, "title": "New campaign", "batch": batch},
     )
 
 
@@ -208,7 +226,9 @@ def campaign_edit(request, pk: int):
 
 @role_required(*STAFF)
 def campaign_detail(request, pk: int):
+    """The campaign's page; ``?batch=<id>`` selects that batch in its items form."""
     campaign = get_object_or_404(selectors.campaign_list(), pk=pk)
+    batch = _int_or_none(request.GET.get("batch"))
     return render(
         request,
         "annotation/campaign_detail.html",
@@ -216,7 +236,7 @@ def campaign_detail(request, pk: int):
             "campaign": campaign,
             "progress": selectors.campaign_progress(campaign=campaign),
             "memberships": campaign.memberships.select_related("rater").order_by("rater__username"),
-            "selection_form": SelectionForm(),
+            "selection_form": SelectionForm(initial={"batches": [batch]} if batch else None),
             "membership_form": MembershipForm(),
             "guidelines": guidelines_html(campaign.guidelines),
             "good_examples": _examples(campaign.good_examples.all()),

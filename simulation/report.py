@@ -45,7 +45,7 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
 def platform_quality(row: dict) -> float | None:
     """One number per rater from the platform's rater table: the mean Dawid–Skene reliability
     over the questions it was computed for (what the quality page shows per question), else the
-    agreement with the majority consensus."""
+    rater's agreement with the other raters."""
     values = [
         methods["dawid_skene"]
         for methods in (row.get("reliability") or {}).values()

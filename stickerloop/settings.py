@@ -294,7 +294,7 @@ SPECTACULAR_SETTINGS = {
     ],
     # Served from our own static files: the docs page must work without internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}favicon.svg",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Ids in paths (stickerloop.converters.IdConverter): integers that fit the bigint column.

@@ -26,6 +26,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_views.metrics_scrape, name="metrics"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/login/", views.admin_login, name="admin-login"),
@@ -43,3 +44,4 @@ urlpatterns = [
 
 handler400 = views.bad_request
 handler404 = views.not_found
+# 403 and 500 are Django's own handlers, which render templates/403.html and 500.html.

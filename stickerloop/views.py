@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -60,9 +61,15 @@ def readyz(request):
     return JsonResponse(body, status=503 if failing else 200)
 
 
+def favicon(request):
+    """``/favicon.ico``, which browsers and tools ask for whatever the page's icon link says:
+    the site's icon among its static files."""
+    return redirect(static("favicon.svg"), permanent=True)
+
+
 def not_found(request, exception):
-    """Django's 404 page, or for API paths DRF's JSON shape: a URL that matches no route (an id
-    that is not a number) answers like an id that matches no row."""
+    """Our 404 page (templates/404.html), or for API paths DRF's JSON shape: a URL that matches
+    no route (an id that is not a number) answers like an id that matches no row."""
     if request.path.startswith(API_PREFIX):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)

@@ -232,7 +232,11 @@ class CampaignItemsFromSelectionApi(APIView):
         candidate_kind = serializers.ChoiceField(
             choices=CandidateKind.choices, required=False, allow_null=True
         )
-        group_size = serializers.IntegerField(required=False, allow_null=True)
+        group_size = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            help_text="Best-of-N (2 to 8) and set (2 to 12) campaigns: candidates per item.",
+        )
         seed = serializers.IntegerField(required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: CampaignItemsAddApi.OutputSerializer})

@@ -362,6 +362,41 @@ class ItemsHeldApi(APIView):
         return Response({"items": selectors.item_payloads(item_ids=ids, rater_id=request.user.pk)})
 
 
+class RaterProgressApi(APIView):
+    """The caller's counters in a campaign, as the rating screen shows them: judged today and in
+    total, items left for them, and the campaign's progress. 403 for a caller outside it."""
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        class CampaignProgress(serializers.Serializer):
+            items = serializers.IntegerField(help_text="Items, gold checks left out.")
+            items_done = serializers.IntegerField(help_text="Items with all their judgments.")
+            percent_done = serializers.FloatField()
+
+        judged_today = serializers.IntegerField(help_text="Your judgments today, skips left out.")
+        judged_total = serializers.IntegerField(help_text="Your judgments here, skips left out.")
+        skipped_total = serializers.IntegerField()
+        left = serializers.IntegerField(
+            help_text="Items you can still be given: those you hold and the open ones you have "
+            "never seen (gold checks not counted), counted up to 1000."
+        )
+        left_capped = serializers.BooleanField(help_text="More items are left than ``left``.")
+        campaign = CampaignProgress()
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, pk: int):
+        config = _config_or_404(pk)
+        if not CampaignMembership.objects.filter(
+            campaign_id=config.id, rater=request.user
+        ).exists():
+            return Response(
+                {"detail": f"You are not a rater of campaign {config.name!r}."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        return Response(selectors.rater_progress(campaign_id=config.id, rater_id=request.user.pk))
+
+
 class RaterCampaignListApi(APIView):
     """The campaigns open to the caller, with their own judgments today."""
 

@@ -166,12 +166,14 @@ def _item_index(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(responses.item_ids, return_inverse=True)
 
 
+def _count_votes(inverse: np.ndarray, codes: np.ndarray, n_items: int, k: int) -> np.ndarray:
+    return np.bincount(inverse * k + codes, minlength=n_items * k).reshape(n_items, k)
+
+
 def vote_counts(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
     """(item ids, counts) with counts[i, c] = judgments of item i answering label c."""
     items, inverse = _item_index(responses)
-    k = responses.k
-    counts = np.bincount(inverse * k + responses.codes, minlength=len(items) * k)
-    return items, counts.reshape(len(items), k)
+    return items, _count_votes(inverse, responses.codes, len(items), responses.k)
 
 
 def _scale_stats(responses: Responses, inverse: np.ndarray, n_items: int):
@@ -464,20 +466,48 @@ def fleiss_kappa(counts: np.ndarray) -> tuple[float | None, str]:
     return float((p_bar - p_e) / (1 - p_e)), ""
 
 
+def others_agreeing(responses: Responses) -> tuple[np.ndarray, np.ndarray]:
+    """The one definition of agreement between raters that the quality figures share.
+
+    Per judgment: the share of the *other* raters of the same item who gave the same answer
+    (``(same answers - 1) / (judgments - 1)``), and whether it is defined (the item has at least
+    two judgments). Averaged over an item's judgments it is the item's share of agreeing rater
+    pairs; over items, "pairs agreeing" (``agreement``); over one rater's judgments, that
+    rater's agreement with the others (``rater_agreement``). Where every item has the same
+    number of judgments, the raters' figures weighted by their judgments average to the pairs
+    figure exactly; two raters always get the pairs figure itself.
+    """
+    items, inverse = _item_index(responses)
+    counts = _count_votes(inverse, responses.codes, len(items), responses.k)
+    return _others_agreeing(counts, inverse, responses.codes)
+
+
+def _others_agreeing(counts: np.ndarray, inverse: np.ndarray, codes: np.ndarray):
+    n = counts.sum(axis=1)[inverse]
+    same = counts[inverse, codes]
+    shared = n >= 2
+    share = np.zeros(len(codes), dtype=np.float64)
+    share[shared] = (same[shared] - 1) / (n[shared] - 1)
+    return share, shared
+
+
 def agreement(responses: Responses, *, level: str, domain: Sequence | None = None) -> Agreement:
-    """Alpha at the question's level (plus interval alpha for scales) and Fleiss' kappa."""
-    _, counts = vote_counts(responses)
+    """Alpha at the question's level (plus interval alpha for scales), Fleiss' kappa, and the
+    share of agreeing rater pairs (the mean over items with two or more judgments of
+    ``others_agreeing``)."""
+    items, inverse = _item_index(responses)
+    counts = _count_votes(inverse, responses.codes, len(items), responses.k)
     alpha = krippendorff_alpha(counts, level=level, domain=domain)
     alpha_interval = (
         krippendorff_alpha(counts, level="interval", domain=domain) if level == "ordinal" else None
     )
     kappa, reason = fleiss_kappa(counts)
-    n = counts.sum(axis=1)
-    pairable = n >= 2
+    share, shared = _others_agreeing(counts, inverse, responses.codes)
     observed = None
-    if pairable.any():
-        agreeing = ((counts * (counts - 1)).sum(axis=1))[pairable] / (n * (n - 1))[pairable]
-        observed = float(agreeing.mean())
+    if shared.any():
+        per_item = np.bincount(inverse[shared], weights=share[shared], minlength=len(items))
+        judged = np.bincount(inverse[shared], minlength=len(items))
+        observed = float((per_item[judged > 0] / judged[judged > 0]).mean())
     return Agreement(
         alpha=alpha,
         level=level,
@@ -496,22 +526,20 @@ def answer_distribution(responses: Responses) -> list[int]:
     return np.bincount(responses.codes, minlength=responses.k).astype(int).tolist()
 
 
-# Rater agreement with consensus ------------------------------------------------------------------
+# Rater agreement with the other raters ------------------------------------------------------------
 
 
-def rater_consensus_agreement(responses: Responses, table: ConsensusTable) -> dict[int, tuple]:
-    """Per rater: (share of their answers equal to a non-tied consensus, answers counted).
+def rater_agreement(responses: Responses) -> dict[int, tuple[float, int]]:
+    """Per rater: (mean over their judgments of ``others_agreeing``, judgments counted).
 
-    Items the rater is alone on are left out: agreeing with yourself says nothing.
+    Items the rater is alone on are left out: agreeing with yourself says nothing. Unlike a
+    comparison with a consensus the rater's own answer helped to make, this neither rewards a
+    rater for their own vote nor drops the items whose consensus is tied.
     """
-    position = np.searchsorted(table.item_ids, responses.item_ids)
-    winner = table.code[position]
-    usable = (winner >= 0) & (table.n_judgments[position] >= 2)
-    raters = responses.rater_ids[usable]
-    hits = (responses.codes[usable] == winner[usable]).astype(np.float64)
-    ids, inverse = np.unique(raters, return_inverse=True)
+    share, shared = others_agreeing(responses)
+    ids, inverse = np.unique(responses.rater_ids[shared], return_inverse=True)
     counted = np.bincount(inverse, minlength=len(ids))
-    agreed = np.bincount(inverse, weights=hits, minlength=len(ids))
+    agreed = np.bincount(inverse, weights=share[shared], minlength=len(ids))
     return {int(r): (float(a / c), int(c)) for r, a, c in zip(ids, agreed, counted, strict=True)}
 
 

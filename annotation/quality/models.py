@@ -50,7 +50,8 @@ class QualityPolicy(models.Model):
     min_consensus_agreement = models.FloatField(
         null=True,
         blank=True,
-        help_text="Pause below this agreement with consensus (0..1); empty turns the check off.",
+        help_text="Pause below this agreement with the other raters (0..1); empty turns the "
+        "check off.",
     )
     min_consensus_judgments = models.PositiveSmallIntegerField(
         default=20, help_text="Judgments on shared items needed before agreement can pause."
@@ -68,7 +69,7 @@ class QualityPolicy(models.Model):
         max_length=16,
         choices=Method.choices,
         default=Method.MAJORITY,
-        help_text="The consensus used for agreement with consensus and adaptive overlap.",
+        help_text="The consensus whose confidence adaptive overlap reads.",
     )
     confidence_target = models.FloatField(
         default=0.8,
@@ -180,7 +181,11 @@ class AgreementResult(models.Model):
     fleiss_reason = models.CharField(
         max_length=200, blank=True, help_text="Why kappa is empty (unequal judgments per item)."
     )
-    observed_agreement = models.FloatField(null=True, help_text="Share of agreeing rater pairs.")
+    observed_agreement = models.FloatField(
+        null=True,
+        help_text="Pairs agreeing: over items with two or more judgments, the share of rater "
+        "pairs who gave the same answer.",
+    )
     n_items = models.PositiveIntegerField()
     n_judgments = models.PositiveIntegerField()
     n_raters = models.PositiveIntegerField()
@@ -337,10 +342,16 @@ class RaterQuality(models.Model):
     n_judgments = models.PositiveIntegerField(default=0, help_text="Judgments that count.")
     n_gold = models.PositiveIntegerField(default=0, help_text="Scored gold judgments.")
     gold_accuracy = models.FloatField(null=True)
+    # Named for the consensus it was once measured against; it now holds agreement with the
+    # other raters (``aggregation.others_agreeing``), the per-rater form of "pairs agreeing".
     consensus_agreement = models.FloatField(
-        null=True, help_text="Share of answers equal to a non-tied consensus (majority vote)."
+        null=True,
+        help_text="Agreement with the other raters: over the rater's judgments of items others "
+        "judged too, the share of those others who gave the same answer.",
     )
-    n_consensus = models.PositiveIntegerField(default=0)
+    n_consensus = models.PositiveIntegerField(
+        default=0, help_text="The judgments that agreement counts (items shared with others)."
+    )
     median_seconds = models.FloatField(null=True)
     fast_share = models.FloatField(null=True, help_text="Share faster than the speed floor.")
     reliability = models.JSONField(
@@ -369,7 +380,7 @@ class MembershipAction(models.TextChoices):
 class PauseCause(models.TextChoices):
     GOLD = "gold", "Gold accuracy below the threshold"
     SPEED = "speed", "Too many judgments faster than the floor"
-    AGREEMENT = "agreement", "Agreement with consensus below the threshold"
+    AGREEMENT = "agreement", "Agreement with the other raters below the threshold"
     QUALIFICATION = "qualification", "Qualification not passed yet"
     MANUAL = "manual", "By a curator"
 

@@ -169,6 +169,48 @@ def _selected_candidates(selection: Selection) -> list[Candidate]:
     return list(qs.order_by("id"))
 
 
+def _best_of_n_groups(
+    candidates: list[Candidate], group_size: int | None
+) -> tuple[list[list[Candidate]], list[str]]:
+    """Items of animations of one source sticker, one animation per model and seed.
+
+    Without ``group_size``: one item per source and seed, holding every model's animation of it.
+    With it: items of exactly ``group_size`` animations of one source, across its seeds, ordered
+    by seed then model so that each item mixes the teachers. (Grouping by seed alone, whatever
+    the size asked, was why two teachers animating with two seeds gave items of 2 when 4 were
+    asked for.) Animations short of a full item are left out rather than shown as a smaller
+    one: a pick among 2 and a pick among 4 are not the same question.
+    """
+    by_source: dict[int, dict[tuple, Candidate]] = defaultdict(dict)
+    for c in candidates:
+        if c.kind == CandidateKind.ANIMATION and c.source_id:
+            by_source[c.source_id].setdefault((c.seed, c.model_version_id or 0), c)
+    groups: list[list[Candidate]] = []
+    if group_size is None:
+        for source in sorted(by_source):
+            by_seed: dict[int, list[Candidate]] = defaultdict(list)
+            for (seed, _), c in sorted(by_source[source].items()):
+                by_seed[seed].append(c)
+            groups.extend(
+                members[: GROUP_SIZES[CampaignKind.BEST_OF_N][1]]
+                for members in by_seed.values()
+                if len(members) >= 2
+            )
+        return groups, []
+    left_over = 0
+    for source in sorted(by_source):
+        members = [c for _, c in sorted(by_source[source].items())]
+        full = len(members) - len(members) % group_size
+        groups.extend(members[start : start + group_size] for start in range(0, full, group_size))
+        left_over += len(members) - full
+    notes = (
+        [f"{left_over} animation(s) did not fill an item of {group_size} from their source."]
+        if left_over
+        else []
+    )
+    return groups, notes
+
+
 def _groups_for(
     kind: str, candidates: list[Candidate], selection: Selection, group_size: int | None
 ) -> tuple[list[list[Candidate]], list[str]]:
@@ -198,16 +240,7 @@ def _groups_for(
         )
         return groups, notes
     if kind == CampaignKind.BEST_OF_N:
-        by_source: dict[tuple, dict[int, Candidate]] = defaultdict(dict)
-        for c in candidates:
-            if c.kind == CandidateKind.ANIMATION and c.source_id:
-                by_source[(c.source_id, c.seed)].setdefault(c.model_version_id, c)
-        groups = [
-            list(v.values())[: GROUP_SIZES[kind][1]]
-            for _, v in sorted(by_source.items())
-            if len(v) >= 2
-        ]
-        return groups, []
+        return _best_of_n_groups(candidates, group_size)
     size = group_size or GROUP_SIZES[kind][1]
     by_prompt: dict[tuple, list[Candidate]] = defaultdict(list)
     for c in candidates:
@@ -235,8 +268,9 @@ def campaign_items_from_selection(
     """Build items from a candidate selection (batches, model versions, prompt tags, kind).
 
     Single: one item per candidate. Pair: the two selected model versions' candidates of the same
-    prompt (or source sticker) and seed. Best-of-N: the animations of one source sticker and seed
-    from different models. Set: up to ``group_size`` candidates of one prompt and model. Groups
+    prompt (or source sticker) and seed. Best-of-N: the animations of one source sticker from
+    different models, per seed or ``group_size`` at a time (``_best_of_n_groups``). Set: up to
+    ``group_size`` candidates of one prompt and model. Groups
     whose candidates are already in the campaign are left out, so adding a selection twice adds
     nothing the second time.
     """
@@ -248,8 +282,14 @@ def campaign_items_from_selection(
     )
     if candidate_kind is not None and candidate_kind not in CandidateKind.values:
         raise ValidationError({"candidate_kind": [f"Unknown kind {candidate_kind!r}."]})
-    if group_size is not None and not 2 <= group_size <= GROUP_SIZES[CampaignKind.SET][1]:
-        raise ValidationError({"group_size": ["Must be from 2 to 12."]})
+    if group_size is not None:
+        if campaign.kind not in (CampaignKind.BEST_OF_N, CampaignKind.SET):
+            raise ValidationError(
+                {"group_size": ["Only best-of-N and set campaigns take a group size."]}
+            )
+        low, high = GROUP_SIZES[campaign.kind]
+        if not low <= group_size <= high:
+            raise ValidationError({"group_size": [f"Must be from {low} to {high}."]})
     if not (selection.batches or selection.model_versions or selection.prompt_tags):
         raise ValidationError({"selection": ["Choose batches, model versions or prompt tags."]})
     candidates = _selected_candidates(selection)

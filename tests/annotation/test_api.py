@@ -2,9 +2,11 @@
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -12,7 +14,7 @@ from annotation import selectors
 from annotation.models import Campaign, Item, Judgment, Lease
 from annotation.quality.services.membership import campaign_membership_set
 from annotation.services.campaigns import campaign_close, campaign_update
-from annotation.services.rating import item_next_for_rater
+from annotation.services.rating import item_next_for_rater, judgment_submit
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -190,6 +192,7 @@ def test_rating_config_is_what_the_rating_screen_gets(setup, api, client):
             "step": f"/api/campaigns/{campaign.pk}/rate/",
             "held": f"/api/campaigns/{campaign.pk}/held/",
             "undo": f"/api/campaigns/{campaign.pk}/undo/",
+            "progress": f"/api/campaigns/{campaign.pk}/rate/progress/",
             "ping": "/api/rate/ping/",
             "home": "/rate/",
         },
@@ -462,3 +465,86 @@ def test_answers_name_candidates_by_position_and_are_stored_by_id(api):
     assert (replay["replayed"], replay["judgment"]["answers"]) == (True, answers)
     undone = client.post(f"/api/campaigns/{campaign.pk}/undo/").json()
     assert undone["answers"] == answers
+
+
+def test_rater_progress_counts_this_rater_in_this_campaign(api):
+    # given: five items wanting two judgments each; rita leases three, judges the first (two
+    # days ago) and skips the second; olga is served the first, closest to completion, and
+    # judges it too
+    rita, olga = f.rater("rita"), f.rater("olga")
+    campaign = f.running_campaign(
+        raters=[rita, olga], n_items=5, overlap=2, preset="style", name="Style 2"
+    )
+    client = api(rita)
+    first, second, _ = _step(client, campaign, fetch=3).json()["items"]
+    judged = _step(client, campaign, submit=_submission(first["id"], {"style_pass": True}))
+    _step(client, campaign, submit=_submission(second["id"], {}, skipped=True, skip_reason="x"))
+    Judgment.objects.filter(pk=judged.json()["judgment"]["id"]).update(
+        created_at=timezone.now() - timedelta(days=2)
+    )
+    other = api(olga)
+    [theirs] = _step(other, campaign, fetch=1).json()["items"]
+    assert theirs["id"] == first["id"]
+    _step(other, campaign, submit=_submission(theirs["id"], {"style_pass": False}))
+    # when
+    response = client.get(f"/api/campaigns/{campaign.pk}/rate/progress/")
+    # then: left for rita are the item she holds and the two nobody has seen; the one she
+    # skipped is still open but not for her, and the first is done
+    assert response.status_code == 200
+    assert response.json() == {
+        "judged_today": 0,
+        "judged_total": 1,
+        "skipped_total": 1,
+        "left": 3,
+        "left_capped": False,
+        "campaign": {"items": 5, "items_done": 1, "percent_done": 20.0},
+    }
+    # olga can still be given every item but the first, the one rita holds included
+    assert other.get(f"/api/campaigns/{campaign.pk}/rate/progress/").json() == {
+        "judged_today": 1,
+        "judged_total": 1,
+        "skipped_total": 0,
+        "left": 4,
+        "left_capped": False,
+        "campaign": {"items": 5, "items_done": 1, "percent_done": 20.0},
+    }
+
+
+def test_rater_progress_counts_items_left_up_to_a_cap(api, monkeypatch):
+    r = f.rater("rita")
+    campaign = f.running_campaign(raters=[r], n_items=5)
+    monkeypatch.setattr(selectors, "LEFT_FOR_RATER_CAP", 3)
+    body = api(r).get(f"/api/campaigns/{campaign.pk}/rate/progress/").json()
+    assert (body["left"], body["left_capped"]) == (3, True)
+    monkeypatch.setattr(selectors, "LEFT_FOR_RATER_CAP", 5)
+    body = api(r).get(f"/api/campaigns/{campaign.pk}/rate/progress/").json()
+    assert (body["left"], body["left_capped"]) == (5, False)
+
+
+def test_rater_progress_is_for_members_only(api):
+    r = f.rater("rita")
+    campaign = f.running_campaign(raters=[r], n_items=1, name="Style 3")
+    outsider = api(f.rater("olga")).get(f"/api/campaigns/{campaign.pk}/rate/progress/")
+    assert (outsider.status_code, outsider.json()) == (
+        403,
+        {"detail": "You are not a rater of campaign 'Style 3'."},
+    )
+    assert api(r).get("/api/campaigns/999999/rate/progress/").status_code == 404
+
+
+def test_the_rating_page_opens_with_the_raters_counters(client):
+    r = f.rater("rita")
+    campaign = f.running_campaign(raters=[r], n_items=4, preset="style")
+    [item] = item_next_for_rater(campaign=campaign, rater=r)
+    judgment_submit(
+        item=item, rater=r, answers={"style_pass": True}, client_id=uuid.uuid4(), seconds_on_item=2
+    )
+    client.force_login(r)
+    assert client.get(f"/rate/{campaign.pk}/").context["progress"] == {
+        "judged_today": 1,
+        "judged_total": 1,
+        "skipped_total": 0,
+        "left": 3,
+        "left_capped": False,
+        "campaign": {"items": 4, "items_done": 1, "percent_done": 25.0},
+    }

@@ -209,6 +209,79 @@ def test_best_of_n_groups_teacher_animations_of_one_source():
     assert campaign.question_schema == preset_questions("teacher_selection")
 
 
+def _two_teachers_two_seeds():
+    source = f.sticker(on_prompt=f.prompt("a frog"))
+    teachers = [f.model_version(f"teacher-{i}", kind=ModelKind.ANIMATION) for i in range(2)]
+    made = {
+        (seed, t.name): f.animation(source=source, version=t, seed=seed)
+        for seed in (0, 1)
+        for t in teachers
+    }
+    return teachers, made
+
+
+def test_best_of_n_items_hold_the_group_size_asked_for():
+    # given: two teachers animated one sticker with two seeds each (the demo's animation batch)
+    teachers, made = _two_teachers_two_seeds()
+    campaign = campaign_create(name="teachers", kind="best_of_n")
+    # when: the curator asks for 4 animations per item
+    [item] = campaign_items_from_selection(
+        campaign=campaign, model_versions=[t.pk for t in teachers], group_size=4
+    )
+    # then: one item shows all four, both teachers in it
+    assert sorted(item.candidate_ids_in_order()) == sorted(c.pk for c in made.values())
+
+
+def test_best_of_n_without_a_group_size_makes_an_item_per_seed():
+    teachers, made = _two_teachers_two_seeds()
+    campaign = campaign_create(name="teachers", kind="best_of_n")
+    items = campaign_items_from_selection(
+        campaign=campaign, model_versions=[t.pk for t in teachers]
+    )
+    assert [sorted(i.candidate_ids_in_order()) for i in items] == [
+        sorted([made[(0, "teacher-0")].pk, made[(0, "teacher-1")].pk]),
+        sorted([made[(1, "teacher-0")].pk, made[(1, "teacher-1")].pk]),
+    ]
+
+
+def test_best_of_n_leaves_out_animations_short_of_a_full_item():
+    teachers, made = _two_teachers_two_seeds()
+    campaign = campaign_create(name="teachers", kind="best_of_n")
+    # Seed then model: the item of 3 mixes both teachers; the fourth animation makes no item.
+    [item] = campaign_items_from_selection(
+        campaign=campaign, model_versions=[t.pk for t in teachers], group_size=3
+    )
+    assert sorted(item.candidate_ids_in_order()) == sorted(
+        [made[(0, "teacher-0")].pk, made[(0, "teacher-1")].pk, made[(1, "teacher-0")].pk]
+    )
+    assert _errors(
+        lambda: campaign_items_from_selection(
+            campaign=campaign, model_versions=[t.pk for t in teachers], group_size=3
+        )
+    ) == {
+        "selection": [
+            "The selection makes no new items. 1 animation(s) did not fill an item of 3 from "
+            "their source."
+        ]
+    }
+
+
+def test_group_size_fits_the_campaign_kind():
+    teachers, _ = _two_teachers_two_seeds()
+    best = campaign_create(name="teachers", kind="best_of_n")
+    single = campaign_create(name="one", kind="single")
+    versions = [t.pk for t in teachers]
+    assert _errors(
+        lambda: campaign_items_from_selection(campaign=best, model_versions=versions, group_size=9)
+    ) == {"group_size": ["Must be from 2 to 8."]}
+    assert _errors(
+        lambda: campaign_items_from_selection(
+            campaign=single, model_versions=versions, group_size=2
+        )
+    ) == {"group_size": ["Only best-of-N and set campaigns take a group size."]}
+    assert Item.objects.count() == 0
+
+
 def test_set_items_group_one_prompt():
     p = f.prompt("a castle")
     version = f.model_version("base")

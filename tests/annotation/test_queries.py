@@ -1,10 +1,12 @@
 """Query counts of the campaign pages, pinned and independent of how many rows they list."""
 
+import uuid
+
 import pytest
 
 from annotation.quality.services.membership import raters_add
 from annotation.services.items import campaign_items_add
-from annotation.services.rating import item_next_for_rater
+from annotation.services.rating import item_next_for_rater, judgment_submit
 from tests import factories as f
 from tests.conftest import get_ok
 
@@ -49,3 +51,30 @@ def test_rater_home(site, rater, flat_queries):
             item_next_for_rater(campaign=campaign, rater=rater)
 
     flat_queries(grow=grow, read=lambda: get_ok(client, "/rate/", "/api/rate/campaigns/"), count=10)
+
+
+def test_rating_page_and_rater_progress(site, rater, flat_queries):
+    """The counters cost the same however many items the campaign has and the rater judged."""
+    campaign = f.running_campaign(raters=[rater], n_items=1, preset="style")
+    client = site(rater)
+
+    def grow(n):
+        campaign_items_add(
+            campaign=campaign, candidate_groups=[[f.sticker()] for _ in range(n)], seed=1
+        )
+        for item in item_next_for_rater(campaign=campaign, rater=rater, count=n):
+            judgment_submit(
+                item=item,
+                rater=rater,
+                answers={"style_pass": True},
+                client_id=uuid.uuid4(),
+                seconds_on_item=2,
+            )
+
+    flat_queries(
+        grow=grow,
+        read=lambda: get_ok(
+            client, f"/rate/{campaign.pk}/", f"/api/campaigns/{campaign.pk}/rate/progress/"
+        ),
+        count=18,
+    )

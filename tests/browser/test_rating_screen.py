@@ -9,31 +9,11 @@ from django.db import connections
 from annotation.models import ItemCandidate, Judgment
 from generation.models import Candidate
 from tests import factories as f
+from tests.browser import screen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 XSS_PROMPT = "<script>window.pwned = 1</script> a cat <b>waving</b>"
-
-
-def _item(page) -> int:
-    page.wait_for_function("() => document.getElementById('stage').dataset.item !== ''")
-    return int(page.get_attribute("#stage", "data-item"))
-
-
-def _wait_item_change(page, previous: int) -> int:
-    page.wait_for_function(
-        f"() => !['', '{previous}'].includes(document.getElementById('stage').dataset.item)"
-    )
-    return _item(page)
-
-
-def _wait_sent(page, *, queued: int = 0) -> None:
-    """Until every answer is acknowledged (and ``queued`` items wait in the prefetch buffer)."""
-    page.wait_for_function(
-        "(queued) => document.getElementById('outbox-count').textContent === '0'"
-        " && window.stickerloopRater.state.queue.length >= queued",
-        arg=queued,
-    )
 
 
 def test_rater_judges_with_the_keyboard(live_server, browser_page, csp_violations):
@@ -76,7 +56,7 @@ def _judge_with_the_keyboard(live_server, context, page):
     page.wait_for_url(f"**/rate/{single.pk}/")
 
     expected: dict[int, dict] = {}
-    current = _item(page)
+    current = screen.item(page)
     for n in range(10):
         if n == 0:
             # The prompt is shown as text, never run.
@@ -96,10 +76,10 @@ def _judge_with_the_keyboard(live_server, context, page):
             page.keyboard.press("4")
             expected[current] = {"aligned": False, "missing": ["subject", "count"]}
         page.keyboard.press("Enter")
-        previous, current = current, _wait_item_change(page, current)
+        previous, current = current, screen.wait_item_change(page, current)
         if n == 6:
             # Undo once the answer reached the server: the item comes back with its answers.
-            _wait_sent(page)
+            screen.wait_sent(page)
             page.keyboard.press("u")
             page.wait_for_function(
                 f"() => document.getElementById('stage').dataset.item === '{previous}'"
@@ -112,13 +92,13 @@ def _judge_with_the_keyboard(live_server, context, page):
             page.keyboard.press("2")
             page.keyboard.press("Enter")
             expected[previous] = {"aligned": False, "missing": ["action"]}
-            assert _wait_item_change(page, previous) == current
+            assert screen.wait_item_change(page, previous) == current
     # Skip the next item with a reason.
     skipped = current
     page.keyboard.press("s")
     page.keyboard.press("2")
-    current = _wait_item_change(page, skipped)
-    _wait_sent(page)
+    current = screen.wait_item_change(page, skipped)
+    screen.wait_sent(page)
 
     judgments = Judgment.objects.filter(campaign=single, rater=r)
     assert {j.item_id: j.answers for j in judgments if not j.skipped} == expected
@@ -128,7 +108,7 @@ def _judge_with_the_keyboard(live_server, context, page):
 
     # Five pairs; two of them judged while the network is down.
     page.goto(f"{live_server.url}/rate/{pairs.pk}/")
-    current = _item(page)
+    current = screen.item(page)
     pair_expected: dict[int, dict] = {}
     sides = ["left", "tie", "right"]
     for n in range(5):
@@ -142,7 +122,7 @@ def _judge_with_the_keyboard(live_server, context, page):
         page.keyboard.press(str(sides.index(answers["overall"]) + 1))
         page.keyboard.press("Enter")
         pair_expected[current] = answers
-        current = _wait_item_change(page, current)
+        current = screen.wait_item_change(page, current)
         if n == 3:
             assert page.text_content("#outbox-count") == "2"
             # The indicator turns when a send fails, which may still be under way.
@@ -151,7 +131,7 @@ def _judge_with_the_keyboard(live_server, context, page):
             )
             context.set_offline(False)
             page.evaluate("() => window.dispatchEvent(new Event('online'))")
-    _wait_sent(page)
+    screen.wait_sent(page)
     stored = Judgment.objects.filter(campaign=pairs, rater=r)
     assert {j.item_id: j.answers for j in stored} == pair_expected
     assert stored.count() == 5
@@ -160,7 +140,7 @@ def _judge_with_the_keyboard(live_server, context, page):
 def _check_prefetched_next_item(page, current: int, expected: dict) -> int:
     """Answer the current item and check the next one appears from the prefetch buffer: shown
     while its submit is still held back, with no request for its data or media afterwards."""
-    _wait_sent(page, queued=1)
+    screen.wait_sent(page, queued=1)
     nxt = page.evaluate("() => window.stickerloopRater.state.queue[0]")
     urls = {c["url"] for c in nxt["candidates"]}
     # The next item's media were fetched before this answer was given.
@@ -189,7 +169,7 @@ def _check_prefetched_next_item(page, current: int, expected: dict) -> int:
     assert page.text_content("#outbox-count") == "1"  # the answer is still on its way
     page.evaluate("() => window.restoreFetch()")
     expected[current] = {"aligned": True}
-    _wait_sent(page)
+    screen.wait_sent(page)
     assert not [u for u in seen if any(u.endswith(m) for m in urls)]
     return nxt["id"]
 
@@ -214,7 +194,7 @@ def _best_of_n(live_server, context, page):
     page.fill("#id_username", "ben")
     page.fill("#id_password", f.PASSWORD)
     page.keyboard.press("Enter")
-    item = _item(page)
+    item = screen.item(page)
     # The screen names candidates by position; the stored answers name them by id.
     assert page.eval_on_selector_all(
         "#stage figure.shown", "els => els.map(e => e.dataset.candidate)"

@@ -63,6 +63,7 @@ def test_the_rating_page_hands_its_config_over_as_data(rater):
     scripts = re.findall(r"<script\b[^>]*>", html)
     assert scripts == [
         '<script id="rate-config" type="application/json">',
+        '<script id="rate-progress" type="application/json">',
         '<script type="module" src="/static/annotation/rate/main.js">',
     ]
 

@@ -84,6 +84,7 @@ POST_ONLY = ("POST",)  # pages under @require_POST: a GET answers 405 before the
 RULES: dict[str, Rule] = {
     # Sign-in and the home page
     "home": Rule(LOGGED_IN),
+    "favicon": Rule(EVERYONE),
     "login": Rule(EVERYONE),
     "logout": Rule(EVERYONE),
     "admin-login": Rule(EVERYONE),
@@ -152,6 +153,7 @@ RULES: dict[str, Rule] = {
     "api-item-skip": Rule(MEMBER, kwargs=pk("campaign")),
     "api-judgment-undo": Rule(MEMBER, kwargs=pk("campaign")),
     "api-items-held": Rule(MEMBER, kwargs=pk("campaign")),
+    "api-rater-progress": Rule(MEMBER, kwargs=pk("campaign")),
     "rater-home": Rule(RATERS),
     "rate": Rule(MEMBER, kwargs=pk("campaign")),
     # Quality

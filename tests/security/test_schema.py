@@ -212,6 +212,7 @@ def test_every_get_answers_as_documented(schema, world, api):
     assert sorted(not_ok) == [
         ("/api/campaigns/{id}/held/", 403),  # the admin is not one of the campaign's raters
         ("/api/campaigns/{id}/rate/config/", 403),  # nor can it read the rating configuration
+        ("/api/campaigns/{id}/rate/progress/", 403),  # nor a rater's counters
         ("/api/dataset-exports/{id}/download/", 409),  # the export has not run
         ("/api/quality/campaigns/{id}/consensus/", 400),  # needs ?question_key=
     ]

@@ -45,7 +45,11 @@ class PolicyApi(APIView):
         auto_pause = serializers.BooleanField(required=False)
         min_gold_judgments = serializers.IntegerField(required=False)
         min_gold_accuracy = serializers.FloatField(required=False)
-        min_consensus_agreement = serializers.FloatField(required=False, allow_null=True)
+        min_consensus_agreement = serializers.FloatField(
+            required=False,
+            allow_null=True,
+            help_text="Pause below this agreement with the other raters (0..1); null: no check.",
+        )
         min_consensus_judgments = serializers.IntegerField(required=False)
         speed_floor_seconds = serializers.FloatField(required=False)
         max_fast_share = serializers.FloatField(required=False)

@@ -88,7 +88,11 @@ class AgreementRow(serializers.Serializer):
     alpha_interval = serializers.FloatField(allow_null=True)
     fleiss_kappa = serializers.FloatField(allow_null=True)
     fleiss_reason = serializers.CharField()
-    observed_agreement = serializers.FloatField(allow_null=True)
+    observed_agreement = serializers.FloatField(
+        allow_null=True,
+        help_text="Pairs agreeing: over items with two or more judgments, the share of rater "
+        "pairs who gave the same answer.",
+    )
     n_items = serializers.IntegerField()
     n_judgments = serializers.IntegerField()
     n_raters = serializers.IntegerField()
@@ -254,8 +258,12 @@ class RaterRow(serializers.Serializer):
     n_judgments = serializers.IntegerField()
     n_gold = serializers.IntegerField()
     gold_accuracy = serializers.FloatField(allow_null=True)
-    consensus_agreement = serializers.FloatField(allow_null=True)
-    n_consensus = serializers.IntegerField()
+    consensus_agreement = serializers.FloatField(
+        allow_null=True,
+        help_text="Agreement with the other raters: over the rater's judgments of items others "
+        "judged too, the share of those others who gave the same answer (all questions).",
+    )
+    n_consensus = serializers.IntegerField(help_text="The judgments that agreement counts.")
     median_seconds = serializers.FloatField(allow_null=True)
     fast_share = serializers.FloatField(allow_null=True)
     reliability = serializers.JSONField()

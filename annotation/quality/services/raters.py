@@ -123,9 +123,9 @@ def rater_quality_refresh(
     """Recompute every rater's quality record in the campaign; return the figures by rater
     (with the evaluation-window figures the automatic checks use).
 
-    ``agreement`` ({rater: (share, n)}) and ``reliability`` ({rater: {question: {method: r}}})
-    come from the consensus just computed; a rater without counted judgments now (paused and
-    excluded) keeps the agreement last recorded.
+    ``agreement`` ({rater: (share, n)}: agreement with the other raters) and ``reliability``
+    ({rater: {question: {method: r}}}) come from the results just computed; a rater without
+    counted judgments now (paused and excluded) keeps the agreement last recorded.
     """
     now = now or timezone.now()
     policy = selectors.policy_for(campaign)
@@ -205,8 +205,8 @@ def _pause_reason(policy: QualityPolicy, row: dict) -> tuple[str, str] | None:
         and share < policy.min_consensus_agreement
     ):
         return PauseCause.AGREEMENT, (
-            f"Agreement with consensus {share:.0%} on {row['n_consensus']} judgments is below "
-            f"the campaign's {policy.min_consensus_agreement:.0%}."
+            f"Agreement with the other raters {share:.0%} on {row['n_consensus']} judgments is "
+            f"below the campaign's {policy.min_consensus_agreement:.0%}."
         )
     return None
 

@@ -395,8 +395,9 @@ def campaign_results_compute(
 ) -> dict:
     """Compute and store the campaign's results; return a summary with timings.
 
-    Majority vote is always computed (rater agreement and adaptive overlap read it); other
-    methods where they fit the question's type.
+    Majority vote is always computed (adaptive overlap reads it); other methods where they fit
+    the question's type. Each rater's agreement with the other raters is pooled over the
+    questions (``aggregation.rater_agreement``).
     """
     started = time.perf_counter()
     now = now or timezone.now()
@@ -421,6 +422,10 @@ def campaign_results_compute(
         _store_agreement(
             campaign=campaign, question=question, responses=responses, run=run, now=now
         )
+        # Pooled over questions by judgment, as "pairs agreeing" pools a question's items.
+        for rater, (share, n) in aggregation.rater_agreement(responses).items():
+            agreed[rater][0] += share * n
+            agreed[rater][1] += n
         info["agreement_s"] = round(time.perf_counter() - tick, 3)
         truth = _gold_truth(campaign, question, units)
         fitting = selectors.methods_for_question(question)
@@ -446,12 +451,6 @@ def campaign_results_compute(
                 "total_s": round(time.perf_counter() - tick, 3),
                 "gold_accuracy": result.gold_accuracy,
             }
-            if method == aggregation.MAJORITY:
-                for rater, (share, n) in aggregation.rater_consensus_agreement(
-                    responses, table
-                ).items():
-                    agreed[rater][0] += share * n
-                    agreed[rater][1] += n
             if table.rater_reliability is not None:
                 for rater, value in zip(
                     table.rater_ids.tolist(), table.rater_reliability.tolist(), strict=True

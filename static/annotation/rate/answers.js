@@ -96,18 +96,26 @@ function questionBox(slot, index, cur) {
   const title = document.createElement("div");
   title.className = "q-label";
   const label = slot.cand === null ? q.label : `${q.label} (${candidateLabel({}, slot.index) || "#" + (slot.index + 1)})`;
-  title.textContent = label + (q.required ? "" : " (optional)");
+  // Campaigns made before the presets dropped it carry "(optional)" in the label itself.
+  const saysOptional = q.required || /\(optional\)\s*$/i.test(q.label);
+  title.textContent = label + (saysOptional ? "" : " (optional)");
   if (q.help) title.title = q.help;
   div.append(title);
-  if (q.help) {
+  // A question asked of each candidate explains itself once, above the first.
+  if (q.help && !(slot.cand !== null && slot.index > 0)) {
     const help = document.createElement("div");
     help.className = "q-help";
     help.textContent = q.help;
     div.append(help);
   }
   if (q.type === "text") {
+    const hint = document.createElement("div");
+    hint.className = "q-help";
+    hint.append("Shift+N to write here; Esc leaves the box.");
+    div.append(hint);
     const area = document.createElement("textarea");
     area.rows = 2;
+    area.setAttribute("aria-label", q.label);
     area.maxLength = q.max_length || 1000;
     area.dataset.slot = String(index);
     area.value = valueOf(slot) || "";
@@ -209,17 +217,26 @@ export function press(key) {
   return true;
 }
 
-/** Moves the highlight ``step`` questions on (or back), into a text box where it lands on one. */
+/** Moves the highlight ``step`` questions on (or back). The focus stays where it is: a text
+ * box is highlighted, never entered, so the keys that follow still answer questions; only
+ * Shift+N (``writeNote``) puts the focus in it. */
 export function move(step) {
-  const slots = sheet.slots;
   const next = sheet.active + step;
-  if (next < 0 || next >= slots.length) return;
+  if (next < 0 || next >= sheet.slots.length) return;
   sheet.active = next;
   render();
-  if (slots[next].q.type === "text") {
-    const area = document.querySelector(`textarea[data-slot="${next}"]`);
-    if (area) area.focus();
-  }
+}
+
+/** Puts the focus in the highlighted text box, or the first one: true if there is one. */
+export function writeNote() {
+  const slots = sheet.slots;
+  let index = slots[sheet.active] && slots[sheet.active].q.type === "text" ? sheet.active : -1;
+  if (index < 0) index = slots.findIndex((s) => s.q.type === "text");
+  if (index < 0) return false;
+  sheet.active = index;
+  render();
+  document.querySelector(`textarea[data-slot="${index}"]`).focus();
+  return true;
 }
 
 export function snapshot() {

@@ -33,6 +33,8 @@ function onOverlayKey(e, key, skip) {
   }
 }
 
+// In a text box keys type, except Escape (leave the box), Enter (leave and submit; Shift+Enter
+// starts a new line) and Tab (leave the box and highlight the next question).
 function onTextKey(e, key, submit) {
   if (key === "Escape") {
     e.preventDefault();
@@ -41,8 +43,14 @@ function onTextKey(e, key, submit) {
     e.preventDefault();
     e.target.blur();
     submit();
+  } else if (key === "Tab" && answers.isOpen()) {
+    e.preventDefault();
+    e.target.blur();
+    answers.move(e.shiftKey ? -1 : 1);
   }
 }
+
+const PLAYER_ACTIONS = new Set(["play", "prev-frame", "next-frame", "slower", "faster"]);
 
 /** Listens for keys and clicks on the rating screen; ``submit``, ``skip(reason)`` and ``undo``
  * are the screen's own actions. */
@@ -89,6 +97,11 @@ export function bind({ submit, skip, undo }) {
       submit();
       return;
     }
+    // Shift+N, not N: n answers "No" on yes/no questions.
+    if (answers.isOpen() && e.shiftKey && key === "n") {
+      if (answers.writeNote()) e.preventDefault();
+      return;
+    }
     if (answers.isOpen() && (key === "Tab" || key === "ArrowDown" || key === "ArrowUp")) {
       e.preventDefault();
       answers.move(key === "ArrowUp" || (key === "Tab" && e.shiftKey) ? -1 : 1);
@@ -103,7 +116,8 @@ export function bind({ submit, skip, undo }) {
       stage.togglePrompt();
       return;
     }
-    if (KEYS[key]) {
+    // The player's keys do nothing while no animation is on screen.
+    if (KEYS[key] && !(PLAYER_ACTIONS.has(KEYS[key]) && !player.isShown())) {
       e.preventDefault();
       actions[KEYS[key]]();
     }

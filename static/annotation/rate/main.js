@@ -11,7 +11,14 @@ import * as overlay from "./overlay.js";
 import * as queue from "./queue.js";
 import * as stage from "./stage.js";
 import * as sync from "./sync.js";
-import { countJudged, flash, setOnline, showCounts } from "./bar.js";
+import {
+  countAnswer,
+  flash,
+  keepCurrent,
+  refreshProgress,
+  setOnline,
+  showCounts,
+} from "./bar.js";
 
 let last = null; // {sub, item}: the answer U takes back
 
@@ -21,16 +28,24 @@ function show(item, given) {
   answers.render();
 }
 
+// The end of the queue: nothing of the last item stays on screen, the counters are read again
+// so they are final, and U (or the button) can still take the last answer back.
+function showDone(message) {
+  stage.showDone("All done for now", message || "No more items for you in this campaign right now.");
+  $("empty-undo").hidden = last === null;
+  refreshProgress();
+}
+
 function showNext() {
   const item = queue.take();
-  if (!item) {
+  if (item) {
+    show(item, {});
+  } else {
     answers.close();
-    stage.showEmpty();
-    if (!sync.isExhausted()) stage.setEmptyText("Loading…");
-    sync.pump();
-    return;
+    const why = sync.exhaustion();
+    if (why === null) stage.showWaiting();
+    else showDone(why);
   }
-  show(item, {});
   sync.pump();
 }
 
@@ -93,7 +108,8 @@ async function undo() {
     return;
   }
   last = null;
-  countJudged(-1);
+  countAnswer(-1, Boolean(data.skipped));
+  refreshProgress();
   queue.preload(data.item);
   putBack(data.item, data.skipped ? {} : data.answers);
 }
@@ -101,9 +117,10 @@ async function undo() {
 // Start: resume the leases this rater holds (minus answers still in the outbox), then refill.
 async function start() {
   showCounts();
+  keepCurrent();
   if ($("rater").dataset.canRate !== "1") {
-    stage.showEmpty();
-    stage.setEmptyText(
+    stage.showDone(
+      "Nothing to rate",
       cfg.membership.status === "paused"
         ? `Your work on this campaign is paused${cfg.membership.reason ? ": " + cfg.membership.reason : "."}`
         : `This campaign is ${cfg.campaign.status}.`,
@@ -121,7 +138,6 @@ async function start() {
 }
 
 outbox.onChange(showCounts);
-queue.onChange(showCounts);
 sync.connect({ showNext });
 bind({ submit, skip, undo });
 window.addEventListener("online", () => sync.reconnect());

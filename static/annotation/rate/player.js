@@ -8,6 +8,7 @@ let playing = true;
 let speed = 2; // index into SPEEDS
 let frame = 0;
 let timer = null;
+let shown = false; // an animation is on the stage
 
 function animations() {
   return Array.from(stage.querySelectorAll("img.animation"));
@@ -28,6 +29,7 @@ function drawFrame() {
 
 function start() {
   stop();
+  $("anim-controls").querySelector(".play-toggle").dataset.playing = playing ? "1" : "0";
   drawFrame();
   if (!playing) return;
   const first = animations()[0];
@@ -43,11 +45,23 @@ export function stop() {
   timer = null;
 }
 
+/** Nothing is on the stage any more. */
+export function unload() {
+  shown = false;
+  stop();
+}
+
 /** A new item is on the stage: play its animations from the first frame, if it has any. */
 export function load(animated) {
   frame = 0;
+  shown = animated;
   if (animated) start();
   else stop();
+}
+
+/** Whether an animation is on screen: the player's keys and buttons apply only then. */
+export function isShown() {
+  return shown;
 }
 
 /** One of the player's keys or buttons: play, prev-frame, next-frame, slower or faster. */

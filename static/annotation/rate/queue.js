@@ -6,11 +6,6 @@ import * as outbox from "./outbox.js";
 const items = []; // leased items, media preloading or ready
 const media = new Map(); // url -> decoded HTMLImageElement, kept so the browser keeps it
 const known = new Set(); // item ids received, so the held list and refills never double
-const listeners = [];
-
-function changed() {
-  listeners.forEach((listener) => listener());
-}
 
 function urlsOf(item) {
   const urls = [];
@@ -20,11 +15,6 @@ function urlsOf(item) {
     if (c.source_url) urls.push(c.source_url);
   }
   return urls;
-}
-
-/** Calls ``listener`` after every change in the number of items held. */
-export function onChange(listener) {
-  listeners.push(listener);
 }
 
 /** Starts fetching and decoding the item's media; ``item.ready`` settles when all are done. */
@@ -52,20 +42,16 @@ export function add(received) {
     preload(item);
     items.push(item);
   }
-  changed();
 }
 
 /** The next item to show, or undefined when the buffer is empty. */
 export function take() {
-  const item = items.shift();
-  changed();
-  return item;
+  return items.shift();
 }
 
 /** Puts an item back in front, when an undo brings an earlier one onto the screen. */
 export function putFront(item) {
   items.unshift(item);
-  changed();
 }
 
 /** Records an item that reached the screen without passing through ``add``. */
@@ -76,10 +62,6 @@ export function know(item) {
 /** How many items to ask for: the prefetch size, less those held and the one on screen. */
 export function missing(showing) {
   return Math.max(0, cfg.prefetch - items.length - (showing ? 0 : 1));
-}
-
-export function size() {
-  return items.length;
 }
 
 export function snapshot() {

@@ -88,16 +88,30 @@ export function showItem(item) {
   player.load(animated);
 }
 
-/** Nothing to rate: stops the animations and shows the empty state with its current text. */
-export function showEmpty() {
-  player.stop();
-  root.dataset.state = "empty";
+function clearScreen(state, title, text) {
+  player.unload();
+  root.dataset.state = state;
   stage.dataset.item = "";
+  // Nothing of the last item stays behind the message: not its media, questions or Submit.
+  stage.replaceChildren();
+  $("questions").replaceChildren();
+  $("prompt").replaceChildren();
+  $("anim-controls").hidden = true;
+  $("submit").disabled = true;
+  $("empty-title").textContent = title;
+  $("empty-text").textContent = text;
   $("empty").hidden = false;
 }
 
-export function setEmptyText(text) {
-  $("empty-text").textContent = text;
+/** Nothing on screen yet: the next items are on their way. */
+export function showWaiting() {
+  clearScreen("loading", "Loading the next item…", "");
+}
+
+/** Nothing left to rate (``title``), and why (``text``): the end of the queue, a paused
+ * membership or a campaign that is not running. */
+export function showDone(title, text) {
+  clearScreen("done", title, text);
 }
 
 /** Highlights the candidate the highlighted question is about (``null``: none). */

@@ -7,8 +7,7 @@ import { post, describe } from "./http.js";
 import * as outbox from "./outbox.js";
 import * as queue from "./queue.js";
 import * as answers from "./answers.js";
-import { countJudged, flash, setOnline } from "./bar.js";
-import { setEmptyText } from "./stage.js";
+import { countAnswer, flash, setOnline } from "./bar.js";
 
 const RETRY_MAX_MS = 15000;
 const EMPTY_RECHECK_MS = 15000;
@@ -16,15 +15,17 @@ let pumping = false;
 let retryMs = 0;
 let retryTimer = null;
 let recheckTimer = null;
-let exhausted = false; // the server had no item for the last request
+let exhausted = null; // why the server had no item for the last request ("" if it said not)
 let showNext = () => {};
 
-/** ``hooks.showNext`` puts the next item on screen; called when nothing is shown. */
+/** ``hooks.showNext`` puts the next item on screen (or says why there is none); called when
+ * nothing is shown. */
 export function connect(hooks) {
   showNext = hooks.showNext;
 }
 
-export function isExhausted() {
+/** Why no more items come: null while they may, else the server's message ("" for none). */
+export function exhaustion() {
   return exhausted;
 }
 
@@ -41,13 +42,11 @@ function scheduleRetry() {
 }
 
 function noMoreItems(message) {
-  exhausted = true;
-  if (!answers.isOpen() && !queue.size()) {
-    setEmptyText(message || "No more items for you right now.");
-  }
+  exhausted = message || "";
+  if (!answers.isOpen()) showNext();
   clearTimeout(recheckTimer);
   recheckTimer = setTimeout(() => {
-    exhausted = false;
+    exhausted = null;
     pump();
   }, EMPTY_RECHECK_MS);
 }
@@ -60,7 +59,7 @@ export async function pump() {
     for (;;) {
       const sub = outbox.oldest();
       const want = queue.missing(answers.isOpen());
-      if (!sub && (want === 0 || exhausted)) break;
+      if (!sub && (want === 0 || exhausted !== null)) break;
       const body = { fetch: want };
       if (sub) body.submit = sub;
       outbox.sending(sub ? sub.client_id : null);
@@ -84,7 +83,7 @@ export async function pump() {
       const data = await response.json().catch(() => ({}));
       if (sub) outbox.acknowledge();
       if (response.ok) {
-        if (sub && !data.replayed) countJudged(1);
+        if (sub && !data.replayed) countAnswer(1, Boolean(sub.skipped));
         queue.add(data.items || []);
         if (want > 0 && !(data.items || []).length) noMoreItems(data.message);
       } else {
