@@ -39,7 +39,7 @@ class CampaignConfig:
     lease_seconds: int
     gold_rate: float
     needs_candidate_ids: bool
-    rater_prompt: str = RaterPrompt.RAW
+    rater_prompt: str
 
 
 _configs: dict[int, CampaignConfig] = {}

@@ -16,7 +16,7 @@ from generation.pipelines import (
     load_text_generation_enhancer,
     select_device,
 )
-from generation.pipelines.enhancers import PromptEnhancer as Enhancer
+from generation.pipelines.enhancers import Enhancer
 from generation.services.enhancers import template_enhancer
 
 _cache: PipelineCache | None = None

@@ -42,7 +42,9 @@ class EnhancerLoadError(Exception):
     and gives the loader's reason, so it can be shown to whoever registered it."""
 
 
-class PromptEnhancer(Protocol):
+class Enhancer(Protocol):
+    """What the generation task applies: one enhanced prompt per prompt, in order."""
+
     def enhance(self, prompts: Sequence[str]) -> list[str]: ...
 
 
