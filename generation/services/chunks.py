@@ -31,6 +31,7 @@ from generation.pipelines import (
     generate_stickers,
     sha256_hex,
 )
+from generation.pipelines.enhancers import Enhancer
 from generation.services.batches import batch_announce_end, batched
 from stickerloop.lifecycle import (
     heartbeat,
@@ -155,7 +156,7 @@ def _store_candidates(*, batch_id: int, candidates: list[Candidate]) -> int:
     return stored
 
 
-def _enhanced_texts(prompts: list[Prompt], enhancer) -> list[str]:
+def _enhanced_texts(prompts: list[Prompt], enhancer: Enhancer | None) -> list[str]:
     """Each prompt's enhanced text: the batch's enhancer's output on the prompt as written
     (each distinct prompt once: a group holds one prompt under several seeds), else the
     enhanced text it was imported with, if any."""
@@ -167,7 +168,7 @@ def _enhanced_texts(prompts: list[Prompt], enhancer) -> list[str]:
 
 
 def _run_sticker_group(
-    chunk: GenerationChunk, loaded, items: list[dict], *, enhancer=None
+    chunk: GenerationChunk, loaded, items: list[dict], *, enhancer: Enhancer | None = None
 ) -> list[Candidate]:
     params = chunk.batch.params
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=[i["prompt"] for i in items])}
