@@ -44,7 +44,6 @@ def _check_text_generation(*, uri: str, template: str, max_new_tokens: int) -> d
     return {}
 
 
-@transaction.atomic
 def prompt_enhancer_create(
     *,
     name: str,
@@ -118,7 +117,10 @@ def prompt_enhancer_create(
         )
     if errors:
         raise ValidationError(errors)
-    enhancer.save()
+    # The checks above ran outside any transaction: loading a real model takes seconds, and no
+    # connection should sit in an open transaction meanwhile.
+    with transaction.atomic():
+        enhancer.save()
     return enhancer
 
 
