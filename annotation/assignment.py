@@ -4,7 +4,7 @@ Two forms of one algorithm:
 
 - On PostgreSQL, one rating step (submit one item, lease the next ones, read what they show) is
   one call of the SQL function ``annotation_rate_step``, whose text is in the migration
-  ``annotation/migrations/0002_rate_step_function.py``. Measured on the 2-core machine under
+  ``annotation/migrations/0004_rate_step_enhanced_prompt.py``. Measured on the 2-core machine under
   load, the same step as nine statements from Python spent most of its time in round trips
   (about 1 ms each with every core busy) and in planning the pick; in PL/pgSQL the step is one
   round trip, runs in its own transaction (no BEGIN/COMMIT trips) and its statements keep their
@@ -59,6 +59,7 @@ PAYLOAD_COLUMNS = (
     "height",
     "frame_count",
     "raw_prompt",
+    "enhanced_prompt",
     "motion_prompt",
     "params",
     "frames_prefix",
@@ -66,7 +67,8 @@ PAYLOAD_COLUMNS = (
 )
 PAYLOAD_SQL = (
     "SELECT ic.item_id, ic.position, ic.side, c.id, c.kind, c.file, c.width, c.height,"
-    " c.frame_count, c.raw_prompt, c.motion_prompt, c.params, c.frames_prefix,"
+    " c.frame_count, c.raw_prompt, c.enhanced_prompt, c.motion_prompt, c.params,"
+    " c.frames_prefix,"
     " (SELECT s.file FROM generation_candidate s WHERE s.id = c.source_id)"
     " FROM annotation_itemcandidate ic"
     " JOIN generation_candidate c ON c.id = ic.candidate_id"

@@ -5,7 +5,7 @@ import json
 from django import forms
 from django.contrib.auth import get_user_model
 
-from annotation.models import CampaignKind, MembershipStatus, Preset
+from annotation.models import CampaignKind, MembershipStatus, Preset, RaterPrompt
 from generation.models import CandidateKind, GenerationBatch, ModelVersion, Tag
 from stickerloop.input_checks import InputProblem, json_loads_checked
 
@@ -43,6 +43,14 @@ class CampaignForm(forms.Form):
     max_overlap = forms.IntegerField(required=False, help_text="Empty: the same as overlap.")
     lease_seconds = forms.IntegerField(initial=600)
     gold_rate = forms.FloatField(initial=0.0)
+    rater_prompt = forms.ChoiceField(
+        label="Raters see",
+        choices=RaterPrompt.choices,
+        initial=RaterPrompt.RAW,
+        required=False,
+        help_text="The prompt beside each candidate. Alignment is judged against the prompt as "
+        "written unless you choose the enhanced one.",
+    )
     raters = forms.ModelMultipleChoiceField(queryset=None, required=False)
     # Set when the form is opened from a batch's page: the new campaign's page then offers that
     # batch's candidates as its first items.
@@ -68,6 +76,9 @@ class CampaignForm(forms.Form):
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
         except InputProblem as exc:
             raise forms.ValidationError(str(exc)) from exc
+
+    def clean_rater_prompt(self):
+        return self.cleaned_data["rater_prompt"] or RaterPrompt.RAW
 
     def clean_good_examples(self):
         return _candidate_ids(self.cleaned_data["good_examples"])

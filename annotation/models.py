@@ -36,6 +36,11 @@ class Preset(models.TextChoices):
     CUSTOM = "custom", "Custom"
 
 
+class RaterPrompt(models.TextChoices):
+    RAW = "raw", "The prompt as written"
+    ENHANCED = "enhanced", "The enhanced prompt (the one written where a candidate has none)"
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=16, choices=CampaignKind.choices)
@@ -66,6 +71,14 @@ class Campaign(models.Model):
     )
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of gold items mixed into a rater's queue, 0..1."
+    )
+    rater_prompt = models.CharField(
+        max_length=16,
+        choices=RaterPrompt.choices,
+        default=RaterPrompt.RAW,
+        help_text="The prompt raters see beside a candidate. Raw by default: alignment is "
+        "judged against what was asked for, as in the Style Tailoring paper, not against the "
+        "enhancer's rewrite.",
     )
     selection = models.JSONField(
         default=dict, blank=True, help_text="The candidate selection the items were built from."

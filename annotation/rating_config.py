@@ -20,6 +20,7 @@ def rating_config(*, campaign: Campaign, membership: CampaignMembership, usernam
             "name": campaign.name,
             "kind": campaign.kind,
             "status": campaign.status,
+            "rater_prompt": campaign.rater_prompt,
         },
         "membership": {"status": membership.status, "reason": membership.paused_reason},
         "schema": campaign.question_schema,

@@ -20,6 +20,7 @@ from annotation.models import (
     Judgment,
     Lease,
     MembershipStatus,
+    RaterPrompt,
 )
 from stickerloop import media
 
@@ -38,6 +39,7 @@ class CampaignConfig:
     lease_seconds: int
     gold_rate: float
     needs_candidate_ids: bool
+    rater_prompt: str
 
 
 _configs: dict[int, CampaignConfig] = {}
@@ -59,13 +61,14 @@ def campaign_config(campaign_id: int) -> CampaignConfig | None:
             "max_overlap",
             "lease_seconds",
             "gold_rate",
+            "rater_prompt",
             "status",
         )
         .first()
     )
     if row is None:
         return None
-    name, kind, schema, overlap, max_overlap, lease_seconds, gold_rate, status = row
+    name, kind, schema, overlap, max_overlap, lease_seconds, gold_rate, rater_prompt, status = row
     config = CampaignConfig(
         id=campaign_id,
         name=name,
@@ -76,6 +79,7 @@ def campaign_config(campaign_id: int) -> CampaignConfig | None:
         lease_seconds=lease_seconds,
         gold_rate=gold_rate,
         needs_candidate_ids=any(q.get("per_candidate") or q["type"] == "pick" for q in schema),
+        rater_prompt=rater_prompt,
     )
     if status != CampaignStatus.DRAFT:
         with _configs_lock:
@@ -88,10 +92,19 @@ def campaign_config_forget(campaign_id: int) -> None:
         _configs.pop(campaign_id, None)
 
 
-def _candidate_payload(row: dict, token: str) -> dict:
+def prompt_shown(*, raw_prompt: str, enhanced_prompt: str, rater_prompt: str) -> str:
+    """The prompt a campaign shows raters: as written, or enhanced (as written where there is
+    no enhanced prompt)."""
+    if rater_prompt == RaterPrompt.ENHANCED:
+        return enhanced_prompt or raw_prompt
+    return raw_prompt
+
+
+def _candidate_payload(row: dict, token: str, rater_prompt: str) -> dict:
     """One shown candidate as the rater gets it: named by its position in the item (answers use
-    it too), its files by URLs under the item's grant. No candidate id, storage key or model:
-    the display order is shuffled per item, so nothing here says which model made what."""
+    it too), its files by URLs under the item's grant, and the prompt the campaign shows. No
+    candidate id, storage key or model: the display order is shuffled per item, so nothing here
+    says which model made what."""
     position = row["position"]
     payload = {
         "position": position,
@@ -101,7 +114,11 @@ def _candidate_payload(row: dict, token: str) -> dict:
         "width": row["width"],
         "height": row["height"],
         "frame_count": row["frame_count"],
-        "prompt": row["raw_prompt"],
+        "prompt": prompt_shown(
+            raw_prompt=row["raw_prompt"],
+            enhanced_prompt=row["enhanced_prompt"],
+            rater_prompt=rater_prompt,
+        ),
         "motion_prompt": row["motion_prompt"],
         "fps": (_json(row["params"]) or {}).get("fps"),
         "frames": [],
@@ -126,16 +143,23 @@ def item_media_token(*, item_id: int, rater_id: int) -> str:
     return media.grant_token(user_id=rater_id, scope=f"{ITEM_SCOPE}{item_id}")
 
 
-def examples_media_urls(*, campaign_id: int, rater_id: int, good: bool, candidates) -> list[dict]:
+def examples_media_urls(
+    *, campaign_id: int, rater_id: int, good: bool, candidates, rater_prompt: str
+) -> list[dict]:
     """The guideline examples as a rater gets them: by position under a grant for the
-    campaign's examples, in id order (``rater_media_key`` finds them so)."""
+    campaign's examples, in id order (``rater_media_key`` finds them so), with the prompt the
+    campaign shows."""
     scope = f"{GOOD_EXAMPLES_SCOPE if good else BAD_EXAMPLES_SCOPE}{campaign_id}"
     token = media.grant_token(user_id=rater_id, scope=scope)
     return [
         {
             "kind": c.kind,
             "url": media.granted_url(token, position, "file") if c.file else "",
-            "prompt": c.raw_prompt,
+            "prompt": prompt_shown(
+                raw_prompt=c.raw_prompt,
+                enhanced_prompt=c.enhanced_prompt,
+                rater_prompt=rater_prompt,
+            ),
             "source_url": media.granted_url(token, position, "source") if c.source_id else "",
         }
         for position, c in enumerate(sorted(candidates, key=lambda c: c.pk))
@@ -200,10 +224,11 @@ def _json(value):
 
 
 def item_payloads(
-    *, item_ids: list[int], rater_id: int, rows: list[dict] | None = None
+    *, item_ids: list[int], rater_id: int, rater_prompt: str, rows: list[dict] | None = None
 ) -> list[dict]:
     """What the rating screen shows of each item to ``rater_id``, in the order of ``item_ids``.
 
+    ``rater_prompt``: the campaign's choice of prompt (``Campaign.rater_prompt``).
     ``rows``: the payload rows when the rating step read them already; otherwise one query.
     Candidate ids, storage keys and model versions are left out on purpose: raters must not
     know which model (or teacher) made a candidate (see ``_candidate_payload``).
@@ -219,7 +244,7 @@ def item_payloads(
         token = tokens.get(item_id)
         if token is None:
             token = tokens[item_id] = item_media_token(item_id=item_id, rater_id=rater_id)
-        by_item.setdefault(item_id, []).append(_candidate_payload(row, token))
+        by_item.setdefault(item_id, []).append(_candidate_payload(row, token, rater_prompt))
     return [
         {"id": item_id, "candidates": by_item[item_id]}
         for item_id in item_ids

@@ -35,14 +35,18 @@ def guidelines_html(text: str) -> str:
     return mark_safe(nh3.clean(markdown.markdown(text or "", extensions=["extra"])))
 
 
-def _examples(candidates) -> list[dict]:
+def _examples(candidates, rater_prompt: str) -> list[dict]:
     """``candidates`` with their sources joined (``selectors.campaign_list`` prefetches them so),
     as the staff pages show them; raters get ``selectors.examples_media_urls``."""
     return [
         {
             "kind": c.kind,
             "url": media_url(c.file),
-            "prompt": c.raw_prompt,
+            "prompt": selectors.prompt_shown(
+                raw_prompt=c.raw_prompt,
+                enhanced_prompt=c.enhanced_prompt,
+                rater_prompt=rater_prompt,
+            ),
             "source_url": media_url(c.source.file) if c.source_id else "",
         }
         for c in candidates
@@ -86,12 +90,14 @@ def rate(request, pk: int):
                 rater_id=request.user.pk,
                 good=True,
                 candidates=campaign.good_examples.all(),
+                rater_prompt=campaign.rater_prompt,
             ),
             "bad_examples": selectors.examples_media_urls(
                 campaign_id=campaign.pk,
                 rater_id=request.user.pk,
                 good=False,
                 candidates=campaign.bad_examples.all(),
+                rater_prompt=campaign.rater_prompt,
             ),
             "can_rate": membership.status == MembershipStatus.ACTIVE
             and campaign.status == CampaignStatus.RUNNING,
@@ -189,6 +195,7 @@ def campaign_edit(request, pk: int):
         "max_overlap": campaign.max_overlap,
         "lease_seconds": campaign.lease_seconds,
         "gold_rate": campaign.gold_rate,
+        "rater_prompt": campaign.rater_prompt,
         "good_examples": " ".join(
             str(i) for i in campaign.good_examples.values_list("pk", flat=True)
         ),
@@ -239,8 +246,8 @@ def campaign_detail(request, pk: int):
             "selection_form": SelectionForm(initial={"batches": [batch]} if batch else None),
             "membership_form": MembershipForm(),
             "guidelines": guidelines_html(campaign.guidelines),
-            "good_examples": _examples(campaign.good_examples.all()),
-            "bad_examples": _examples(campaign.bad_examples.all()),
+            "good_examples": _examples(campaign.good_examples.all(), campaign.rater_prompt),
+            "bad_examples": _examples(campaign.bad_examples.all(), campaign.rater_prompt),
         },
     )
 

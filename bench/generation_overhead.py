@@ -4,16 +4,24 @@ Platform: batch rows → planning task (``default``) → chunk task (``gpu``) on
 with a warm pipeline cache → PNG encode → storage → candidate rows and counters. Bare: the same
 pipeline wrapper called in a loop in this process, same prompts, seeds and batch size.
 
+The platform runs the batch twice: as written, and with a template prompt enhancer, which the
+chunk applies to each group's prompts before the one pipeline call. The bare loop runs the raw
+prompts and then the enhanced ones (the text the model reads with the enhancer), so each ratio
+compares the same pipeline inputs.
+
     python bench/generation_overhead.py [--quick]
 
 Last line: {"bench": "generation_overhead", "candidates": N, "platform_s": …, "bare_s": …,
-"overhead_ratio": …}. Target: overhead_ratio ≤ 1.10 at batch size 8 on the tiny models.
+"overhead_ratio": …, "enhanced_platform_s": …, "enhanced_bare_s": …,
+"enhanced_overhead_ratio": …, "template_enhance_us_per_prompt": …}. Target: both ratios ≤ 1.10
+at batch size 8 on the tiny models.
 """
 
 import argparse
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 from _common import emit, setup_django, start_worker, stop_worker, wait_until
@@ -44,6 +52,7 @@ def main() -> None:
     from generation.models import GenerationBatch
     from generation.pipelines import generate_stickers, load_pipeline, select_device
     from generation.services.batches import generation_batch_create
+    from generation.services.enhancers import prompt_enhancer_create, template_enhancer
     from generation.services.model_versions import default_models_register
     from generation.services.prompts import prompt_set_import
 
@@ -53,11 +62,18 @@ def main() -> None:
     warm_set, _ = prompt_set_import(name="warm", content="warm up\n", file_format="text")
     bench_set, _ = prompt_set_import(name="bench", content="\n".join(texts), file_format="text")
     params = {"num_inference_steps": args.steps}
+    enhancer = prompt_enhancer_create(
+        name="bench-sticker-art",
+        kind="template",
+        template="a sticker of {prompt}",
+        style_phrases=["thick white outline", "flat colours"],
+    )
+    enhanced_texts = template_enhancer(enhancer).enhance(texts)
 
     worker = start_worker("default,gpu", env, Path(tempfile.mkdtemp()) / "worker.log")
     try:
 
-        def run(prompt_set, batch_seeds) -> float:
+        def run(prompt_set, batch_seeds, batch_enhancer=None) -> float:
             started = time.perf_counter()
             batch = generation_batch_create(
                 kind="sticker",
@@ -65,6 +81,7 @@ def main() -> None:
                 model_versions=[model],
                 seeds=batch_seeds,
                 params=params,
+                enhancer=batch_enhancer,
             )
             wait_until(
                 lambda: GenerationBatch.objects.filter(pk=batch.pk, status="succeeded").exists(),
@@ -75,6 +92,7 @@ def main() -> None:
         # Warm the worker's pipeline cache: the target excludes the one-time model load.
         run(warm_set, [0])
         platform_s = run(bench_set, seeds)
+        enhanced_platform_s = run(bench_set, seeds, enhancer)
     finally:
         stop_worker(worker)
 
@@ -83,7 +101,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device, dtype = select_device(None)
     loaded = load_pipeline(model.uri, kind="image", device=device, dtype=dtype)
-    items = [(t, s) for t in texts for s in seeds]
     generate_stickers(
         loaded,
         prompts=["warm up"],
@@ -93,19 +110,29 @@ def main() -> None:
         width=64,
         height=64,
     )
-    started = time.perf_counter()
-    for i in range(0, len(items), args.batch_size):
-        group = items[i : i + args.batch_size]
-        generate_stickers(
-            loaded,
-            prompts=[t for t, _ in group],
-            seeds=[s for _, s in group],
-            num_inference_steps=args.steps,
-            guidance_scale=5.0,
-            width=64,
-            height=64,
-        )
-    bare_s = time.perf_counter() - started
+
+    def bare(prompts: list[str]) -> float:
+        items = [(t, s) for t in prompts for s in seeds]
+        started = time.perf_counter()
+        for i in range(0, len(items), args.batch_size):
+            group = items[i : i + args.batch_size]
+            generate_stickers(
+                loaded,
+                prompts=[t for t, _ in group],
+                seeds=[s for _, s in group],
+                num_inference_steps=args.steps,
+                guidance_scale=5.0,
+                width=64,
+                height=64,
+            )
+        return time.perf_counter() - started
+
+    bare_s = bare(texts)
+    enhanced_bare_s = bare(enhanced_texts)
+    applied = template_enhancer(enhancer)
+    rounds = 200
+    enhance_s = timeit.timeit(lambda: applied.enhance(texts[: args.batch_size]), number=rounds)
+    items = [(t, s) for t in texts for s in seeds]
     emit(
         {
             "bench": "generation_overhead",
@@ -115,6 +142,12 @@ def main() -> None:
             "platform_s": round(platform_s, 3),
             "bare_s": round(bare_s, 3),
             "overhead_ratio": round(platform_s / bare_s, 3),
+            "enhanced_platform_s": round(enhanced_platform_s, 3),
+            "enhanced_bare_s": round(enhanced_bare_s, 3),
+            "enhanced_overhead_ratio": round(enhanced_platform_s / enhanced_bare_s, 3),
+            "template_enhance_us_per_prompt": round(
+                1e6 * enhance_s / (rounds * min(args.batch_size, len(texts))), 2
+            ),
         }
     )
 

@@ -14,16 +14,28 @@ from generation.models import (
     BatchKind,
     Candidate,
     CandidateKind,
+    EnhancerKind,
     GenerationBatch,
     ModelKind,
     ModelRole,
     ModelVersion,
     Prompt,
+    PromptEnhancer,
     PromptFileFormat,
     PromptImport,
     PromptSet,
 )
-from generation.services.batches import generation_batch_cancel, generation_batch_create
+from generation.pipelines.enhancers import (
+    MAX_STYLE_PHRASE_CHARS,
+    MAX_STYLE_PHRASES,
+    MAX_TEMPLATE_CHARS,
+)
+from generation.services.batches import (
+    EnhancerChoice,
+    generation_batch_cancel,
+    generation_batch_create,
+)
+from generation.services.enhancers import prompt_enhancer_create, prompt_set_enhancer_set
 from generation.services.model_versions import model_version_register
 from generation.services.prompts import (
     prompt_file_is_large,
@@ -95,6 +107,84 @@ class ModelVersionRegisterApi(APIView):
         return Response(ModelVersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
+class PromptEnhancerOutput(serializers.ModelSerializer):
+    class Meta:
+        model = PromptEnhancer
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "template",
+            "style_phrases",
+            "uri",
+            "max_new_tokens",
+            "description",
+            "created_at",
+        ]
+
+
+class PromptEnhancerListApi(generics.ListAPIView):
+    """Prompt enhancers (curators and engineers)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = PromptEnhancerOutput
+
+    def get_queryset(self):
+        return selectors.prompt_enhancer_list()
+
+
+class PromptEnhancerDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsCuratorOrEngineer]
+    serializer_class = PromptEnhancerOutput
+
+    def get_queryset(self):
+        return selectors.prompt_enhancer_list()
+
+
+class PromptEnhancerCreateApi(APIView):
+    """Register a prompt enhancer: a template with a ``{prompt}`` slot and style phrases
+    (curators and engineers), or a transformers text-generation model from a local folder,
+    which must load (engineers only). 400 names the field: a template without ``{prompt}``, a
+    folder that does not load (with the loader's reason). Enhancers are never edited: batches
+    name the one they applied."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.SlugField(max_length=100)
+        kind = serializers.ChoiceField(choices=EnhancerKind.choices)
+        template = serializers.CharField(
+            max_length=MAX_TEMPLATE_CHARS,
+            trim_whitespace=False,
+            help_text="Holds {prompt}: a template enhancer's output, or what the model reads.",
+        )
+        style_phrases = serializers.ListField(
+            child=serializers.CharField(max_length=MAX_STYLE_PHRASE_CHARS),
+            max_length=MAX_STYLE_PHRASES,
+            required=False,
+            default=list,
+            help_text="Template enhancers: appended after the filled template.",
+        )
+        uri = serializers.CharField(
+            max_length=1000,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Text-generation enhancers: the model's local folder (absolute path).",
+        )
+        max_new_tokens = serializers.IntegerField(
+            required=False, default=64, help_text="Text-generation enhancers: 1 to 256."
+        )
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: PromptEnhancerOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        enhancer = prompt_enhancer_create(**data.validated_data, created_by=request.user)
+        return Response(PromptEnhancerOutput(enhancer).data, status=status.HTTP_201_CREATED)
+
+
 class PromptOutput(serializers.ModelSerializer):
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
 
@@ -108,7 +198,15 @@ class PromptSetOutput(serializers.ModelSerializer):
 
     class Meta:
         model = PromptSet
-        fields = ["id", "name", "description", "is_held_out", "prompt_count", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "is_held_out",
+            "enhancer",
+            "prompt_count",
+            "created_at",
+        ]
 
 
 class PromptSetListApi(generics.ListAPIView):
@@ -134,6 +232,26 @@ class PromptSetDetailApi(APIView):
             selectors.prompt_set_list().prefetch_related("prompts__tags"), pk=pk
         )
         return Response(self.OutputSerializer(prompt_set).data)
+
+
+class PromptSetEnhancerApi(APIView):
+    """Choose the enhancer new batches of a prompt set apply unless they name another
+    (``null``: none). Batches made before keep theirs."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    class InputSerializer(serializers.Serializer):
+        enhancer = serializers.PrimaryKeyRelatedField(
+            queryset=PromptEnhancer.objects.all(), allow_null=True
+        )
+
+    @extend_schema(request=InputSerializer, responses=PromptSetOutput)
+    def post(self, request, pk: int):
+        prompt_set = get_object_or_404(PromptSet, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        prompt_set_enhancer_set(prompt_set=prompt_set, enhancer=data.validated_data["enhancer"])
+        return Response(PromptSetOutput(selectors.prompt_set_list().get(pk=pk)).data)
 
 
 class PromptImportOutput(serializers.ModelSerializer):
@@ -287,6 +405,7 @@ class BatchOutput(serializers.ModelSerializer):
             "kind",
             "status",
             "prompt_set",
+            "enhancer",
             "model_versions",
             "seeds",
             "params",
@@ -341,6 +460,13 @@ class BatchCreateApi(APIView):
         )
         seeds = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
         params = serializers.DictField(required=False, default=dict)
+        enhancer = serializers.PrimaryKeyRelatedField(
+            queryset=PromptEnhancer.objects.all(),
+            required=False,
+            allow_null=True,
+            help_text="The prompt enhancer a sticker batch applies; null: none; absent: the "
+            "prompt set's.",
+        )
 
     @extend_schema(request=InputSerializer, responses={201: BatchOutput})
     def post(self, request):
@@ -348,6 +474,7 @@ class BatchCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         batch = generation_batch_create(
+            enhancer=values.get("enhancer", EnhancerChoice.PROMPT_SET),
             name=values["name"],
             kind=values["kind"],
             model_versions=values["model_versions"],

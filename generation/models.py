@@ -65,11 +65,78 @@ class Tag(models.Model):
         return self.name
 
 
+class EnhancerKind(models.TextChoices):
+    TEMPLATE = "template", "Template with a {prompt} slot"
+    TEXT_GENERATION = "text_generation", "Text-generation model"
+
+
+class PromptEnhancer(models.Model):
+    """A step between a prompt as written and the text a model generates from.
+
+    Rows are never edited: a batch names the enhancer it used, so what a candidate's enhanced
+    prompt came from stays on record. A different template is a new enhancer.
+    """
+
+    name = models.SlugField(max_length=100, unique=True, help_text="Unique short name.")
+    kind = models.CharField(max_length=16, choices=EnhancerKind.choices)
+    template = models.TextField(
+        help_text="Holds {prompt}. A template enhancer's output, followed by its style phrases; "
+        "for a text-generation enhancer, what the model reads before it writes.",
+    )
+    style_phrases = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Template enhancers: phrases appended after the filled template, "
+        "comma-separated.",
+    )
+    uri = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Text-generation enhancers: the local folder of a transformers causal "
+        "language model and its tokenizer.",
+    )
+    max_new_tokens = models.PositiveSmallIntegerField(
+        default=64, help_text="Text-generation enhancers: the most tokens written per prompt."
+    )
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(template__contains="{prompt}"), name="enhancer_template_has_slot"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="template") | ~Q(uri=""), name="enhancer_model_has_uri"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_new_tokens__gte=1, max_new_tokens__lte=256),
+                name="enhancer_max_new_tokens_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class PromptSet(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     is_held_out = models.BooleanField(
         default=False, help_text="Held-out evaluation prompts: never used for training datasets."
+    )
+    enhancer = models.ForeignKey(
+        PromptEnhancer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="prompt_sets",
+        help_text="The enhancer a batch of these prompts applies unless it names another "
+        "(or none).",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -224,6 +291,15 @@ class GenerationBatch(models.Model):
         blank=True,
         related_name="animation_batches",
         help_text="Sticker candidates to animate (animation batches).",
+    )
+    enhancer = models.ForeignKey(
+        PromptEnhancer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="batches",
+        help_text="The enhancer applied to each prompt before generation (sticker batches); "
+        "candidates keep its output as their enhanced prompt.",
     )
     seeds = models.JSONField(default=list, help_text="Seeds; each prompt or source gets each.")
     params = models.JSONField(

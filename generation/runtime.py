@@ -2,12 +2,22 @@
 
 A GPU worker runs with concurrency 1, so one cache per process holds the pipelines it has loaded,
 keyed by model version, URI, device and dtype: the second chunk of a batch pays no load cost.
+Text-generation prompt enhancers share the cache (and its ``PIPELINE_CACHE_SIZE`` bound on the
+models a worker keeps in memory).
 """
 
 from django.conf import settings
 
-from generation.models import ModelVersion
-from generation.pipelines import LoadedPipeline, PipelineCache, load_pipeline, select_device
+from generation.models import EnhancerKind, ModelVersion, PromptEnhancer
+from generation.pipelines import (
+    LoadedPipeline,
+    PipelineCache,
+    load_pipeline,
+    load_text_generation_enhancer,
+    select_device,
+)
+from generation.pipelines.enhancers import Enhancer
+from generation.services.enhancers import template_enhancer
 
 _cache: PipelineCache | None = None
 
@@ -27,5 +37,25 @@ def pipeline_for(model_version: ModelVersion) -> LoadedPipeline:
         key,
         lambda: load_pipeline(
             model_version.uri, kind=model_version.kind, device=device, dtype=dtype
+        ),
+    )
+
+
+def enhancer_for(enhancer: PromptEnhancer) -> Enhancer:
+    """What applies ``enhancer``: a template enhancer is built on the spot (microseconds); a
+    text-generation model is loaded once per process. Raises ``EnhancerLoadError`` naming the
+    folder when it no longer loads."""
+    if enhancer.kind == EnhancerKind.TEMPLATE:
+        return template_enhancer(enhancer)
+    device, dtype = select_device(settings.GENERATION_DEVICE)
+    key = ("enhancer", enhancer.pk, enhancer.uri, device, str(dtype))
+    return pipeline_cache().get(
+        key,
+        lambda: load_text_generation_enhancer(
+            enhancer.uri,
+            template=enhancer.template,
+            max_new_tokens=enhancer.max_new_tokens,
+            device=device,
+            dtype=dtype,
         ),
     )

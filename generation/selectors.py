@@ -2,7 +2,14 @@
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from generation.models import Candidate, GenerationBatch, ModelVersion, PromptImport, PromptSet
+from generation.models import (
+    Candidate,
+    GenerationBatch,
+    ModelVersion,
+    PromptEnhancer,
+    PromptImport,
+    PromptSet,
+)
 
 
 def model_version_list(*, kind: str | None = None) -> QuerySet[ModelVersion]:
@@ -10,8 +17,12 @@ def model_version_list(*, kind: str | None = None) -> QuerySet[ModelVersion]:
     return qs.filter(kind=kind) if kind else qs
 
 
+def prompt_enhancer_list() -> QuerySet[PromptEnhancer]:
+    return PromptEnhancer.objects.all()
+
+
 def prompt_set_list() -> QuerySet[PromptSet]:
-    return PromptSet.objects.annotate(prompt_count=Count("prompts"))
+    return PromptSet.objects.select_related("enhancer").annotate(prompt_count=Count("prompts"))
 
 
 def prompt_import_list() -> QuerySet[PromptImport]:
@@ -20,9 +31,9 @@ def prompt_import_list() -> QuerySet[PromptImport]:
 
 
 def batch_list() -> QuerySet[GenerationBatch]:
-    return GenerationBatch.objects.select_related("prompt_set", "requested_by").prefetch_related(
-        "model_versions"
-    )
+    return GenerationBatch.objects.select_related(
+        "prompt_set", "enhancer", "requested_by"
+    ).prefetch_related("model_versions")
 
 
 def batch_progress(*, batch_ids: list[int]) -> list[dict]:

@@ -14,6 +14,19 @@ urlpatterns = [
         apis.ModelVersionDetailApi.as_view(),
         name="api-model-version-detail",
     ),
+    path(
+        "prompt-enhancers/", apis.PromptEnhancerListApi.as_view(), name="api-prompt-enhancer-list"
+    ),
+    path(
+        "prompt-enhancers/create/",
+        apis.PromptEnhancerCreateApi.as_view(),
+        name="api-prompt-enhancer-create",
+    ),
+    path(
+        "prompt-enhancers/<id:pk>/",
+        apis.PromptEnhancerDetailApi.as_view(),
+        name="api-prompt-enhancer-detail",
+    ),
     path("prompt-sets/", apis.PromptSetListApi.as_view(), name="api-prompt-set-list"),
     path("prompt-sets/import/", apis.PromptSetImportApi.as_view(), name="api-prompt-set-import"),
     path(
@@ -22,6 +35,11 @@ urlpatterns = [
         name="api-prompt-import-detail",
     ),
     path("prompt-sets/<id:pk>/", apis.PromptSetDetailApi.as_view(), name="api-prompt-set-detail"),
+    path(
+        "prompt-sets/<id:pk>/enhancer/",
+        apis.PromptSetEnhancerApi.as_view(),
+        name="api-prompt-set-enhancer",
+    ),
     path("batches/", apis.BatchListApi.as_view(), name="api-batch-list"),
     path("batches/create/", apis.BatchCreateApi.as_view(), name="api-batch-create"),
     path("batches/progress/", apis.BatchProgressApi.as_view(), name="api-batch-progress"),

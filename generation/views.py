@@ -1,12 +1,19 @@
 """Pages for curators and engineers: batches with live progress, and the candidate gallery."""
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from generation import selectors
-from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptSet
-from generation.services.batches import generation_batch_create
+from generation.forms import PromptEnhancerForm
+from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptEnhancer, PromptSet
+from generation.services.batches import EnhancerChoice, generation_batch_create
+from generation.services.enhancers import (
+    prompt_enhancer_create,
+    prompt_set_enhancer_set,
+    template_enhancer,
+)
 from generation.services.prompts import (
     prompt_file_is_large,
     prompt_file_size_check,
@@ -127,6 +134,7 @@ def prompt_set_list(request):
         "generation/prompt_sets.html",
         {
             "prompt_sets": selectors.prompt_set_list(),
+            "enhancers": selectors.prompt_enhancer_list(),
             "report": report,
             "queued": queued,
             "imports": imports,
@@ -134,6 +142,64 @@ def prompt_set_list(request):
             "errors": errors,
         },
     )
+
+
+@require_POST
+@role_required(*STAFF)
+def prompt_set_enhancer(request, pk: int):
+    """Choose the enhancer of a prompt set's new batches (empty: none)."""
+    prompt_set = get_object_or_404(PromptSet, pk=pk)
+    chosen = request.POST.get("enhancer", "")
+    enhancer = get_object_or_404(PromptEnhancer, pk=chosen) if chosen.isdigit() else None
+    prompt_set_enhancer_set(prompt_set=prompt_set, enhancer=enhancer)
+    return redirect("prompt-set-list")
+
+
+# The prompt an enhancers page example enhances.
+EXAMPLE_PROMPT = "a red cat"
+
+
+@role_required(*STAFF)
+def prompt_enhancer_list(request):
+    """Prompt enhancers, each template with an example, and the form that registers one."""
+    form = PromptEnhancerForm(request.POST or None, initial={"kind": "template"})
+    if request.method == "POST" and form.is_valid():
+        try:
+            prompt_enhancer_create(**form.cleaned_data, created_by=request.user)
+        except PermissionDenied as exc:
+            form.add_error("kind", str(exc))
+        except ValidationError as exc:
+            for field, problems in exc.message_dict.items():
+                for problem in problems:
+                    form.add_error(field if field in form.fields else None, problem)
+        else:
+            return redirect("prompt-enhancer-list")
+    enhancers = [
+        {
+            "enhancer": e,
+            "example": template_enhancer(e).enhance([EXAMPLE_PROMPT])[0]
+            if e.kind == "template"
+            else "",
+        }
+        for e in selectors.prompt_enhancer_list()
+    ]
+    return render(
+        request,
+        "generation/prompt_enhancers.html",
+        {"form": form, "enhancers": enhancers, "example_prompt": EXAMPLE_PROMPT},
+    )
+
+
+def _enhancer_choice(value: str) -> PromptEnhancer | EnhancerChoice | None:
+    """The batch form's enhancer: empty for the prompt set's, "none", or an enhancer's id."""
+    if value == "none":
+        return None
+    if not value:
+        return EnhancerChoice.PROMPT_SET
+    enhancer = PromptEnhancer.objects.filter(pk=value).first() if value.isdigit() else None
+    if enhancer is None:
+        raise ValidationError({"enhancer": [f"No prompt enhancer {value!r}."]})
+    return enhancer
 
 
 @role_required(*STAFF)
@@ -172,6 +238,7 @@ def batch_create(request):
                     ),
                     seeds=seeds,
                     params=params,
+                    enhancer=_enhancer_choice(request.POST.get("enhancer", "")),
                     requested_by=request.user,
                 )
             except ValidationError as exc:
@@ -185,6 +252,7 @@ def batch_create(request):
             "errors": errors,
             "prompt_sets": selectors.prompt_set_list(),
             "model_versions": selectors.model_version_list(kind=ModelKind.IMAGE),
+            "enhancers": selectors.prompt_enhancer_list(),
             "form": request.POST,
         },
     )

@@ -69,6 +69,15 @@ def tiny_model_specs(tmp_path_factory) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """The tiny random text-generation model (GPT-2 shape, word-level tokenizer) the
+    text-generation prompt enhancer is tested with, built offline once per session."""
+    from generation.pipelines import build_tiny_text_model
+
+    return build_tiny_text_model(tmp_path_factory.mktemp("text-models") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
 def tiny_models_root(tiny_model_specs) -> Path:
     return Path(tiny_model_specs[0]["uri"]).parent
 

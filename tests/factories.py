@@ -364,6 +364,7 @@ def running_campaign(
     gold_rate: float = 0.0,
     groups=None,
     name: str | None = None,
+    rater_prompt: str = "raw",
 ) -> Campaign:
     campaign = campaign_create(
         name=name or f"campaign {next(_counter)}",
@@ -374,6 +375,7 @@ def running_campaign(
         max_overlap=max_overlap,
         lease_seconds=lease_seconds,
         gold_rate=gold_rate,
+        rater_prompt=rater_prompt,
         raters=raters,
     )
     if groups is None:

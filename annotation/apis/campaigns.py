@@ -14,6 +14,7 @@ from annotation.models import (
     Campaign,
     CampaignKind,
     Preset,
+    RaterPrompt,
 )
 from annotation.schema import PRESETS, preset_questions
 from annotation.services.campaigns import (
@@ -48,6 +49,7 @@ class CampaignOutput(serializers.ModelSerializer):
             "max_overlap",
             "lease_seconds",
             "gold_rate",
+            "rater_prompt",
             "selection",
             "created_by",
             "created_at",
@@ -103,6 +105,9 @@ class CampaignCreateApi(APIView):
         max_overlap = serializers.IntegerField(required=False, allow_null=True)
         lease_seconds = serializers.IntegerField(required=False, default=600)
         gold_rate = serializers.FloatField(required=False, default=0.0)
+        rater_prompt = serializers.ChoiceField(
+            choices=RaterPrompt.choices, required=False, default=RaterPrompt.RAW
+        )
         raters = serializers.PrimaryKeyRelatedField(
             queryset=get_user_model().objects.all(), many=True, required=False
         )
@@ -131,6 +136,7 @@ class CampaignUpdateApi(APIView):
         max_overlap = serializers.IntegerField(required=False)
         lease_seconds = serializers.IntegerField(required=False)
         gold_rate = serializers.FloatField(required=False)
+        rater_prompt = serializers.ChoiceField(choices=RaterPrompt.choices, required=False)
         good_examples = _candidates_field()
         bad_examples = _candidates_field()
 

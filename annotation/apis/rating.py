@@ -38,7 +38,10 @@ class CandidateShown(serializers.Serializer):
     width = serializers.IntegerField()
     height = serializers.IntegerField()
     frame_count = serializers.IntegerField()
-    prompt = serializers.CharField()
+    prompt = serializers.CharField(
+        help_text="The prompt the campaign shows (rater_prompt): as written by default, or "
+        "enhanced (as written where the candidate has no enhanced prompt)."
+    )
     motion_prompt = serializers.CharField()
     fps = serializers.IntegerField(allow_null=True)
     frames = serializers.ListField(child=serializers.CharField())
@@ -197,7 +200,10 @@ class RatingStepApi(APIView):
                 else None,
                 "replayed": result.replayed,
                 "items": selectors.item_payloads(
-                    item_ids=result.item_ids, rater_id=request.user.pk, rows=result.rows
+                    item_ids=result.item_ids,
+                    rater_id=request.user.pk,
+                    rater_prompt=config.rater_prompt,
+                    rows=result.rows,
                 ),
                 "campaign_status": result.campaign_status,
                 "message": result.message,
@@ -227,7 +233,10 @@ class ItemNextApi(APIView):
         return Response(
             {
                 "items": selectors.item_payloads(
-                    item_ids=result.item_ids, rater_id=request.user.pk, rows=result.rows
+                    item_ids=result.item_ids,
+                    rater_id=request.user.pk,
+                    rater_prompt=config.rater_prompt,
+                    rows=result.rows,
                 )
             }
         )
@@ -296,7 +305,9 @@ class JudgmentUndoApi(APIView):
     def post(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
         undone = judgment_undo(campaign=campaign, rater=request.user)
-        [item] = selectors.item_payloads(item_ids=[undone.item_id], rater_id=request.user.pk)
+        [item] = selectors.item_payloads(
+            item_ids=[undone.item_id], rater_id=request.user.pk, rater_prompt=campaign.rater_prompt
+        )
         return Response(
             {
                 "item": item,
@@ -315,7 +326,9 @@ class RatingConfigApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class OutputSerializer(serializers.Serializer):
-        campaign = serializers.DictField(help_text="id, name, kind and status.")
+        campaign = serializers.DictField(
+            help_text="id, name, kind, status and rater_prompt (the prompt shown: raw or enhanced)."
+        )
         membership = serializers.DictField(help_text="The caller's status and pause reason.")
         schema = serializers.ListField(
             child=serializers.DictField(), help_text="The questions (see the campaign's schema)."
@@ -359,7 +372,10 @@ class ItemsHeldApi(APIView):
                 status=status.HTTP_403_FORBIDDEN,
             )
         ids = selectors.items_held(campaign_id=config.id, rater_id=request.user.pk)
-        return Response({"items": selectors.item_payloads(item_ids=ids, rater_id=request.user.pk)})
+        items = selectors.item_payloads(
+            item_ids=ids, rater_id=request.user.pk, rater_prompt=config.rater_prompt
+        )
+        return Response({"items": items})
 
 
 class RaterProgressApi(APIView):

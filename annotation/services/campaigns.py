@@ -15,6 +15,7 @@ from annotation.models import (
     Item,
     Lease,
     Preset,
+    RaterPrompt,
 )
 from annotation.schema import PRESETS, normalise_schema, preset_for_kind, preset_questions
 from annotation.selectors import campaign_config_forget
@@ -24,8 +25,14 @@ from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role
 
 
-def _check_settings(*, overlap, max_overlap, lease_seconds, gold_rate) -> dict[str, list[str]]:
+def _check_settings(
+    *, overlap, max_overlap, lease_seconds, gold_rate, rater_prompt
+) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
+    if rater_prompt not in RaterPrompt.values:
+        errors["rater_prompt"] = [
+            f"Unknown choice {rater_prompt!r}; use one of {', '.join(RaterPrompt.values)}."
+        ]
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= 50:
         errors["overlap"] = [f"Must be an integer from 1 to 50, not {overlap!r}."]
     elif (
@@ -97,15 +104,24 @@ def campaign_create(
     max_overlap: int | None = None,
     lease_seconds: int = 600,
     gold_rate: float = 0.0,
+    rater_prompt: str = RaterPrompt.RAW,
     raters: Sequence[AbstractBaseUser] = (),
     created_by: AbstractBaseUser | None = None,
     good_examples: Sequence[Candidate] = (),
     bad_examples: Sequence[Candidate] = (),
 ) -> Campaign:
-    """Create a draft campaign from a preset (default: the kind's preset) or a custom schema."""
+    """Create a draft campaign from a preset (default: the kind's preset) or a custom schema.
+
+    ``rater_prompt``: whether raters see each candidate's raw prompt (the default: alignment is
+    judged against what was asked for) or its enhanced prompt.
+    """
     max_overlap = overlap if max_overlap is None else max_overlap
     errors = _check_settings(
-        overlap=overlap, max_overlap=max_overlap, lease_seconds=lease_seconds, gold_rate=gold_rate
+        overlap=overlap,
+        max_overlap=max_overlap,
+        lease_seconds=lease_seconds,
+        gold_rate=gold_rate,
+        rater_prompt=rater_prompt,
     )
     try:
         preset, schema = _resolve_schema(kind=kind, preset=preset, question_schema=question_schema)
@@ -129,6 +145,7 @@ def campaign_create(
         max_overlap=max_overlap,
         lease_seconds=lease_seconds,
         gold_rate=float(gold_rate),
+        rater_prompt=rater_prompt,
         created_by=created_by,
     )
     campaign.full_clean()
@@ -147,7 +164,8 @@ EDITABLE_WHILE_RUNNING = {"guidelines", "good_examples", "bad_examples"}
 @transaction.atomic
 def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
     """Change a draft campaign. Once started only the guidelines and examples may change:
-    the questions, overlap and lease length are what the collected judgments mean."""
+    the questions, overlap, lease length and the prompt raters see are what the collected
+    judgments mean."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     allowed = {
         "name",
@@ -158,6 +176,7 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
         "max_overlap",
         "lease_seconds",
         "gold_rate",
+        "rater_prompt",
         "good_examples",
         "bad_examples",
     }
@@ -175,6 +194,7 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
         "max_overlap": changes.get("max_overlap", campaign.max_overlap),
         "lease_seconds": changes.get("lease_seconds", campaign.lease_seconds),
         "gold_rate": changes.get("gold_rate", campaign.gold_rate),
+        "rater_prompt": changes.get("rater_prompt", campaign.rater_prompt),
     }
     if "overlap" in changes and "max_overlap" not in changes:
         values["max_overlap"] = max(values["overlap"], campaign.max_overlap)

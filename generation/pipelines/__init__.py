@@ -1,4 +1,5 @@
-"""Django-free model code: loading diffusers pipelines, generating stickers and animations.
+"""Django-free model code: loading diffusers pipelines, generating stickers and animations,
+enhancing prompts.
 
 Nothing here imports Django; the generation services call these functions and record the
 results. Names are resolved lazily (PEP 562) so that a process that only encodes images or
@@ -34,17 +35,26 @@ _EXPORTS = {
     "build_tiny_sticker_model": "tiny",
     "build_tiny_animation_model": "tiny",
     "build_tiny_models": "tiny",
+    "build_tiny_text_model": "tiny_text",
+    "EnhancerLoadError": "enhancers",
+    "TemplateEnhancer": "enhancers",
+    "TextGenerationEnhancer": "enhancers",
+    "load_text_generation_enhancer": "enhancers",
 }
 
 __all__ = [
+    "EnhancerLoadError",
     "GeneratedAnimation",
     "GeneratedSticker",
     "LoadedPipeline",
     "ModelLoadError",
     "PipelineCache",
+    "TemplateEnhancer",
+    "TextGenerationEnhancer",
     "build_tiny_models",
     "build_tiny_animation_model",
     "build_tiny_sticker_model",
+    "build_tiny_text_model",
     "check_animation_inputs",
     "check_sticker_inputs",
     "decode_animated_webp",
@@ -53,6 +63,7 @@ __all__ = [
     "generate_animations",
     "generate_stickers",
     "load_pipeline",
+    "load_text_generation_enhancer",
     "matte_background",
     "model_prompt_token_limit",
     "motion_score",
@@ -65,6 +76,12 @@ if TYPE_CHECKING:
     from .animation import GeneratedAnimation, check_animation_inputs, generate_animations
     from .device import select_device
     from .encode import decode_animated_webp, encode_animated_webp, encode_png, sha256_hex
+    from .enhancers import (
+        EnhancerLoadError,
+        TemplateEnhancer,
+        TextGenerationEnhancer,
+        load_text_generation_enhancer,
+    )
     from .image import GeneratedSticker, check_sticker_inputs, generate_stickers
     from .loading import (
         LoadedPipeline,
@@ -77,6 +94,7 @@ if TYPE_CHECKING:
     from .matting import matte_background
     from .motion import motion_score
     from .tiny import build_tiny_animation_model, build_tiny_models, build_tiny_sticker_model
+    from .tiny_text import build_tiny_text_model
 
 
 __getattr__, __dir__ = lazy_names(__name__, _EXPORTS, globals())

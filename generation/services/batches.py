@@ -1,5 +1,6 @@
 """Generation batches: validate and store a batch, split it into chunks, cancel it."""
 
+from enum import Enum
 from itertools import islice
 
 from django.conf import settings
@@ -15,15 +16,18 @@ from generation.models import (
     BatchStatus,
     Candidate,
     CandidateKind,
+    EnhancerKind,
     GenerationBatch,
     GenerationChunk,
     ModelKind,
     ModelVersion,
     Prompt,
+    PromptEnhancer,
     PromptSet,
 )
 from generation.params import GenerationParams, validate_params
 from generation.pipelines import prompt_token_count
+from generation.services.enhancers import template_enhancer
 from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import lock_unfinished
@@ -34,6 +38,12 @@ BATCH_KIND_TO_MODEL_KIND = {
     BatchKind.STICKER: ModelKind.IMAGE,
     BatchKind.ANIMATION: ModelKind.ANIMATION,
 }
+
+
+class EnhancerChoice(Enum):
+    """A batch that names no enhancer applies its prompt set's (``PromptSet.enhancer``)."""
+
+    PROMPT_SET = "prompt_set"
 
 
 def batched(items, size: int):
@@ -70,14 +80,28 @@ def _check_model_versions(model_versions: list[ModelVersion], kind: str) -> list
     return []
 
 
-def _check_prompt_tokens(prompts: list[Prompt], model_versions: list[ModelVersion]) -> list[str]:
-    """Prompts over a model's token limit, checked with that model's own tokenizer."""
+def _texts_read(prompts: list[Prompt], enhancer: PromptEnhancer | None) -> list[str] | None:
+    """The text each prompt's model reads: the template enhancer's output, else the prompt's
+    imported enhanced text or the prompt. None for a text-generation enhancer, whose output is
+    known only once the worker has run it (the pipeline cuts what runs over the limit)."""
+    if enhancer is None:
+        return [p.enhanced_text or p.text for p in prompts]
+    if enhancer.kind == EnhancerKind.TEMPLATE:
+        return template_enhancer(enhancer).enhance([p.text for p in prompts])
+    return None
+
+
+def _check_prompt_tokens(
+    prompts: list[Prompt], texts: list[str], model_versions: list[ModelVersion], how: str
+) -> list[str]:
+    """Prompts whose ``texts`` are over a model's token limit, counted with that model's own
+    tokenizer; ``how`` says where the texts came from."""
     problems = []
     for mv in model_versions:
         if not mv.max_prompt_tokens:
             continue
         try:
-            counts = prompt_token_count(mv.uri, [p.text for p in prompts])
+            counts = prompt_token_count(mv.uri, texts)
         except Exception:
             # An unreadable folder is not the request's fault: the worker fails the batch
             # with the folder's name instead.
@@ -86,9 +110,15 @@ def _check_prompt_tokens(prompts: list[Prompt], model_versions: list[ModelVersio
         if over:
             problems.append(
                 f"{len(over)} prompt(s) exceed the {mv.max_prompt_tokens}-token limit of "
-                f"{mv.name}, e.g. prompt {over[0].pk} ({over[0].text[:40]!r})."
+                f"{mv.name}{how}, e.g. prompt {over[0].pk} ({over[0].text[:40]!r})."
             )
     return problems
+
+
+def _check_enhancer(enhancer: PromptEnhancer | None, kind: str) -> list[str]:
+    if enhancer is not None and kind != BatchKind.STICKER:
+        return ["An enhancer rewrites the prompts of a sticker batch; animations have none."]
+    return []
 
 
 @transaction.atomic
@@ -102,11 +132,20 @@ def generation_batch_create(
     prompt_set: PromptSet | None = None,
     sources: list[Candidate] | None = None,
     name: str = "",
+    enhancer: PromptEnhancer | EnhancerChoice | None = EnhancerChoice.PROMPT_SET,
 ) -> GenerationBatch:
-    """Validate and store a batch, then plan it on the ``default`` queue after commit."""
+    """Validate and store a batch, then plan it on the ``default`` queue after commit.
+
+    ``enhancer``: the prompt enhancer a sticker batch applies (None: none); by default its
+    prompt set's. The batch keeps the one chosen, so later changes to the set do not reach it.
+    """
     errors: dict[str, list[str]] = {}
     if kind not in BatchKind.values:
         raise ValidationError({"kind": [f"Unknown batch kind {kind!r}: use sticker or animation."]})
+    if enhancer is EnhancerChoice.PROMPT_SET:
+        enhancer = prompt_set.enhancer if kind == BatchKind.STICKER and prompt_set else None
+    if problems := _check_enhancer(enhancer, kind):
+        errors["enhancer"] = problems
     if problems := _check_model_versions(model_versions, kind):
         errors["model_versions"] = problems
     if problems := _check_seeds(seeds):
@@ -126,10 +165,14 @@ def generation_batch_create(
             prompts = list(prompt_set.prompts.order_by("position"))
             if not prompts:
                 errors["prompt_set"] = [f"Prompt set {prompt_set.name!r} is empty."]
-            elif "model_versions" not in errors and (
-                problems := _check_prompt_tokens(prompts, model_versions)
-            ):
-                errors["prompt_set"] = problems
+            elif "model_versions" not in errors and "enhancer" not in errors:
+                texts = _texts_read(prompts, enhancer)
+                how = f" once enhanced by {enhancer.name}" if enhancer else ""
+                if texts is not None and (
+                    problems := _check_prompt_tokens(prompts, texts, model_versions, how)
+                ):
+                    # What the model reads is the enhancer's output: a shorter template fixes it.
+                    errors["enhancer" if enhancer else "prompt_set"] = problems
     else:
         source_list = list(sources or [])
         if not source_list:
@@ -146,6 +189,7 @@ def generation_batch_create(
         name=name,
         kind=kind,
         prompt_set=prompt_set if kind == BatchKind.STICKER else None,
+        enhancer=enhancer,
         seeds=list(seeds),
         params=resolved.as_dict(),
         total=per_model * len(model_versions) * len(seeds),

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from functools import partial
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -22,6 +23,7 @@ from generation.models import (
     Prompt,
 )
 from generation.pipelines import (
+    EnhancerLoadError,
     ModelLoadError,
     encode_animated_webp,
     encode_png,
@@ -29,6 +31,7 @@ from generation.pipelines import (
     generate_stickers,
     sha256_hex,
 )
+from generation.pipelines.enhancers import Enhancer
 from generation.services.batches import batch_announce_end, batched
 from stickerloop.lifecycle import (
     heartbeat,
@@ -153,10 +156,25 @@ def _store_candidates(*, batch_id: int, candidates: list[Candidate]) -> int:
     return stored
 
 
-def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> list[Candidate]:
+def _enhanced_texts(prompts: list[Prompt], enhancer: Enhancer | None) -> list[str]:
+    """Each prompt's enhanced text: the batch's enhancer's output on the prompt as written
+    (each distinct prompt once: a group holds one prompt under several seeds), else the
+    enhanced text it was imported with, if any."""
+    if enhancer is None:
+        return [p.enhanced_text for p in prompts]
+    distinct = list(dict.fromkeys(p.text for p in prompts))
+    by_text = dict(zip(distinct, enhancer.enhance(distinct), strict=True))
+    return [by_text[p.text] for p in prompts]
+
+
+def _run_sticker_group(
+    chunk: GenerationChunk, loaded, items: list[dict], *, enhancer: Enhancer | None = None
+) -> list[Candidate]:
     params = chunk.batch.params
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in=[i["prompt"] for i in items])}
-    texts = [prompts[i["prompt"]].enhanced_text or prompts[i["prompt"]].text for i in items]
+    enhanced = _enhanced_texts([prompts[i["prompt"]] for i in items], enhancer)
+    # The enhanced prompts go into the same batched pipeline call as the raw ones would.
+    texts = [e or prompts[i["prompt"]].text for i, e in zip(items, enhanced, strict=True)]
     results = generate_stickers(
         loaded,
         prompts=texts,
@@ -168,7 +186,7 @@ def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> lis
         negative_prompt=params.get("negative_prompt") or None,
     )
     rows = []
-    for item, result in zip(items, results, strict=True):
+    for item, enhanced_prompt, result in zip(items, enhanced, results, strict=True):
         data = encode_png(result.image)
         key = candidate_file_key(
             batch_id=chunk.batch_id,
@@ -192,7 +210,7 @@ def _run_sticker_group(chunk: GenerationChunk, loaded, items: list[dict]) -> lis
                     "dtype": str(loaded.dtype),
                 },
                 raw_prompt=prompt.text,
-                enhanced_prompt=prompt.enhanced_text,
+                enhanced_prompt=enhanced_prompt,
                 file=key,
                 width=result.image.width,
                 height=result.image.height,
@@ -302,11 +320,18 @@ def _chunk_generate(chunk: GenerationChunk) -> None:
     except ModelLoadError as exc:
         _chunk_finish(chunk_id=chunk_id, status=ChunkStatus.FAILED, error=str(exc))
         return
+    run_group = _run_animation_group
+    if chunk.batch.kind == BatchKind.STICKER:
+        enhancer = None
+        if chunk.batch.enhancer_id is not None:
+            try:
+                enhancer = runtime.enhancer_for(chunk.batch.enhancer)
+            except EnhancerLoadError as exc:
+                _chunk_finish(chunk_id=chunk_id, status=ChunkStatus.FAILED, error=str(exc))
+                return
+        run_group = partial(_run_sticker_group, enhancer=enhancer)
     stored = _stored_keys(chunk)
     todo = [i for i in chunk.items if _item_key(chunk.batch.kind, i) not in stored]
-    run_group = (
-        _run_sticker_group if chunk.batch.kind == BatchKind.STICKER else _run_animation_group
-    )
     for group in batched(todo, settings.GENERATION_BATCH_SIZE):
         if _batch_cancelled(chunk.batch_id):
             _chunk_finish(chunk_id=chunk_id, status=ChunkStatus.CANCELLED)

@@ -182,7 +182,13 @@ def test_rating_config_is_what_the_rating_screen_gets(setup, api, client):
     assert response.status_code == 200
     config = response.json()
     assert config == {
-        "campaign": {"id": campaign.pk, "name": "Style 1", "kind": "single", "status": "running"},
+        "campaign": {
+            "id": campaign.pk,
+            "name": "Style 1",
+            "kind": "single",
+            "status": "running",
+            "rater_prompt": "raw",
+        },
         "membership": {"status": "active", "reason": ""},
         "schema": campaign.question_schema,
         "user": "rita",
@@ -414,7 +420,7 @@ def test_rating_media_by_item_grant_and_position(client):
     campaign = f.running_campaign(raters=[r], kind="single", groups=[[anim]], preset="motion")
     client.force_login(r)
     [item] = item_next_for_rater(campaign=campaign, rater=r)
-    [payload] = selectors.item_payloads(item_ids=[item.pk], rater_id=r.pk)
+    [payload] = selectors.item_payloads(item_ids=[item.pk], rater_id=r.pk, rater_prompt="raw")
     [shown] = payload["candidates"]
     grant = shown["url"].removesuffix("/0/file")
     assert shown["frames"] == [f"{grant}/0/frame-{i}" for i in range(3)]

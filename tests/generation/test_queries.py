@@ -64,9 +64,10 @@ def test_prompt_set_list(browser, flat_queries):
                 name=f"set {next(made)}", content="a cat, animal\na dog\n", file_format="text"
             )
 
-    # 10: the page also lists the latest prompt imports by a task (one query)
+    # 11: the page also lists the latest prompt imports by a task and the enhancers a set may
+    # choose (one query each)
     flat_queries(
-        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=10
+        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=11
     )
 
 

@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 from annotation.models import Item
 from annotation.quality.models import AggregationRun
 from annotation.services.rating import item_next_for_rater
-from generation.models import GenerationBatch, PromptImport
+from generation.models import GenerationBatch, PromptEnhancer, PromptImport
 from stickerloop.roles import Role
 from stickerloop.services import token_issue
 from tests import factories as f
@@ -111,6 +111,12 @@ RULES: dict[str, Rule] = {
     "api-prompt-set-list": Rule(STAFF),
     "api-prompt-set-import": Rule(STAFF),
     "api-prompt-set-detail": Rule(STAFF, kwargs=pk("prompt_set")),
+    "api-prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set")),
+    # Curators and engineers register template enhancers; only engineers text-generation ones
+    # (a 403 from the service, tested in tests/generation/test_enhancers.py).
+    "api-prompt-enhancer-list": Rule(STAFF),
+    "api-prompt-enhancer-create": Rule(STAFF),
+    "api-prompt-enhancer-detail": Rule(STAFF, kwargs=pk("prompt_enhancer")),
     "api-prompt-import-detail": Rule(STAFF, kwargs=pk("prompt_import")),
     "api-batch-list": Rule(STAFF),
     "api-batch-create": Rule(STAFF),
@@ -122,6 +128,8 @@ RULES: dict[str, Rule] = {
     "batch-list": Rule(STAFF),
     "batch-create": Rule(STAFF),
     "prompt-set-list": Rule(STAFF),
+    "prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set"), methods=POST_ONLY),
+    "prompt-enhancer-list": Rule(STAFF),
     "batch-detail": Rule(STAFF, kwargs=pk("batch")),
     "candidate-gallery": Rule(STAFF),
     "model-version-list": Rule(STAFF),
@@ -449,6 +457,9 @@ def _make_objects() -> dict:
         "candidate": candidate.pk,
         "model_version": model.pk,
         "prompt_set": f.prompt_set(["a matrix prompt"]).pk,
+        "prompt_enhancer": PromptEnhancer.objects.create(
+            name="matrix-enhancer", kind="template", template="a sticker of {prompt}"
+        ).pk,
         "prompt_import": PromptImport.objects.create(
             name="matrix import", file_format="text", location="imports/prompts/x", size_bytes=1
         ).pk,

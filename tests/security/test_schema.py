@@ -23,7 +23,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 
 from annotation.quality.models import AggregationRun
-from generation.models import GenerationBatch, PromptImport
+from generation.models import GenerationBatch, PromptEnhancer, PromptImport
 from tests import factories
 from tests.conftest import client_for
 from training_bridge.experiments.models import Experiment
@@ -112,9 +112,14 @@ def world(rater, curator, engineer, admin_user):
     rule = make.alignment_rule(["a red fox", "a blue whale"], curator)
     campaign = factories.running_campaign(raters=[rater], n_items=3)
     version = factories.dataset_version({"sticker-base": base}, purpose="alignment")
+    enhancer = PromptEnhancer.objects.create(
+        name="sticker-art", kind="template", template="a sticker of {prompt}"
+    )
     prompt_set = factories.prompt_set(["a cat", "a dog"])
+    prompt_set.enhancer = enhancer
+    prompt_set.save(update_fields=["enhancer"])
     batch = GenerationBatch.objects.create(
-        kind="sticker", prompt_set=prompt_set, seeds=[1], total=2
+        kind="sticker", prompt_set=prompt_set, enhancer=enhancer, seeds=[1], total=2
     )
     batch.model_versions.add(base)
     export = DatasetExport.objects.create(version=version, format="imagefolder")
@@ -161,6 +166,7 @@ def world(rater, curator, engineer, admin_user):
         "dataset-versions": version.pk,
         "experiments": experiment.pk,
         "model-versions": base.pk,
+        "prompt-enhancers": enhancer.pk,
         "prompt-sets": prompt_set.pk,
         "prompt-sets/imports": prompt_import.pk,
         "quality/campaigns": campaign.pk,
@@ -241,6 +247,30 @@ def test_main_actions_answer_as_documented(schema, world, api):
         )
     )
     assert (imported.status_code, imported.json()["imported"]) == (201, 2)
+    enhancer = schema.conform(
+        curator.post(
+            "/api/prompt-enhancers/create/",
+            {"name": "outline", "kind": "template", "template": "{prompt}, thick outline"},
+            format="json",
+        )
+    )
+    assert enhancer.status_code == 201
+    no_slot = schema.conform(
+        curator.post(
+            "/api/prompt-enhancers/create/",
+            {"name": "bad", "kind": "template", "template": "a cat"},
+            format="json",
+        )
+    )
+    assert no_slot.status_code == 400
+    chosen = schema.conform(
+        curator.post(
+            f"/api/prompt-sets/{imported.json()['prompt_set']['id']}/enhancer/",
+            {"enhancer": enhancer.json()["id"]},
+            format="json",
+        )
+    )
+    assert chosen.status_code == 200
     created = schema.conform(
         curator.post(
             "/api/campaigns/create/",
