@@ -18,5 +18,6 @@ def test_build_default_models_registers_them_once(tmp_path, capsys):
     ]
     base = ModelVersion.objects.get(name="sticker-base")
     assert base.uri == str(tmp_path / "sticker-base")
-    assert base.max_prompt_tokens == 77
+    # The committed world models: a word-level text encoder over 32 tokens.
+    assert base.max_prompt_tokens == 32
     assert f"sticker-base         image      base     {base.uri}" in capsys.readouterr().out
