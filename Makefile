@@ -59,7 +59,8 @@ bench: install
 	sh -c 'for script in bench/*.py; do $(BIN)/python "$$script" $(BENCH_ARGS) || exit 1; done'
 
 # Rebuild the sticker world's default models (generation/world/weights) from the renderer and
-# the recipes, bit for bit: one thread per process, about 45 minutes on the 2-core machine.
+# the recipes, bit for bit: one thread per process (the last build: 76 minutes on the loaded
+# 2-core machine).
 world-models: install
 	$(BIN)/python -m training_bridge.recipes.world_models
 

@@ -54,7 +54,7 @@ def sticker_grid(env: dict, out: Path) -> int:
         for x in range((y // 16) % 2 * 16, columns * cell, 32):
             draw.rectangle((x, y, x + 15, y + 15), fill=(225, 225, 225, 255))
     for index, candidate in enumerate(candidates):
-        with default_storage.open(candidate.file.name) as fh:
+        with default_storage.open(candidate.file) as fh:
             image = Image.open(fh).convert("RGBA").resize((cell, cell), Image.Resampling.NEAREST)
         sheet.alpha_composite(image, ((index % columns) * cell, (index // columns) * cell))
     sheet.convert("RGB").save(out, optimize=True)
