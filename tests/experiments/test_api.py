@@ -90,7 +90,12 @@ def test_engineers_create_experiments_and_everyone_on_staff_reads_them(
         ),
         (
             lambda b: {**b, "arms": [{**b["arms"][0], "template": "a sticker"}, b["arms"][1]]},
-            {"arms.0.template": ["A template must hold the slot {prompt}, where the prompt goes."]},
+            {
+                "arms.0.template": [
+                    "`template` has to hold the slot {prompt}, where the prompt goes, but is "
+                    "'a sticker'."
+                ]
+            },
         ),
         (
             lambda b: {**b, "prompt_set": factories.prompt_set(["a cat"], name="open").pk},
@@ -205,7 +210,7 @@ def test_results_trace_every_figure_and_export_as_json_and_csv(api, engineer, cu
     }
     base_row = rows[("sticker-base + template", "diversity")]
     assert (base_row["job_id"], base_row["dataset_versions"], base_row["value"]) == (None, "", 0.0)
-    assert base_row["prompt_set_id"] != body["prompt_set"]  # the copy with the template applied
+    assert base_row["prompt_set_id"] == body["prompt_set"]  # the template is the batch's enhancer
     # CSV: the same rows, one line each
     answer = api(curator).get(f"/api/experiments/{data['id']}/results/?format=csv")
     assert answer["Content-Type"] == "text/csv; charset=utf-8"

@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Campaign, Item
-from generation.models import Candidate, GenerationBatch, PromptSet
+from generation.models import Candidate, GenerationBatch, PromptEnhancer, PromptSet
 from generation.services.batches import generation_batch_plan
 from generation.services.chunks import generation_chunk_run
 from tests import factories
@@ -33,6 +33,7 @@ def _counts() -> tuple[int, ...]:
         Experiment.objects.count(),
         ExperimentArm.objects.count(),
         PromptSet.objects.count(),
+        PromptEnhancer.objects.count(),
         GenerationBatch.objects.count(),
     )
 
@@ -57,7 +58,7 @@ def test_an_image_experiment_generates_every_arm_on_the_same_prompts_and_seeds(
             seeds=[3, 4],
             created_by=engineer,
         )
-    # then: one batch per arm, same prompts (the template arm's copy) and seeds
+    # then: one batch per arm, same prompts and seeds; the template arm's batch applies it
     assert (experiment.kind, experiment.status, experiment.seeds) == ("image", "generating", [3, 4])
     template_arm, plain_arm = experiment.arms.order_by("position")
     assert (template_arm.label, template_arm.is_base, plain_arm.label, plain_arm.is_base) == (
@@ -66,17 +67,20 @@ def test_an_image_experiment_generates_every_arm_on_the_same_prompts_and_seeds(
         "sticker-tuned",
         False,
     )
-    copy = template_arm.prompt_set
-    assert plain_arm.prompt_set == held_out and copy.is_held_out
-    assert list(copy.prompts.values_list("position", "text", "enhanced_text")) == [
-        (0, "a waving cat", "a sticker of a waving cat, thick white outline"),
-        (1, "a tiny cactus", "a sticker of a tiny cactus, thick white outline"),
-    ]
-    for arm, prompt_set in [(template_arm, copy), (plain_arm, held_out)]:
+    assert template_arm.prompt_set == plain_arm.prompt_set == held_out
+    enhancer = template_arm.batch.enhancer
+    assert (enhancer.name, enhancer.kind, enhancer.template, enhancer.style_phrases) == (
+        f"experiment-{experiment.pk}-arm-0",
+        "template",
+        TEMPLATE,
+        [],
+    )
+    assert plain_arm.batch.enhancer is None
+    for arm in (template_arm, plain_arm):
         batch = arm.batch
         assert (batch.kind, batch.prompt_set, batch.seeds, batch.total) == (
             "sticker",
-            prompt_set,
+            held_out,
             [3, 4],
             4,
         )
@@ -224,7 +228,12 @@ def _arms(*names, kind="image", **first):
         ),
         (
             "template without slot",
-            {"arms.0.template": ["A template must hold the slot {prompt}, where the prompt goes."]},
+            {
+                "arms.0.template": [
+                    "`template` has to hold the slot {prompt}, where the prompt goes, but is "
+                    "'a sticker, thick outline'."
+                ]
+            },
         ),
         (
             "not held out",
@@ -362,7 +371,7 @@ def test_a_retired_model_version_is_refused_by_arm(engineer):
 
 def test_a_refusal_of_the_generation_service_stores_nothing(models, engineer):
     """A prompt over the model's token limit: the batch service refuses the second arm's batch
-    after the first arm, its prompt-set copy and its batch were written; all of it goes."""
+    after the first arm, its template enhancer and its batch were written; all of it goes."""
     base = models["sticker-base"]
     tuned = factories.Factory().model("sticker-tuned")
     tuned.uri, tuned.max_prompt_tokens = base.uri, base.max_prompt_tokens

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from annotation.quality.apis.tables import FORMAT, CSVRenderer
 from generation.models import Candidate, ModelVersion, PromptSet
+from generation.pipelines.enhancers import MAX_TEMPLATE_CHARS
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 from training_bridge.experiments import selectors
 from training_bridge.experiments.models import Axis, Experiment, ExperimentArm
@@ -19,7 +20,6 @@ from training_bridge.experiments.services.experiments import (
     MAX_LABEL_CHARS,
     MAX_OVERLAP,
     MAX_SEED,
-    MAX_TEMPLATE_CHARS,
     ArmSpec,
     experiment_create,
 )

@@ -1,23 +1,31 @@
 """Experiments: create one (its arms, and a generation batch per arm on identical inputs), then
 open its campaigns once every arm has generated.
 
-A template arm (the prompt-engineered base) generates from a copy of the experiment's held-out
-prompt set whose prompts carry the template applied to them as their enhanced text: the
-generation chunk draws from the enhanced text and stores it on each candidate beside the raw
-prompt, which raters judge against. The copy is held out too, and lines up with the original
-by position (``evaluation_key``).
+A template arm (the prompt-engineered base) generates from the experiment's own prompt set
+through a template prompt enhancer registered for it: the generation chunk applies the template
+and stores the enhanced prompt on each candidate beside the raw one, which raters judge against.
+Every other arm generates with no enhancer, whatever its prompt set names, so the arms differ in
+their model or their template only.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from generation.models import Candidate, CandidateKind, ModelKind, ModelVersion, PromptSet
+from generation.models import (
+    Candidate,
+    CandidateKind,
+    EnhancerKind,
+    ModelKind,
+    ModelVersion,
+    PromptEnhancer,
+    PromptSet,
+)
+from generation.pipelines.enhancers import check_template
 from stickerloop.errors import ServiceConflict
 from training_bridge.experiments import questions
 from training_bridge.experiments import tasks as experiment_tasks
@@ -37,8 +45,6 @@ MAX_PROMPTS = 200
 MIN_IMAGE_SEEDS = 2
 MAX_SEED = 2**32 - 1
 MAX_OVERLAP = 10
-PROMPT_SLOT = "{prompt}"
-MAX_TEMPLATE_CHARS = 1000
 MAX_LABEL_CHARS = 100
 
 
@@ -50,22 +56,6 @@ class ArmSpec:
     template: str = ""
     label: str = ""
     is_base: bool = False
-
-
-def template_apply(template: str, prompt: str) -> str:
-    """``template`` with ``prompt`` in every ``{prompt}`` slot: a plain replacement, so other
-    braces in a template stay text."""
-    return template.replace(PROMPT_SLOT, prompt)
-
-
-def _template_errors(template: object) -> list[str]:
-    if not isinstance(template, str):
-        return ["A template must be text."]
-    if len(template) > MAX_TEMPLATE_CHARS:
-        return [f"A template has at most {MAX_TEMPLATE_CHARS} characters, not {len(template)}."]
-    if PROMPT_SLOT not in template:
-        return [f"A template must hold the slot {PROMPT_SLOT}, where the prompt goes."]
-    return []
 
 
 def _check_arms(arms: list[ArmSpec]) -> tuple[str | None, list[str], dict[str, list[str]]]:
@@ -96,9 +86,11 @@ def _check_arms(arms: list[ArmSpec]) -> tuple[str | None, list[str], dict[str, l
                 f"Model version {arm.model_version.name} is retired."
             ]
         if arm.template:
-            if problems := _template_errors(arm.template):
-                errors[f"{where}.template"] = problems
-            elif arm.model_version.kind == ModelKind.ANIMATION:
+            try:
+                check_template(arm.template)
+            except ValueError as exc:
+                errors[f"{where}.template"] = [str(exc)]
+            if arm.model_version.kind == ModelKind.ANIMATION and f"{where}.template" not in errors:
                 errors[f"{where}.template"] = [
                     "A template applies to image arms, whose models draw from a prompt."
                 ]
@@ -196,34 +188,18 @@ def _check_inputs(
     return chosen, errors
 
 
-def _templated_prompt_set(
-    *, experiment: Experiment, arm: ExperimentArm, created_by: AbstractBaseUser | None
-) -> PromptSet:
-    """A held-out copy of the experiment's prompts (same order, texts and tags) whose enhanced
-    text is the arm's template applied to each prompt."""
-    from generation.services.prompts import prompt_set_import
+def _arm_enhancer(*, experiment: Experiment, arm: ExperimentArm, created_by) -> PromptEnhancer:
+    """The template enhancer of ``arm``, registered under the experiment's and arm's numbers (a
+    stored row, never edited: the arm's batch names it)."""
+    from generation.services.enhancers import prompt_enhancer_create
 
-    source = experiment.prompt_set
-    lines = [
-        json.dumps(
-            {
-                "text": p.text,
-                "enhanced_text": template_apply(arm.template, p.text),
-                "tags": [t.name for t in p.tags.all()],
-            }
-        )
-        for p in source.prompts.prefetch_related("tags").order_by("position")
-    ]
-    prompt_set, _ = prompt_set_import(
-        name=f"{source.name[:100]} · experiment {experiment.pk} · {arm.label}"[:200],
-        content="\n".join(lines),
-        file_format="jsonl",
-        description=f"Prompt set {source.name!r} with the template of arm {arm.label!r} of "
-        f"experiment {experiment.pk} applied as each prompt's enhanced text.",
-        is_held_out=True,
+    return prompt_enhancer_create(
+        name=f"experiment-{experiment.pk}-arm-{arm.position}",
+        kind=EnhancerKind.TEMPLATE,
+        template=arm.template,
+        description=f"The template of arm {arm.label!r} of experiment {experiment.pk}.",
         created_by=created_by,
     )
-    return prompt_set
 
 
 def _arm_batch_create(
@@ -235,8 +211,13 @@ def _arm_batch_create(
 ):
     from generation.services.batches import generation_batch_create
 
+    enhancer = (
+        _arm_enhancer(experiment=experiment, arm=arm, created_by=created_by)
+        if arm.template
+        else None
+    )
     inputs = (
-        {"kind": "sticker", "prompt_set": arm.prompt_set}
+        {"kind": "sticker", "prompt_set": arm.prompt_set, "enhancer": enhancer}
         if experiment.kind == ModelKind.IMAGE
         else {"kind": "animation", "sources": sources}
     )
@@ -322,11 +303,7 @@ def experiment_create(
             is_base=index == base_index,
         )
         if kind == ModelKind.IMAGE:
-            arm.prompt_set = (
-                _templated_prompt_set(experiment=experiment, arm=arm, created_by=created_by)
-                if arm.template
-                else prompt_set
-            )
+            arm.prompt_set = prompt_set
         arm.batch = _arm_batch_create(
             experiment=experiment, arm=arm, sources=chosen, created_by=created_by
         )
