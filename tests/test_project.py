@@ -54,6 +54,9 @@ def test_bad_boolean_is_named():
     assert "DJANGO_DEBUG must be a boolean (1/0, true/false), not 'maybe'" in err
 
 
+ONE_SHOT = ("bucket", "init")
+
+
 @pytest.fixture(scope="module")
 def compose():
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -63,6 +66,8 @@ def test_compose_services(compose):
     services = compose["services"]
     assert sorted(services) == [
         "beat",
+        "bucket",
+        "init",
         "minio",
         "postgres",
         "redis",
@@ -71,9 +76,36 @@ def test_compose_services(compose):
         "worker-gpu",
         "worker-train",
     ]
+    # Every long-running service says when it is healthy; the one-shot steps end instead.
     for name, service in services.items():
-        assert "healthcheck" in service, name
-        assert service["healthcheck"]["test"], name
+        if name not in ONE_SHOT:
+            assert service["healthcheck"]["test"], name
+    web_check = services["web"]["healthcheck"]["test"]
+    assert "http://127.0.0.1:8000/readyz" in web_check[-1]
+
+
+def test_compose_one_shot_steps_make_the_bucket_then_migrate_and_install_models(compose):
+    services = compose["services"]
+    bucket = services["bucket"]["entrypoint"][-1]
+    assert "mc mb --ignore-existing local/stickerloop" in bucket
+    assert services["bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert compose["x-app"]["environment"]["STICKERLOOP_S3_BUCKET"] == "stickerloop"
+    init = services["init"]["command"][-1].split(" && ")
+    assert init == [
+        "python manage.py migrate --noinput",
+        "python manage.py collectstatic --noinput",
+        "python manage.py build_default_models",
+        "python manage.py preflight",
+    ]
+    assert services["init"]["depends_on"]["bucket"] == {
+        "condition": "service_completed_successfully"
+    }
+    # Long-running processes start after it, and check their parts before serving.
+    for name in ("web", "worker-default", "worker-gpu", "worker-train", "beat"):
+        assert services[name]["depends_on"]["init"] == {
+            "condition": "service_completed_successfully"
+        }, name
+    assert services["web"]["command"][-1].startswith("python manage.py preflight && gunicorn ")
 
 
 def test_compose_worker_commands(compose):
