@@ -127,6 +127,7 @@ RULES: dict[str, Rule] = {
     "api-candidate-detail": Rule(STAFF, kwargs=pk("candidate")),
     "batch-list": Rule(STAFF),
     "batch-create": Rule(STAFF),
+    "animation-batch-create": Rule(STAFF),
     "prompt-set-list": Rule(STAFF),
     "prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set"), methods=POST_ONLY),
     "prompt-enhancer-list": Rule(STAFF),
