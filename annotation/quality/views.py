@@ -1,9 +1,13 @@
 """Quality pages: a campaign's agreement, consensus and raters; the leaderboard of a pair
 campaign. Numbers come from stored results; plots are inline SVG drawn on the server."""
 
+import json
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.forms import MembershipForm
@@ -72,8 +76,50 @@ def campaign_quality(request, pk: int):
             "runs": runs,
             "is_pair": campaign.kind == CampaignKind.PAIR,
             "can_act": has_role(request.user, Role.CURATOR),
+            "animate_choices": _animate_choices(campaign),
         },
     )
+
+
+def _animate_choices(campaign: Campaign) -> list[dict]:
+    """(question, answer) pairs whose passing stickers the page offers to animate: each answer
+    of the questions asked once per item."""
+    return [
+        {
+            "value": json.dumps([q["key"], option["value"]]),
+            "text": f"{q.get('label', q['key'])}: {option.get('label', option['value'])}",
+        }
+        for q in selectors.campaign_questions(campaign)
+        if not q.get("per_candidate")
+        for option in q.get("options") or []
+    ]
+
+
+@role_required(*STAFF)
+def campaign_animate(request, pk: int):
+    """Take the stickers whose consensus gives the chosen answer to the animation batch page
+    (``?passing=["question", answer]``), ticked there as if in the gallery."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        question_key, label = json.loads(request.GET.get("passing", ""))
+        if not isinstance(question_key, str):
+            raise TypeError
+        stickers = selectors.passing_stickers(
+            campaign=campaign, question_key=question_key, label=label
+        )
+    except (ValueError, TypeError):
+        messages.error(request, "Choose a question and an answer.")
+        return redirect("quality-campaign", pk=pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+        return redirect("quality-campaign", pk=pk)
+    if not stickers:
+        messages.error(
+            request, f"No sticker of this campaign has that consensus on {question_key}."
+        )
+        return redirect("quality-campaign", pk=pk)
+    query = urlencode([("sources", pk) for pk in stickers])
+    return redirect(f"{reverse('animation-batch-create')}?{query}")
 
 
 @role_required(*STAFF)

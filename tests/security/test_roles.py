@@ -186,6 +186,7 @@ RULES: dict[str, Rule] = {
     "quality-campaign": Rule(STAFF, kwargs=pk("campaign")),
     "quality-leaderboard": Rule(STAFF, kwargs=pk("campaign")),
     "quality-compute": Rule(STAFF, kwargs=pk("campaign"), methods=POST_ONLY),
+    "quality-animate": Rule(STAFF, kwargs=pk("campaign")),
     "quality-rater-resume": Rule(
         CURATORS, kwargs={"pk": "campaign", "rater_id": "rater"}, methods=POST_ONLY
     ),
