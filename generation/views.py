@@ -269,10 +269,15 @@ def batch_create(request):
     )
 
 
+def _is_id(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes superscripts, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _ids(raw: str) -> list[int] | None:
     """Ids separated by spaces or commas; None when a part is not a whole number."""
     parts = raw.replace(",", " ").split()
-    return [int(p) for p in parts] if all(p.isdigit() for p in parts) else None
+    return [int(p) for p in parts] if all(_is_id(p) for p in parts) else None
 
 
 # The animation form's number fields: (name, cast).
@@ -285,7 +290,7 @@ def _animation_sources(post, errors: dict) -> list | None:
     chosen (the motion prompts' stickers then) or the choice is wrong (``errors`` says why)."""
     if post.get("source_mode") == "dataset_version":
         raw = post.get("dataset_version", "").strip()
-        if not raw.isdigit():
+        if not _is_id(raw):
             errors["dataset_version"] = ["Give a dataset version's id."]
             return None
         stickers = selectors.dataset_version_stickers(version_id=int(raw))
@@ -360,7 +365,7 @@ def animation_batch_create(request):
                 return redirect("batch-detail", pk=batch.pk)
     else:
         # Stickers ticked in the gallery arrive as ?sources=1&sources=2.
-        form = {"stickers": " ".join(s for s in request.GET.getlist("sources") if s.isdigit())}
+        form = {"stickers": " ".join(s for s in request.GET.getlist("sources") if _is_id(s))}
     return render(
         request,
         "generation/animation_batch_create.html",

@@ -150,7 +150,8 @@ def motion_prompts_parse(*, content: str) -> list[MotionPrompt]:
         if number == 1 and first.lower() in MOTION_PROMPT_HEADERS:
             continue
         where = f"Line {number}"
-        if not first.isdigit():
+        # ASCII digits: str.isdigit also takes superscripts, which int() refuses.
+        if not (first.isascii() and first.isdigit()):
             problems.append(f"{where}: the first column must be a sticker id, not {first!r}.")
             continue
         text = ",".join(cells[1:]).strip()

@@ -29,12 +29,13 @@ def test_motion_prompts_parse_reads_ids_and_prompts():
 
 def test_motion_prompts_parse_names_every_bad_line():
     with pytest.raises(ValidationError) as caught:
-        motion_prompts_parse(content="12,waves\ncat,spins\n13\n14,  \n")
+        motion_prompts_parse(content="12,waves\ncat,spins\n13\n14,  \n\u00b2,hops\n")
     assert caught.value.message_dict == {
         "motion_prompts": [
             "Line 2: the first column must be a sticker id, not 'cat'.",
             "Line 3: give a motion prompt after sticker 13.",
             "Line 4: give a motion prompt after sticker 14.",
+            "Line 5: the first column must be a sticker id, not '\u00b2'.",
         ]
     }
 
@@ -342,6 +343,11 @@ def test_page_animates_a_dataset_versions_stickers(site, curator, models):
     [
         ({"motion_prompts": "999999,waves\n"}, "Line 1: candidate 999999 does not exist."),
         ({"stickers": "1 x"}, "Sticker ids are whole numbers separated by spaces or commas."),
+        ({"stickers": "\u00b2"}, "Sticker ids are whole numbers separated by spaces or commas."),
+        (
+            {"source_mode": "dataset_version", "dataset_version": "\u00b2"},
+            "Give a dataset version&#x27;s id.",
+        ),
         ({"stickers": "999999"}, "No candidate 999999."),
         (
             {"source_mode": "dataset_version", "dataset_version": "999999"},
