@@ -280,6 +280,9 @@ def _ids(raw: str) -> list[int] | None:
     return [int(p) for p in parts] if all(_is_id(p) for p in parts) else None
 
 
+# Where another page (a campaign's passing stickers) leaves the ids of stickers to animate for
+# the animation batch page's next visit: thousands of ids overflow a URL (gunicorn takes 4 KB).
+SESSION_SOURCES = "animation_batch_sources"
 # The animation form's number fields: (name, cast).
 ANIMATION_PARAMS = (("num_frames", int), ("num_inference_steps", int), ("fps", int))
 SOURCE_MODES = ("stickers", "dataset_version")
@@ -364,8 +367,11 @@ def animation_batch_create(request):
             else:
                 return redirect("batch-detail", pk=batch.pk)
     else:
-        # Stickers ticked in the gallery arrive as ?sources=1&sources=2.
-        form = {"stickers": " ".join(s for s in request.GET.getlist("sources") if _is_id(s))}
+        # Stickers ticked in the gallery arrive as ?sources=1&sources=2; a campaign's passing
+        # stickers, too many for a URL, in the session.
+        ticked = [s for s in request.GET.getlist("sources") if _is_id(s)]
+        passed = [str(i) for i in request.session.pop(SESSION_SOURCES, [])]
+        form = {"stickers": " ".join(dict.fromkeys(ticked + passed))}
     return render(
         request,
         "generation/animation_batch_create.html",

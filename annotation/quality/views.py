@@ -2,12 +2,10 @@
 campaign. Numbers come from stored results; plots are inline SVG drawn on the server."""
 
 import json
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.forms import MembershipForm
@@ -16,6 +14,7 @@ from annotation.quality import selectors, svg
 from annotation.quality.models import AggregationRun
 from annotation.quality.services import membership
 from annotation.quality.services.runs import aggregation_run_request
+from generation.views import SESSION_SOURCES
 from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 
@@ -98,7 +97,8 @@ def _animate_choices(campaign: Campaign) -> list[dict]:
 @role_required(*STAFF)
 def campaign_animate(request, pk: int):
     """Take the stickers whose consensus gives the chosen answer to the animation batch page
-    (``?passing=["question", answer]``), ticked there as if in the gallery."""
+    (``?passing=["question", answer]``), ticked there as if in the gallery; they travel in the
+    session, as a campaign may pass more than a URL holds."""
     campaign = get_object_or_404(Campaign, pk=pk)
     try:
         question_key, label = json.loads(request.GET.get("passing", ""))
@@ -118,8 +118,8 @@ def campaign_animate(request, pk: int):
             request, f"No sticker of this campaign has that consensus on {question_key}."
         )
         return redirect("quality-campaign", pk=pk)
-    query = urlencode([("sources", pk) for pk in stickers])
-    return redirect(f"{reverse('animation-batch-create')}?{query}")
+    request.session[SESSION_SOURCES] = stickers
+    return redirect("animation-batch-create")
 
 
 @role_required(*STAFF)

@@ -35,13 +35,13 @@ def test_passing_stickers_are_ticked_on_the_animation_page(site, curator, judged
         'value="[&quot;ok&quot;, true]"'
         in client.get(f"/quality/campaigns/{campaign.pk}/").content.decode()
     )
-    response = client.get(_url(campaign, ["ok", True]))
-    assert (response.status_code, response.url) == (
-        302,
-        f"/batches/new/animation/?sources={passed.pk}",
-    )
-    response = client.get(_url(campaign, ["ok", False]))
-    assert response.url == f"/batches/new/animation/?sources={failed.pk}"
+    for answer, sticker in ((True, passed), (False, failed)):
+        response = client.get(_url(campaign, ["ok", answer]))
+        assert (response.status_code, response.url) == (302, "/batches/new/animation/")
+        page = client.get(response.url).content.decode()
+        assert f'name="stickers" value="{sticker.pk}"' in page
+    # The session hands them over once.
+    assert 'name="stickers" value=""' in client.get("/batches/new/animation/").content.decode()
 
 
 @pytest.mark.parametrize(
