@@ -31,9 +31,13 @@ from generation.pipelines.enhancers import (
     MAX_TEMPLATE_CHARS,
 )
 from generation.services.batches import (
+    MAX_ID,
+    MOTION_PROMPT_MAX_CHARS,
     EnhancerChoice,
+    MotionPrompt,
     generation_batch_cancel,
     generation_batch_create,
+    motion_prompts_parse,
 )
 from generation.services.enhancers import prompt_enhancer_create, prompt_set_enhancer_set
 from generation.services.model_versions import model_version_register
@@ -409,6 +413,7 @@ class BatchOutput(serializers.ModelSerializer):
             "model_versions",
             "seeds",
             "params",
+            "motion_prompts",
             "total",
             "done_count",
             "failed_count",
@@ -440,6 +445,11 @@ class BatchDetailApi(generics.RetrieveAPIView):
         return selectors.batch_list()
 
 
+# One per source sticker; far above any batch a worker pool finishes in a day.
+MAX_MOTION_PROMPTS = 10_000
+MAX_MOTION_PROMPTS_CSV_CHARS = 2_000_000
+
+
 class BatchCreateApi(APIView):
     """Ask for a sticker batch (prompt set × model versions × seeds) or an animation batch
     (source sticker candidates × animation model versions × seeds)."""
@@ -468,12 +478,53 @@ class BatchCreateApi(APIView):
             "prompt set's.",
         )
 
+        class MotionPromptInput(serializers.Serializer):
+            source = serializers.IntegerField(
+                min_value=1, max_value=MAX_ID, help_text="A sticker candidate's id."
+            )
+            motion_prompt = serializers.CharField(
+                max_length=MOTION_PROMPT_MAX_CHARS, help_text="How that sticker should move."
+            )
+
+        motion_prompts = MotionPromptInput(
+            many=True,
+            required=False,
+            max_length=MAX_MOTION_PROMPTS,
+            help_text="Animation batches: a motion prompt per source sticker. Stickers without "
+            "one take params.motion_prompt, else their own prompt. Without sources, the "
+            "stickers named here are the sources. An unknown id, or one that is not a sticker, "
+            "is a 400 naming the item (item 1 is the first).",
+        )
+        motion_prompts_csv = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=MAX_MOTION_PROMPTS_CSV_CHARS,
+            trim_whitespace=False,
+            help_text="The same as CSV instead of a list: `sticker id,motion prompt` a line, an "
+            "optional header row; errors name the line. Not together with motion_prompts.",
+        )
+
+        def validate(self, attrs):
+            if attrs.get("motion_prompts") and attrs.get("motion_prompts_csv", "").strip():
+                raise serializers.ValidationError(
+                    {"motion_prompts_csv": ["Give motion prompts as a list or as CSV, not both."]}
+                )
+            return attrs
+
     @extend_schema(request=InputSerializer, responses={201: BatchOutput})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if values.get("motion_prompts_csv", "").strip():
+            motion_prompts = motion_prompts_parse(content=values["motion_prompts_csv"])
+        else:
+            motion_prompts = [
+                MotionPrompt(source=m["source"], text=m["motion_prompt"], where=f"Item {i}")
+                for i, m in enumerate(values.get("motion_prompts") or [], start=1)
+            ]
         batch = generation_batch_create(
+            motion_prompts=motion_prompts,
             enhancer=values.get("enhancer", EnhancerChoice.PROMPT_SET),
             name=values["name"],
             kind=values["kind"],

@@ -305,7 +305,14 @@ class GenerationBatch(models.Model):
     params = models.JSONField(
         default=dict,
         help_text="Inference parameters: num_inference_steps, guidance_scale, width, height, "
-        "num_frames, fps, motion_prompt, negative_prompt.",
+        "num_frames, fps, motion_prompt, negative_prompt. An animation batch's motion_prompt is "
+        "the default for stickers without their own.",
+    )
+    motion_prompts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Animation batches: {source candidate id: motion prompt} for stickers with "
+        "their own; the others take params.motion_prompt, else their sticker's prompt.",
     )
     total = models.PositiveIntegerField(default=0, help_text="Candidates asked for.")
     done_count = models.PositiveIntegerField(default=0, help_text="Candidates stored.")

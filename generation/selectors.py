@@ -4,6 +4,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 
 from generation.models import (
     Candidate,
+    CandidateKind,
     GenerationBatch,
     ModelVersion,
     PromptEnhancer,
@@ -88,3 +89,23 @@ def candidate_list(
     if source is not None:
         filters &= Q(source_id=source)
     return qs.filter(filters).order_by("id")
+
+
+def candidates_by_id(*, ids: list[int]) -> dict[int, Candidate]:
+    """The candidates among ``ids``, by id (any kind: the batch says which are not stickers)."""
+    return {c.pk: c for c in Candidate.objects.filter(pk__in=[i for i in ids if 0 < i < 2**63])}
+
+
+def dataset_version_stickers(*, version_id: int) -> list[Candidate]:
+    """The sticker candidates of a dataset version, in manifest order.
+
+    Read through the entries' reverse relation, so generation names no training_bridge module
+    (that app sits above it); a version that does not exist holds none.
+    """
+    if not 0 < version_id < 2**63:
+        return []
+    return list(
+        Candidate.objects.filter(
+            dataset_entries__version_id=version_id, kind=CandidateKind.STICKER
+        ).order_by("dataset_entries__position")
+    )

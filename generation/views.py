@@ -7,8 +7,19 @@ from django.views.decorators.http import require_POST
 
 from generation import selectors
 from generation.forms import PromptEnhancerForm
-from generation.models import ChunkStatus, ModelKind, ModelVersion, PromptEnhancer, PromptSet
-from generation.services.batches import EnhancerChoice, generation_batch_create
+from generation.models import (
+    BatchKind,
+    ChunkStatus,
+    ModelKind,
+    ModelVersion,
+    PromptEnhancer,
+    PromptSet,
+)
+from generation.services.batches import (
+    EnhancerChoice,
+    generation_batch_create,
+    motion_prompts_parse,
+)
 from generation.services.enhancers import (
     prompt_enhancer_create,
     prompt_set_enhancer_set,
@@ -254,5 +265,122 @@ def batch_create(request):
             "model_versions": selectors.model_version_list(kind=ModelKind.IMAGE),
             "enhancers": selectors.prompt_enhancer_list(),
             "form": request.POST,
+        },
+    )
+
+
+def _is_id(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes superscripts, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def _ids(raw: str) -> list[int] | None:
+    """Ids separated by spaces or commas; None when a part is not a whole number."""
+    parts = raw.replace(",", " ").split()
+    return [int(p) for p in parts] if all(_is_id(p) for p in parts) else None
+
+
+# Where another page (a campaign's passing stickers) leaves the ids of stickers to animate for
+# the animation batch page's next visit: thousands of ids overflow a URL (gunicorn takes 4 KB).
+SESSION_SOURCES = "animation_batch_sources"
+# The animation form's number fields: (name, cast).
+ANIMATION_PARAMS = (("num_frames", int), ("num_inference_steps", int), ("fps", int))
+SOURCE_MODES = ("stickers", "dataset_version")
+
+
+def _animation_sources(post, errors: dict) -> list | None:
+    """The chosen stickers or a dataset version's, for the animation form; None where none were
+    chosen (the motion prompts' stickers then) or the choice is wrong (``errors`` says why)."""
+    if post.get("source_mode") == "dataset_version":
+        raw = post.get("dataset_version", "").strip()
+        if not _is_id(raw):
+            errors["dataset_version"] = ["Give a dataset version's id."]
+            return None
+        stickers = selectors.dataset_version_stickers(version_id=int(raw))
+        if not stickers:
+            errors["dataset_version"] = [f"Dataset version {raw} holds no stickers."]
+            return None
+        return stickers
+    ids = _ids(post.get("stickers", ""))
+    if ids is None:
+        errors["stickers"] = ["Sticker ids are whole numbers separated by spaces or commas."]
+        return None
+    found = selectors.candidates_by_id(ids=ids)
+    missing = [str(i) for i in dict.fromkeys(ids) if i not in found]
+    if missing:
+        errors["stickers"] = [f"No candidate {', '.join(missing)}."]
+        return None
+    return [found[i] for i in dict.fromkeys(ids)] or None
+
+
+@role_required(*STAFF)
+def animation_batch_create(request):
+    """Ask for an animation batch: chosen stickers (ticked in the gallery or typed) or a
+    dataset version's, each with its own motion prompt from a CSV list where it has one, by
+    one or more teachers; the same checks as the API apply, and a bad line queues nothing."""
+    errors: dict = {}
+    form = request.POST
+    if request.method == "POST":
+        seeds = _ids(form.get("seeds", ""))
+        if not seeds:
+            errors["seeds"] = ["Seeds are whole numbers separated by spaces or commas."]
+        params = {}
+        if default := form.get("motion_prompt", "").strip():
+            params["motion_prompt"] = default
+        for name, cast in ANIMATION_PARAMS:
+            raw = form.get(name, "").strip()
+            if raw:
+                try:
+                    params[name] = cast(raw)
+                except ValueError:
+                    errors[f"params.{name}"] = ["Must be a whole number."]
+        sources = _animation_sources(form, errors)
+        content = form.get("motion_prompts", "")
+        upload = request.FILES.get("motion_prompts_file")
+        motion_prompts = []
+        try:
+            if upload is not None:
+                content = upload.read().decode("utf-8")
+            motion_prompts = motion_prompts_parse(content=content)
+        except UnicodeDecodeError:
+            errors["motion_prompts"] = ["The file is not UTF-8 text."]
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+        if not errors:
+            try:
+                batch = generation_batch_create(
+                    kind=BatchKind.ANIMATION,
+                    name=form.get("name", ""),
+                    sources=sources,
+                    motion_prompts=motion_prompts,
+                    model_versions=list(
+                        ModelVersion.objects.filter(
+                            pk__in=_ids(" ".join(form.getlist("model_versions"))) or []
+                        )
+                    ),
+                    seeds=seeds,
+                    params=params,
+                    requested_by=request.user,
+                )
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                return redirect("batch-detail", pk=batch.pk)
+    else:
+        # Stickers ticked in the gallery arrive as ?sources=1&sources=2; a campaign's passing
+        # stickers, too many for a URL, in the session.
+        ticked = [s for s in request.GET.getlist("sources") if _is_id(s)]
+        passed = [str(i) for i in request.session.pop(SESSION_SOURCES, [])]
+        form = {"stickers": " ".join(dict.fromkeys(ticked + passed))}
+    return render(
+        request,
+        "generation/animation_batch_create.html",
+        {
+            "errors": errors,
+            "teachers": selectors.model_version_list(kind=ModelKind.ANIMATION).filter(
+                is_active=True
+            ),
+            "form": form,
+            "chosen_teachers": form.getlist("model_versions") if request.method == "POST" else [],
         },
     )

@@ -506,3 +506,19 @@ def rater_is_qualified(*, campaign: Campaign, rater_id: int) -> bool:
 
 def is_pair_campaign(campaign: Campaign) -> bool:
     return campaign.kind == CampaignKind.PAIR
+
+
+def passing_stickers(*, campaign: Campaign, question_key: str, label) -> list[int]:
+    """The sticker candidates of the campaign's non-gold items whose majority consensus on
+    ``question_key`` is ``label`` (ties pass nothing), by id. ValidationError as for
+    ``item_consensus``."""
+    consensus = item_consensus(campaign_id=campaign.pk, question_key=question_key)
+    passing = [item_id for item_id, c in consensus.items() if not c.is_tie and c.label == label]
+    return list(
+        ItemCandidate.objects.filter(
+            item_id__in=passing, item__is_gold=False, candidate__kind="sticker"
+        )
+        .order_by("candidate_id")
+        .values_list("candidate_id", flat=True)
+        .distinct()
+    )

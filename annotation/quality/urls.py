@@ -9,6 +9,7 @@ urlpatterns = [
     path("quality/campaigns/<id:pk>/", views.campaign_quality, name="quality-campaign"),
     path("quality/campaigns/<id:pk>/leaderboard/", views.leaderboard, name="quality-leaderboard"),
     path("quality/campaigns/<id:pk>/compute/", views.compute, name="quality-compute"),
+    path("quality/campaigns/<id:pk>/animate/", views.campaign_animate, name="quality-animate"),
     path(
         "quality/campaigns/<id:pk>/raters/<id:rater_id>/resume/",
         views.rater_resume,

@@ -1,6 +1,8 @@
 """Quality pages: a campaign's agreement, consensus and raters; the leaderboard of a pair
 campaign. Numbers come from stored results; plots are inline SVG drawn on the server."""
 
+import json
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +14,7 @@ from annotation.quality import selectors, svg
 from annotation.quality.models import AggregationRun
 from annotation.quality.services import membership
 from annotation.quality.services.runs import aggregation_run_request
+from generation.views import SESSION_SOURCES
 from stickerloop.errors import ServiceConflict
 from stickerloop.roles import Role, has_role, role_required
 
@@ -72,8 +75,51 @@ def campaign_quality(request, pk: int):
             "runs": runs,
             "is_pair": campaign.kind == CampaignKind.PAIR,
             "can_act": has_role(request.user, Role.CURATOR),
+            "animate_choices": _animate_choices(campaign),
         },
     )
+
+
+def _animate_choices(campaign: Campaign) -> list[dict]:
+    """(question, answer) pairs whose passing stickers the page offers to animate: each answer
+    of the questions asked once per item."""
+    return [
+        {
+            "value": json.dumps([q["key"], option["value"]]),
+            "text": f"{q.get('label', q['key'])}: {option.get('label', option['value'])}",
+        }
+        for q in selectors.campaign_questions(campaign)
+        if not q.get("per_candidate")
+        for option in q.get("options") or []
+    ]
+
+
+@role_required(*STAFF)
+def campaign_animate(request, pk: int):
+    """Take the stickers whose consensus gives the chosen answer to the animation batch page
+    (``?passing=["question", answer]``), ticked there as if in the gallery; they travel in the
+    session, as a campaign may pass more than a URL holds."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        question_key, label = json.loads(request.GET.get("passing", ""))
+        if not isinstance(question_key, str):
+            raise TypeError
+        stickers = selectors.passing_stickers(
+            campaign=campaign, question_key=question_key, label=label
+        )
+    except (ValueError, TypeError):
+        messages.error(request, "Choose a question and an answer.")
+        return redirect("quality-campaign", pk=pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+        return redirect("quality-campaign", pk=pk)
+    if not stickers:
+        messages.error(
+            request, f"No sticker of this campaign has that consensus on {question_key}."
+        )
+        return redirect("quality-campaign", pk=pk)
+    request.session[SESSION_SOURCES] = stickers
+    return redirect("animation-batch-create")
 
 
 @role_required(*STAFF)

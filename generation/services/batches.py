@@ -1,5 +1,8 @@
 """Generation batches: validate and store a batch, split it into chunks, cancel it."""
 
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
 
@@ -33,6 +36,11 @@ from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import lock_unfinished
 
 MAX_SEEDS = 64
+MOTION_PROMPT_MAX_CHARS = 1000
+# The largest primary key (BigAutoField); a larger id would fail the query instead of the check.
+MAX_ID = 2**63 - 1
+# A first CSV row naming its columns is a header, not a sticker.
+MOTION_PROMPT_HEADERS = {"sticker", "source", "candidate", "id", "sticker_id", "source_id"}
 MAX_SEED = 2**32 - 1
 BATCH_KIND_TO_MODEL_KIND = {
     BatchKind.STICKER: ModelKind.IMAGE,
@@ -115,6 +123,89 @@ def _check_prompt_tokens(
     return problems
 
 
+@dataclass(frozen=True)
+class MotionPrompt:
+    """One source sticker's motion prompt, with where it was read (``line 3`` of a CSV,
+    ``item 1`` of a list), which every error about it names."""
+
+    source: int
+    text: str
+    where: str
+
+
+def motion_prompts_parse(*, content: str) -> list[MotionPrompt]:
+    """Read ``sticker id,motion prompt`` rows, one a line; blank lines are skipped and a first
+    row whose first cell names the column (``sticker``, ``source``, ``id``…) is a header.
+
+    A prompt may hold commas unquoted: the cells after the id are joined back with commas.
+    Raises ValidationError keyed ``motion_prompts`` naming every bad line; whether each id is a
+    sticker is the batch's check (``generation_batch_create``).
+    """
+    rows: list[MotionPrompt] = []
+    problems: list[str] = []
+    for number, cells in enumerate(csv.reader(content.splitlines()), start=1):
+        if not cells or not "".join(cells).strip():
+            continue
+        first = cells[0].strip()
+        if number == 1 and first.lower() in MOTION_PROMPT_HEADERS:
+            continue
+        where = f"Line {number}"
+        # ASCII digits: str.isdigit also takes superscripts, which int() refuses.
+        if not (first.isascii() and first.isdigit()):
+            problems.append(f"{where}: the first column must be a sticker id, not {first!r}.")
+            continue
+        text = ",".join(cells[1:]).strip()
+        if not text:
+            problems.append(f"{where}: give a motion prompt after sticker {first}.")
+            continue
+        rows.append(MotionPrompt(source=int(first), text=text, where=where))
+    if problems:
+        raise ValidationError({"motion_prompts": problems})
+    return rows
+
+
+def _motion_prompt_ids(motion_prompts: Sequence[MotionPrompt]) -> list[int]:
+    return [m.source for m in motion_prompts if 0 < m.source <= MAX_ID]
+
+
+def _check_motion_prompts(
+    motion_prompts: Sequence[MotionPrompt], sources: list[Candidate]
+) -> list[str]:
+    """Each motion prompt names an existing sticker among ``sources``, once, with text."""
+    kinds = dict(
+        Candidate.objects.filter(pk__in=_motion_prompt_ids(motion_prompts)).values_list(
+            "pk", "kind"
+        )
+    )
+    source_ids = {c.pk for c in sources}
+    first_seen: dict[int, str] = {}
+    problems = []
+    for m in motion_prompts:
+        if m.source not in kinds:
+            problems.append(f"{m.where}: candidate {m.source} does not exist.")
+        elif kinds[m.source] != CandidateKind.STICKER:
+            problems.append(
+                f"{m.where}: candidate {m.source} is an {kinds[m.source]}, not a sticker."
+            )
+        elif m.source in first_seen:
+            problems.append(
+                f"{m.where}: sticker {m.source} already has a motion prompt "
+                f"({first_seen[m.source].lower()})."
+            )
+        elif m.source not in source_ids:
+            problems.append(f"{m.where}: sticker {m.source} is not among the batch's sources.")
+        elif not m.text.strip():
+            problems.append(f"{m.where}: the motion prompt is empty.")
+        elif "\x00" in m.text:
+            problems.append(f"{m.where}: the motion prompt holds a NUL character.")
+        elif len(m.text) > MOTION_PROMPT_MAX_CHARS:
+            problems.append(
+                f"{m.where}: the motion prompt is over {MOTION_PROMPT_MAX_CHARS} characters."
+            )
+        first_seen.setdefault(m.source, m.where)
+    return problems
+
+
 def _check_enhancer(enhancer: PromptEnhancer | None, kind: str) -> list[str]:
     if enhancer is not None and kind != BatchKind.STICKER:
         return ["An enhancer rewrites the prompts of a sticker batch; animations have none."]
@@ -133,11 +224,16 @@ def generation_batch_create(
     sources: list[Candidate] | None = None,
     name: str = "",
     enhancer: PromptEnhancer | EnhancerChoice | None = EnhancerChoice.PROMPT_SET,
+    motion_prompts: Sequence[MotionPrompt] = (),
 ) -> GenerationBatch:
     """Validate and store a batch, then plan it on the ``default`` queue after commit.
 
     ``enhancer``: the prompt enhancer a sticker batch applies (None: none); by default its
     prompt set's. The batch keeps the one chosen, so later changes to the set do not reach it.
+
+    ``motion_prompts``: an animation batch's own prompt per source sticker; the others take
+    ``params["motion_prompt"]``, else their sticker's prompt. An animation batch given motion
+    prompts and no ``sources`` animates the stickers they name.
     """
     errors: dict[str, list[str]] = {}
     if kind not in BatchKind.values:
@@ -173,8 +269,16 @@ def generation_batch_create(
                 ):
                     # What the model reads is the enhancer's output: a shorter template fixes it.
                     errors["enhancer" if enhancer else "prompt_set"] = problems
+        if motion_prompts:
+            errors["motion_prompts"] = ["Only an animation batch has motion prompts."]
     else:
         source_list = list(sources or [])
+        if not source_list and motion_prompts:
+            source_list = list(
+                Candidate.objects.filter(
+                    pk__in=_motion_prompt_ids(motion_prompts), kind=CandidateKind.STICKER
+                ).order_by("pk")
+            )
         if not source_list:
             errors["sources"] = ["An animation batch needs at least one source sticker."]
         not_stickers = [c.pk for c in source_list if c.kind != CandidateKind.STICKER]
@@ -182,6 +286,8 @@ def generation_batch_create(
             errors["sources"] = [
                 f"Candidate(s) {', '.join(map(str, not_stickers))} are not sticker candidates."
             ]
+        if problems := _check_motion_prompts(motion_prompts, source_list):
+            errors["motion_prompts"] = problems
     if errors:
         raise ValidationError(errors)
     per_model = len(prompts) if kind == BatchKind.STICKER else len(source_list)
@@ -192,6 +298,7 @@ def generation_batch_create(
         enhancer=enhancer,
         seeds=list(seeds),
         params=resolved.as_dict(),
+        motion_prompts={str(m.source): m.text for m in motion_prompts},
         total=per_model * len(model_versions) * len(seeds),
         requested_by=requested_by,
     )

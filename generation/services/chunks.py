@@ -233,8 +233,10 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> l
     for pk, source in sources.items():
         with default_storage.open(source.file, "rb") as fh:
             images[pk] = Image.open(fh).convert("RGBA")
-    motion_prompt = params.get("motion_prompt") or ""
-    texts = [motion_prompt or sources[i["source"]].raw_prompt for i in items]
+    # A sticker's own motion prompt, else the batch's default, else the sticker's prompt.
+    own = chunk.batch.motion_prompts
+    default = params.get("motion_prompt") or ""
+    texts = [own.get(str(i["source"])) or default or sources[i["source"]].raw_prompt for i in items]
     results = generate_animations(
         loaded,
         source_images=[images[i["source"]] for i in items],

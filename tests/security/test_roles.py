@@ -127,6 +127,7 @@ RULES: dict[str, Rule] = {
     "api-candidate-detail": Rule(STAFF, kwargs=pk("candidate")),
     "batch-list": Rule(STAFF),
     "batch-create": Rule(STAFF),
+    "animation-batch-create": Rule(STAFF),
     "prompt-set-list": Rule(STAFF),
     "prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set"), methods=POST_ONLY),
     "prompt-enhancer-list": Rule(STAFF),
@@ -185,6 +186,7 @@ RULES: dict[str, Rule] = {
     "quality-campaign": Rule(STAFF, kwargs=pk("campaign")),
     "quality-leaderboard": Rule(STAFF, kwargs=pk("campaign")),
     "quality-compute": Rule(STAFF, kwargs=pk("campaign"), methods=POST_ONLY),
+    "quality-animate": Rule(STAFF, kwargs=pk("campaign")),
     "quality-rater-resume": Rule(
         CURATORS, kwargs={"pk": "campaign", "rater_id": "rater"}, methods=POST_ONLY
     ),
