@@ -24,6 +24,7 @@ from generation.models import Candidate, GenerationBatch
 from stickerloop import media
 from stickerloop.authentication import login_or_token_required
 from stickerloop.errors import ServiceConflict
+from stickerloop.ids import parse_id
 from stickerloop.media import media_url
 from stickerloop.roles import Role, role_required
 
@@ -132,10 +133,6 @@ def _form_errors(form, exc: ValidationError) -> None:
             form.add_error(target, problem if target else f"{field}: {problem}")
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
 @role_required(*STAFF)
 def campaign_list(request):
     page = Paginator(selectors.campaign_list(), 25).get_page(request.GET.get("page"))
@@ -159,7 +156,7 @@ def campaign_create(request):
     """The new-campaign form; opened from a batch (``?batch=<id>``), it carries the batch on to
     the campaign's page, whose items form then has it selected."""
     initial = {"preset": "alignment"}
-    batch_id = _int_or_none(request.GET.get("batch"))
+    batch_id = parse_id(request.GET.get("batch"))
     batch = GenerationBatch.objects.filter(pk=batch_id).first() if batch_id else None
     if batch is not None:
         initial.update(batch=batch.pk, name=f"Batch {batch.pk}: {batch.name}".rstrip(": "))
@@ -235,7 +232,7 @@ def campaign_edit(request, pk: int):
 def campaign_detail(request, pk: int):
     """The campaign's page; ``?batch=<id>`` selects that batch in its items form."""
     campaign = get_object_or_404(selectors.campaign_list(), pk=pk)
-    batch = _int_or_none(request.GET.get("batch"))
+    batch = parse_id(request.GET.get("batch"))
     return render(
         request,
         "annotation/campaign_detail.html",

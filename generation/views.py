@@ -31,6 +31,7 @@ from generation.services.prompts import (
     prompt_import_create,
     prompt_set_import,
 )
+from stickerloop.ids import parse_id
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -59,16 +60,12 @@ def batch_detail(request, pk: int):
     )
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
 @role_required(*STAFF)
 def candidate_gallery(request):
     filters = {
-        "batch": _int_or_none(request.GET.get("batch")),
-        "model_version": _int_or_none(request.GET.get("model_version")),
-        "prompt": _int_or_none(request.GET.get("prompt")),
+        "batch": parse_id(request.GET.get("batch")),
+        "model_version": parse_id(request.GET.get("model_version")),
+        "prompt": parse_id(request.GET.get("prompt")),
         "tag": request.GET.get("tag") or None,
         "kind": request.GET.get("kind")
         if request.GET.get("kind") in ("sticker", "animation")
@@ -161,7 +158,7 @@ def prompt_set_enhancer(request, pk: int):
     """Choose the enhancer of a prompt set's new batches (empty: none)."""
     prompt_set = get_object_or_404(PromptSet, pk=pk)
     chosen = request.POST.get("enhancer", "")
-    enhancer = get_object_or_404(PromptEnhancer, pk=chosen) if chosen.isdigit() else None
+    enhancer = get_object_or_404(PromptEnhancer, pk=parse_id(chosen)) if parse_id(chosen) else None
     prompt_set_enhancer_set(prompt_set=prompt_set, enhancer=enhancer)
     return redirect("prompt-set-list")
 
@@ -207,7 +204,8 @@ def _enhancer_choice(value: str) -> PromptEnhancer | EnhancerChoice | None:
         return None
     if not value:
         return EnhancerChoice.PROMPT_SET
-    enhancer = PromptEnhancer.objects.filter(pk=value).first() if value.isdigit() else None
+    chosen = parse_id(value)
+    enhancer = PromptEnhancer.objects.filter(pk=chosen).first() if chosen else None
     if enhancer is None:
         raise ValidationError({"enhancer": [f"No prompt enhancer {value!r}."]})
     return enhancer
@@ -269,15 +267,11 @@ def batch_create(request):
     )
 
 
-def _is_id(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also takes superscripts, which ``int`` refuses."""
-    return text.isascii() and text.isdigit()
-
-
 def _ids(raw: str) -> list[int] | None:
     """Ids separated by spaces or commas; None when a part is not a whole number."""
     parts = raw.replace(",", " ").split()
-    return [int(p) for p in parts] if all(_is_id(p) for p in parts) else None
+    ids = [parse_id(p) for p in parts]
+    return None if None in ids else ids
 
 
 # Where another page (a campaign's passing stickers) leaves the ids of stickers to animate for
@@ -293,10 +287,10 @@ def _animation_sources(post, errors: dict) -> list | None:
     chosen (the motion prompts' stickers then) or the choice is wrong (``errors`` says why)."""
     if post.get("source_mode") == "dataset_version":
         raw = post.get("dataset_version", "").strip()
-        if not _is_id(raw):
+        if parse_id(raw) is None:
             errors["dataset_version"] = ["Give a dataset version's id."]
             return None
-        stickers = selectors.dataset_version_stickers(version_id=int(raw))
+        stickers = selectors.dataset_version_stickers(version_id=parse_id(raw))
         if not stickers:
             errors["dataset_version"] = [f"Dataset version {raw} holds no stickers."]
             return None
@@ -369,7 +363,7 @@ def animation_batch_create(request):
     else:
         # Stickers ticked in the gallery arrive as ?sources=1&sources=2; a campaign's passing
         # stickers, too many for a URL, in the session.
-        ticked = [s for s in request.GET.getlist("sources") if _is_id(s)]
+        ticked = [s for s in request.GET.getlist("sources") if parse_id(s) is not None]
         passed = [str(i) for i in request.session.pop(SESSION_SOURCES, [])]
         form = {"stickers": " ".join(dict.fromkeys(ticked + passed))}
     return render(

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
+from stickerloop.ids import parse_id
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
@@ -207,7 +208,7 @@ def version_export(request, pk: int):
     formats = request.POST.getlist("format")
 
     def export(version):
-        shard_size = int(shard) if shard and shard.isdigit() else None
+        shard_size = parse_id(shard)
         if shard and shard_size is None:
             raise ValidationError({"shard_size": ["Must be a whole number."]})
         dataset_exports_create(

@@ -276,3 +276,22 @@ def test_the_campaign_page_checks_its_json_textarea(curator, schema, error):
     assert response.status_code == 200
     assert response.context["form"].errors["question_schema"] == [error]
     assert Campaign.objects.count() == 0
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "9" * 19])
+@pytest.mark.parametrize(
+    "path",
+    ["/candidates/?batch=", "/candidates/?model_version=", "/campaigns/new/?batch="],
+)
+def test_page_filters_that_are_not_ids_are_ignored_not_500(curator, path, value):
+    # "²" and Arabic-Indic digits pass str.isdigit but not int(); 19 digits pass int() but not
+    # the database's bigint. A page filter that is not an id filters nothing.
+    client = Client()
+    client.force_login(curator)
+    assert client.get(path + value).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["²", "abc"])
+def test_an_export_list_version_that_is_not_a_number_is_400_naming_it(api, curator, value):
+    response = api(curator).get("/api/dataset-exports/", {"version": value})
+    assert (response.status_code, response.json()) == (400, {"version": "Must be an integer."})

@@ -128,7 +128,9 @@ class ExportListApi(generics.ListAPIView):
 
     def get_queryset(self):
         version = self.request.query_params.get("version")
-        if version is not None and not version.isdigit():
+        # ASCII digits: "²" passes str.isdigit but not int(). A number past bigint matches
+        # nothing, as an id filter does.
+        if version is not None and not (version.isascii() and version.isdigit()):
             raise serializers.ValidationError({"version": "Must be an integer."})
         return selectors.dataset_export_list(version=int(version) if version else None)
 
