@@ -135,6 +135,17 @@ def training_job_evaluation_results(*, job: TrainingJob) -> list[WinRate]:
     return out
 
 
+def training_job_evaluation_judgments(*, job: TrainingJob) -> int:
+    """Judgments raters have made in the job's evaluation campaign (0 with no campaign): the
+    job page tells "no judgments yet" from "results not computed yet"."""
+    evaluation = getattr(job, "evaluation", None)
+    if evaluation is None or evaluation.campaign_id is None:
+        return 0
+    from annotation.models import Judgment
+
+    return Judgment.objects.filter(campaign_id=evaluation.campaign_id).count()
+
+
 @dataclass
 class LineageNode:
     version: ModelVersion
