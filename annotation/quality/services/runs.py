@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 
 from annotation.models import (
     Campaign,
@@ -126,23 +127,39 @@ def aggregation_run_execute(*, run_id: int) -> AggregationRun | None:
         return _run_settle(run_id, status=RunStatus.SUCCEEDED, summary=summary)
 
 
-def periodic_runs_request() -> list[int]:
-    """Queue a run for every running or paused campaign with judgments newer than its last
-    finished run; return the run ids."""
-    ids = []
-    campaigns = Campaign.objects.filter(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED])
-    for campaign in campaigns:
-        last = (
-            AggregationRun.objects.filter(campaign=campaign, status=RunStatus.SUCCEEDED)
-            .order_by("-started_at")
-            .values_list("started_at", flat=True)
-            .first()
+def campaigns_with_new_judgments() -> list[Campaign]:
+    """Campaigns whose stored results miss judgments: those with a judgment made at or after
+    the start of their last successful run (or with judgments and no such run), among the
+    running and paused ones and those closed since that run (judgments made just before
+    closing still count once). One query, whatever the number of campaigns: beat asks every
+    QUALITY_AGGREGATE_EVERY_SECONDS. A campaign with nothing new costs a scan of its
+    (campaign, rater, created_at) index entries; closed campaigns drop out after one run."""
+    last_run_at = (
+        AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+    judgments = Judgment.objects.filter(campaign=OuterRef("pk"))
+    return list(
+        Campaign.objects.annotate(last_run_at=Subquery(last_run_at))
+        .filter(
+            Q(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED])
+            | Q(closed_at__isnull=False, last_run_at__isnull=True)
+            | Q(closed_at__gte=F("last_run_at"))
         )
-        newer = Judgment.objects.filter(campaign=campaign)
-        if last is not None:
-            newer = newer.filter(created_at__gte=last)
-        if not newer.exists():
-            continue
-        run = aggregation_run_request(campaign=campaign, trigger=RunTrigger.PERIODIC)
-        ids.append(run.pk)
-    return ids
+        .filter(
+            Q(Exists(judgments), last_run_at__isnull=True)
+            | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
+        )
+        .order_by("pk")
+    )
+
+
+def periodic_runs_request() -> list[int]:
+    """Queue a run for every campaign with judgments its results have not read yet (see
+    ``campaigns_with_new_judgments``); return the run ids. A campaign with a run waiting
+    joins it rather than queueing a second."""
+    return [
+        aggregation_run_request(campaign=campaign, trigger=RunTrigger.PERIODIC).pk
+        for campaign in campaigns_with_new_judgments()
+    ]
