@@ -10,7 +10,7 @@ from annotation.quality.services.results import campaign_results_compute
 from tests import factories as f
 from tests.factories import fake_finished_output
 from training_bridge.jobs.lifecycle import training_job_create
-from training_bridge.jobs.models import EvaluationStatus, TrainingJobEvaluation
+from training_bridge.jobs.models import EvaluationStatus, TrainingJob, TrainingJobEvaluation
 from training_bridge.jobs.output import training_job_register_output
 from training_bridge.jobs.progress import training_job_progress_report
 
@@ -68,6 +68,28 @@ def test_the_form_names_the_newest_held_out_prompt_set(browser, models):
         "<strong>newer held out</strong>."
     )
     assert "No held-out prompt set exists" not in html
+
+
+def test_a_refused_form_keeps_the_chosen_evaluation_prompt_set(browser, models, datasets):
+    older = f.prompt_set(["a red cat"], held_out=True, name="older held out")
+    f.prompt_set(["a blue dog"], held_out=True, name="newer held out")
+
+    response = browser.post(
+        "/training/jobs/new/",
+        {
+            "recipe": "finetune",
+            "base_model_version": models["sticker-base"].pk,
+            "dataset_train": datasets["alignment"].pk,
+            "params": "[]",
+            "evaluation_prompt_set": older.pk,
+        },
+    )
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Parameters must be a JSON object" in html
+    assert f'<option value="{older.pk}" selected>older held out</option>' in html
+    assert not TrainingJob.objects.exists()
 
 
 def test_a_skipped_evaluation_is_a_warning_on_the_job_list_and_page(browser, models, datasets):
