@@ -43,8 +43,8 @@ def _finished_job(models, datasets):
     return job
 
 
-def _evaluation_text(html: str) -> str:
-    return re.search(r'<p class="[^"]*" id="evaluation-default">(.*?)</p>', html, re.S).group(1)
+def _evaluation_text(html: str, about: str = "default") -> str:
+    return re.search(rf'<p class="[^"]*" id="evaluation-{about}">(.*?)</p>', html, re.S).group(1)
 
 
 def test_the_form_says_that_no_held_out_prompt_set_exists(browser, models):
@@ -54,18 +54,29 @@ def test_the_form_says_that_no_held_out_prompt_set_exists(browser, models):
 
     assert '<p class="warning" id="evaluation-default">' in html
     assert _evaluation_text(html) == NO_SET
+    assert _evaluation_text(html, "sources") == (
+        "No sticker of a held-out prompt exists: the evaluation of an animation model will be "
+        "skipped. Generate a batch from a held-out prompt set first."
+    )
 
 
 def test_the_form_names_the_newest_held_out_prompt_set(browser, models):
     f.prompt_set(["a red cat"], held_out=True, name="older held out")
-    f.prompt_set(["a blue dog"], held_out=True, name="newer held out")
-    f.prompt_set(["a green frog"], held_out=False, name="newest, not held out")
+    newer = f.prompt_set(["a blue dog"], held_out=True, name="newer held out")
+    other = f.prompt_set(["a green frog"], held_out=False, name="newest, not held out")
+    held_out_prompt = newer.prompts.get()
+    f.sticker(on_prompt=held_out_prompt, seed=0)
+    f.sticker(on_prompt=held_out_prompt, seed=1)
+    f.sticker(on_prompt=other.prompts.get(), seed=0)
 
     html = browser.get("/training/jobs/new/").content.decode()
 
     assert _evaluation_text(html) == (
         "Unless you choose another, an image model is evaluated on the held-out prompt set "
         "<strong>newer held out</strong>."
+    )
+    assert _evaluation_text(html, "sources") == (
+        "An animation model is evaluated on 2 stickers of held-out prompts, the newest."
     )
     assert "No held-out prompt set exists" not in html
 

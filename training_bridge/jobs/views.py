@@ -14,7 +14,11 @@ from generation.models import ModelVersion, PromptSet
 from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.jobs import charts, selectors
-from training_bridge.jobs.evaluation import evaluation_prompt_set_default
+from training_bridge.jobs.evaluation import (
+    DEFAULT_EVALUATION_SOURCES,
+    evaluation_prompt_set_default,
+    evaluation_sources_default,
+)
 from training_bridge.jobs.lifecycle import (
     training_job_cancel,
     training_job_create,
@@ -60,6 +64,7 @@ def _form_context(values: dict, errors: dict | None = None) -> dict:
         "versions": published.order_by("-created_at", "-id")[:200],
         "prompt_sets": PromptSet.objects.filter(is_held_out=True).order_by("-created_at")[:50],
         "evaluation_default": evaluation_prompt_set_default(),
+        "evaluation_sources": len(evaluation_sources_default(DEFAULT_EVALUATION_SOURCES)),
     }
 
 
