@@ -171,3 +171,24 @@ def test_the_job_page_shows_the_evaluation_win_rates(browser, models, datasets):
     ) == [("overall", "3", "1", "1", "70%")]
     assert "5 judgments in the campaign so far" in page
     assert 'id="win-rates-pending"' not in page
+
+
+def test_the_progress_api_carries_the_evaluation_state(api, engineer, models, datasets):
+    skipped = _finished_job(models, datasets)
+    queued = training_job_create(
+        recipe="finetune",
+        base_model_version=models["sticker-base"],
+        datasets={"train": datasets["alignment"]},
+        params={"max_train_steps": 4, "train_batch_size": 2},
+        evaluate=True,
+    )
+
+    rows = api(engineer).get(f"/api/training-jobs/progress/?ids={skipped.pk},{queued.pk}").json()
+
+    assert sorted(
+        (row["id"], row["status"], row["evaluation_status"], row["evaluation_error"])
+        for row in rows
+    ) == [
+        (skipped.pk, "succeeded", "skipped", "No held-out prompt set to evaluate on."),
+        (queued.pk, "queued", None, None),
+    ]
