@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from annotation.models import Campaign
 from annotation.quality.models import AggregationRun
-from annotation.quality.services.runs import campaigns_with_new_judgments, periodic_runs_request
+from annotation.quality.selectors import campaigns_with_new_judgments
+from annotation.quality.services.runs import periodic_runs_request
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,14 @@ def test_only_campaigns_with_judgments_newer_than_their_last_run_are_due(
     _campaign("nothing-new", judged_at=[before], last_run_at=run)
     _campaign("closed-before-run", judged_at=[before], last_run_at=run, closed_at=before)
     _campaign("closed-and-run-since", judged_at=[before], last_run_at=after, closed_at=run)
+    # closed after its last run, but too long ago for the check to look at any more
+    long_ago = now - timedelta(hours=3)
+    _campaign(
+        "closed-long-ago",
+        judged_at=[long_ago + timedelta(minutes=2)],
+        last_run_at=long_ago,
+        closed_at=long_ago + timedelta(minutes=5),
+    )
     # a failed run does not count as having read the judgments
     failed = _campaign("failed-run", judged_at=[after])
     AggregationRun.objects.create(

@@ -8,19 +8,15 @@ from contextlib import contextmanager
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
 
-from annotation.models import (
-    Campaign,
-    CampaignStatus,
-    Judgment,
-)
+from annotation.models import Campaign
 from annotation.quality import bulk
 from annotation.quality.models import (
     AggregationRun,
     RunStatus,
     RunTrigger,
 )
+from annotation.quality.selectors import campaigns_with_new_judgments
 from annotation.quality.services.results import campaign_results_compute, check_methods
 from stickerloop import events
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
@@ -125,34 +121,6 @@ def aggregation_run_execute(*, run_id: int) -> AggregationRun | None:
                 run_id, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
             )
         return _run_settle(run_id, status=RunStatus.SUCCEEDED, summary=summary)
-
-
-def campaigns_with_new_judgments() -> list[Campaign]:
-    """Campaigns whose stored results miss judgments: those with a judgment made at or after
-    the start of their last successful run (or with judgments and no such run), among the
-    running and paused ones and those closed since that run (judgments made just before
-    closing still count once). One query, whatever the number of campaigns: beat asks every
-    QUALITY_AGGREGATE_EVERY_SECONDS. A campaign with nothing new costs a scan of its
-    (campaign, rater, created_at) index entries; closed campaigns drop out after one run."""
-    last_run_at = (
-        AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
-        .order_by("-started_at")
-        .values("started_at")[:1]
-    )
-    judgments = Judgment.objects.filter(campaign=OuterRef("pk"))
-    return list(
-        Campaign.objects.annotate(last_run_at=Subquery(last_run_at))
-        .filter(
-            Q(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED])
-            | Q(closed_at__isnull=False, last_run_at__isnull=True)
-            | Q(closed_at__gte=F("last_run_at"))
-        )
-        .filter(
-            Q(Exists(judgments), last_run_at__isnull=True)
-            | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
-        )
-        .order_by("pk")
-    )
 
 
 def periodic_runs_request() -> list[int]:
