@@ -30,10 +30,12 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py build_default_models
 	$(BIN)/python manage.py demo_setup
-	@echo "Starting a Celery worker (queues default, gpu, train) and the site at http://$(HOST):$(PORT)"
+	@echo "Starting a Celery worker (queues default, gpu, train), beat and the site at http://$(HOST):$(PORT)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/celery -A stickerloop worker -Q default,gpu,train --pool solo --loglevel INFO \
 		> var/worker.log 2>&1 & \
+	$(BIN)/celery -A stickerloop beat --schedule var/celerybeat-schedule --loglevel INFO \
+		> var/beat.log 2>&1 & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

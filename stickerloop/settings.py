@@ -406,8 +406,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
-# Quality control: recompute stored results of campaigns with new judgments.
-QUALITY_AGGREGATE_EVERY_SECONDS = env_int("STICKERLOOP_QUALITY_AGGREGATE_EVERY_SECONDS", 300)
+# Quality control: recompute stored results of campaigns with new judgments. Every 30 s, so
+# that a judgment reaches the results within a minute of being made while the default queue
+# has a free worker; the check is one query, and only campaigns with new judgments run.
+QUALITY_AGGREGATE_EVERY_SECONDS = env_int("STICKERLOOP_QUALITY_AGGREGATE_EVERY_SECONDS", 30)
 CELERY_BEAT_SCHEDULE["quality-aggregate-periodic"] = {
     "task": "quality.aggregate_periodic",
     "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),

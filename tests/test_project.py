@@ -197,3 +197,16 @@ def test_every_task_is_routed_to_its_queue():
         task = app.tasks[name]
         assert task.acks_late, name
         assert task.time_limit and task.soft_time_limit, name
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_starts_beat_beside_the_worker():
+    """Without beat, results are never recomputed and dead workers' work is never requeued."""
+    out = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert ".venv/bin/celery -A stickerloop worker -Q default,gpu,train --pool solo" in out
+    assert (
+        ".venv/bin/celery -A stickerloop beat --schedule var/celerybeat-schedule --loglevel INFO"
+        in out
+    )

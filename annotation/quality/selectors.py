@@ -12,16 +12,26 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Avg, Count
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Subquery
+from django.utils import timezone
 
-from annotation.models import Campaign, CampaignKind, CampaignMembership, ItemCandidate, Judgment
+from annotation.models import (
+    Campaign,
+    CampaignKind,
+    CampaignMembership,
+    CampaignStatus,
+    ItemCandidate,
+    Judgment,
+)
 from annotation.quality import aggregation, bulk
 from annotation.quality.aggregation import ItemConsensus, ItemPick, Responses
 from annotation.quality.models import (
+    AggregationRun,
     AgreementResult,
     ConsensusResult,
     GoldScore,
@@ -29,6 +39,7 @@ from annotation.quality.models import (
     QuestionResult,
     RankingResult,
     RaterQuality,
+    RunStatus,
 )
 
 __all__ = [
@@ -521,4 +532,36 @@ def passing_stickers(*, campaign: Campaign, question_key: str, label) -> list[in
         .order_by("candidate_id")
         .values_list("candidate_id", flat=True)
         .distinct()
+    )
+
+
+# A campaign closed this recently still gets its last judgments aggregated by the periodic
+# check; older ones are left out, so that closed campaigns do not cost the check a scan each.
+CLOSED_CAMPAIGN_GRACE = timedelta(hours=1)
+
+
+def campaigns_with_new_judgments() -> list[Campaign]:
+    """Campaigns whose stored results miss judgments: those with a judgment made at or after
+    the start of their last successful run (or with judgments and no such run), among the
+    running and paused ones and those closed in the last CLOSED_CAMPAIGN_GRACE (judgments
+    made just before closing still count). One query, whatever the number of campaigns: beat
+    asks every QUALITY_AGGREGATE_EVERY_SECONDS. A candidate with nothing new costs a scan of
+    its (campaign, rater, created_at) index entries."""
+    last_run_at = (
+        AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+    judgments = Judgment.objects.filter(campaign=OuterRef("pk"))
+    recently_closed = Q(closed_at__gte=timezone.now() - CLOSED_CAMPAIGN_GRACE) & (
+        Q(last_run_at__isnull=True) | Q(closed_at__gte=F("last_run_at"))
+    )
+    return list(
+        Campaign.objects.annotate(last_run_at=Subquery(last_run_at))
+        .filter(Q(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]) | recently_closed)
+        .filter(
+            Q(Exists(judgments), last_run_at__isnull=True)
+            | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
+        )
+        .order_by("pk")
     )

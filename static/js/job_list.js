@@ -17,6 +17,15 @@
       const status = row.querySelector("[data-field=status]");
       status.textContent = j.status;
       status.className = `status status-${j.status}`;
+      // A job can succeed while its evaluation is skipped or fails: say so, as the page does.
+      const troubled = ["skipped", "failed"].includes(j.evaluation_status);
+      if (troubled && !row.querySelector("[data-evaluation]")) {
+        const warning = document.createElement("span");
+        warning.className = "tag warning";
+        warning.dataset.evaluation = j.evaluation_status;
+        warning.textContent = `evaluation ${j.evaluation_status}: ${j.evaluation_error}`;
+        status.after(document.createElement("br"), warning);
+      }
       if (finished.includes(j.status)) row.dataset.finished = "1";
     },
   });

@@ -4,6 +4,7 @@ from django.core.management import call_command
 from generation.models import GenerationBatch, PromptSet
 from generation.services.batches import generation_batch_create
 from generation.services.prompts import prompt_set_import
+from generation.world.sampling import prompts as sampling_prompts
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -101,6 +102,16 @@ def test_demo_setup_creates_role_users_and_a_first_batch(models, capsys):
     prompts = list(batch.prompt_set.prompts.order_by("position").values_list("text", flat=True))
     assert len(prompts) == 12
     assert all(parse(text)["subject"] and parse(text)["colour"] for text in prompts)
+    held_out = PromptSet.objects.get(is_held_out=True)
+    texts = list(held_out.prompts.order_by("position").values_list("text", flat=True))
+    assert (held_out.name, len(texts)) == ("Demo held-out prompts", 16)
+    assert texts == [p.text for p in sampling_prompts("heldout", 16)]
+    assert "Created held-out prompt set" in out and "(16 prompts)" in out
+    assert not batch.prompt_set.is_held_out
+    # what a training job's evaluation uses by default
+    from training_bridge.jobs.evaluation import evaluation_prompt_set_default
+
+    assert evaluation_prompt_set_default() == held_out
     campaign = Campaign.objects.get()
     assert (campaign.name, campaign.status, campaign.kind, campaign.overlap) == (
         "Demo: alignment and style",
@@ -124,6 +135,7 @@ def test_demo_setup_creates_role_users_and_a_first_batch(models, capsys):
     call_command("demo_setup")  # idempotent
     assert GenerationBatch.objects.count() == 1
     assert Campaign.objects.count() == 1
+    assert PromptSet.objects.filter(is_held_out=True).count() == 1
 
 
 def test_demo_setup_refuses_production(settings):

@@ -375,4 +375,5 @@ def test_the_periodic_entry_is_scheduled(settings):
 
     entry = settings.CELERY_BEAT_SCHEDULE["quality-aggregate-periodic"]
     assert entry["task"] == tasks.aggregate_periodic.name
-    assert entry["schedule"] == 300.0
+    # A new judgment reaches the results within a minute: checked every 30 s.
+    assert entry["schedule"] == 30.0

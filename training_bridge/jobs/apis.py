@@ -352,6 +352,12 @@ class JobProgressApi(APIView):
         seconds_per_step = serializers.FloatField(allow_null=True)
         eta_seconds = serializers.FloatField(allow_null=True)
         error = serializers.CharField()
+        evaluation_status = serializers.CharField(
+            allow_null=True, help_text="The evaluation's status; null before it starts."
+        )
+        evaluation_error = serializers.CharField(
+            allow_null=True, help_text="Why the evaluation was skipped or failed."
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("ids", str, description="Comma-separated job ids")],

@@ -48,14 +48,18 @@ def evaluation_sources_default(limit: int) -> list[Candidate]:
     )
 
 
+def evaluation_prompt_set_default() -> PromptSet | None:
+    """The newest held-out prompt set: what an image model is evaluated on when its job names
+    none. The job form shows it before a job starts."""
+    return PromptSet.objects.filter(is_held_out=True).order_by("-created_at", "-id").first()
+
+
 def _evaluation_inputs(job: TrainingJob, version: ModelVersion) -> tuple[dict | None, str]:
     """What the evaluation batch generates from: a held-out prompt set for an image model,
     source stickers for an animation model, with the batch kind. (None, why) when there is
     nothing to evaluate on."""
     if version.kind == ModelKind.IMAGE:
-        prompt_set = job.evaluation_prompt_set or (
-            PromptSet.objects.filter(is_held_out=True).order_by("-created_at", "-id").first()
-        )
+        prompt_set = job.evaluation_prompt_set or evaluation_prompt_set_default()
         if prompt_set is None:
             return None, "No held-out prompt set to evaluate on."
         return {"kind": BatchKind.STICKER, "prompt_set": prompt_set}, ""

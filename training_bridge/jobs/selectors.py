@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models import Count, F, Prefetch, QuerySet, Sum
 
 from generation.models import ModelVersion
 from training_bridge.jobs.models import (
@@ -45,7 +45,8 @@ def training_job_totals_by_status() -> dict[str, dict]:
 
 
 def training_job_progress(*, job_ids: list[int]) -> list[dict]:
-    """The live fields the job list polls for; one query."""
+    """The live fields the job list polls for, with the evaluation's status and note (None
+    before it starts), so that a skipped evaluation shows as the job ends; one query."""
     return list(
         TrainingJob.objects.filter(pk__in=job_ids).values(
             "id",
@@ -56,6 +57,8 @@ def training_job_progress(*, job_ids: list[int]) -> list[dict]:
             "seconds_per_step",
             "eta_seconds",
             "error",
+            evaluation_status=F("evaluation__status"),
+            evaluation_error=F("evaluation__error"),
         )
     )
 
@@ -133,6 +136,17 @@ def training_job_evaluation_results(*, job: TrainingJob) -> list[WinRate]:
                 )
             )
     return out
+
+
+def training_job_evaluation_judgments(*, job: TrainingJob) -> int:
+    """Judgments raters have made in the job's evaluation campaign (0 with no campaign): the
+    job page tells "no judgments yet" from "results not computed yet"."""
+    evaluation = getattr(job, "evaluation", None)
+    if evaluation is None or evaluation.campaign_id is None:
+        return 0
+    from annotation.models import Judgment
+
+    return Judgment.objects.filter(campaign_id=evaluation.campaign_id).count()
 
 
 @dataclass

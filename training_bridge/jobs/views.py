@@ -14,6 +14,11 @@ from generation.models import ModelVersion, PromptSet
 from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.jobs import charts, selectors
+from training_bridge.jobs.evaluation import (
+    DEFAULT_EVALUATION_SOURCES,
+    evaluation_prompt_set_default,
+    evaluation_sources_default,
+)
 from training_bridge.jobs.lifecycle import (
     training_job_cancel,
     training_job_create,
@@ -36,7 +41,7 @@ def _errors(exc: ValidationError) -> dict[str, list[str]]:
 def job_list(request):
     qs = selectors.training_job_list(
         status=request.GET.get("status") or None, recipe=request.GET.get("recipe") or None
-    )
+    ).select_related("evaluation")
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
@@ -58,6 +63,8 @@ def _form_context(values: dict, errors: dict | None = None) -> dict:
         "base_models": ModelVersion.objects.filter(is_active=True).order_by("name"),
         "versions": published.order_by("-created_at", "-id")[:200],
         "prompt_sets": PromptSet.objects.filter(is_held_out=True).order_by("-created_at")[:50],
+        "evaluation_default": evaluation_prompt_set_default(),
+        "evaluation_sources": len(evaluation_sources_default(DEFAULT_EVALUATION_SOURCES)),
     }
 
 
@@ -130,6 +137,7 @@ def job_detail(request, pk: int):
             "params": sorted(job.params.items()),
             "evaluation": getattr(job, "evaluation", None),
             "win_rates": selectors.training_job_evaluation_results(job=job),
+            "judgments": selectors.training_job_evaluation_judgments(job=job),
             "can_act": has_role(request.user, Role.ML_ENGINEER),
         }
     )

@@ -9,17 +9,14 @@ from contextlib import contextmanager
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
-from annotation.models import (
-    Campaign,
-    CampaignStatus,
-    Judgment,
-)
+from annotation.models import Campaign
 from annotation.quality import bulk
 from annotation.quality.models import (
     AggregationRun,
     RunStatus,
     RunTrigger,
 )
+from annotation.quality.selectors import campaigns_with_new_judgments
 from annotation.quality.services.results import campaign_results_compute, check_methods
 from stickerloop import events
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
@@ -127,22 +124,10 @@ def aggregation_run_execute(*, run_id: int) -> AggregationRun | None:
 
 
 def periodic_runs_request() -> list[int]:
-    """Queue a run for every running or paused campaign with judgments newer than its last
-    finished run; return the run ids."""
-    ids = []
-    campaigns = Campaign.objects.filter(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED])
-    for campaign in campaigns:
-        last = (
-            AggregationRun.objects.filter(campaign=campaign, status=RunStatus.SUCCEEDED)
-            .order_by("-started_at")
-            .values_list("started_at", flat=True)
-            .first()
-        )
-        newer = Judgment.objects.filter(campaign=campaign)
-        if last is not None:
-            newer = newer.filter(created_at__gte=last)
-        if not newer.exists():
-            continue
-        run = aggregation_run_request(campaign=campaign, trigger=RunTrigger.PERIODIC)
-        ids.append(run.pk)
-    return ids
+    """Queue a run for every campaign with judgments its results have not read yet (see
+    ``campaigns_with_new_judgments``); return the run ids. A campaign with a run waiting
+    joins it rather than queueing a second."""
+    return [
+        aggregation_run_request(campaign=campaign, trigger=RunTrigger.PERIODIC).pk
+        for campaign in campaigns_with_new_judgments()
+    ]

@@ -26,6 +26,10 @@ DEMO_PASSWORD = "stickerloop-demo"
 # Prompts from the sticker world's own "demo" stream: subjects and colours the default models
 # were trained on, so the first batch draws recognisable stickers.
 DEMO_PROMPT_COUNT = 12
+# Held-out prompts from the world's "heldout" stream (combinations no training stream draws):
+# without a held-out prompt set a training job's evaluation is skipped.
+DEMO_HELD_OUT_COUNT = 16
+DEMO_HELD_OUT = "Demo held-out prompts"
 DEMO_SEEDS = [0, 1]
 DEMO_BATCH = "Demo: first stickers"
 DEMO_CAMPAIGN = "Demo: alignment and style"
@@ -41,8 +45,9 @@ def demo_questions() -> list[dict]:
 
 class Command(BaseCommand):
     help = (
-        "Development only: demo users for each role, a demo prompt set, a first batch drawn by "
-        "the default model, and an alignment-and-style campaign on it open to the demo raters."
+        "Development only: demo users for each role, a demo prompt set, a held-out prompt set "
+        "for evaluations, a first batch drawn by the default model, and an alignment-and-style "
+        "campaign on it open to the demo raters."
     )
 
     def handle(self, *args, **options):
@@ -57,6 +62,15 @@ class Command(BaseCommand):
             content = "".join(f"{p.text}\n" for p in prompts("demo", DEMO_PROMPT_COUNT))
             prompt_set, _ = prompt_set_import(
                 name="Demo stickers", content=content, file_format="text"
+            )
+        if not PromptSet.objects.filter(name=DEMO_HELD_OUT).exists():
+            content = "".join(f"{p.text}\n" for p in prompts("heldout", DEMO_HELD_OUT_COUNT))
+            held_out, report = prompt_set_import(
+                name=DEMO_HELD_OUT, content=content, file_format="text", is_held_out=True
+            )
+            self.stdout.write(
+                f"Created held-out prompt set {held_out.pk} ({report.imported} prompts) for "
+                "training job evaluations."
             )
         batch = GenerationBatch.objects.filter(name=DEMO_BATCH).first()
         if batch is None and not GenerationBatch.objects.exists():
