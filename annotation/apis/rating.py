@@ -3,7 +3,7 @@ configuration, their campaigns and a ping. One class per operation."""
 
 import uuid
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -83,6 +83,15 @@ def _config_or_404(pk: int):
     config = selectors.campaign_config(pk)
     if config is None:
         raise Http404("No such campaign.")
+    return config
+
+
+def _member_config(pk: int, user):
+    """The campaign's config for one of its raters: 404 for no such campaign, 403 (the project's
+    exception handler turns PermissionDenied into it) for a caller outside it."""
+    config = _config_or_404(pk)
+    if not CampaignMembership.objects.filter(campaign_id=config.id, rater=user).exists():
+        raise PermissionDenied(f"You are not a rater of campaign {config.name!r}.")
     return config
 
 
@@ -363,14 +372,7 @@ class ItemsHeldApi(APIView):
 
     @extend_schema(responses=ItemNextApi.OutputSerializer)
     def get(self, request, pk: int):
-        config = _config_or_404(pk)
-        if not CampaignMembership.objects.filter(
-            campaign_id=config.id, rater=request.user
-        ).exists():
-            return Response(
-                {"detail": f"You are not a rater of campaign {config.name!r}."},
-                status=status.HTTP_403_FORBIDDEN,
-            )
+        config = _member_config(pk, request.user)
         ids = selectors.items_held(campaign_id=config.id, rater_id=request.user.pk)
         items = selectors.item_payloads(
             item_ids=ids, rater_id=request.user.pk, rater_prompt=config.rater_prompt
@@ -402,14 +404,7 @@ class RaterProgressApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, pk: int):
-        config = _config_or_404(pk)
-        if not CampaignMembership.objects.filter(
-            campaign_id=config.id, rater=request.user
-        ).exists():
-            return Response(
-                {"detail": f"You are not a rater of campaign {config.name!r}."},
-                status=status.HTTP_403_FORBIDDEN,
-            )
+        config = _member_config(pk, request.user)
         return Response(selectors.rater_progress(campaign_id=config.id, rater_id=request.user.pk))
 
 
