@@ -30,7 +30,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,16 +39,10 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, emit, setup_django, wait_until
+from _common import ROOT, emit, free_port, setup_django, wait_until
 
 OVERLAP = 3
 CANDIDATES = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:

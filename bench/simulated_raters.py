@@ -37,15 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, setup_django, start_worker, stop_worker, wait_until
+from _common import ROOT, emit, free_port, setup_django, start_worker, stop_worker, wait_until
 
 QUESTION = "aligned"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_site(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -206,17 +205,11 @@ class Worker:
                 self.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Site:
     """The site under gunicorn in a subprocess, as production runs it, on ``port``."""
 
     def __init__(self, *, env: dict, log_path: Path, workers: int, log_level: str):
-        self.port = free_port()
+        self.port = bench_common.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.proc = subprocess.Popen(

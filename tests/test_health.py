@@ -15,8 +15,8 @@ import pytest
 import requests
 from django.conf import settings
 
+from bench._common import free_port
 from stickerloop import health
-from tests.conftest import free_port
 
 ALL_OK = {"database": "ok", "broker": "ok", "storage": "ok"}
 # Orchestrators are promised an answer within 2 s of a part stopping; the bound leaves room for

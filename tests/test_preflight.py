@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
-from tests.conftest import free_port
+from bench._common import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each failure is answered within the preflight's 3 s timeouts plus Django's start-up.
