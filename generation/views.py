@@ -157,8 +157,8 @@ def prompt_set_list(request):
 def prompt_set_enhancer(request, pk: int):
     """Choose the enhancer of a prompt set's new batches (empty: none)."""
     prompt_set = get_object_or_404(PromptSet, pk=pk)
-    chosen = request.POST.get("enhancer", "")
-    enhancer = get_object_or_404(PromptEnhancer, pk=parse_id(chosen)) if parse_id(chosen) else None
+    chosen = parse_id(request.POST.get("enhancer"))
+    enhancer = get_object_or_404(PromptEnhancer, pk=chosen) if chosen else None
     prompt_set_enhancer_set(prompt_set=prompt_set, enhancer=enhancer)
     return redirect("prompt-set-list")
 
@@ -268,10 +268,13 @@ def batch_create(request):
 
 
 def _ids(raw: str) -> list[int] | None:
-    """Ids separated by spaces or commas; None when a part is not a whole number."""
+    """Whole numbers (ids, seeds) separated by spaces or commas; None when a part is not one.
+    ASCII digits only (``"²".isdigit()`` is true, but ``int`` refuses it); no length cap here,
+    since a seed may take 19 digits: the services check each number's range and say so."""
     parts = raw.replace(",", " ").split()
-    ids = [parse_id(p) for p in parts]
-    return None if None in ids else ids
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return [int(part) for part in parts]
 
 
 # Where another page (a campaign's passing stickers) leaves the ids of stickers to animate for
@@ -287,10 +290,11 @@ def _animation_sources(post, errors: dict) -> list | None:
     chosen (the motion prompts' stickers then) or the choice is wrong (``errors`` says why)."""
     if post.get("source_mode") == "dataset_version":
         raw = post.get("dataset_version", "").strip()
-        if parse_id(raw) is None:
+        version_id = parse_id(raw)
+        if version_id is None:
             errors["dataset_version"] = ["Give a dataset version's id."]
             return None
-        stickers = selectors.dataset_version_stickers(version_id=parse_id(raw))
+        stickers = selectors.dataset_version_stickers(version_id=version_id)
         if not stickers:
             errors["dataset_version"] = [f"Dataset version {raw} holds no stickers."]
             return None
