@@ -114,6 +114,9 @@ def _judge_with_the_keyboard(live_server, context, page):
     for n in range(5):
         assert page.locator("#stage figure.shown").count() == 2
         if n == 2:
+            # The pairs answered online are acknowledged first, so the outbox then holds exactly
+            # the ones answered offline (on a loaded machine the last send can still be in flight).
+            screen.wait_sent(page)
             context.set_offline(True)
         answers = {"alignment": sides[n % 3], "style": sides[(n + 1) % 3], "overall": sides[n % 3]}
         page.keyboard.press(str(sides.index(answers["alignment"]) + 1))
