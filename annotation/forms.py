@@ -6,12 +6,24 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.models import CampaignKind, MembershipStatus, Preset, RaterPrompt
+from annotation.schema import PRESETS
 from generation.models import CandidateKind, GenerationBatch, ModelVersion, Tag
 from stickerloop.input_checks import InputProblem, json_loads_checked
 
 
 def _raters():
     return get_user_model().objects.filter(groups__name="rater").order_by("username").distinct()
+
+
+def _preset_choices() -> list[tuple[str, str]]:
+    """Each preset with the campaigns it fits and what it asks, so a curator can choose
+    without reading JSON; Custom last."""
+    choices = []
+    for name, preset in PRESETS.items():
+        kinds = " or ".join(CampaignKind(k).label.lower() for k in preset["kinds"])
+        asks = "; ".join(q["label"] for q in preset["questions"])
+        choices.append((name, f"{Preset(name).label} (for {kinds} campaigns): {asks}"))
+    return [*choices, (Preset.CUSTOM, "Custom: my own questions, as JSON below")]
 
 
 def _candidate_ids(value: str) -> list[int]:
@@ -24,13 +36,19 @@ def _candidate_ids(value: str) -> list[int]:
 class CampaignForm(forms.Form):
     name = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=CampaignKind.choices)
-    preset = forms.ChoiceField(
-        choices=Preset.choices, help_text="Custom: give the questions as JSON below."
+    presets = forms.MultipleChoiceField(
+        label="Questions",
+        choices=_preset_choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Tick at least one preset, or Custom."},
+        help_text="Tick several presets to ask all their questions (a note shared by them is "
+        "asked once, last). Custom: write the questions as JSON below.",
     )
     question_schema = forms.CharField(
+        label="Custom questions",
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
         required=False,
-        help_text="Only for the custom preset: a JSON list of questions.",
+        help_text="Only with Custom ticked: a JSON list of questions.",
     )
     guidelines = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
@@ -76,6 +94,24 @@ class CampaignForm(forms.Form):
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
         except InputProblem as exc:
             raise forms.ValidationError(str(exc)) from exc
+
+    def clean(self):
+        """Custom stands alone: its questions are the JSON below, not a preset's."""
+        data = super().clean()
+        presets = data.get("presets") or []
+        if Preset.CUSTOM in presets and len(presets) > 1:
+            self.add_error(
+                "presets",
+                "Custom cannot be combined with presets: tick Custom alone and write every "
+                "question below, or untick it.",
+            )
+        elif presets and Preset.CUSTOM not in presets and data.get("question_schema"):
+            self.add_error(
+                "question_schema",
+                "Questions written here are used only with Custom ticked; tick Custom alone, "
+                "or empty this box.",
+            )
+        return data
 
     def clean_rater_prompt(self):
         return self.cleaned_data["rater_prompt"] or RaterPrompt.RAW

@@ -48,6 +48,12 @@ class Campaign(models.Model):
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True
     )
     preset = models.CharField(max_length=32, choices=Preset.choices, default=Preset.CUSTOM)
+    presets = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The presets whose questions the campaign asks, in order: one for a preset's "
+        "campaign, several combined (preset is then custom), none for hand-written questions.",
+    )
     question_schema = models.JSONField(
         default=list,
         help_text="Questions: [{key, type (binary|likert|single_choice|multi_choice|text|pick), "

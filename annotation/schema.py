@@ -244,6 +244,65 @@ def preset_questions(preset: str) -> list[dict]:
     )
 
 
+def _kind_label(kind: str) -> str:
+    return CampaignKind(kind).label.lower()
+
+
+def presets_questions(presets: list[str], *, kind: str) -> list[dict]:
+    """The questions of several presets, for one campaign of ``kind``, in the order given.
+
+    A question that several presets share (the closing note) is asked once, where the last of
+    them asks it, so the note stays last. Raises ValidationError under ``presets`` with a
+    sentence a curator can act on: an unknown or repeated preset, one that does not fit the
+    kind, two presets asking the same key differently, or too many questions together.
+    """
+    errors = []
+    if not presets:
+        errors.append("Tick at least one preset.")
+    for name in presets:
+        if name == Preset.CUSTOM or name not in PRESETS:
+            errors.append(f"{name!r} is not a preset; use one of {', '.join(PRESETS)}.")
+        elif kind not in PRESETS[name]["kinds"]:
+            fits = " or ".join(_kind_label(k) for k in PRESETS[name]["kinds"])
+            errors.append(
+                f"The {Preset(name).label.lower()} preset is for {fits} campaigns, "
+                f"not {_kind_label(kind)} ones."
+            )
+    if len(set(presets)) != len(presets):
+        errors.append("A preset is ticked twice.")
+    if errors:
+        raise ValidationError({"presets": errors})
+    by_key: dict[str, tuple[str, dict]] = {}
+    order: list[str] = []
+    for name in presets:
+        for question in preset_questions(name):
+            key = question["key"]
+            if key in by_key:
+                first, asked = by_key[key]
+                if asked != question:
+                    raise ValidationError(
+                        {
+                            "presets": [
+                                f"The {first} and {name} presets both ask {key!r}, differently; "
+                                "tick only one of them."
+                            ]
+                        }
+                    )
+                order.remove(key)
+            by_key[key] = (name, question)
+            order.append(key)
+    if len(order) > MAX_QUESTIONS:
+        raise ValidationError(
+            {
+                "presets": [
+                    f"Together these presets ask {len(order)} questions; at most "
+                    f"{MAX_QUESTIONS} fit one campaign."
+                ]
+            }
+        )
+    return normalise_schema([by_key[key][1] for key in order], kind=kind)
+
+
 def _question_errors(index: int, q, *, kind: str, seen_keys: set[str]) -> list[str]:
     where = f"Question {index + 1}"
     if not isinstance(q, dict):

@@ -15,9 +15,14 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors
 from annotation.forms import CampaignForm, MembershipForm, SelectionForm
-from annotation.models import Campaign, CampaignMembership, CampaignStatus, MembershipStatus
+from annotation.models import (
+    Campaign,
+    CampaignMembership,
+    CampaignStatus,
+    MembershipStatus,
+    Preset,
+)
 from annotation.rating_config import rating_config
-from annotation.schema import PRESETS
 from annotation.services import campaigns as campaign_services
 from annotation.services import items as item_services
 from generation.models import Candidate, GenerationBatch
@@ -146,8 +151,12 @@ def _campaign_values(form: CampaignForm) -> dict:
     values.pop("batch", None)
     values["good_examples"] = list(Candidate.objects.filter(pk__in=values["good_examples"]))
     values["bad_examples"] = list(Candidate.objects.filter(pk__in=values["bad_examples"]))
-    if values.get("preset") != "custom":
-        values["question_schema"] = None
+    presets = values.pop("presets")
+    if presets == [Preset.CUSTOM]:
+        values["preset"] = Preset.CUSTOM
+    else:
+        values["presets"] = presets
+        values.pop("question_schema")
     return values
 
 
@@ -155,7 +164,7 @@ def _campaign_values(form: CampaignForm) -> dict:
 def campaign_create(request):
     """The new-campaign form; opened from a batch (``?batch=<id>``), it carries the batch on to
     the campaign's page, whose items form then has it selected."""
-    initial = {"preset": "alignment"}
+    initial = {"presets": [Preset.ALIGNMENT]}
     batch_id = parse_id(request.GET.get("batch"))
     batch = GenerationBatch.objects.filter(pk=batch_id).first() if batch_id else None
     if batch is not None:
@@ -177,7 +186,8 @@ def campaign_create(request):
     return render(
         request,
         "annotation/campaign_form.html",
-        {"form": form, "presets": PRESETS, "title": "New campaign", "batch": batch},
+        {"form": form, "title": "New campaign", "batch": batch},
+        status=400 if form.errors else 200,
     )
 
 
@@ -186,7 +196,7 @@ def campaign_edit(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
     initial = {
         "name": campaign.name,
-        "preset": campaign.preset,
+        "presets": campaign.presets or [Preset.CUSTOM],
         "guidelines": campaign.guidelines,
         "overlap": campaign.overlap,
         "max_overlap": campaign.max_overlap,
@@ -207,9 +217,9 @@ def campaign_edit(request, pk: int):
         values = _campaign_values(form)
         if campaign.status != CampaignStatus.DRAFT:
             values = {k: values[k] for k in campaign_services.EDITABLE_WHILE_RUNNING}
-        elif values["question_schema"] is None and values["preset"] == campaign.preset:
-            values.pop("question_schema")
-            values.pop("preset")
+        elif values.get("presets") == campaign.presets:
+            # The same presets: the stored questions stay as they are.
+            values.pop("presets")
         if values.get("max_overlap") is None:
             values.pop("max_overlap", None)
         try:
@@ -224,7 +234,8 @@ def campaign_edit(request, pk: int):
     return render(
         request,
         "annotation/campaign_form.html",
-        {"form": form, "presets": PRESETS, "title": f"Edit {campaign.name}", "campaign": campaign},
+        {"form": form, "title": f"Edit {campaign.name}", "campaign": campaign},
+        status=400 if form.errors else 200,
     )
 
 

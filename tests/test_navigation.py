@@ -140,7 +140,7 @@ def test_a_campaign_made_from_a_batch_offers_its_candidates(curator):
         {
             "name": f"Batch {batch.pk}: frogs",
             "kind": "single",
-            "preset": "alignment",
+            "presets": ["alignment"],
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,
@@ -173,14 +173,14 @@ def test_a_batch_that_does_not_exist_is_not_carried(curator):
         {
             "name": "c",
             "kind": "single",
-            "preset": "alignment",
+            "presets": ["alignment"],
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,
             "batch": 999999,
         },
     )
-    assert refused.status_code == 200
+    assert refused.status_code == 400
     assert refused.context["form"].errors == {
         "batch": ["Select a valid choice. That choice is not one of the available choices."]
     }

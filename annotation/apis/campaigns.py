@@ -41,6 +41,7 @@ class CampaignOutput(serializers.ModelSerializer):
             "kind",
             "status",
             "preset",
+            "presets",
             "question_schema",
             "guidelines",
             "good_examples",
@@ -90,8 +91,19 @@ def _candidates_field(**kwargs):
     )
 
 
+def _presets_field():
+    return serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        required=False,
+        max_length=len(Preset.values),
+        help_text="Several presets whose questions the campaign asks together, in order "
+        "(instead of preset or question_schema).",
+    )
+
+
 class CampaignCreateApi(APIView):
-    """Create a draft campaign from a preset, or from a custom question schema."""
+    """Create a draft campaign from a preset, several presets' questions combined, or a custom
+    question schema."""
 
     permission_classes = [IsCuratorOrEngineer]
 
@@ -99,6 +111,7 @@ class CampaignCreateApi(APIView):
         name = serializers.CharField(max_length=200)
         kind = serializers.ChoiceField(choices=CampaignKind.choices)
         preset = serializers.ChoiceField(choices=Preset.choices, required=False, allow_null=True)
+        presets = _presets_field()
         question_schema = serializers.JSONField(required=False, allow_null=True)
         guidelines = serializers.CharField(required=False, allow_blank=True, default="")
         overlap = serializers.IntegerField(required=False, default=1)
@@ -130,6 +143,7 @@ class CampaignUpdateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         preset = serializers.ChoiceField(choices=Preset.choices, required=False)
+        presets = _presets_field()
         question_schema = serializers.JSONField(required=False)
         guidelines = serializers.CharField(required=False, allow_blank=True)
         overlap = serializers.IntegerField(required=False)

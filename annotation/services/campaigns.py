@@ -4,7 +4,7 @@ from collections.abc import Iterable, Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import (
@@ -17,7 +17,13 @@ from annotation.models import (
     Preset,
     RaterPrompt,
 )
-from annotation.schema import PRESETS, normalise_schema, preset_for_kind, preset_questions
+from annotation.schema import (
+    PRESETS,
+    normalise_schema,
+    preset_for_kind,
+    preset_questions,
+    presets_questions,
+)
 from annotation.selectors import campaign_config_forget
 from generation.models import Candidate
 from stickerloop import events
@@ -58,11 +64,31 @@ def _check_settings(
     return errors
 
 
-def _resolve_schema(*, kind: str, preset: str | None, question_schema) -> tuple[str, list[dict]]:
+def _resolve_schema(
+    *, kind: str, preset: str | None, question_schema, presets: Sequence[str] | None = None
+) -> tuple[str, list[str], list[dict]]:
+    """The campaign's preset, the presets its questions came from, and its normalised schema.
+
+    ``presets`` (several ticked on the campaign page) combines their questions
+    (``schema.presets_questions``); a combination is stored as the ``custom`` preset, since no
+    one preset asks its questions, with the names in ``presets``. Otherwise ``preset`` or a
+    hand-written ``question_schema`` decides, as before: a preset's campaign has ``presets ==
+    [preset]``, a custom one ``[]``.
+    """
     if kind not in CampaignKind.values:
         raise ValidationError(
             {"kind": [f"Unknown kind {kind!r}; use one of {', '.join(CampaignKind.values)}."]}
         )
+    if presets is not None:
+        if preset is not None:
+            raise ValidationError({"preset": ["Give preset or presets, not both."]})
+        if question_schema is not None:
+            raise ValidationError(
+                {"question_schema": ["Tick presets or write your own questions, not both."]}
+            )
+        presets = list(presets)
+        schema = presets_questions(presets, kind=kind)
+        return (presets[0] if len(presets) == 1 else Preset.CUSTOM), presets, schema
     if preset is None:
         preset = Preset.CUSTOM if question_schema is not None else preset_for_kind(kind)
     if preset not in Preset.values:
@@ -81,8 +107,8 @@ def _resolve_schema(*, kind: str, preset: str | None, question_schema) -> tuple[
     if question_schema is None:
         if preset == Preset.CUSTOM:
             raise ValidationError({"question_schema": ["A custom campaign needs questions."]})
-        return preset, preset_questions(preset)
-    return preset, normalise_schema(question_schema, kind=kind)
+        return preset, [preset], preset_questions(preset)
+    return preset, [], normalise_schema(question_schema, kind=kind)
 
 
 def raters_check(raters: Iterable[AbstractBaseUser]) -> list[str]:
@@ -98,6 +124,7 @@ def campaign_create(
     name: str,
     kind: str,
     preset: str | None = None,
+    presets: Sequence[str] | None = None,
     question_schema: list | None = None,
     guidelines: str = "",
     overlap: int = 1,
@@ -110,7 +137,8 @@ def campaign_create(
     good_examples: Sequence[Candidate] = (),
     bad_examples: Sequence[Candidate] = (),
 ) -> Campaign:
-    """Create a draft campaign from a preset (default: the kind's preset) or a custom schema.
+    """Create a draft campaign from a preset (default: the kind's preset), several presets'
+    questions combined (``presets``), or a custom schema.
 
     ``rater_prompt``: whether raters see each candidate's raw prompt (the default: alignment is
     judged against what was asked for) or its enhanced prompt.
@@ -124,7 +152,9 @@ def campaign_create(
         rater_prompt=rater_prompt,
     )
     try:
-        preset, schema = _resolve_schema(kind=kind, preset=preset, question_schema=question_schema)
+        preset, presets, schema = _resolve_schema(
+            kind=kind, preset=preset, presets=presets, question_schema=question_schema
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if not name or not name.strip():
@@ -139,6 +169,7 @@ def campaign_create(
         name=name.strip(),
         kind=kind,
         preset=preset,
+        presets=presets,
         question_schema=schema,
         guidelines=guidelines,
         overlap=overlap,
@@ -148,8 +179,16 @@ def campaign_create(
         rater_prompt=rater_prompt,
         created_by=created_by,
     )
-    campaign.full_clean()
-    campaign.save()
+    campaign.full_clean(validate_unique=False)
+    try:
+        # A savepoint: the same form sent twice at once (a double click) inserts one campaign;
+        # the second waits on the name's unique index, then is refused here like any taken name.
+        with transaction.atomic():
+            campaign.save()
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"name": [f"A campaign named {campaign.name!r} exists already."]}
+        ) from exc
     campaign.good_examples.set(good_examples)
     campaign.bad_examples.set(bad_examples)
     CampaignMembership.objects.bulk_create(
@@ -170,6 +209,7 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
     allowed = {
         "name",
         "preset",
+        "presets",
         "question_schema",
         "guidelines",
         "overlap",
@@ -199,16 +239,25 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
     if "overlap" in changes and "max_overlap" not in changes:
         values["max_overlap"] = max(values["overlap"], campaign.max_overlap)
     errors = _check_settings(**values)
-    if "question_schema" in changes or "preset" in changes:
+    if "presets" in changes:
         try:
-            preset, schema = _resolve_schema(
+            campaign.preset, campaign.presets, campaign.question_schema = _resolve_schema(
+                kind=campaign.kind,
+                preset=changes.get("preset"),
+                presets=changes["presets"],
+                question_schema=changes.get("question_schema"),
+            )
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    elif "question_schema" in changes or "preset" in changes:
+        try:
+            campaign.preset, campaign.presets, campaign.question_schema = _resolve_schema(
                 kind=campaign.kind,
                 preset=changes.get(
                     "preset", Preset.CUSTOM if "question_schema" in changes else campaign.preset
                 ),
                 question_schema=changes.get("question_schema"),
             )
-            campaign.preset, campaign.question_schema = preset, schema
         except ValidationError as exc:
             errors.update(exc.message_dict)
     if "name" in changes:

@@ -373,7 +373,7 @@ def test_curator_pages_create_and_start(client, curator):
         {
             "name": "Hats",
             "kind": "single",
-            "preset": "style",
+            "presets": ["style"],
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,

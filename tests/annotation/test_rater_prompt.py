@@ -170,7 +170,7 @@ def test_campaign_pages_set_and_show_the_setting(client, curator):
         {
             "name": "Align",
             "kind": "single",
-            "preset": "alignment",
+            "presets": ["alignment"],
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,
@@ -182,7 +182,7 @@ def test_campaign_pages_set_and_show_the_setting(client, curator):
         f"/campaigns/{campaign.pk}/edit/",
         {
             "name": "Align",
-            "preset": "alignment",
+            "presets": ["alignment"],
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,

@@ -266,14 +266,14 @@ def test_the_campaign_page_checks_its_json_textarea(curator, schema, error):
         {
             "name": "custom",
             "kind": "single",
-            "preset": "custom",
+            "presets": ["custom"],
             "question_schema": schema,
             "overlap": 1,
             "lease_seconds": 600,
             "gold_rate": 0,
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors["question_schema"] == [error]
     assert Campaign.objects.count() == 0
 

@@ -2,8 +2,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.models import Campaign
-from annotation.schema import Preset, preset_questions
+from annotation.models import Campaign, Preset
 from annotation.services.campaigns import campaign_create, campaign_start
 from annotation.services.items import campaign_items_from_selection
 from generation.models import BatchStatus, GenerationBatch, ModelKind, ModelVersion, PromptSet
@@ -34,13 +33,6 @@ DEMO_SEEDS = [0, 1]
 DEMO_BATCH = "Demo: first stickers"
 DEMO_CAMPAIGN = "Demo: alignment and style"
 DEMO_RATERS = ("rater", "rater2", "admin")
-
-
-def demo_questions() -> list[dict]:
-    """The alignment preset's questions, then the style preset's, with one note at the end."""
-    alignment = [q for q in preset_questions(Preset.ALIGNMENT) if q["key"] != "note"]
-    style = preset_questions(Preset.STYLE)
-    return alignment + style
 
 
 class Command(BaseCommand):
@@ -109,7 +101,7 @@ class Command(BaseCommand):
         campaign = campaign_create(
             name=DEMO_CAMPAIGN,
             kind="single",
-            question_schema=demo_questions(),
+            presets=[Preset.ALIGNMENT, Preset.STYLE],
             guidelines=(
                 "Judge each sticker twice: does it show what the prompt asks (subject, colour, "
                 "expression), and is it a good sticker (white outline, flat colours, centred and "
