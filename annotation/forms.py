@@ -5,7 +5,14 @@ import json
 from django import forms
 from django.contrib.auth import get_user_model
 
-from annotation.models import CampaignKind, MembershipStatus, Preset, RaterPrompt
+from annotation.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    MembershipStatus,
+    Preset,
+    RaterPrompt,
+)
 from annotation.schema import PRESETS
 from generation.models import CandidateKind, GenerationBatch, ModelVersion, Tag
 from stickerloop.input_checks import InputProblem, json_loads_checked
@@ -163,3 +170,53 @@ class MembershipForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["rater"].queryset = _raters()
+
+
+def _open_campaigns():
+    return Campaign.objects.exclude(status=CampaignStatus.CLOSED).order_by("-created_at", "-id")
+
+
+class RaterCreateForm(forms.Form):
+    username = forms.CharField(
+        max_length=150, help_text="What they log in with: letters, digits and @ . + - _."
+    )
+    email = forms.EmailField(
+        label="E-mail address",
+        required=False,
+        error_messages={"invalid": "This is not an e-mail address."},
+        help_text="Needed only to send the link by e-mail.",
+    )
+    delivery = forms.ChoiceField(
+        label="The set-password link",
+        choices=[
+            ("show", "Show it to me once, to hand over myself"),
+            ("email", "E-mail it to the address above"),
+        ],
+        initial="show",
+        widget=forms.RadioSelect,
+    )
+    campaigns = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Campaigns they may rate in at once (draft, running or paused).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["campaigns"].queryset = _open_campaigns()
+
+
+class RaterCampaignsForm(forms.Form):
+    campaigns = forms.ModelMultipleChoiceField(
+        queryset=None,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Tick at least one campaign."},
+    )
+
+    def __init__(self, *args, rater=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        campaigns = _open_campaigns()
+        if rater is not None:
+            campaigns = campaigns.exclude(memberships__rater=rater)
+        self.fields["campaigns"].queryset = campaigns

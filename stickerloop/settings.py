@@ -178,6 +178,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# A new rater's one-time set-password link (stickerloop.services.password_set_path) works this
+# long; Django's token generator reads PASSWORD_RESET_TIMEOUT, in seconds.
+PASSWORD_RESET_TIMEOUT = env_int("STICKERLOOP_PASSWORD_LINK_HOURS", 72) * 3600
+# Invitations: SMTP when a host is set, else printed to the console (development). The tests
+# run on Django's in-memory backend (pytest-django sets it).
+EMAIL_HOST = env("STICKERLOOP_EMAIL_HOST", "") or ""
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("STICKERLOOP_EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env("STICKERLOOP_EMAIL_USER", "") or ""
+    EMAIL_HOST_PASSWORD = env("STICKERLOOP_EMAIL_PASSWORD", "") or ""
+    EMAIL_USE_TLS = env_bool("STICKERLOOP_EMAIL_TLS", True)
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("STICKERLOOP_EMAIL_FROM", "stickerloop@localhost") or ""
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 # Sessions (stickerloop.sessions): a login ends after this long unused (the idle timeout, also the

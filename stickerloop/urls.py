@@ -29,6 +29,9 @@ urlpatterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "account/password/<uidb64>/<token>/", views.PasswordSetView.as_view(), name="password-set"
+    ),
     path("admin/login/", views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),

@@ -1,10 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse_lazy
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -199,3 +200,20 @@ class TokenRevokeApi(APIView):
     def post(self, request):
         services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordSetView(auth_views.PasswordResetConfirmView):
+    """A new account's one-time set-password page (``services.password_set_path``): Django's
+    reset confirmation, which checks the token and, once the password is set, sends the user to
+    log in. The token is bound to the password, so a used link answers as an expired one."""
+
+    template_name = "registration/password_set.html"
+    success_url = reverse_lazy("login")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is set: log in with it.")
+        return response
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Subquery
@@ -41,6 +42,7 @@ from annotation.quality.models import (
     RaterQuality,
     RunStatus,
 )
+from stickerloop.roles import Role
 
 __all__ = [
     "ItemConsensus",
@@ -427,6 +429,24 @@ def question_results(*, campaign: Campaign) -> list[QuestionResult]:
     return list(QuestionResult.objects.filter(campaign=campaign).order_by("question_key", "method"))
 
 
+def _rater_row(quality: RaterQuality | None, membership: CampaignMembership | None) -> dict:
+    """A rater's figures in one campaign and their membership there, as the pages show them."""
+    return {
+        "status": membership.status if membership else "",
+        "paused_reason": membership.paused_reason if membership else "",
+        "paused_at": membership.paused_at if membership else None,
+        "n_judgments": quality.n_judgments if quality else 0,
+        "n_gold": quality.n_gold if quality else 0,
+        "gold_accuracy": quality.gold_accuracy if quality else None,
+        "consensus_agreement": quality.consensus_agreement if quality else None,
+        "n_consensus": quality.n_consensus if quality else 0,
+        "median_seconds": quality.median_seconds if quality else None,
+        "fast_share": quality.fast_share if quality else None,
+        "reliability": quality.reliability if quality else {},
+        "computed_at": quality.computed_at if quality else None,
+    }
+
+
 def rater_table(*, campaign: Campaign) -> list[dict]:
     """One row per rater with judgments or a quality record: figures, membership state, why."""
     qualities = {
@@ -446,19 +466,29 @@ def rater_table(*, campaign: Campaign) -> list[dict]:
             {
                 "rater_id": rater_id,
                 "username": user.get_username(),
-                "status": membership.status if membership else "",
-                "paused_reason": membership.paused_reason if membership else "",
-                "paused_at": membership.paused_at if membership else None,
-                "n_judgments": quality.n_judgments if quality else 0,
-                "n_gold": quality.n_gold if quality else 0,
-                "gold_accuracy": quality.gold_accuracy if quality else None,
-                "consensus_agreement": quality.consensus_agreement if quality else None,
-                "n_consensus": quality.n_consensus if quality else 0,
-                "median_seconds": quality.median_seconds if quality else None,
-                "fast_share": quality.fast_share if quality else None,
-                "reliability": quality.reliability if quality else {},
-                "computed_at": quality.computed_at if quality else None,
+                **_rater_row(quality, membership),
             }
+        )
+    return rows
+
+
+def rater_campaigns_quality(*, rater_id: int) -> list[dict]:
+    """The other view of ``rater_table``: one row per campaign the rater is a member of or has
+    a quality record in, newest campaign first, with the same figures. Two queries."""
+    qualities = {
+        q.campaign_id: q
+        for q in RaterQuality.objects.filter(rater_id=rater_id).select_related("campaign")
+    }
+    memberships = {
+        m.campaign_id: m
+        for m in CampaignMembership.objects.filter(rater_id=rater_id).select_related("campaign")
+    }
+    rows = []
+    for campaign_id in sorted(set(qualities) | set(memberships), reverse=True):
+        quality = qualities.get(campaign_id)
+        membership = memberships.get(campaign_id)
+        rows.append(
+            {"campaign": (membership or quality).campaign, **_rater_row(quality, membership)}
         )
     return rows
 
@@ -564,4 +594,17 @@ def campaigns_with_new_judgments() -> list[Campaign]:
             | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
         )
         .order_by("pk")
+    )
+
+
+def raters_overview(*, search: str = ""):
+    """Users holding the rater role, by username, each with ``campaign_count`` (memberships);
+    ``search`` matches a part of the username or e-mail address. One query per page."""
+    users = get_user_model().objects.filter(groups__name=Role.RATER)
+    if search:
+        users = users.filter(Q(username__icontains=search) | Q(email__icontains=search))
+    return (
+        users.annotate(campaign_count=Count("campaign_memberships", distinct=True))
+        .order_by("username")
+        .distinct()
     )

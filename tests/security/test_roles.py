@@ -91,6 +91,9 @@ RULES: dict[str, Rule] = {
     "api-token": Rule(EVERYONE),
     "api-token-revoke": Rule(LOGGED_IN),
     "api-me": Rule(LOGGED_IN),
+    # A new account's one-time page: the token in the URL is the gate (tests/quality/
+    # test_rater_pages.py); a bad one shows that the link is used or expired.
+    "password-set": Rule(EVERYONE, kwargs={"uidb64": "MQ", "token": "not-a-token"}),
     # Probes for orchestrators: no login (a probe has none), and nothing in the answers but the
     # parts' names and states (tests/test_health.py).
     "healthz": Rule(EVERYONE, methods=("GET",)),
@@ -182,6 +185,13 @@ RULES: dict[str, Rule] = {
     "api-quality-gold-unset": Rule(CURATORS, kwargs={"pk": "campaign", "item_id": "item"}),
     "api-quality-run": Rule(STAFF, kwargs=pk("quality_run")),
     "campaign-membership": Rule(CURATORS, kwargs=pk("campaign"), methods=POST_ONLY),
+    # Rater management: curators (and admins) make rater accounts and add raters to campaigns,
+    # as they change campaign membership.
+    "rater-list": Rule(CURATORS),
+    "rater-create": Rule(CURATORS),
+    "rater-detail": Rule(CURATORS, kwargs=pk("rater")),
+    "rater-link": Rule(CURATORS, kwargs=pk("rater"), methods=POST_ONLY),
+    "rater-campaigns-add": Rule(CURATORS, kwargs=pk("rater"), methods=POST_ONLY),
     "quality-index": Rule(STAFF),
     "quality-campaign": Rule(STAFF, kwargs=pk("campaign")),
     "quality-leaderboard": Rule(STAFF, kwargs=pk("campaign")),
