@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from functools import wraps
 
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -77,3 +78,23 @@ def role_required(*roles: str) -> Callable:
 def roles_context(request) -> dict:
     roles = user_roles(getattr(request, "user", None))
     return {"user_roles": roles, "is_admin_role": Role.ADMIN in roles}
+
+
+class RoleModelBackend(ModelBackend):
+    """Django's model backend, in which the admin role holds every model permission.
+
+    The admin role holds every role, so it may change every model in the Django admin, as a
+    superuser may; ``user_create_with_roles`` makes its users staff, which the admin site also
+    asks. Granting through the role rather than rows of ``auth_permission`` covers the models of
+    later migrations too, and taking the role away takes the permissions with it. Every other
+    user keeps Django's rules (their own and their groups' permissions)."""
+
+    def has_perm(self, user_obj, perm, obj=None) -> bool:
+        if user_obj.is_active and Role.ADMIN in user_roles(user_obj):
+            return True
+        return super().has_perm(user_obj, perm, obj)
+
+    def has_module_perms(self, user_obj, app_label) -> bool:
+        if user_obj.is_active and Role.ADMIN in user_roles(user_obj):
+            return True
+        return super().has_module_perms(user_obj, app_label)

@@ -178,6 +178,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Django's model backend, with the admin role holding every model permission (the admin site).
+AUTHENTICATION_BACKENDS = ["stickerloop.roles.RoleModelBackend"]
 # A new rater's one-time set-password link (stickerloop.services.password_set_path) works this
 # long; Django's token generator reads PASSWORD_RESET_TIMEOUT, in seconds.
 PASSWORD_RESET_TIMEOUT = env_int("STICKERLOOP_PASSWORD_LINK_HOURS", 72) * 3600

@@ -296,8 +296,9 @@ RULES: dict[str, Rule] = {
 
 # The Django admin site: every view is behind ``admin_view`` (is_staff, which only the admin role
 # sets; everyone else is sent to the admin's login). The model pages also need Django's model
-# permissions, which no role grants: only a superuser (``createsuperuser``) gets past them; the
-# admin role is answered 403 there. So the admin site is checked with a sixth caller, a superuser.
+# permissions, which the admin role holds all of (``stickerloop.roles.RoleModelBackend``), as a
+# superuser (``createsuperuser``) does: the admin site is also checked with a sixth caller, a
+# superuser.
 SU = "superuser"
 ADMIN_NAMESPACE = "admin"
 ADMIN_KWARGS = {
@@ -317,7 +318,7 @@ ADMIN_SITE_VIEWS = {
     "admin:view_on_site",
 }
 ADMIN_SITE_RULE = Rule(frozenset({A, SU}), kwargs=ADMIN_KWARGS)
-ADMIN_MODEL_RULE = Rule(frozenset({SU}), kwargs=ADMIN_KWARGS)
+ADMIN_MODEL_RULE = Rule(frozenset({A, SU}), kwargs=ADMIN_KWARGS)
 # No model admin declares autocomplete fields, so the autocomplete view refuses every caller.
 ADMIN_CLOSED_RULE = Rule(frozenset(), kwargs=ADMIN_KWARGS)
 # Shadowed by ``admin-login`` (the throttled login at the same path): requests reach that view.
@@ -580,7 +581,8 @@ def _let_in(endpoint: Endpoint, response) -> bool:
 
 
 def _superuser_refused(endpoint: Endpoint, superuser) -> bool:
-    """The read-only model admins (no add, no delete) refuse even a superuser those pages."""
+    """The read-only model admins (no add, no delete) refuse even a superuser those pages, and
+    so the admin role too."""
     action = endpoint.key.rsplit("_", 1)[-1]
     if action not in ("add", "delete"):
         return False
@@ -610,7 +612,7 @@ def test_roles(endpoint, objects):
     for method in _methods(endpoint, rule):
         allowed = EVERYONE if endpoint.key in ADMIN_OPEN else rule.allowed(method)
         if _superuser_refused(endpoint, objects["users"][SU]):
-            allowed = allowed - {SU}
+            allowed = allowed - {A, SU}
         for role in (*ROLES, SU) if endpoint.is_admin else ROLES:
             path = _path(endpoint, rule, objects)
             body = BODIES[endpoint.key](objects) if endpoint.key in BODIES else {}
