@@ -393,3 +393,19 @@ def _timed(client, url: str) -> float:
     start = time.perf_counter()
     assert client.get(url).status_code == 200
     return time.perf_counter() - start
+
+
+def test_the_campaign_page_links_its_raters_and_asks_before_closing(curator, engineer):
+    rob = f.rater("rob")
+    campaign = f.running_campaign(raters=[rob], n_items=1, name="Align")
+
+    for_curator = logged_in(curator).get(f"/campaigns/{campaign.pk}/").content.decode()
+    for_engineer = logged_in(engineer).get(f"/campaigns/{campaign.pk}/").content.decode()
+
+    assert f'<a href="/raters/{rob.pk}/">rob</a>' in for_curator
+    assert f'<a href="/raters/{rob.pk}/">' not in for_engineer
+    assert (
+        'data-confirm="Close campaign Align? Raters can no longer judge its items, and it cannot '
+        'be opened again."' in for_curator
+    )
+    assert '<script src="/static/js/confirm.js' in for_curator
