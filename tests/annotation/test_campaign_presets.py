@@ -337,3 +337,21 @@ def _timed(client, url: str) -> float:
     start = time.perf_counter()
     assert client.get(url).status_code == 200
     return time.perf_counter() - start
+
+
+@pytest.mark.django_db
+def test_the_api_names_presets_that_do_not_fit(api, curator):
+    response = api(curator).post(
+        "/api/campaigns/create/",
+        {"name": "Via API", "kind": "pair", "presets": ["pairwise", "style"]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "presets": [
+            "The sticker style preset is for single candidate campaigns, not side-by-side pair "
+            "ones."
+        ]
+    }
+    assert Campaign.objects.count() == 0
