@@ -8,6 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from annotation.models import CampaignMembership
 from annotation.quality.services.membership import rater_pause
@@ -25,6 +27,10 @@ def _new_rater(client, **changes):
     body = {"username": "ann", "email": "", "delivery": "show"}
     body.update(changes)
     return client.post("/raters/new/", body)
+
+
+def _uid(user) -> str:
+    return urlsafe_base64_encode(force_bytes(user.pk))
 
 
 def _link(html: str) -> str:
@@ -62,13 +68,6 @@ def test_a_curator_makes_a_rater_and_sees_the_link_once(curator):
     assert link.startswith(f"http://testserver/account/password/{_uid(ann)}/")
     assert "it is shown only now" in first
     assert LINK_RE.findall(again) == []
-
-
-def _uid(user) -> str:
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
-
-    return urlsafe_base64_encode(force_bytes(user.pk))
 
 
 def test_the_link_sets_the_password_once_and_the_rater_logs_in(curator):
