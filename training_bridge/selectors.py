@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from generation.models import Candidate
 from stickerloop.media import media_url
@@ -20,6 +20,7 @@ from training_bridge.models import (
     DatasetVersion,
     Split,
     TrainingTrigger,
+    TriggerOrigin,
     WeakImport,
     WeakSource,
 )
@@ -133,11 +134,19 @@ def dataset_version_list(
         filters &= Q(status=status)
     if kind:
         filters &= Q(kind=kind)
-    # The training trigger is joined in: the versions API shows each version's (one query for
-    # the page rather than one per version).
-    return DatasetVersion.objects.select_related(
-        "rule", "built_by", "published_by", "training_trigger"
-    ).filter(filters)
+    # The rule's training trigger is fetched with the page: the versions API shows each
+    # version's (one query for the page rather than one per version).
+    return (
+        DatasetVersion.objects.select_related("rule", "built_by", "published_by")
+        .prefetch_related(
+            Prefetch(
+                "training_triggers",
+                queryset=TrainingTrigger.objects.filter(origin=TriggerOrigin.RULE),
+                to_attr="rule_triggers",
+            )
+        )
+        .filter(filters)
+    )
 
 
 def dataset_version_entries(*, version: DatasetVersion, split: str | None = None):
@@ -256,7 +265,16 @@ def audit_events(
 
 
 def training_triggers(*, version: DatasetVersion) -> QuerySet[TrainingTrigger]:
-    return TrainingTrigger.objects.filter(version=version)
+    """Every trigger that fired on the version: its rule's and pipelines' (oldest first)."""
+    return TrainingTrigger.objects.filter(version=version).order_by("created_at", "id")
+
+
+def rule_trigger(version: DatasetVersion) -> TrainingTrigger | None:
+    """The trigger the version's rule fired on publish, if any; read from the prefetch of
+    ``dataset_version_list`` when the version came from there."""
+    if hasattr(version, "rule_triggers"):
+        return version.rule_triggers[0] if version.rule_triggers else None
+    return TrainingTrigger.objects.filter(version=version, origin=TriggerOrigin.RULE).first()
 
 
 def weak_source_list() -> QuerySet[WeakSource]:
