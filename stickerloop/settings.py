@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "training_bridge",
     "training_bridge.jobs",
     "training_bridge.experiments",
+    "training_bridge.pipelines",
     "webhooks",
     "simulation",
 ]
