@@ -18,7 +18,12 @@ from training_bridge.pipelines.models import (
 def pipeline_list(*, status: str | None = None) -> QuerySet[Pipeline]:
     """Newest first, each with its stage count and the stage it is at (one query for the page,
     one for the current stages)."""
-    qs = Pipeline.objects.select_related("created_by").annotate(stage_count=Count("stages"))
+    # Ordered here: a grouped query ignores Meta.ordering.
+    qs = (
+        Pipeline.objects.select_related("created_by")
+        .annotate(stage_count=Count("stages"))
+        .order_by("-created_at", "-id")
+    )
     if status:
         qs = qs.filter(status=status)
     return qs.prefetch_related(
