@@ -2,12 +2,16 @@
 through training triggers as versions are published and jobs end, failing at a stage and
 resuming from it, and advancing once however often or however concurrently it is asked."""
 
+import base64
+import json
+
 import pytest
 from django.core.exceptions import ValidationError
 
 from generation.models import ModelVersion
 from generation.services.batches import generation_batch_cancel, generation_batch_plan
 from generation.services.chunks import generation_chunk_run
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from tests import factories
 from tests.conftest import run_at_once
@@ -437,3 +441,27 @@ def test_declarations_that_do_not_fit_are_refused_naming_the_field(models, datas
         "stages.2.kind": ["Unknown stage kind 'deploy'; use one of dataset, training, evaluation."],
     }
     assert _refused([]) == {"stages": ["Give 1 to 20 stages, in the order they run."]}
+
+
+@pytest.mark.django_db
+def test_publishes_and_job_ends_queue_one_pipelines_message_each(
+    broker_clean, django_capture_on_commit_callbacks
+):
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        events.publish(events.TRAINING_JOB_FAILED, object_type="training_job", object_id=7)
+        events.publish(events.BATCH_FAILED, object_type="generation_batch", object_id=5)
+    # then the pipelines listener queued one message, for the job (the batch is none of its)
+    tasks = []
+    for raw in broker_clean.lrange("default", 0, -1):
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], args))
+    assert [args for task, args in tasks if task == "pipelines.on_event"] == [
+        ["training_job.failed", "training_job", 7]
+    ]
+    assert sorted(task for task, _ in tasks) == [
+        "pipelines.on_event",
+        "webhooks.record_event",
+        "webhooks.record_event",
+    ]

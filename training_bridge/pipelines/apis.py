@@ -2,7 +2,7 @@
 declare and resume pipelines; curators and engineers read them."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +14,7 @@ from training_bridge.pipelines.services.declaration import MAX_STAGES, pipeline_
 from training_bridge.pipelines.services.pipelines import pipeline_resume
 
 
-class StageOutput(serializers.ModelSerializer):
+class PipelineStageOutput(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField(
         help_text="Training stages: the model version the job produced."
     )
@@ -80,9 +80,9 @@ class PipelineDetailOutput(PipelineOutput):
     class Meta(PipelineOutput.Meta):
         fields = [*PipelineOutput.Meta.fields, "stages"]
 
-    @extend_schema(responses=StageOutput(many=True))
+    @extend_schema_field(PipelineStageOutput(many=True))
     def get_stages(self, obj: Pipeline) -> list[dict]:
-        return StageOutput(selectors.pipeline_stages(pipeline=obj), many=True).data
+        return PipelineStageOutput(selectors.pipeline_stages(pipeline=obj), many=True).data
 
 
 class PipelineListApi(generics.ListAPIView):

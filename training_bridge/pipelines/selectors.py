@@ -69,3 +69,11 @@ def pipelines_waiting_on(*, object_type: str, object_id: int) -> list[int]:
         .order_by("pipeline_id")
         .values_list("pipeline_id", flat=True)
     )
+
+
+def pipelines_running() -> list[int]:
+    return list(
+        Pipeline.objects.filter(status=PipelineStatus.RUNNING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

@@ -39,3 +39,20 @@ def on_event(name: str, object_type: str, object_id: int) -> None:
     for pipeline_id in pipelines_waiting_on(object_type=object_type, object_id=object_id):
         if pipeline_advance(pipeline_id=pipeline_id):
             advance.apply_async((pipeline_id,), countdown=ADVANCE_POLL_SECONDS)
+
+
+@shared_task(
+    name="pipelines.sweep",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def sweep() -> None:
+    """Beat: advance every running pipeline (``SWEEP_EVERY_SECONDS``), so that one whose
+    message was lost with a worker, or whose experiment poll was, moves on all the same."""
+    from training_bridge.pipelines.selectors import pipelines_running
+    from training_bridge.pipelines.services.pipelines import pipeline_advance
+
+    for pipeline_id in pipelines_running():
+        pipeline_advance(pipeline_id=pipeline_id)
