@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, FilteredRelation, Q, QuerySet, Sum, Value
 
 from generation.models import Candidate
 from stickerloop.media import media_url
@@ -134,17 +134,18 @@ def dataset_version_list(
         filters &= Q(status=status)
     if kind:
         filters &= Q(kind=kind)
-    # The rule's training trigger is fetched with the page: the versions API shows each
-    # version's (one query for the page rather than one per version).
+    # The rule's training trigger is joined in (at most one per version, a unique constraint):
+    # the versions API shows each version's, in the page's one query.
     return (
-        DatasetVersion.objects.select_related("rule", "built_by", "published_by")
-        .prefetch_related(
-            Prefetch(
-                "training_triggers",
-                queryset=TrainingTrigger.objects.filter(origin=TriggerOrigin.RULE),
-                to_attr="rule_triggers",
-            )
+        DatasetVersion.objects.annotate(
+            rule_trigger=FilteredRelation(
+                "training_triggers", condition=Q(training_triggers__origin=TriggerOrigin.RULE)
+            ),
+            # A version without a rule trigger gets no ``rule_trigger`` attribute at all; this
+            # says the join ran, so reading none needs no query.
+            rule_trigger_joined=Value(True),
         )
+        .select_related("rule", "built_by", "published_by", "rule_trigger")
         .filter(filters)
     )
 
@@ -270,10 +271,10 @@ def training_triggers(*, version: DatasetVersion) -> QuerySet[TrainingTrigger]:
 
 
 def rule_trigger(version: DatasetVersion) -> TrainingTrigger | None:
-    """The trigger the version's rule fired on publish, if any; read from the prefetch of
-    ``dataset_version_list`` when the version came from there."""
-    if hasattr(version, "rule_triggers"):
-        return version.rule_triggers[0] if version.rule_triggers else None
+    """The trigger the version's rule fired on publish, if any; joined in already when the
+    version came from ``dataset_version_list``."""
+    if getattr(version, "rule_trigger_joined", False):
+        return getattr(version, "rule_trigger", None)
     return TrainingTrigger.objects.filter(version=version, origin=TriggerOrigin.RULE).first()
 
 

@@ -22,6 +22,7 @@ from training_bridge.jobs.models import JobStatus, TrainingJob
 from training_bridge.jobs.output import training_job_register_output
 from training_bridge.jobs.triggers import dataset_version_publish_and_train
 from training_bridge.models import TrainingTrigger
+from training_bridge.pipelines import tasks as pipeline_tasks
 from training_bridge.pipelines.models import Pipeline, PipelineStage
 from training_bridge.pipelines.selectors import pipelines_waiting_on
 from training_bridge.pipelines.services.declaration import pipeline_create
@@ -465,3 +466,17 @@ def test_publishes_and_job_ends_queue_one_pipelines_message_each(
         "webhooks.record_event",
         "webhooks.record_event",
     ]
+
+
+@pytest.mark.django_db
+def test_the_beat_sweep_advances_a_pipeline_whose_message_was_lost(declared):
+    pipeline, _ = declared
+    finished = Pipeline.objects.create(
+        name="done", status="succeeded", finished_at=pipeline.created_at
+    )
+    # when beat's sweep runs (the declaration's message never reached a worker)
+    pipeline_tasks.sweep()
+    # then the running pipeline moved on and the finished one was left alone
+    assert _statuses(pipeline) == ["succeeded", "running", *["pending"] * 4]
+    finished.refresh_from_db()
+    assert (finished.status, finished.current_position) == ("succeeded", 0)
