@@ -138,6 +138,7 @@ def test_a_pipeline_runs_every_stage_through_triggers_publishes_and_job_ends(
     assert base_job.trigger == {
         "source": "dataset_publish",
         "dataset_version_id": datasets["alignment"].pk,
+        "pipeline": pipeline.pk,
         "pipeline_stage": base_stage.pk,
     }
     # when the job succeeds: stage 2 is given, stage 3 waits for the style rule's publish

@@ -164,6 +164,9 @@ def test_the_pipeline_page_shows_stages_links_the_failure_and_the_resume_button(
     pipeline_advance(pipeline_id=pipeline.pk)
     page = site(engineer).get(f"/training/pipelines/{pipeline.pk}/").content.decode()
     assert f'<a href="/training/jobs/{job.pk}/">{job.pk}</a>' in page
+    job_page = site(engineer).get(f"/training/jobs/{job.pk}/").content.decode()
+    link = f'<a href="/training/pipelines/{pipeline.pk}/" id="pipeline-link">'
+    assert f"{link}pipeline {pipeline.pk}</a>" in job_page
     version = datasets["alignment"]
     assert f'<a href="/datasets/versions/{version.pk}/">{version}</a>' in page
     reason = f"Stage 1 (base): Job {job.pk} cancelled: Cancelled by engineer."

@@ -38,8 +38,8 @@ def training_job_create_from_trigger(
     ``trigger``: ``{"recipe", "base_model_version_id", "params", "role"}``; ``role`` is the
     published version's role (default: the recipe's only role). Recipes with two roles name the
     other dataset version in ``"datasets": {"<role>": <dataset version id>}``. Optional:
-    ``"evaluate"`` (default true), ``"name"``, and ``"pipeline_stage"`` (the pipeline stage
-    that asked, kept in the job's ``trigger``).
+    ``"evaluate"`` (default true), ``"name"``, and ``"pipeline"`` and ``"pipeline_stage"`` (the
+    pipeline stage that asked, kept in the job's ``trigger``).
 
     Raises:
         ValidationError: a malformed trigger, or a job that does not fit its recipe.
@@ -98,9 +98,7 @@ def training_job_create_from_trigger(
         trigger={
             "source": "dataset_publish",
             "dataset_version_id": dataset_version.pk,
-            **(
-                {"pipeline_stage": trigger["pipeline_stage"]} if "pipeline_stage" in trigger else {}
-            ),
+            **{key: trigger[key] for key in ("pipeline", "pipeline_stage") if key in trigger},
         },
     )
 

@@ -136,6 +136,7 @@ def _fire(stage: PipelineStage, stages: list[PipelineStage], pipeline: Pipeline)
                 },
                 "evaluate": stage.evaluate,
                 "name": f"{pipeline.name} · {stage.name}",
+                "pipeline": pipeline.pk,
                 "pipeline_stage": stage.pk,
             },
         )
