@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from generation.models import ModelVersion
 from generation.services.batches import generation_batch_cancel, generation_batch_plan
@@ -481,3 +482,47 @@ def test_the_beat_sweep_advances_a_pipeline_whose_message_was_lost(declared):
     assert _statuses(pipeline) == ["succeeded", "running", *["pending"] * 4]
     finished.refresh_from_db()
     assert (finished.status, finished.current_position) == ("succeeded", 0)
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_stages_that_break_the_pipeline_rules(datasets):
+    rule = datasets["alignment"].rule
+    pipeline = Pipeline.objects.create(name="constrained")
+    dataset = {"pipeline": pipeline, "kind": "dataset", "rule": rule, "role": "train"}
+    PipelineStage.objects.create(position=0, name="a", status="waiting", **dataset)
+    refused = {
+        "pipeline_stage_unique_position": {"position": 0, "name": "b", **dataset},
+        "pipeline_stage_unique_name": {"position": 1, "name": "a", **dataset},
+        "pipeline_one_active_stage": {"position": 1, "name": "b", "status": "running", **dataset},
+        "pipeline_stage_failed_has_error": {
+            "position": 1,
+            "name": "b",
+            "status": "failed",
+            **dataset,
+        },
+        "pipeline_stage_status_known": {"position": 1, "name": "b", "status": "paused", **dataset},
+        "pipeline_dataset_stage_succeeded_has_version": {
+            "position": 1,
+            "name": "b",
+            "status": "succeeded",
+            **dataset,
+        },
+        "pipeline_dataset_stage_has_rule_and_role": {
+            "position": 1,
+            "name": "b",
+            **{**dataset, "role": ""},
+        },
+        "pipeline_stage_one_base": {
+            "pipeline": pipeline,
+            "position": 1,
+            "name": "b",
+            "kind": "training",
+            "recipe": "finetune",
+        },
+    }
+    for constraint, fields in refused.items():
+        with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+            PipelineStage.objects.create(**fields)
+    with pytest.raises(IntegrityError, match="pipeline_failed_has_error"), transaction.atomic():
+        Pipeline.objects.filter(pk=pipeline.pk).update(status="failed")
+    assert PipelineStage.objects.count() == 1
