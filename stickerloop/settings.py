@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "training_bridge",
     "training_bridge.jobs",
     "training_bridge.experiments",
+    "training_bridge.pipelines",
     "webhooks",
     "simulation",
 ]
@@ -338,10 +339,14 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "training_bridge.jobs.models.JobStatus",
         "MembershipStatusEnum": "annotation.models.MembershipStatus",
         "ModelKindEnum": "generation.models.ModelKind",
+        "PipelineStageKindEnum": "training_bridge.pipelines.models.StageKind",
+        "PipelineStageStatusEnum": "training_bridge.pipelines.models.StageStatus",
+        "PipelineStatusEnum": "training_bridge.pipelines.models.PipelineStatus",
         "PromptFileFormatEnum": "generation.models.PromptFileFormat",
         "RaterPromptEnum": "annotation.models.RaterPrompt",
         "ModelRoleEnum": "generation.models.ModelRole",
         "TaskStatusEnum": "training_bridge.models.TaskStatus",
+        "TriggerOriginEnum": "training_bridge.models.TriggerOrigin",
         "TriggerStatusEnum": "training_bridge.models.TriggerStatus",
         "VersionStatusEnum": "training_bridge.models.VersionStatus",
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",
@@ -448,6 +453,8 @@ for _entry, _task in (
     ("generation-sweep-chunks", "generation.sweep_chunks"),
     ("curation-sweep-exports", "training_bridge.sweep_exports"),
     ("training-sweep-jobs", "training_jobs.sweep"),
+    # Not a dead worker's row: a running pipeline whose advance message was lost moves on.
+    ("pipelines-sweep", "pipelines.sweep"),
 ):
     CELERY_BEAT_SCHEDULE[_entry] = {"task": _task, "schedule": float(SWEEP_EVERY_SECONDS)}
 

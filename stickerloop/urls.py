@@ -13,6 +13,7 @@ api_patterns = [
     path("", include("training_bridge.urls_api")),
     path("", include("training_bridge.jobs.urls_api")),
     path("", include("training_bridge.experiments.urls_api")),
+    path("", include("training_bridge.pipelines.urls_api")),
     path("", include("webhooks.urls_api")),
     path("auth/token/", views.TokenObtainApi.as_view(), name="api-token"),
     path("auth/token/revoke/", views.TokenRevokeApi.as_view(), name="api-token-revoke"),
@@ -42,6 +43,7 @@ urlpatterns = [
     path("", include("training_bridge.urls")),
     path("", include("training_bridge.jobs.urls")),
     path("", include("training_bridge.experiments.urls")),
+    path("", include("training_bridge.pipelines.urls")),
     path("", include("webhooks.urls")),
 ]
 

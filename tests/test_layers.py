@@ -23,6 +23,9 @@ LAYERS = [
     # Experiments evaluate arms with the jobs' evaluation parts; nothing below imports them
     # (the job and model version pages link to their list by URL name).
     "training_bridge.experiments",
+    # Pipelines run stages through the triggers, jobs and experiments below them, and hear of
+    # publishes and job ends through stickerloop.events; nothing below imports them.
+    "training_bridge.pipelines",
     # Webhooks read every app's rows and name their URLs; no app imports webhooks (they announce
     # state changes through stickerloop.events, which imports no app).
     "webhooks",

@@ -171,6 +171,9 @@ def test_every_task_is_routed_to_its_queue():
         "generation.plan_batch": "default",
         "generation.run_chunk": "gpu",
         "generation.sweep_chunks": "default",
+        "pipelines.advance": "default",
+        "pipelines.on_event": "default",
+        "pipelines.sweep": "default",
         "quality.aggregate_campaign": "default",
         "quality.aggregate_periodic": "default",
         "quality.score_gold_judgment": "default",
@@ -191,6 +194,7 @@ def test_every_task_is_routed_to_its_queue():
         "generation.sweep_chunks",
         "training_bridge.sweep_exports",
         "training_jobs.sweep",
+        "pipelines.sweep",
         "webhooks.sweep",
     }
     for name in ours:

@@ -51,8 +51,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(TrainingTrigger)
 class TrainingTriggerAdmin(ReadOnlyAdmin):
-    list_display = ["id", "version", "status", "job_id", "created_at", "fired_at"]
-    list_filter = ["status"]
+    list_display = ["id", "version", "origin", "status", "job_id", "created_at", "fired_at"]
+    list_filter = ["origin", "status"]
 
 
 @admin.register(WeakSource)

@@ -507,12 +507,22 @@ class TriggerStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class TrainingTrigger(models.Model):
-    """The training a publish asked for, fired in the publishing transaction
-    (``jobs.triggers``); a failed one records why and can be fired again."""
+class TriggerOrigin(models.TextChoices):
+    RULE = "rule", "The version's rule (fired in the publishing transaction)"
+    PIPELINE = "pipeline", "A pipeline stage waiting for this version"
 
-    version = models.OneToOneField(
-        DatasetVersion, on_delete=models.PROTECT, related_name="training_trigger"
+
+class TrainingTrigger(models.Model):
+    """The training a publish asked for (``jobs.triggers``): the version's rule's trigger, fired
+    in the publishing transaction, or a pipeline's next stage, fired when the pipeline advances
+    on the publish. A failed one records why and can be fired again. A version has at most one
+    rule trigger; any number of pipelines may train on it."""
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="training_triggers"
+    )
+    origin = models.CharField(
+        max_length=16, choices=TriggerOrigin.choices, default=TriggerOrigin.RULE, db_index=True
     )
     trigger = models.JSONField(help_text='{"recipe", "base_model_version_id", "params", "role"}')
     status = models.CharField(max_length=16, choices=TriggerStatus.choices, db_index=True)
@@ -529,6 +539,14 @@ class TrainingTrigger(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~Q(status="fired") | Q(job_id__isnull=False), name="trigger_fired_has_job"
+            ),
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=Q(origin="rule"),
+                name="trigger_one_rule_trigger_per_version",
+            ),
+            models.CheckConstraint(
+                condition=Q(origin__in=["rule", "pipeline"]), name="trigger_origin_known"
             ),
         ]
 

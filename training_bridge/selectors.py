@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, FilteredRelation, Q, QuerySet, Sum, Value
 
 from generation.models import Candidate
 from stickerloop.media import media_url
@@ -20,6 +20,7 @@ from training_bridge.models import (
     DatasetVersion,
     Split,
     TrainingTrigger,
+    TriggerOrigin,
     WeakImport,
     WeakSource,
 )
@@ -133,11 +134,20 @@ def dataset_version_list(
         filters &= Q(status=status)
     if kind:
         filters &= Q(kind=kind)
-    # The training trigger is joined in: the versions API shows each version's (one query for
-    # the page rather than one per version).
-    return DatasetVersion.objects.select_related(
-        "rule", "built_by", "published_by", "training_trigger"
-    ).filter(filters)
+    # The rule's training trigger is joined in (at most one per version, a unique constraint):
+    # the versions API shows each version's, in the page's one query.
+    return (
+        DatasetVersion.objects.annotate(
+            rule_trigger=FilteredRelation(
+                "training_triggers", condition=Q(training_triggers__origin=TriggerOrigin.RULE)
+            ),
+            # A version without a rule trigger gets no ``rule_trigger`` attribute at all; this
+            # says the join ran, so reading none needs no query.
+            rule_trigger_joined=Value(True),
+        )
+        .select_related("rule", "built_by", "published_by", "rule_trigger")
+        .filter(filters)
+    )
 
 
 def dataset_version_entries(*, version: DatasetVersion, split: str | None = None):
@@ -256,7 +266,16 @@ def audit_events(
 
 
 def training_triggers(*, version: DatasetVersion) -> QuerySet[TrainingTrigger]:
-    return TrainingTrigger.objects.filter(version=version)
+    """Every trigger that fired on the version: its rule's and pipelines' (oldest first)."""
+    return TrainingTrigger.objects.filter(version=version).order_by("created_at", "id")
+
+
+def rule_trigger(version: DatasetVersion) -> TrainingTrigger | None:
+    """The trigger the version's rule fired on publish, if any; joined in already when the
+    version came from ``dataset_version_list``."""
+    if getattr(version, "rule_trigger_joined", False):
+        return getattr(version, "rule_trigger", None)
+    return TrainingTrigger.objects.filter(version=version, origin=TriggerOrigin.RULE).first()
 
 
 def weak_source_list() -> QuerySet[WeakSource]:

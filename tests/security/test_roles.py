@@ -44,6 +44,7 @@ from training_bridge.models import (
     WeakImport,
     WeakSource,
 )
+from training_bridge.pipelines.models import Pipeline, PipelineStage
 from webhooks.models import Delivery, Event
 from webhooks.models import Endpoint as WebhookEndpoint
 
@@ -270,6 +271,16 @@ RULES: dict[str, Rule] = {
     "experiment-list": Rule(STAFF),
     "experiment-detail": Rule(STAFF, kwargs=pk("experiment")),
     "experiment-compute": Rule(ENGINEERS, kwargs=pk("experiment"), methods=POST_ONLY),
+    # Pipelines: engineers declare and resume, curators and engineers read
+    "api-pipeline-list": Rule(STAFF),
+    "api-pipeline-create": Rule(ENGINEERS),
+    "api-pipeline-detail": Rule(STAFF, kwargs=pk("pipeline")),
+    "api-pipeline-resume": Rule(ENGINEERS, kwargs=pk("pipeline")),
+    "pipeline-list": Rule(STAFF),
+    "pipeline-create": Rule(ENGINEERS),
+    "pipeline-detail": Rule(STAFF, kwargs=pk("pipeline")),
+    "pipeline-live": Rule(STAFF, kwargs=pk("pipeline")),
+    "pipeline-resume": Rule(ENGINEERS, kwargs=pk("pipeline"), methods=POST_ONLY),
     # Webhooks: curators and ML engineers register and watch endpoints; raters never.
     "api-webhook-event-types": Rule(STAFF),
     "api-webhook-endpoint-list": Rule(STAFF),
@@ -495,6 +506,18 @@ def _make_objects() -> dict:
             prompt_set=f.prompt_set(["a held-out matrix prompt"], held_out=True),
             seeds=[1, 2],
         ).pk,
+        "pipeline": PipelineStage.objects.create(
+            pipeline=Pipeline.objects.create(
+                name="matrix pipeline", status="failed", error="Stage 0 (corpus): matrix."
+            ),
+            position=0,
+            name="corpus",
+            kind="dataset",
+            rule=rule,
+            role="content",
+            status="failed",
+            error="matrix.",
+        ).pipeline_id,
         "content_type": ContentType.objects.get_for_model(type(users[R])).pk,
     }
     endpoint = WebhookEndpoint.objects.create(

@@ -29,6 +29,7 @@ from tests.conftest import client_for
 from training_bridge.experiments.models import Experiment
 from training_bridge.jobs.models import TrainingJob
 from training_bridge.models import DatasetExport, WeakImport, WeakSource
+from training_bridge.pipelines.models import Pipeline, PipelineStage
 from webhooks.models import Delivery, DeliveryAttempt
 from webhooks.models import Endpoint as WebhookEndpoint
 from webhooks.models import Event as WebhookEvent
@@ -138,6 +139,28 @@ def world(rater, curator, engineer, admin_user):
         prompt_set=factories.prompt_set(["a held-out cat", "a held-out dog"], held_out=True),
         seeds=[1, 2],
     )
+    pipeline = Pipeline.objects.create(name="schema pipeline")
+    PipelineStage.objects.create(
+        pipeline=pipeline,
+        position=0,
+        name="corpus",
+        kind="dataset",
+        rule=version.rule,
+        role="train",
+        dataset_version=version,
+        status="succeeded",
+    )
+    PipelineStage.objects.create(
+        pipeline=pipeline,
+        position=1,
+        name="base",
+        kind="training",
+        recipe="finetune",
+        base_model_version=base,
+        params={"max_train_steps": 10},
+        job=job,
+        status="running",
+    )
     endpoint = WebhookEndpoint.objects.create(
         url="https://93.184.216.34/hook", events=["export.ready"], secret="whsec_schema"
     )
@@ -166,6 +189,7 @@ def world(rater, curator, engineer, admin_user):
         "dataset-versions": version.pk,
         "experiments": experiment.pk,
         "model-versions": base.pk,
+        "pipelines": pipeline.pk,
         "prompt-enhancers": enhancer.pk,
         "prompt-sets": prompt_set.pk,
         "prompt-sets/imports": prompt_import.pk,

@@ -29,7 +29,7 @@ from training_bridge.versions import (
 class TriggerOutput(serializers.ModelSerializer):
     class Meta:
         model = TrainingTrigger
-        fields = ["id", "status", "trigger", "job_id", "error", "created_at", "fired_at"]
+        fields = ["id", "origin", "status", "trigger", "job_id", "error", "created_at", "fired_at"]
 
 
 class VersionOutput(serializers.ModelSerializer):
@@ -65,11 +65,8 @@ class VersionOutput(serializers.ModelSerializer):
         ]
 
     def get_training_trigger(self, obj: DatasetVersion) -> dict | None:
-        try:
-            trigger = obj.training_trigger  # joined in by selectors.dataset_version_list
-        except TrainingTrigger.DoesNotExist:
-            return None
-        return TriggerOutput(trigger).data
+        trigger = selectors.rule_trigger(obj)
+        return None if trigger is None else TriggerOutput(trigger).data
 
 
 class RuleBuildApi(APIView):

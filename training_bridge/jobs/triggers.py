@@ -38,7 +38,8 @@ def training_job_create_from_trigger(
     ``trigger``: ``{"recipe", "base_model_version_id", "params", "role"}``; ``role`` is the
     published version's role (default: the recipe's only role). Recipes with two roles name the
     other dataset version in ``"datasets": {"<role>": <dataset version id>}``. Optional:
-    ``"evaluate"`` (default true), ``"name"``.
+    ``"evaluate"`` (default true), ``"name"``, and ``"pipeline"`` and ``"pipeline_stage"`` (the
+    pipeline stage that asked, kept in the job's ``trigger``).
 
     Raises:
         ValidationError: a malformed trigger, or a job that does not fit its recipe.
@@ -94,7 +95,11 @@ def training_job_create_from_trigger(
         name=str(trigger.get("name") or f"{recipe} on {dataset_version}"),
         evaluate=bool(trigger.get("evaluate", True)),
         requested_by=requested_by,
-        trigger={"source": "dataset_publish", "dataset_version_id": dataset_version.pk},
+        trigger={
+            "source": "dataset_publish",
+            "dataset_version_id": dataset_version.pk,
+            **{key: trigger[key] for key in ("pipeline", "pipeline_stage") if key in trigger},
+        },
     )
 
 
@@ -146,6 +151,27 @@ def _trigger_fire(trigger: TrainingTrigger) -> TrainingTrigger:
         details={"trigger": trigger.trigger, "job_id": job.pk},
     )
     return trigger
+
+
+@transaction.atomic
+def training_trigger_create(
+    *,
+    version: DatasetVersion,
+    trigger: dict,
+    origin: str,
+    requested_by: AbstractBaseUser | None = None,
+) -> TrainingTrigger:
+    """Fire a new trigger on a published version and store it with its outcome (fired with the
+    job, or failed with the reason): how a pipeline's training stage starts when the version
+    it waited for is published. The rule's own trigger fires in the publish itself
+    (``dataset_version_publish_and_train``)."""
+    if version.status != VersionStatus.PUBLISHED:
+        raise ServiceConflict(
+            f"Version {version.pk} is {version.status}; only published versions train."
+        )
+    return _trigger_fire(
+        TrainingTrigger(version=version, trigger=trigger, origin=origin, requested_by=requested_by)
+    )
 
 
 @transaction.atomic
