@@ -37,20 +37,23 @@ Sizes (``SIZES`` below; full / ``--quick``):
 
 | | full | quick |
 |---|---|---|
-| held-in prompts × seeds (stickers) | 96 × 2 (192) | 12 × 1 (12) |
-| style subjects (Style set content) | 3 | 3 |
+| held-in prompts × seeds (stickers) | 96 × 2 (192) | 16 × 2 (32) |
+| style subjects (Style set content) | 3 | 4 |
 | raters, overlap | 12, 3 | 6, 1 |
 | training seeds | 1, 2, 3 | 1 |
-| steps per arm (batch 4) | 200 | 4 |
+| steps per arm (batch 4, learning rate 1e-4) | 120 | 4 |
 | held-out prompts × seeds | 32 × 2 | 4 × 2 |
 | teacher sources (held-in stickers) | 32 | 3 |
-| student steps | 200 | 4 |
+| student steps (batch 2) | 60 | 4 |
 | held-out animation sources | 8 | 2 |
 
     python bench/loop.py [--quick] [--out DIR]        # make loop / make bench BENCH_ARGS=--quick
 
-The full run is meant to take at most 45 minutes on 2 cores, ``--quick`` at most 5; ``--quick``
-exits non-zero unless every stage ran and every arm was evaluated. Prints a table, saves
+Why these sizes: on the shared 2-core machine under load (load average 5 to 8) a sticker training
+step took 0.65 to 0.75 s and a student step 1.9 s, and each job about 30 s more to start, load and
+save; 12 sticker jobs of 120 steps and 3 student jobs of 60 steps are then about 30 minutes of
+the 45. The full run is meant to take at most 45 minutes on 2 cores, ``--quick`` at most 5;
+``--quick`` exits non-zero unless every stage ran and every arm was evaluated. Prints a table, saves
 ``loop.svg`` under ``--out``; the last line is one JSON object of figures.
 """
 
@@ -103,8 +106,10 @@ class Sizes:
 
 
 SIZES = {
-    "full": Sizes(96, (0, 1), 3, 12, 3, (1, 2, 3), 200, 32, (1, 2), 32, 200, 8, 600.0),
-    "quick": Sizes(12, (0,), 3, 6, 1, (1,), 4, 4, (1, 2), 3, 4, 2, 120.0),
+    "full": Sizes(96, (0, 1), 3, 12, 3, (1, 2, 3), 120, 32, (1, 2), 32, 60, 8, 600.0),
+    # --quick: enough stickers that the narrow Style set is not empty by chance (about a quarter of
+    # the base's stickers pass style).
+    "quick": Sizes(16, (0, 1), 4, 6, 1, (1,), 4, 4, (1, 2), 3, 4, 2, 120.0),
 }
 
 
@@ -611,7 +616,12 @@ def summarise(images: dict[int, dict], animations: dict, teacher_steps: int, stu
             values = [v for v in values if v is not None]
             if values:
                 mean, spread = mean_spread(values)
-                table[label][axis] = {"mean": round(mean, 4), "spread": round(spread, 4)}
+                table[label][axis] = {
+                    "mean": round(mean, 4),
+                    "spread": round(spread, 4),
+                    "low": round(min(values), 4),
+                    "high": round(max(values), 4),
+                }
 
     def m(label, axis):
         return table[label].get(axis, {}).get("mean", float("nan"))
@@ -645,12 +655,19 @@ def summarise(images: dict[int, dict], animations: dict, teacher_steps: int, stu
         "student_steps_le_half": student_steps * 2 <= teacher_steps,
     }
     anim = {
-        label: {"motion": round(v["motion"], 4), "latency_ms": v.get("latency_ms")}
+        label: {
+            "motion": round(v["motion"], 4),
+            "motion_low": round(v["motion"], 4),
+            "motion_high": round(v["motion"], 4),
+            "latency_ms": v.get("latency_ms"),
+        }
         for label, v in teachers.items()
     } | {
         "student": {
             "motion": round(student_motion, 4),
             "motion_spread": round(student_spread, 4),
+            "motion_low": round(min(s["motion"] for s in students), 4),
+            "motion_high": round(max(s["motion"] for s in students), 4),
             "latency_ms": round(statistics.fmean(s.get("latency_ms") or 0 for s in students), 1),
             "steps": student_steps,
         }
@@ -684,37 +701,46 @@ def print_table(table: dict, anim: dict, targets: dict) -> None:
 
 
 def save_plot(table: dict, anim: dict, out: Path) -> Path:
-    import matplotlib
+    """``loop.svg``: per axis, each arm's mean over training seeds as a dot and the seeds'
+    range as its bar, drawn by the platform's own interval chart (the experiment pages')."""
+    import re
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from annotation.quality.svg import interval_chart
 
-    labels = list(table)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.38
-    for offset, axis in ((-width / 2, "alignment"), (width / 2, "style")):
-        means = [table[label].get(axis, {}).get("mean", 0) for label in labels]
-        spreads = [table[label].get(axis, {}).get("spread", 0) for label in labels]
-        left.bar([i + offset for i in range(len(labels))], means, width, yerr=spreads, label=axis)
-    left.set_xticks(range(len(labels)), labels, rotation=25, ha="right")
-    left.set_ylabel("oracle pass rate (held-out prompts)")
-    left.set_ylim(0, 1)
-    left.legend()
-    left.set_title("Stickers: mean and spread over training seeds")
-    names = list(anim)
-    right.bar(
-        names,
-        [anim[n]["motion"] for n in names],
-        yerr=[anim[n].get("motion_spread", 0) for n in names],
+    charts = []
+    for axis in ("alignment", "style", "diversity"):
+        rows = []
+        for label, axes in table.items():
+            figure = axes.get(axis)
+            if figure is not None:
+                low, high = figure["low"], figure["high"]
+                rows.append((label, figure["mean"], low, high))
+        charts.append(
+            interval_chart(rows, title=f"Stickers, {axis} (held-out prompts)", domain=(0.0, 1.0))
+        )
+    charts.append(
+        interval_chart(
+            [(label, f["motion"], f["motion_low"], f["motion_high"]) for label, f in anim.items()],
+            title="Animations, oracle motion pass rate",
+            domain=(0.0, 1.0),
+        )
     )
-    right.set_ylabel("oracle motion pass rate")
-    right.set_ylim(0, 1)
-    right.set_title("Animations: student against the teachers")
-    fig.tight_layout()
+    body, y, width = [], 0, 0
+    for chart in charts:
+        w, h = (int(v) for v in re.search(r'width="(\d+)" height="(\d+)"', chart).groups())
+        body.append(
+            f'<g transform="translate(0,{y + 18})"><text y="-4" font-size="12" '
+            f'font-family="system-ui, sans-serif">{chart.split("<title>")[1].split("</title>")[0]}'
+            f"</text>{chart}</g>"
+        )
+        y, width = y + h + 26, max(width, w)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "loop.svg"
-    fig.savefig(path)
-    plt.close(fig)
+    path.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+        f'viewBox="0 0 {width} {y}">{"".join(body)}</svg>\n',
+        encoding="utf-8",
+    )
     return path
 
 
