@@ -629,14 +629,18 @@ def summarise(images: dict[int, dict], animations: dict, teacher_steps: int, stu
     def sp(label, axis):
         return table[label].get(axis, {}).get("spread", 0.0)
 
-    trained_axis = {"alignment": "alignment", "style": "style"}
+    # The axes each arm was trained for: its set's, and both for the arms trained on both sets.
+    trained_for = {
+        "alignment": ("alignment",),
+        "style": ("style",),
+        "sequential": ("alignment", "style"),
+        "style_tailoring": ("alignment", "style"),
+    }
     beats = {
-        f"{arm}_beats_base_on_{axis}": m(arm, axis) - m("base", axis) > max(sp(arm, axis), 0.0)
-        for arm, axis in trained_axis.items()
-    } | {
-        f"{arm}_beats_base_on_{axis}": m(arm, axis) - m("base", axis) > sp(arm, axis)
-        for arm in ("sequential", "style_tailoring")
-        for axis in ("alignment", "style")
+        f"{arm}_beats_base_on_{axis}": m(arm, axis) - m("base", axis)
+        > max(sp(arm, axis), sp("base", axis))
+        for arm, axes in trained_for.items()
+        for axis in axes
     }
     st, seq = "style_tailoring", "sequential"
     targets = beats | {
@@ -856,7 +860,11 @@ def main() -> None:
         images, experiments = timed(
             "evaluate_images", stage_evaluate_images, api, sizes, base, trained, judge
         )
-        heldout_stickers = api.all("/api/candidates/", batch=experiments[0]["arms"][0]["batch"])
+        # One sticker per held-out prompt (the base arm's first seed), as the animation sources.
+        base_stickers = api.all("/api/candidates/", batch=experiments[0]["arms"][0]["batch"])
+        heldout_stickers = list(
+            {c["raw_prompt"]: c for c in sorted(base_stickers, key=lambda c: -c["seed"])}.values()
+        )
         animations, anim_experiment = timed(
             "evaluate_animations",
             stage_evaluate_animations,
