@@ -2,8 +2,8 @@
 sticker world, through the platform's HTTP API and tasks like any client.
 
 The driver starts the processes (a scratch database, ``manage.py build_default_models``, gunicorn,
-a Celery worker on ``default`` and one on ``gpu,train``), makes one account holding the curator
-and engineer roles, and from then on only speaks HTTP to the site, and runs
+a Celery worker on each of ``default``, ``gpu`` and ``train``), makes one account holding the
+curator and engineer roles, and from then on only speaks HTTP to the site, and runs
 ``manage.py simulate_raters`` for the campaigns. Stages, in order:
 
 1. ``generate``: a prompt set of held-in prompts (stream ``heldin``), one sticker batch of the
@@ -14,7 +14,8 @@ and engineer roles, and from then on only speaks HTTP to the site, and runs
 3. ``curate``: two dataset rules (``aligned`` is yes; ``style_pass`` is yes), built and published.
 4. ``train``: per training seed, four jobs on the same two versions, with equal steps and batch
    size: ``finetune`` on the Alignment set, ``finetune`` on the Style set, ``sequential``
-   (Alignment then Style) and ``style_tailoring`` (content Alignment, style Style).
+   (Alignment then Style) and ``style_tailoring`` (content Alignment, style Style), queued to a
+   ``train`` worker of their own, which runs them while the ``gpu`` worker animates (stage 6).
 5. ``evaluate``: only now is the held-out prompt set (stream ``heldout``) imported. Per training
    seed, one image experiment: the base, the prompt-engineered base (a template arm) and the four
    trained arms, on the same held-out prompts and seeds. The oracle judges every arm's stickers
@@ -41,18 +42,20 @@ Sizes (``SIZES`` below; full / ``--quick``):
 | style subjects (Style set content) | 3 | 4 |
 | raters, overlap | 12, 3 | 6, 1 |
 | training seeds | 1, 2, 3 | 1 |
-| steps per arm (batch 4, learning rate 1e-4) | 120 | 4 |
-| held-out prompts × seeds | 32 × 2 | 4 × 2 |
+| steps per arm (batch 4, learning rate 1e-4) | 100 | 4 |
+| held-out prompts × seeds | 24 × 2 | 4 × 2 |
 | teacher sources (held-in stickers) | 32 | 3 |
-| student steps (batch 2) | 60 | 4 |
+| student steps (batch 2) | 50 | 4 |
 | held-out animation sources | 8 | 2 |
 
     python bench/loop.py [--quick] [--out DIR]        # make loop / make bench BENCH_ARGS=--quick
 
 Why these sizes: on the shared 2-core machine under load (load average 5 to 8) a sticker training
-step took 0.65 to 0.75 s and a student step 1.9 s, and each job about 30 s more to start, load and
-save; 12 sticker jobs of 120 steps and 3 student jobs of 60 steps are then about 30 minutes of
-the 45. The full run is meant to take at most 45 minutes on 2 cores, ``--quick`` at most 5;
+step took 0.65 to 0.75 s and a student step 1.9 s, each job about 30 s more to start, load and
+save, and a sticker about 0.7 s to generate. 12 sticker jobs of 100 steps and 3 student jobs of
+50 steps are then about 26 minutes, the experiments' 3 × 6 × 48 stickers about 10, generation,
+rating and the teachers (beside the training) about 6: some 42 minutes under that load.
+The full run is meant to take at most 45 minutes on 2 cores, ``--quick`` at most 5;
 ``--quick`` exits non-zero unless every stage ran and every arm was evaluated. Prints a table, saves
 ``loop.svg`` under ``--out``; the last line is one JSON object of figures.
 """
@@ -85,6 +88,7 @@ TRAINING_PATH = (
     "stage_train",
     "stage_teachers",
     "stage_distill",
+    "jobs_ended",
 )
 
 
@@ -106,7 +110,7 @@ class Sizes:
 
 
 SIZES = {
-    "full": Sizes(96, (0, 1), 3, 12, 3, (1, 2, 3), 120, 32, (1, 2), 32, 60, 8, 600.0),
+    "full": Sizes(96, (0, 1), 3, 12, 3, (1, 2, 3), 100, 24, (1, 2), 32, 50, 8, 600.0),
     # --quick: enough stickers that the narrow Style set is not empty by chance (about a quarter of
     # the base's stickers pass style).
     "quick": Sizes(16, (0, 1), 4, 6, 1, (1,), 4, 4, (1, 2), 3, 4, 2, 120.0),
@@ -343,8 +347,9 @@ def job_ended(api: Client, job_id: int, timeout: float) -> dict:
     return job
 
 
-def stage_train(api: Client, sizes: Sizes, base: dict, versions: dict) -> dict[int, dict]:
-    """Per training seed, the four arms: equal steps, batch size and learning rate."""
+def stage_train(api: Client, sizes: Sizes, base: dict, versions: dict) -> dict[tuple, dict]:
+    """Per training seed, the four arms queued: equal steps, batch size and learning rate.
+    ``{(seed, arm): job}``; the ``train`` worker runs them while the teachers animate."""
     a, s = versions["alignment"]["id"], versions["style"]["id"]
     plans = {
         "alignment": ("finetune", {"train": a}),
@@ -371,10 +376,13 @@ def stage_train(api: Client, sizes: Sizes, base: dict, versions: dict) -> dict[i
                 datasets=datasets,
                 params=params,
             )
-    out: dict[int, dict] = {seed: {} for seed in sizes.training_seeds}
-    for (seed, arm), job in queued.items():
-        out[seed][arm] = job_ended(api, job["id"], timeout=3600)
-    return out
+    return queued
+
+
+def jobs_ended(api: Client, queued: dict) -> dict:
+    """Wait for every queued job (``{key: job}``); ``{key: ended job}``, raising unless all
+    succeeded."""
+    return {key: job_ended(api, job["id"], timeout=3600) for key, job in queued.items()}
 
 
 def stage_teachers(
@@ -421,8 +429,8 @@ def stage_teachers(
 def stage_distill(
     api: Client, sizes: Sizes, campaign: dict, student: dict, teacher_steps: int
 ) -> tuple[dict, dict[int, dict]]:
-    """A teacher-selection version from the picks; ``distill_student`` per training seed at
-    half the teachers' inference steps."""
+    """A teacher-selection version from the picks; ``distill_student`` queued per training seed
+    at half the teachers' inference steps (``{seed: job}``)."""
     version = curate(
         api,
         name="loop: teacher selection from picks",
@@ -448,7 +456,7 @@ def stage_distill(
         )
         for seed in sizes.training_seeds
     }
-    return version, {seed: job_ended(api, job["id"], timeout=3600) for seed, job in queued.items()}
+    return version, queued
 
 
 # Evaluation --------------------------------------------------------------------------------------
@@ -814,7 +822,10 @@ def main() -> None:
     site_url = f"http://127.0.0.1:{port}"
     site = start_site(env, port, work / "gunicorn.log")
     default_worker = start_worker("default", env, work / "worker-default.log")
-    gpu_worker = start_worker("gpu,train", env, work / "worker-gpu.log")
+    # Generation and training in workers of their own: the teachers animate while the sticker
+    # arms train.
+    gpu_worker = start_worker("gpu", env, work / "worker-gpu.log")
+    train_worker = start_worker("train", env, work / "worker-train.log")
     ran: dict[str, bool] = {}
     try:
 
@@ -851,6 +862,16 @@ def main() -> None:
         selection, students = timed(
             "distill", stage_distill, api, sizes, bon, student, teacher_steps
         )
+        ended = timed(
+            "jobs", jobs_ended, api, trained | {("student", s): j for s, j in students.items()}
+        )
+        trained = {seed: {} for seed in sizes.training_seeds}
+        students = {}
+        for (seed, arm), job in ended.items():
+            if seed == "student":
+                students[arm] = job
+            else:
+                trained[seed][arm] = job
         # Evaluation starts only here: the oracle is loaded and the held-out prompts imported
         # after every training and curation path has run.
         from generation.world.oracle import Oracle
@@ -876,6 +897,7 @@ def main() -> None:
             judge,
         )
     finally:
+        stop_worker(train_worker)
         stop_worker(gpu_worker)
         stop_worker(default_worker)
         stop_worker(site)
@@ -909,7 +931,8 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     emit(figures)
-    stages = ("generate", "rate", "curate", "train", "teachers", "distill", "evaluate_images")
+    stages = ("generate", "rate", "curate", "train", "teachers", "distill", "jobs")
+    stages += ("evaluate_images",)
     if missing or not all(ran.get(s) for s in stages + ("evaluate_animations",)):
         sys.exit(f"loop: not every stage ran or arm was evaluated (missing arms: {missing})")
 
