@@ -15,24 +15,26 @@ curator and engineer roles, and from then on only speaks HTTP to the site, and r
 4. ``train``: per training seed, four jobs on the same two versions, with equal steps and batch
    size: ``finetune`` on the Alignment set, ``finetune`` on the Style set, ``sequential``
    (Alignment then Style) and ``style_tailoring`` (content Alignment, style Style), queued to a
-   ``train`` worker of their own, which runs them while the ``gpu`` worker animates (stage 6).
-5. ``evaluate``: only now is the held-out prompt set (stream ``heldout``) imported. Per training
-   seed, one image experiment: the base, the prompt-engineered base (a template arm) and the four
-   trained arms, on the same held-out prompts and seeds. The oracle judges every arm's stickers
-   (alignment and style pass rates) and its figures go in through the experiment scores API;
-   diversity and latency are the platform's own.
-6. ``animate``: the teachers ``anim-teacher-a`` and ``anim-teacher-b`` animate held-in stickers
-   in one animation batch, a best-of-N campaign of their two animations per sticker is worked by
-   simulated raters, a teacher-selection rule keeps the picked animations, and per training seed
-   ``distill_student`` trains ``anim-student`` on that version at half the teachers' inference
-   steps. One animation experiment (the two teachers and the three students) animates stickers
-   of held-out prompts; the oracle's motion pass rate goes in through the scores API, latency per
-   8-frame animation is the platform's.
+   ``train`` worker of their own, which runs them while the ``gpu`` worker animates.
+5. ``teachers``: ``anim-teacher-a`` and ``anim-teacher-b`` animate held-in stickers in one
+   animation batch; a best-of-N campaign of their two animations per sticker is worked by
+   simulated raters.
+6. ``distill``: a teacher-selection rule keeps the picked animations; per training seed
+   ``distill_student`` is queued on ``anim-student`` at half the teachers' inference steps.
+   ``jobs`` then waits for every job.
+7. ``evaluate_images``: only now is the held-out prompt set (stream ``heldout``) imported and
+   the oracle loaded. Per training seed, one image experiment: the base, the prompt-engineered
+   base (a template arm) and the four trained arms, on the same held-out prompts and seeds. The
+   oracle judges every arm's stickers (alignment and style pass rates) and its figures go in
+   through the experiment scores API; diversity and latency are the platform's own.
+8. ``evaluate_animations``: one animation experiment (the two teachers and the three students)
+   animates stickers of held-out prompts (the base arm's); the oracle's motion pass rate goes in
+   through the scores API, latency per 8-frame animation is the platform's.
 
-Held-out prompts and the oracle never reach stages 1 to 4 or the curation and training of stage
-6: the held-out prompt set does not exist in the database until every image job has ended, and
-``tests/test_loop_driver.py`` checks that no training or curation function of this module names
-the held-out stream or the oracle.
+Held-out prompts and the oracle never reach stages 1 to 6: the held-out prompt set does not exist
+in the database until every job has ended, and ``tests/test_loop_driver.py`` checks that no
+function of ``TRAINING_PATH`` (nor what it calls in this module) names the held-out stream or
+the oracle, and that ``main`` loads the oracle after the last of them.
 
 Sizes (``SIZES`` below; full / ``--quick``):
 
@@ -906,9 +908,19 @@ def main() -> None:
     table, anim, targets = summarise(images, animations, teacher_steps, student_steps)
     print_table(table, anim, targets)
     plot = save_plot(table, anim, args.out)
-    evaluated = {label for seed in images.values() for label in seed} | set(animations)
-    expected = {"base", "prompt-engineered base", *IMAGE_ARMS}
-    missing = sorted(expected - evaluated)
+    # Every arm of every experiment, with an oracle figure on each of its axes.
+    image_labels = {"base", "prompt-engineered base", *IMAGE_ARMS}
+    missing = sorted(
+        f"seed {seed}: {label}"
+        for seed in sizes.training_seeds
+        for label in image_labels
+        if not {"alignment", "style"} <= set(images.get(seed, {}).get(label, {}))
+    ) + sorted(
+        label
+        for label in [t["name"] for t in teachers]
+        + [f"student seed {seed}" for seed in sizes.training_seeds]
+        if "motion" not in animations.get(label, {})
+    )
     figures = {
         "bench": "loop",
         "quick": args.quick,
