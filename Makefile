@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test test-fast schemathesis bench world-models lint format system-deps clean
+.PHONY: install run test test-fast schemathesis bench loop world-models lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,14 @@ bench: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	sh -c 'for script in bench/*.py; do $(BIN)/python "$$script" $(BENCH_ARGS) || exit 1; done'
+
+# The papers' experiments end to end in the sticker world, through the platform's API and tasks
+# (bench/loop.py): at most 45 minutes on 2 cores; LOOP_ARGS=--quick in at most 5 (`make bench
+# BENCH_ARGS=--quick` runs it so too). Table on stdout, plot under var/loop, JSON figures last.
+loop: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(BIN)/python bench/loop.py $(LOOP_ARGS)
 
 # Rebuild the sticker world's default models (generation/world/weights) from the renderer and
 # the recipes, bit for bit: one thread per process (the last build: 76 minutes on the loaded

@@ -20,13 +20,13 @@ import mimetypes
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 
+from stickerloop.authentication import login_or_token_required
 from stickerloop.roles import Role, has_role
 
 # Exports leave only through the export API (role gate and audit log), never as raw media.
@@ -112,10 +112,11 @@ def media_response(key: str | None) -> HttpResponse:
     return response
 
 
-@login_required
+@login_or_token_required
 def media_serve(request, key: str):
-    """A stored file for the staff pages. 404, not 403, for anyone else: the answer does not
-    say whether the key exists."""
+    """A stored file for the staff pages and for staff scripts holding an API token (a
+    candidate's ``file_url``). 404, not 403, for anyone else: the answer does not say whether
+    the key exists."""
     if not staff_may_view(request.user, key):
         raise Http404("No such file.")
     return media_response(key)

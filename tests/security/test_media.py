@@ -150,6 +150,23 @@ def test_a_script_with_an_api_token_fetches_the_same_media_urls(two_campaigns):
     )
 
 
+def test_a_staff_script_with_an_api_token_fetches_a_candidates_file_url(two_campaigns):
+    rita, _, mine, _ = two_campaigns
+    curator = f.user("cora", ["curator"])
+    stored = Candidate.objects.filter(item_links__item__campaign=mine).order_by("pk").first()
+    url = media.media_url(stored.file)
+
+    response = token_client(curator, f.PASSWORD).get(url)
+
+    assert response.status_code == 200
+    assert hashlib.sha256(body(response)).hexdigest() == stored.sha256
+    # A rater's token opens no raw file; a wrong token is 401.
+    assert token_client(rita, f.PASSWORD).get(url).status_code == 404
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert forged.get(url).status_code == 401
+
+
 def test_expired_media_url_is_refused(two_campaigns):
     rita, _, mine, _ = two_campaigns
     client = login(rita, f.PASSWORD)
