@@ -437,6 +437,11 @@ CELERY_BEAT_SCHEDULE["quality-aggregate-periodic"] = {
     "task": "quality.aggregate_periodic",
     "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),
 }
+# Experiments' results read their campaigns' judgments the same way, on the same clock.
+CELERY_BEAT_SCHEDULE["experiments-recompute-periodic"] = {
+    "task": "experiments.recompute_periodic",
+    "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),
+}
 
 # Self-healing: a beat sweep per app (generation chunks, dataset exports, training jobs) every
 # SWEEP_EVERY_SECONDS requeues the rows whose worker died, without waiting for the broker's

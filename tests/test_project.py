@@ -167,6 +167,8 @@ def test_every_task_is_routed_to_its_queue():
     assert routes == {
         "annotation.expire_leases": "default",
         "experiments.advance": "default",
+        "experiments.compute_results": "default",
+        "experiments.recompute_periodic": "default",
         "generation.import_prompts": "default",
         "generation.plan_batch": "default",
         "generation.run_chunk": "gpu",
@@ -191,6 +193,7 @@ def test_every_task_is_routed_to_its_queue():
     assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
         "annotation.expire_leases",
         "quality.aggregate_periodic",
+        "experiments.recompute_periodic",
         "generation.sweep_chunks",
         "training_bridge.sweep_exports",
         "training_jobs.sweep",

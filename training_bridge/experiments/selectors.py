@@ -4,9 +4,11 @@ model versions, jobs, dataset versions, batches and campaigns they came from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
+from annotation.models import Judgment
 from generation.models import Candidate
 from training_bridge.experiments.models import (
     AXES_BY_KIND,
@@ -14,6 +16,7 @@ from training_bridge.experiments.models import (
     Experiment,
     ExperimentArm,
     ExperimentScore,
+    ExperimentStatus,
     ScoreSource,
 )
 from training_bridge.jobs.evaluation import evaluation_key
@@ -35,6 +38,36 @@ def experiment_list(
     if job_id is not None:
         qs = qs.filter(arms__model_version__produced_by_job__id=job_id)
     return qs.distinct().order_by("-created_at", "-id")
+
+
+# A judgment whose transaction began just before a computation read the campaign but committed
+# after it carries a created_at slightly before ``results_computed_at``; looking back this far
+# catches it, at the price of at most one extra computation.
+NEW_JUDGMENT_LOOKBACK = timedelta(seconds=10)
+
+
+def experiments_with_new_judgments() -> list[int]:
+    """Ids of experiments in rating whose results have not read every judgment of their
+    campaigns: judgments and no results yet, or judgments made since the last computation
+    (less NEW_JUDGMENT_LOOKBACK). One query, whatever the number of experiments."""
+    judgments = Judgment.objects.filter(
+        Q(campaign_id=OuterRef("rating_campaign_id")) | Q(campaign_id=OuterRef("pair_campaign_id"))
+    )
+    return list(
+        Experiment.objects.filter(status=ExperimentStatus.RATING)
+        .filter(
+            Q(Exists(judgments), results_computed_at__isnull=True)
+            | Q(
+                Exists(
+                    judgments.filter(
+                        created_at__gte=OuterRef("results_computed_at") - NEW_JUDGMENT_LOOKBACK
+                    )
+                )
+            )
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def experiment_arms(experiment: Experiment) -> list[ExperimentArm]:
