@@ -11,11 +11,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from generation.model_store import bucket_configured, model_folder_publish
 from generation.models import (
     ModelRole,
     ModelVersion,
 )
 from stickerloop.errors import ServiceConflict
+from stickerloop.lifecycle import heartbeat
 from training_bridge.jobs.evaluation import training_job_evaluation_start
 from training_bridge.jobs.lifecycle import output_dir, training_job_announce_end
 from training_bridge.jobs.models import (
@@ -24,6 +26,7 @@ from training_bridge.jobs.models import (
     TrainingJob,
 )
 from training_bridge.recipes.spec import (
+    CHECKPOINT_PREFIX,
     SUMMARY_FILE,
 )
 
@@ -63,7 +66,10 @@ def _version_name(job: TrainingJob) -> str:
     return slugify(job.base_model_version.name)[: 100 - len(suffix)] + suffix
 
 
-@transaction.atomic
+def _is_checkpoint(name: str) -> bool:
+    return name.startswith(CHECKPOINT_PREFIX)
+
+
 def training_job_register_output(
     *,
     job: TrainingJob,
@@ -71,6 +77,12 @@ def training_job_register_output(
     registered_by: AbstractBaseUser | None = None,
 ) -> ModelVersion:
     """Register the job's finished output as a new model version and mark the job SUCCEEDED.
+
+    With a bucket, the model folder (without its checkpoints) is first copied into it as
+    ``models/training-job-<id>/``, the complete marker last, and the version's URI names it:
+    the gpu workers on other machines read it from there. The copy runs before the job row is
+    locked (a real model takes minutes), under the job's heartbeat; it goes to the same keys
+    every time, so a run killed halfway and resumed writes one model.
 
     The version's parent is the base model; its provenance names the job, recipe, datasets
     (with checksums) and parameters. Idempotent: a job that has its version returns it, so a
@@ -80,6 +92,23 @@ def training_job_register_output(
         ServiceConflict: the job was cancelled or failed (resume it first).
         ValidationError: (``output_dir``) no finished output there, or not this job's run.
     """
+    current = TrainingJob.objects.select_related("output_model_version").get(pk=job.pk)
+    if current.output_model_version_id is not None:
+        return current.output_model_version
+    folder = Path(output_uri) if output_uri else output_dir(job)
+    _check_summary(current, folder, _read_summary(folder))
+    uri = str(folder)
+    if bucket_configured():
+        with heartbeat(TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
+            uri = model_folder_publish(folder, name=f"training-job-{job.pk}", skip=_is_checkpoint)
+    return _register_output(job=job, folder=folder, uri=uri, registered_by=registered_by)
+
+
+@transaction.atomic
+def _register_output(
+    *, job: TrainingJob, folder: Path, uri: str, registered_by: AbstractBaseUser | None
+) -> ModelVersion:
+    """``training_job_register_output`` once the model is where ``uri`` says."""
     job = (
         TrainingJob.objects.select_for_update(of=("self",))
         .select_related("base_model_version", "output_model_version")
@@ -89,7 +118,6 @@ def training_job_register_output(
         return job.output_model_version
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
         raise ServiceConflict(f"Job {job.pk} is {job.status}; resume it before registering.")
-    folder = Path(output_uri) if output_uri else output_dir(job)
     summary = _read_summary(folder)
     _check_summary(job, folder, summary)
     from generation.services.model_versions import model_version_register
@@ -100,7 +128,7 @@ def training_job_register_output(
     version = model_version_register(
         name=_version_name(job),
         kind=base.kind,
-        uri=str(folder),
+        uri=uri,
         role=ModelRole.STUDENT if job.recipe == Recipe.DISTILL_STUDENT else ModelRole.FINETUNED,
         default_params={**base.default_params, **(summary.get("default_params") or {})},
         parent=base,
