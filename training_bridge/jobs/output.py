@@ -11,11 +11,18 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from generation.model_store import bucket_configured, model_folder_publish
+from generation.model_store import (
+    BUCKET_SCHEME,
+    bucket_configured,
+    model_folder_local,
+    model_folder_publish,
+    model_uri_problem,
+)
 from generation.models import (
     ModelRole,
     ModelVersion,
 )
+from generation.pipelines import ModelLoadError
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import heartbeat
 from training_bridge.jobs.evaluation import training_job_evaluation_start
@@ -31,19 +38,22 @@ from training_bridge.recipes.spec import (
 )
 
 
-def _read_summary(folder: Path) -> dict:
+def _read_summary(folder: Path, shown: str) -> dict:
+    """The run's summary in ``folder``; messages name the output as ``shown`` (its URI)."""
     path = folder / SUMMARY_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ValidationError(
-            {"output_dir": [f"{folder} has no {SUMMARY_FILE}: the run did not finish there."]}
+            {"output_dir": [f"{shown} has no {SUMMARY_FILE}: the run did not finish there."]}
         ) from exc
     except (OSError, ValueError) as exc:
-        raise ValidationError({"output_dir": [f"{path} is unreadable ({exc})."]}) from exc
+        raise ValidationError(
+            {"output_dir": [f"{shown}/{SUMMARY_FILE} is unreadable ({exc})."]}
+        ) from exc
 
 
-def _check_summary(job: TrainingJob, folder: Path, summary: dict) -> None:
+def _check_summary(job: TrainingJob, shown: str, summary: dict) -> None:
     """The output must be this job's run: its recipe, its datasets' checksums, all its steps."""
     problems = []
     if summary.get("recipe") != job.recipe:
@@ -57,7 +67,7 @@ def _check_summary(job: TrainingJob, folder: Path, summary: dict) -> None:
         problems.append(f"it stopped at step {steps} of {job.total_steps}")
     if problems:
         raise ValidationError(
-            {"output_dir": [f"The output at {folder} is not this job's: {'; '.join(problems)}."]}
+            {"output_dir": [f"The output at {shown} is not this job's: {'; '.join(problems)}."]}
         )
 
 
@@ -95,18 +105,40 @@ def training_job_register_output(
     current = TrainingJob.objects.select_related("output_model_version").get(pk=job.pk)
     if current.output_model_version_id is not None:
         return current.output_model_version
-    folder = Path(output_uri) if output_uri else output_dir(job)
-    _check_summary(current, folder, _read_summary(folder))
-    uri = str(folder)
-    if bucket_configured():
-        with heartbeat(TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
-            uri = model_folder_publish(folder, name=f"training-job-{job.pk}", skip=_is_checkpoint)
-    return _register_output(job=job, folder=folder, uri=uri, registered_by=registered_by)
+    if output_uri and output_uri.startswith(BUCKET_SCHEME):
+        # A run elsewhere that wrote its model to the bucket itself: its summary is read from
+        # there (the configuration files only), and the model stays where it is.
+        problem = model_uri_problem(output_uri, None)
+        if problem is not None:
+            raise ValidationError({"output_dir": [problem]})
+        try:
+            folder = Path(model_folder_local(output_uri, weights=False))
+        except ModelLoadError as exc:
+            raise ValidationError({"output_dir": [str(exc)]}) from exc
+        uri = shown = output_uri
+        _check_summary(current, shown, _read_summary(folder, shown))
+    else:
+        folder = Path(output_uri) if output_uri else output_dir(job)
+        uri = shown = str(folder)
+        _check_summary(current, shown, _read_summary(folder, shown))
+        if bucket_configured():
+            with heartbeat(TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
+                uri = model_folder_publish(
+                    folder, name=f"training-job-{job.pk}", skip=_is_checkpoint
+                )
+    return _register_output(
+        job=job, folder=folder, shown=shown, uri=uri, registered_by=registered_by
+    )
 
 
 @transaction.atomic
 def _register_output(
-    *, job: TrainingJob, folder: Path, uri: str, registered_by: AbstractBaseUser | None
+    *,
+    job: TrainingJob,
+    folder: Path,
+    shown: str,
+    uri: str,
+    registered_by: AbstractBaseUser | None,
 ) -> ModelVersion:
     """``training_job_register_output`` once the model is where ``uri`` says."""
     job = (
@@ -118,8 +150,8 @@ def _register_output(
         return job.output_model_version
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
         raise ServiceConflict(f"Job {job.pk} is {job.status}; resume it before registering.")
-    summary = _read_summary(folder)
-    _check_summary(job, folder, summary)
+    summary = _read_summary(folder, shown)
+    _check_summary(job, shown, summary)
     from generation.services.model_versions import model_version_register
 
     base = job.base_model_version
