@@ -105,6 +105,9 @@ def training_job_register_output(
     current = TrainingJob.objects.select_related("output_model_version").get(pk=job.pk)
     if current.output_model_version_id is not None:
         return current.output_model_version
+    # Checked again under the lock; here so that no model is uploaded for a job that ended.
+    if current.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        raise ServiceConflict(f"Job {job.pk} is {current.status}; resume it before registering.")
     if output_uri and output_uri.startswith(BUCKET_SCHEME):
         # A run elsewhere that wrote its model to the bucket itself: its summary is read from
         # there (the configuration files only), and the model stays where it is.
