@@ -17,7 +17,6 @@ objects) and a rename in a folder (``os.replace``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-STAGING_DIR = ".staging"
+STAGING_SUFFIX = ".staging"
 COMPLETE_MARKER = "_COMPLETE.json"
 
 
@@ -39,10 +38,14 @@ def is_bucket() -> bool:
 
 
 def staging_key(key: str) -> str:
-    """Where ``key`` is written before it is committed: a ``.staging`` folder beside it, so it
-    shares the final key's prefix (and its access rules: exports stay under ``exports/``)."""
+    """Where ``key`` is written before it is committed: ``.<name>.staging`` beside it, so it
+    shares the final key's prefix (and its access rules: exports stay under ``exports/``), and
+    in a folder the commit is a rename within one directory. No staging folder: parts of one
+    export run at once, and one part removing a shared folder as it emptied would pull it from
+    under another part's write."""
     head, _, name = key.rpartition("/")
-    return f"{head}/{STAGING_DIR}/{name}" if head else f"{STAGING_DIR}/{name}"
+    staged = f".{name}{STAGING_SUFFIX}"
+    return f"{head}/{staged}" if head else staged
 
 
 def _commit(staged: str, key: str) -> None:
@@ -51,12 +54,7 @@ def _commit(staged: str, key: str) -> None:
         bucket.Object(key).copy({"Bucket": bucket.name, "Key": staged})
         default_storage.delete(staged)
         return
-    source, target = Path(default_storage.path(staged)), Path(default_storage.path(key))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
-    # The staging folder goes once nothing else is staged in it.
-    with contextlib.suppress(OSError):
-        source.parent.rmdir()
+    os.replace(default_storage.path(staged), default_storage.path(key))
 
 
 def save_committed(key: str, content: File) -> None:

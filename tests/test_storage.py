@@ -133,7 +133,7 @@ def test_a_committed_file_in_a_folder_is_renamed_into_place(_media_root):
     save_committed("exports/v1/2-parquet/train.parquet", ContentFile(b"rows"))
 
     assert (_media_root / "exports/v1/2-parquet/train.parquet").read_bytes() == b"rows"
-    # the staging folder went with its last file
+    # nothing staged is left beside it
     assert sorted(p.name for p in (_media_root / "exports/v1/2-parquet").iterdir()) == [
         "train.parquet"
     ]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from generation.models import ModelVersion
-from stickerloop.storage import COMPLETE_MARKER
+from stickerloop.storage import COMPLETE_MARKER, STAGING_SUFFIX
 from tests import factories
 from tests.conftest import wait_for
 from training_bridge.exports.create import dataset_export_create
@@ -82,7 +82,7 @@ def test_a_default_worker_killed_during_an_export_to_the_bucket_ends_in_one_comp
         ]
     }
     assert DatasetExport.objects.filter(version=version).count() == 1
-    assert not [k for k in moto_server.keys(s3_bucket) if "/.staging/" in k]
+    assert not [k for k in moto_server.keys(s3_bucket) if k.endswith(STAGING_SUFFIX)]
 
 
 def test_a_train_worker_killed_during_a_job_writing_to_the_bucket_ends_with_one_model(
@@ -140,5 +140,5 @@ def test_a_train_worker_killed_during_a_job_writing_to_the_bucket_ends_with_one_
     )
     assert "model_index.json" in [item["name"] for item in marker["files"]]
     assert not [k for k in keys if "/checkpoint-" in k]
-    assert not [k for k in moto_server.keys(s3_bucket) if "/.staging/" in k]
+    assert not [k for k in moto_server.keys(s3_bucket) if k.endswith(STAGING_SUFFIX)]
     assert TrainingJob.objects.get(pk=job.pk).output_model_version_id == model.pk

@@ -18,6 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from bench._common import free_port
+from stickerloop.storage import STAGING_SUFFIX
 from tests import factories
 from tests.conftest import wait_for
 from tests.e2e import topology
@@ -294,7 +295,7 @@ def test_the_loop_runs_through_the_api_on_the_compose_topology(compose_up, moto_
     model_keys = [k for k in moto_server.keys(bucket) if k.startswith(model_prefix)]
     assert f"{model_prefix}_COMPLETE.json" in model_keys
     assert f"{model_prefix}model_index.json" in model_keys
-    assert not [k for k in model_keys if "/checkpoint-" in k or "/.staging/" in k]
+    assert not [k for k in model_keys if "/checkpoint-" in k or k.endswith(STAGING_SUFFIX)]
     marks.append(("training", time.monotonic()))
 
     # A generation with the new model: the gpu worker copies it from the bucket.
@@ -323,7 +324,7 @@ def test_the_loop_runs_through_the_api_on_the_compose_topology(compose_up, moto_
     [full] = [n for n in copies if not n.endswith("-configs")]
     assert full.startswith(f"models--training-job-{job['id']}-")
     # Nothing is left staged in the bucket.
-    assert not [k for k in moto_server.keys(bucket) if "/.staging/" in k]
+    assert not [k for k in moto_server.keys(bucket) if k.endswith(STAGING_SUFFIX)]
     steps = ", ".join(f"{n} {t - marks[i][1]:.1f} s" for i, (n, t) in enumerate(marks[1:]))
     print(
         f"\ncompose topology: up in {loop_started - started:.1f} s; {steps}; "

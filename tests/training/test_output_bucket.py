@@ -6,7 +6,7 @@ import pytest
 
 from generation.model_store import model_folder_publish
 from generation.models import ModelVersion
-from stickerloop.storage import COMPLETE_MARKER
+from stickerloop.storage import COMPLETE_MARKER, STAGING_SUFFIX
 from tests import factories
 from tests.factories import fake_finished_output
 from training_bridge.jobs.lifecycle import training_job_create
@@ -46,7 +46,7 @@ def test_a_local_output_is_copied_to_the_bucket_without_checkpoints(job, s3_buck
         if p.is_file() and not p.relative_to(folder).as_posix().startswith("checkpoint-")
     )
     assert model_keys == sorted([*local, COMPLETE_MARKER])
-    assert not [k for k in keys if "/.staging/" in k]
+    assert not [k for k in keys if k.endswith(STAGING_SUFFIX)]
     job.refresh_from_db()
     assert (job.status, job.output_model_version_id) == (JobStatus.SUCCEEDED, version.pk)
 
