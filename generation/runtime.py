@@ -8,6 +8,7 @@ models a worker keeps in memory).
 
 from django.conf import settings
 
+from generation.model_store import model_folder_local
 from generation.models import EnhancerKind, ModelVersion, PromptEnhancer
 from generation.pipelines import (
     LoadedPipeline,
@@ -30,13 +31,17 @@ def pipeline_cache() -> PipelineCache:
 
 
 def pipeline_for(model_version: ModelVersion) -> LoadedPipeline:
-    """The loaded pipeline of ``model_version``; raises ``ModelLoadError`` naming the folder."""
+    """The loaded pipeline of ``model_version`` (a bucket model is copied here first); raises
+    ``ModelLoadError`` naming the folder or URI."""
     device, dtype = select_device(settings.GENERATION_DEVICE)
     key = (model_version.pk, model_version.uri, device, str(dtype))
     return pipeline_cache().get(
         key,
         lambda: load_pipeline(
-            model_version.uri, kind=model_version.kind, device=device, dtype=dtype
+            model_folder_local(model_version.uri),
+            kind=model_version.kind,
+            device=device,
+            dtype=dtype,
         ),
     )
 

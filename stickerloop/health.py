@@ -182,7 +182,7 @@ def _s3_client_and_bucket(cls, timeout: float):
         return _s3_clients[key]
 
 
-def _s3_problem(exc: Exception, bucket: str) -> str:
+def _s3_problem(exc: Exception, bucket: str, *, writing: bool = False) -> str:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
@@ -192,8 +192,11 @@ def _s3_problem(exc: Exception, bucket: str) -> str:
         if code in ("404", "NoSuchBucket"):
             return f"the bucket {bucket!r} does not exist (STICKERLOOP_S3_BUCKET)"
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            # The bucket answered HEAD to these credentials but refuses them an object: they
+            # may read (a read-only key), not write.
+            refused = "cannot be written with" if writing else "refused"
             return (
-                f"the bucket {bucket!r} refused these credentials "
+                f"the bucket {bucket!r} {refused} these credentials "
                 "(STICKERLOOP_S3_ACCESS_KEY, STICKERLOOP_S3_SECRET_KEY)"
             )
     return f"cannot reach the bucket {bucket!r}: {one_line(exc)}"
@@ -209,12 +212,15 @@ def check_storage(*, timeout: float, write: bool = False) -> None:
     client, bucket = _s3_client_and_bucket(cls, timeout)
     try:
         client.head_bucket(Bucket=bucket)
-        if write:
-            key = f".preflight/{time.time_ns()}"
-            client.put_object(Bucket=bucket, Key=key, Body=b"")
-            client.delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
         raise Unavailable("storage", _s3_problem(exc, bucket)) from exc
+    if write:
+        key = f".preflight/{time.time_ns()}"
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=b"")
+            client.delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise Unavailable("storage", _s3_problem(exc, bucket, writing=True)) from exc
 
 
 # /readyz -------------------------------------------------------------------------------------

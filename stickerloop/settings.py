@@ -235,18 +235,27 @@ MEDIA_ROOT = Path(env("STICKERLOOP_MEDIA_ROOT", str(VAR_DIR / "media")))
 STICKERLOOP_MEDIA_URL_SECONDS = env_int("STICKERLOOP_MEDIA_URL_SECONDS", 600)
 
 S3_BUCKET = env("STICKERLOOP_S3_BUCKET")
+# How the bucket storage behaves, wherever the bucket is: keys are deterministic (a re-run
+# chunk or export overwrites its own files), and every URL handed out (media, export
+# downloads) is presigned for STICKERLOOP_MEDIA_URL_SECONDS: downloads never pass through
+# Django.
+S3_STORAGE_OPTIONS = {
+    # Signature version 4 (X-Amz-Expires): what MinIO and every AWS region take.
+    "signature_version": "s3v4",
+    "file_overwrite": True,
+    "querystring_auth": True,
+    "querystring_expire": STICKERLOOP_MEDIA_URL_SECONDS,
+}
 if S3_BUCKET:
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
+            **S3_STORAGE_OPTIONS,
             "bucket_name": S3_BUCKET,
             "endpoint_url": env("STICKERLOOP_S3_ENDPOINT_URL"),
             "access_key": env("STICKERLOOP_S3_ACCESS_KEY"),
             "secret_key": env("STICKERLOOP_S3_SECRET_KEY"),
-            # Candidate keys are deterministic; a re-run chunk overwrites its own files.
-            "file_overwrite": True,
-            "querystring_auth": True,
-            "querystring_expire": STICKERLOOP_MEDIA_URL_SECONDS,
+            "region_name": env("STICKERLOOP_S3_REGION"),
         },
     }
 else:

@@ -275,6 +275,114 @@ def serve(tmp_path):
         site.stop()
 
 
+class MotoS3:
+    """moto's S3 server (``moto[server]``) in a subprocess on a free 127.0.0.1 port: a real
+    S3-compatible endpoint over HTTP. ``no_auth_actions``: moto checks credentials (against
+    the users made through its IAM API) after that many requests; None, it takes any."""
+
+    REGION = "us-east-1"
+
+    def __init__(self, *, log_path: Path, no_auth_actions: int | None = None):
+        self.port = bench_common.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = dict(os.environ)
+        if no_auth_actions is not None:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(no_auth_actions)
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("moto_server")),
+                *("-H", "127.0.0.1", "-p", str(self.port)),
+            ],
+            env=env,
+            stdout=open(log_path, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._up, timeout=30, message=f"moto_server up\n{self.log()}")
+
+    def _up(self) -> bool:
+        import requests
+
+        assert self.proc.poll() is None, self.log()
+        try:
+            return requests.get(f"{self.url}/moto-api/", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, service: str = "s3", *, key: str = "test", secret: str = "test"):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=self.REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+
+    def env(self, bucket: str, *, key: str = "test", secret: str = "test") -> dict[str, str]:
+        """The environment that points a process's media at ``bucket`` on this server."""
+        return {
+            "STICKERLOOP_S3_BUCKET": bucket,
+            "STICKERLOOP_S3_ENDPOINT_URL": self.url,
+            "STICKERLOOP_S3_ACCESS_KEY": key,
+            "STICKERLOOP_S3_SECRET_KEY": secret,
+            "AWS_DEFAULT_REGION": self.REGION,
+        }
+
+    def keys(self, bucket: str) -> list[str]:
+        """Every object key in ``bucket``, sorted."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """One moto S3 server for the session; each test makes its own bucket (``s3_bucket``)."""
+    server = MotoS3(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server, settings) -> str:
+    """A new, empty bucket on the moto server, configured as this test's media storage exactly
+    as ``STICKERLOOP_S3_*`` configure it (stickerloop.settings)."""
+    import uuid
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    settings.S3_BUCKET = bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **django_settings.S3_STORAGE_OPTIONS,
+                "bucket_name": bucket,
+                "endpoint_url": moto_server.url,
+                "access_key": "test",
+                "secret_key": "test",
+                "region_name": MotoS3.REGION,
+            },
+        },
+    }
+    return bucket
+
+
 @pytest.fixture
 def broker_clean():
     """Empty the test broker so no message from an earlier test reaches this test's worker."""

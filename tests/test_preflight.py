@@ -199,3 +199,77 @@ def test_a_worker_stops_at_start_up_naming_its_broker(tmp_path):
         "Connection refused."
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def checking_s3(tmp_path_factory):
+    """A moto S3 server that checks credentials, with a bucket and a read-only key: its first
+    four requests (the bucket, the user, its policy, its key) go unchecked, every later one is
+    checked against the users made through moto's IAM API."""
+    import json
+
+    from tests.conftest import MotoS3
+
+    server = MotoS3(log_path=tmp_path_factory.mktemp("moto-auth") / "moto.log", no_auth_actions=4)
+    server.client().create_bucket(Bucket="stickers")
+    iam = server.client("iam")
+    iam.create_user(UserName="reader")
+    iam.put_user_policy(
+        UserName="reader",
+        PolicyName="read-only",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:Get*", "s3:List*", "s3:HeadBucket"],
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    yield server, key["AccessKeyId"], key["SecretAccessKey"]
+    server.stop()
+
+
+CREDENTIALS = "(STICKERLOOP_S3_ACCESS_KEY, STICKERLOOP_S3_SECRET_KEY)"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("bucket", "credentials", "line"),
+    [
+        (
+            "no-such-bucket",
+            "reader",
+            "preflight: storage: the bucket 'no-such-bucket' does not exist "
+            "(STICKERLOOP_S3_BUCKET)",
+        ),
+        (
+            "stickers",
+            "wrong",
+            f"preflight: storage: the bucket 'stickers' refused these credentials {CREDENTIALS}",
+        ),
+        (
+            "stickers",
+            "reader",
+            "preflight: storage: the bucket 'stickers' cannot be written with these credentials "
+            f"{CREDENTIALS}",
+        ),
+    ],
+)
+def test_preflight_names_a_bucket_it_cannot_use(checking_s3, bucket, credentials, line):
+    server, reader_key, reader_secret = checking_s3
+    key, secret = reader_key, reader_secret
+    if credentials == "wrong":
+        key, secret = "AKIAWRONGWRONGWRONG0", "not-the-secret"
+
+    result = _refused(*_preflight(**server.env(bucket, key=key, secret=secret)))
+
+    assert result == line
+    # nothing was left in the bucket by the refused probe
+    reader = server.client(key=reader_key, secret=reader_secret)
+    assert reader.list_objects_v2(Bucket="stickers")["KeyCount"] == 0

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from generation import tasks as generation_tasks
+from generation.model_store import model_folder_local
 from generation.models import (
     TERMINAL_BATCH_STATUSES,
     BatchKind,
@@ -109,7 +110,7 @@ def _check_prompt_tokens(
         if not mv.max_prompt_tokens:
             continue
         try:
-            counts = prompt_token_count(mv.uri, texts)
+            counts = prompt_token_count(model_folder_local(mv.uri, weights=False), texts)
         except Exception:
             # An unreadable folder is not the request's fault: the worker fails the batch
             # with the folder's name instead.

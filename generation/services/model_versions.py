@@ -6,8 +6,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from generation.model_store import model_folder_local, model_uri_problem
 from generation.models import ModelRole, ModelVersion
-from generation.pipelines import model_prompt_token_limit
+from generation.pipelines import ModelLoadError, model_prompt_token_limit
 
 
 def _local_folder(uri: str) -> Path | None:
@@ -33,16 +34,30 @@ def model_version_register(
     provenance: dict | None = None,
     created_by: AbstractBaseUser | None = None,
 ) -> ModelVersion:
-    """Register a diffusers model. A local folder must hold a ``model_index.json``."""
+    """Register a diffusers model. A local folder must hold a ``model_index.json``; a bucket
+    URI must name a complete model in the configured bucket; with a bucket, a local folder must
+    lie in the models directory (``generation.model_store``)."""
     errors: dict[str, list[str]] = {}
     folder = _local_folder(uri)
     max_tokens = None
-    if folder is not None:
-        if not (folder / "model_index.json").is_file():
-            errors["uri"] = [f"No diffusers model at {folder}: model_index.json is missing."]
+    problem = model_uri_problem(uri, folder)
+    # What to check the model's files in: the folder, or the bucket model's configuration files
+    # copied here (weights stay in the bucket until a worker loads them).
+    readable, shown = folder, folder
+    if problem is None and uri.startswith("s3://"):
+        shown = uri
+        try:
+            readable = Path(model_folder_local(uri, weights=False))
+        except ModelLoadError as exc:
+            problem = str(exc)
+    if problem is not None:
+        errors["uri"] = [problem]
+    elif readable is not None:
+        if not (readable / "model_index.json").is_file():
+            errors["uri"] = [f"No diffusers model at {shown}: model_index.json is missing."]
         else:
             try:
-                max_tokens = model_prompt_token_limit(str(folder))
+                max_tokens = model_prompt_token_limit(str(readable))
             except Exception:
                 # A model without a CLIP tokenizer has no token limit we can check here.
                 max_tokens = None

@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core import signing
@@ -361,3 +362,31 @@ def test_bucket_media_redirects_to_a_presigned_url_after_the_same_checks(two_cam
         # A cached redirect must not outlive the presigned URL.
         assert response["Cache-Control"] == f"private, max-age={media.grant_seconds() // 2}"
         assert client.get(shown_url(mine, rita, other)).status_code == 404
+
+
+def test_in_a_real_bucket_a_raters_media_url_redirects_to_the_file_presigned_briefly(
+    s3_bucket, moto_server, settings
+):
+    import requests
+
+    rita = f.user("rita", ["rater"])
+    mine = f.running_campaign(raters=[rita], n_items=2, preset="style")
+    client = login(rita, f.PASSWORD)
+    [item] = step(client, mine, fetch=1)["items"]
+    stored = Candidate.objects.get(item_links__item_id=item["id"])
+
+    response = client.get(item["candidates"][0]["url"])
+
+    # then: a redirect straight to the bucket object, signed for the grant's life; the bytes
+    # come from the bucket, not through Django
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert f"{location.scheme}://{location.netloc}" == moto_server.url
+    assert location.path == f"/{s3_bucket}/{stored.file}"
+    expires = parse_qs(location.query)["X-Amz-Expires"]
+    assert expires == [str(settings.STICKERLOOP_MEDIA_URL_SECONDS)]
+    fetched = requests.get(response["Location"], timeout=10)
+    assert hashlib.sha256(fetched.content).hexdigest() == stored.sha256
+    # and: a signed URL of an item the rater holds no lease on is still refused
+    other = mine.items.exclude(pk=item["id"]).get()
+    assert client.get(shown_url(mine, rita, other)).status_code == 404

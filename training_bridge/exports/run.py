@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Least
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from stickerloop import events
 from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
+from stickerloop.storage import delete_keys, save_committed, write_complete_marker
 from training_bridge.audit import audit_record
 from training_bridge.exports.create import export_part_range, work_dir
 from training_bridge.exports.formats import VersionFacts, writer_for
@@ -93,10 +93,18 @@ def _export_finish_part(
     if len(export.part_results) < export.parts:
         return True
     results = export.part_results.values()
+    files = sorted((f for r in results for f in r["files"]), key=lambda f: f["name"])
+    # The marker goes last, under the lock: a reader of the bucket takes the export for whole
+    # only once every part's files are in place. Should it fail, the transaction rolls back
+    # and the part runs again.
+    write_complete_marker(
+        export.storage_prefix,
+        [{"name": f["name"], "size": f["size"], "sha256": f["sha256"]} for f in files],
+    )
     _export_finish_locked(
         export,
         status=TaskStatus.SUCCEEDED,
-        files=sorted((f for r in results for f in r["files"]), key=lambda f: f["name"]),
+        files=files,
         cpu_seconds=round(sum(r["cpu_seconds"] for r in results), 3),
     )
     return True
@@ -113,7 +121,7 @@ def _export_finish_locked(
     fields = {}
     if status == TaskStatus.FAILED and export.part_results:
         # Parts that finished before another failed stored files that no export owns now.
-        transaction.on_commit(partial(_delete_keys, _part_keys(export.part_results)))
+        transaction.on_commit(partial(delete_keys, _part_keys(export.part_results)))
         fields["part_results"] = {}
     if files is not None:
         fields["files"] = files
@@ -155,11 +163,6 @@ def _part_keys(part_results: dict) -> list[str]:
     return [f["key"] for result in part_results.values() for f in result["files"]]
 
 
-def _delete_keys(keys: list[str]) -> None:
-    for key in keys:
-        default_storage.delete(key)
-
-
 @transaction.atomic
 def _export_finish(
     export_id: int,
@@ -183,13 +186,13 @@ class _MovableFile(File):
 
 
 def _store_outputs(export: DatasetExport, outputs: list[OutputFile]) -> list[dict]:
+    """Store a part's files, each written under a staging key and committed by name: a run
+    killed halfway leaves no export file that is a part of one."""
     stored = []
     for output in outputs:
         key = f"{export.storage_prefix}{output.name}"
         with open(output.path, "rb") as fh:
-            saved = default_storage.save(key, _MovableFile(fh, name=str(output.path)))
-        if saved != key:
-            raise ExportInputError(f"Storage wrote {saved} instead of {key}.")
+            save_committed(key, _MovableFile(fh, name=str(output.path)))
         stored.append(
             {"name": output.name, "key": key, "size": output.size, "sha256": output.sha256}
         )
@@ -349,7 +352,7 @@ def _exports_write_parts(claimed, version, parts: int, part: int, start: int, st
                 _export_finish(export.pk, status=TaskStatus.FAILED, error=str(exc))
                 continue
             if not _export_finish_part(export.pk, part=part, files=files, cpu_seconds=cpu_seconds):
-                _delete_keys([f["key"] for f in files])
+                delete_keys([f["key"] for f in files])
     except (ExportInputError, OSError) as exc:
         # Reading the version failed: nothing of this pass is an export of it.
         for writer in writers.values():

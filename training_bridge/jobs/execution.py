@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from generation.model_store import model_folder_local
+from generation.pipelines import ModelLoadError
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import heartbeat, lock_unfinished, mark_finished, mark_running
 from training_bridge.exports.local_copy import dataset_version_local_copy
@@ -85,7 +87,7 @@ def _resolve_exports(job: TrainingJob) -> dict[str, str]:
 def build_spec(job: TrainingJob, exports: dict[str, str], *, device: str | None) -> TrainingSpec:
     return TrainingSpec(
         recipe=job.recipe,
-        base_model=job.base_model_version.uri,
+        base_model=model_folder_local(job.base_model_version.uri),
         datasets=[DatasetSpec(role=role, path=exports[role]) for role in RECIPE_ROLES[job.recipe]],
         output_dir=str(output_dir(job)),
         params=dict(job.params),
@@ -134,7 +136,11 @@ def training_job_prepare_external(*, job_id: int, attempt: int) -> None:
     exports = _exports_or_fail(job, attempt)
     if exports is None:
         return
-    spec = _write_spec(job, exports, device=None)
+    try:
+        spec = _write_spec(job, exports, device=None)
+    except ModelLoadError as exc:
+        _fail(job_id, attempt, error=f"The base model is unavailable: {exc}")
+        return
     options = job.spec.get("launch_options") or {"tool": "accelerate", "num_processes": 1}
     launch_command = render_launch_command(
         str(job_dir(job) / "spec.json"),
@@ -241,7 +247,11 @@ def training_job_run(*, job_id: int, attempt: int) -> None:
         exports = _exports_or_fail(job, attempt)
     if exports is None:
         return
-    spec = _write_spec(job, exports, device=settings.TRAINING_DEVICE)
+    try:
+        spec = _write_spec(job, exports, device=settings.TRAINING_DEVICE)
+    except ModelLoadError as exc:
+        _fail(job_id, attempt, error=f"The base model is unavailable: {exc}")
+        return
     TrainingJob.objects.filter(pk=job_id).update(spec=spec.to_json())
     folder = job_dir(job)
     with (folder / "train.log").open("a", encoding="utf-8") as log:

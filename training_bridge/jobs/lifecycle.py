@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from generation.model_store import model_folder_local
 from generation.models import (
     Candidate,
     CandidateKind,
@@ -21,6 +22,7 @@ from generation.models import (
     ModelVersion,
     PromptSet,
 )
+from generation.pipelines import ModelLoadError
 from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from training_bridge.jobs import tasks as job_tasks
@@ -97,8 +99,8 @@ def model_facts(version: ModelVersion) -> ModelFacts:
         ValidationError: (``base_model_version``) the folder is missing or not a trainable model.
     """
     try:
-        facts = read_model_facts(version.uri)
-    except SpecError as exc:
+        facts = read_model_facts(model_folder_local(version.uri, weights=False))
+    except (SpecError, ModelLoadError) as exc:
         raise ValidationError({"base_model_version": [str(exc)]}) from exc
     if facts.kind != version.kind:
         raise ValidationError(

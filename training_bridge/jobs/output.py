@@ -11,11 +11,20 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from generation.model_store import (
+    BUCKET_SCHEME,
+    bucket_configured,
+    model_folder_local,
+    model_folder_publish,
+    model_uri_problem,
+)
 from generation.models import (
     ModelRole,
     ModelVersion,
 )
+from generation.pipelines import ModelLoadError
 from stickerloop.errors import ServiceConflict
+from stickerloop.lifecycle import heartbeat
 from training_bridge.jobs.evaluation import training_job_evaluation_start
 from training_bridge.jobs.lifecycle import output_dir, training_job_announce_end
 from training_bridge.jobs.models import (
@@ -24,23 +33,27 @@ from training_bridge.jobs.models import (
     TrainingJob,
 )
 from training_bridge.recipes.spec import (
+    CHECKPOINT_PREFIX,
     SUMMARY_FILE,
 )
 
 
-def _read_summary(folder: Path) -> dict:
+def _read_summary(folder: Path, shown: str) -> dict:
+    """The run's summary in ``folder``; messages name the output as ``shown`` (its URI)."""
     path = folder / SUMMARY_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ValidationError(
-            {"output_dir": [f"{folder} has no {SUMMARY_FILE}: the run did not finish there."]}
+            {"output_dir": [f"{shown} has no {SUMMARY_FILE}: the run did not finish there."]}
         ) from exc
     except (OSError, ValueError) as exc:
-        raise ValidationError({"output_dir": [f"{path} is unreadable ({exc})."]}) from exc
+        raise ValidationError(
+            {"output_dir": [f"{shown}/{SUMMARY_FILE} is unreadable ({exc})."]}
+        ) from exc
 
 
-def _check_summary(job: TrainingJob, folder: Path, summary: dict) -> None:
+def _check_summary(job: TrainingJob, shown: str, summary: dict) -> None:
     """The output must be this job's run: its recipe, its datasets' checksums, all its steps."""
     problems = []
     if summary.get("recipe") != job.recipe:
@@ -54,7 +67,7 @@ def _check_summary(job: TrainingJob, folder: Path, summary: dict) -> None:
         problems.append(f"it stopped at step {steps} of {job.total_steps}")
     if problems:
         raise ValidationError(
-            {"output_dir": [f"The output at {folder} is not this job's: {'; '.join(problems)}."]}
+            {"output_dir": [f"The output at {shown} is not this job's: {'; '.join(problems)}."]}
         )
 
 
@@ -63,7 +76,10 @@ def _version_name(job: TrainingJob) -> str:
     return slugify(job.base_model_version.name)[: 100 - len(suffix)] + suffix
 
 
-@transaction.atomic
+def _is_checkpoint(name: str) -> bool:
+    return name.startswith(CHECKPOINT_PREFIX)
+
+
 def training_job_register_output(
     *,
     job: TrainingJob,
@@ -71,6 +87,12 @@ def training_job_register_output(
     registered_by: AbstractBaseUser | None = None,
 ) -> ModelVersion:
     """Register the job's finished output as a new model version and mark the job SUCCEEDED.
+
+    With a bucket, the model folder (without its checkpoints) is first copied into it as
+    ``models/training-job-<id>/``, the complete marker last, and the version's URI names it:
+    the gpu workers on other machines read it from there. The copy runs before the job row is
+    locked (a real model takes minutes), under the job's heartbeat; it goes to the same keys
+    every time, so a run killed halfway and resumed writes one model.
 
     The version's parent is the base model; its provenance names the job, recipe, datasets
     (with checksums) and parameters. Idempotent: a job that has its version returns it, so a
@@ -80,6 +102,48 @@ def training_job_register_output(
         ServiceConflict: the job was cancelled or failed (resume it first).
         ValidationError: (``output_dir``) no finished output there, or not this job's run.
     """
+    current = TrainingJob.objects.select_related("output_model_version").get(pk=job.pk)
+    if current.output_model_version_id is not None:
+        return current.output_model_version
+    # Checked again under the lock; here so that no model is uploaded for a job that ended.
+    if current.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        raise ServiceConflict(f"Job {job.pk} is {current.status}; resume it before registering.")
+    if output_uri and output_uri.startswith(BUCKET_SCHEME):
+        # A run elsewhere that wrote its model to the bucket itself: its summary is read from
+        # there (the configuration files only), and the model stays where it is.
+        problem = model_uri_problem(output_uri, None)
+        if problem is not None:
+            raise ValidationError({"output_dir": [problem]})
+        try:
+            folder = Path(model_folder_local(output_uri, weights=False))
+        except ModelLoadError as exc:
+            raise ValidationError({"output_dir": [str(exc)]}) from exc
+        uri = shown = output_uri
+        _check_summary(current, shown, _read_summary(folder, shown))
+    else:
+        folder = Path(output_uri) if output_uri else output_dir(job)
+        uri = shown = str(folder)
+        _check_summary(current, shown, _read_summary(folder, shown))
+        if bucket_configured():
+            with heartbeat(TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
+                uri = model_folder_publish(
+                    folder, name=f"training-job-{job.pk}", skip=_is_checkpoint
+                )
+    return _register_output(
+        job=job, folder=folder, shown=shown, uri=uri, registered_by=registered_by
+    )
+
+
+@transaction.atomic
+def _register_output(
+    *,
+    job: TrainingJob,
+    folder: Path,
+    shown: str,
+    uri: str,
+    registered_by: AbstractBaseUser | None,
+) -> ModelVersion:
+    """``training_job_register_output`` once the model is where ``uri`` says."""
     job = (
         TrainingJob.objects.select_for_update(of=("self",))
         .select_related("base_model_version", "output_model_version")
@@ -89,9 +153,8 @@ def training_job_register_output(
         return job.output_model_version
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
         raise ServiceConflict(f"Job {job.pk} is {job.status}; resume it before registering.")
-    folder = Path(output_uri) if output_uri else output_dir(job)
-    summary = _read_summary(folder)
-    _check_summary(job, folder, summary)
+    summary = _read_summary(folder, shown)
+    _check_summary(job, shown, summary)
     from generation.services.model_versions import model_version_register
 
     base = job.base_model_version
@@ -100,7 +163,7 @@ def training_job_register_output(
     version = model_version_register(
         name=_version_name(job),
         kind=base.kind,
-        uri=str(folder),
+        uri=uri,
         role=ModelRole.STUDENT if job.recipe == Recipe.DISTILL_STUDENT else ModelRole.FINETUNED,
         default_params={**base.default_params, **(summary.get("default_params") or {})},
         parent=base,
