@@ -31,19 +31,33 @@ from pathlib import Path
 from _common import ROOT, emit, peak_rss_mb, setup_django, start_worker, stop_worker, wait_until
 from export import populate, wait_for_exports
 
-# Measured at 100,000 candidates: about 1.2 KB per candidate on disk for the PNGs, three export
-# formats and the tar of the floor, plus PostgreSQL's rows and indexes.
-_DISK_BYTES_PER_CANDIDATE = 8_000
+# An estimate per candidate, on the generous side: its PNG takes a 4 KB block on disk, each of
+# the three export formats and the floor's tar about 1 KB (512-byte tar headers, padded data),
+# PostgreSQL's rows and indexes (candidate, item, three judgments, manifest row) about 2 KB.
+_DISK_BYTES_PER_CANDIDATE = 12_000
+# The bench, the build and the worker each stay under 1 GB at 1,000,000 candidates, with
+# PostgreSQL's working memory beside them.
+_MEMORY_BYTES = 4 * 1024**3
 
 
 def _refuse_if_too_large(n: int, media_root: Path) -> None:
-    """Stop with a message before set-up when the disk cannot hold the run (rather than fill
-    it half way through)."""
+    """Stop with a message before set-up when the disk or the memory cannot hold the run, rather
+    than fill the disk half way through or swap."""
     need = n * _DISK_BYTES_PER_CANDIDATE
     free = shutil.disk_usage(media_root).free
     if need > free:
         sys.exit(
             f"{n:,} candidates need about {need / 1e9:.1f} GB of disk; {free / 1e9:.1f} GB is free."
+        )
+    available = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    if available < _MEMORY_BYTES:
+        sys.exit(
+            f"The run needs about {_MEMORY_BYTES / 1024**3:.0f} GiB of available memory; "
+            f"{available / 1024**3:.1f} GiB is."
         )
 
 
@@ -85,14 +99,14 @@ def _build(rule_id: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 candidates, for CI")
+    parser.add_argument("--quick", action="store_true", help="2,000 candidates, for CI")
     parser.add_argument("--candidates", type=int, default=None)
     parser.add_argument("--build-rule", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_rule is not None:
         _build(args.build_rule)
         return
-    n = args.candidates or (5_000 if args.quick else 1_000_000)
+    n = args.candidates or (2_000 if args.quick else 1_000_000)
     _refuse_if_too_large(n, Path(tempfile.gettempdir()))
 
     work_dir = tempfile.mkdtemp(prefix="stickerloop-bench-build-work-")
