@@ -73,16 +73,25 @@ def _with_index(png: bytes, index: int) -> bytes:
     return png[:-12] + chunk + png[-12:]  # before IEND
 
 
-def _copy(table: str, columns: list[str], rows) -> None:
+def _copy(table: str, columns: list[str], rows, *, chunk: int = 50_000) -> None:
+    """COPY ``rows`` (any iterable) in chunks, so a million rows never sit in memory at once."""
     from django.db import connection
 
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join("\\N" if v is None else str(v) for v in row))
-        buffer.write("\n")
-    buffer.seek(0)
-    with connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+    rows = iter(rows)
+    while True:
+        buffer = io.StringIO()
+        count = 0
+        for row in rows:
+            buffer.write("\t".join("\\N" if v is None else str(v) for v in row))
+            buffer.write("\n")
+            count += 1
+            if count == chunk:
+                break
+        if not count:
+            return
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
 
 
 def _next_ids(model, count: int) -> range:
@@ -126,48 +135,58 @@ def populate(n: int, media_root: Path) -> tuple[object, int]:
     model = ModelVersion.objects.create(name="bench-base", kind="image", uri="/bench")
     prompt_set = PromptSet.objects.create(name="bench")
     n_prompts = max(1, n // CANDIDATES_PER_PROMPT)
-    prompts = Prompt.objects.bulk_create(
-        [
-            Prompt(prompt_set=prompt_set, position=i, text=f"a sticker of thing {i}, smiling")
-            for i in range(n_prompts)
-        ],
-        batch_size=5000,
-    )
-    variants = _png_variants(16)
-    folder = media_root / "candidates" / "bench"
-    candidate_rows = []
-    for i in range(n):
-        data = _with_index(variants[i % len(variants)], i)
-        key = f"candidates/bench/{i // 1000:03d}/{i}.png"
-        if i % 1000 == 0:
-            (folder / f"{i // 1000:03d}").mkdir(parents=True, exist_ok=True)
-        with open(media_root / key, "wb") as fh:
-            fh.write(data)
-        prompt = prompts[i % n_prompts]
-        candidate_rows.append(
-            (
-                "sticker",
-                "generated",
-                model.pk,
-                prompt.pk,
-                i,
-                "{}",
-                prompt.text,
-                "",
-                "",
-                key,
-                "",
-                32,
-                32,
-                1,
-                len(data),
-                sha256_hex(data),
-                "",
-                "{}",
-                "",
-                now,
+    # (pk, text) only: 200,000 Prompt instances would hold about 200 MB of the bench's memory.
+    prompts = []
+    for start in range(0, n_prompts, 5000):
+        prompts.extend(
+            (p.pk, p.text)
+            for p in Prompt.objects.bulk_create(
+                [
+                    Prompt(
+                        prompt_set=prompt_set, position=i, text=f"a sticker of thing {i}, smiling"
+                    )
+                    for i in range(start, min(start + 5000, n_prompts))
+                ]
             )
         )
+    variants = _png_variants(16)
+    folder = media_root / "candidates" / "bench"
+
+    def candidate_rows():
+        """Each candidate's file is written as its row is copied: rows are made on demand."""
+        for i in range(n):
+            data = _with_index(variants[i % len(variants)], i)
+            key = f"candidates/bench/{i // 1000:03d}/{i}.png"
+            if i % 1000 == 0:
+                (folder / f"{i // 1000:03d}").mkdir(parents=True, exist_ok=True)
+            with open(media_root / key, "wb") as fh:
+                fh.write(data)
+            prompt_id, prompt_text = prompts[i % n_prompts]
+            yield (
+                (
+                    "sticker",
+                    "generated",
+                    model.pk,
+                    prompt_id,
+                    i,
+                    "{}",
+                    prompt_text,
+                    "",
+                    "",
+                    key,
+                    "",
+                    32,
+                    32,
+                    1,
+                    len(data),
+                    sha256_hex(data),
+                    "",
+                    "{}",
+                    "",
+                    now,
+                )
+            )
+
     schema = normalise_schema(
         [
             {"key": "aligned", "type": "binary", "label": "Aligned?"},
@@ -202,7 +221,7 @@ def populate(n: int, media_root: Path) -> tuple[object, int]:
                 "import_source",
                 "created_at",
             ],
-            ((cid, *row) for cid, row in zip(candidate_ids, candidate_rows, strict=True)),
+            ((cid, *row) for cid, row in zip(candidate_ids, candidate_rows(), strict=True)),
         )
         campaign = Campaign.objects.create(
             name="bench-align",
@@ -238,14 +257,25 @@ def populate(n: int, media_root: Path) -> tuple[object, int]:
             ["item_id", "candidate_id", "position", "side"],
             ((iid, cid, 0, "") for iid, cid in zip(item_ids, candidate_ids, strict=True)),
         )
-        judgments = []
-        for iid in item_ids:
-            for rater in rng.sample(users, JUDGMENTS_PER_ITEM):
-                aligned = "true" if rng.random() < 0.8 else "false"
-                answers = f'{{"aligned": {aligned}, "quality": {rng.randint(2, 5)}}}'
-                judgments.append(
-                    (iid, rater.pk, campaign.pk, answers, 3.0, uuid.uuid4(), "f", "", "f", now)
-                )
+
+        def judgment_rows():
+            for iid in item_ids:
+                for rater in rng.sample(users, JUDGMENTS_PER_ITEM):
+                    aligned = "true" if rng.random() < 0.8 else "false"
+                    answers = f'{{"aligned": {aligned}, "quality": {rng.randint(2, 5)}}}'
+                    yield (
+                        iid,
+                        rater.pk,
+                        campaign.pk,
+                        answers,
+                        3.0,
+                        uuid.uuid4(),
+                        "f",
+                        "",
+                        "f",
+                        now,
+                    )
+
         _copy(
             Judgment._meta.db_table,
             [
@@ -260,11 +290,11 @@ def populate(n: int, media_root: Path) -> tuple[object, int]:
                 "excluded",
                 "created_at",
             ],
-            judgments,
+            judgment_rows(),
         )
     with __import__("django").db.connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    return campaign, len(judgments)
+    return campaign, n * JUDGMENTS_PER_ITEM
 
 
 def wait_for_exports(ids: list[int]) -> None:

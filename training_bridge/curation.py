@@ -21,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -48,7 +50,10 @@ CAPTION_PLACEHOLDERS = ("prompt", "enhanced_prompt", "motion_prompt")
 # types 0.6667 means "two thirds".
 EPSILON = 1e-4
 _SPACES = re.compile(r"\s+")
-_CANDIDATE_FIELDS = (
+# Manifest rows are made, hashed and stored this many at a time: the candidates' fields are read
+# per chunk, so a build holds the kept units and one chunk, not a million rows of fields.
+ENTRY_CHUNK = 5000
+_ENTRY_FIELDS = (
     "id",
     "kind",
     "file",
@@ -59,13 +64,11 @@ _CANDIDATE_FIELDS = (
     "enhanced_prompt",
     "motion_prompt",
     "prompt_id",
-    "prompt__prompt_set__is_held_out",
     "model_version__name",
     "seed",
     "source_id",
     "source__file",
     "motion_score",
-    "weak_labels",
 )
 
 
@@ -132,20 +135,58 @@ class Stage:
     dropped: int
 
 
-@dataclass
+# Units start with this one empty dict and take shared dicts from ``_SharedDicts``: a unit's
+# labels, confidences and scores are replaced, never changed in place.
+_NO_VALUES: dict = {}
+
+
+@dataclass(slots=True)
 class Unit:
-    """One rated appearance of a candidate (an item of a campaign, or one weak candidate)."""
+    """One rated appearance of a candidate (an item of a campaign, or one weak candidate).
+
+    Slotted, with the item's gold flag and judgment counts on the unit rather than in dicts by
+    item: a build holds one unit per rated candidate, a million at the largest size measured.
+    """
 
     candidate_id: int
     item_id: int | None = None
     campaign_id: int | None = None
     n_judgments: int = 0
-    labels: dict = field(default_factory=dict)
-    confidences: dict = field(default_factory=dict)
-    scores: dict = field(default_factory=dict)
+    is_gold: bool = False
+    judged_by_active: bool = True
+    labels: dict = field(default_factory=lambda: _NO_VALUES)
+    confidences: dict = field(default_factory=lambda: _NO_VALUES)
+    scores: dict = field(default_factory=lambda: _NO_VALUES)
     label: Any = None
     confidence: float = 1.0
     mean: float | None = None
+    split: str = ""
+
+
+class _SharedDicts:
+    """One dict per distinct content: a million units' ``{"aligned": True}`` and
+    ``{"aligned": 0.666667}`` are a few dicts, not two million (about 370 MB)."""
+
+    def __init__(self):
+        self._known: dict = {}
+
+    def with_value(self, values: dict, key: str, value: Any) -> dict:
+        new = {**values, key: value}
+        try:
+            # Types are part of the key: True == 1 == 1.0, but they are different labels.
+            return self._known.setdefault(tuple((k, type(v), v) for k, v in new.items()), new)
+        except TypeError:  # an unhashable answer (a list): kept as it is
+            return new
+
+
+class _Facts(NamedTuple):
+    """What the stages read of a candidate; the manifest's fields are read later, in chunks."""
+
+    kind: str
+    prompt_key: str
+    held_out: bool
+    motion_score: float | None
+    weak_labels: dict
 
 
 @dataclass
@@ -198,13 +239,22 @@ class PlannedEntry:
 
 @dataclass
 class Selection:
+    """What a rule keeps: the units (one per kept candidate, in candidate id order, each with its
+    split), not yet their manifest rows: ``planned_entries`` makes those a chunk at a time."""
+
+    spec: RuleSpec
     stages: list[Stage]
-    entries: list[PlannedEntry]
+    units: list[Unit]
     dropped: dict[int, str]
+    prompt_count: int
 
     @property
     def kept_ids(self) -> list[int]:
-        return [e.candidate_id for e in self.entries]
+        return [u.candidate_id for u in self.units]
+
+    @property
+    def train_count(self) -> int:
+        return sum(1 for u in self.units if u.split == Split.TRAIN)
 
 
 class _Funnel:
@@ -303,22 +353,28 @@ def _judgment_counts(campaign_id: int) -> dict[int, tuple[int, int, int]]:
     return {item: (n, n_all, n_active) for item, n, n_all, n_active in rows}
 
 
-def _campaign_units(spec: RuleSpec) -> tuple[list[Unit], dict[int, bool], dict[int, tuple]]:
+def _campaign_units(spec: RuleSpec) -> list[Unit]:
     links = ItemCandidate.objects.filter(item__campaign_id__in=spec.campaign_ids).values_list(
         "item__campaign_id", "item_id", "candidate_id", "item__is_gold"
     )
-    units, gold = [], {}
+    units = []
     counts: dict[int, tuple] = {}
     for campaign_id in spec.campaign_ids:
         counts.update(_judgment_counts(campaign_id))
     for campaign_id, item_id, candidate_id, is_gold in links.iterator(chunk_size=10000):
-        gold[item_id] = is_gold
-        n = counts.get(item_id, (0, 0, 0))[0]
+        n, n_all, n_active = counts.get(item_id, (0, 0, 0))
         units.append(
-            Unit(candidate_id=candidate_id, item_id=item_id, campaign_id=campaign_id, n_judgments=n)
+            Unit(
+                candidate_id=candidate_id,
+                item_id=item_id,
+                campaign_id=campaign_id,
+                n_judgments=n,
+                is_gold=is_gold,
+                judged_by_active=n_all == 0 or n_active > 0,
+            )
         )
     units.sort(key=lambda u: (u.candidate_id, u.campaign_id, u.item_id))
-    return units, gold, counts
+    return units
 
 
 def _question_types(spec: RuleSpec) -> dict[tuple[int, str], dict]:
@@ -364,7 +420,9 @@ def _pick_label(condition: dict) -> str:
     )
 
 
-def _apply_pick_condition(funnel: _Funnel, spec: RuleSpec, index: int, condition: dict) -> None:
+def _apply_pick_condition(
+    funnel: _Funnel, spec: RuleSpec, index: int, condition: dict, shared: _SharedDicts
+) -> None:
     """Keep a unit when its candidate won its item's pick: picked more than any other shown
     candidate (a tie for the top keeps none of them), by at least ``min_agreement`` of the
     item's counted judgments, with at least ``min_judgments`` of them. The label is True and
@@ -387,8 +445,8 @@ def _apply_pick_condition(funnel: _Funnel, spec: RuleSpec, index: int, condition
         ):
             return False
         share = round(pick.share, 6)
-        unit.labels[key] = True
-        unit.confidences[key] = share
+        unit.labels = shared.with_value(unit.labels, key, True)
+        unit.confidences = shared.with_value(unit.confidences, key, share)
         if index == 0:
             unit.label, unit.confidence = True, share
         return True
@@ -398,9 +456,10 @@ def _apply_pick_condition(funnel: _Funnel, spec: RuleSpec, index: int, condition
 
 def _apply_conditions(funnel: _Funnel, spec: RuleSpec) -> None:
     questions = _question_types(spec)
+    shared = _SharedDicts()
     for index, condition in enumerate(spec.conditions):
         if is_pick_condition(condition):
-            _apply_pick_condition(funnel, spec, index, condition)
+            _apply_pick_condition(funnel, spec, index, condition, shared)
             continue
         key = condition["question"]
         consensus: dict[int, dict] = {}
@@ -440,10 +499,12 @@ def _apply_conditions(funnel: _Funnel, spec: RuleSpec) -> None:
                 return False
             if max_mean is not None and (result.mean is None or result.mean > max_mean + EPSILON):
                 return False
-            unit.labels[key] = result.label
-            unit.confidences[key] = round(float(result.confidence), 6)
+            unit.labels = shared.with_value(unit.labels, key, result.label)
+            unit.confidences = shared.with_value(
+                unit.confidences, key, round(float(result.confidence), 6)
+            )
             if result.mean is not None:
-                unit.scores[key] = round(float(result.mean), 6)
+                unit.scores = shared.with_value(unit.scores, key, round(float(result.mean), 6))
             if index == 0:
                 unit.label = result.label
                 unit.confidence = round(float(result.confidence), 6)
@@ -458,27 +519,47 @@ def _label_in(label: Any, accepted: list) -> bool:
     return any(label == a and type(label) is type(a) for a in accepted)
 
 
-def _candidate_rows(qs, spec: RuleSpec, ids: set[int] | None = None) -> dict[int, dict]:
-    """Candidate fields by id. Tuples are zipped into dicts by hand and ``weak_labels`` is read
-    only for weak rules: Django's per-row dict building and JSON decoding cost about 2 s per
-    100,000 candidates."""
-    fields = _CANDIDATE_FIELDS if spec.purpose == DatasetPurpose.WEAK else _CANDIDATE_FIELDS[:-1]
-    rows = {}
+_FACT_FIELDS = (
+    "id",
+    "kind",
+    "raw_prompt",
+    "prompt__prompt_set__is_held_out",
+    "motion_score",
+    "weak_labels",
+)
+
+
+def _candidate_facts(qs, spec: RuleSpec, ids: set[int] | None = None) -> dict[int, _Facts]:
+    """The stages' facts by candidate id. ``weak_labels`` is read only for weak rules (JSON
+    decoding costs about 1 s per 100,000 candidates). Kinds and prompt keys are interned: a
+    million candidates share two kinds and a fifth as many prompts."""
+    is_weak = spec.purpose == DatasetPurpose.WEAK
+    fields = _FACT_FIELDS if is_weak else _FACT_FIELDS[:-1]
+    prompt_keys: dict[str, str] = {}
+    facts = {}
     for row in qs.values_list(*fields).iterator(chunk_size=10000):
-        if ids is None or row[0] in ids:
-            rows[row[0]] = dict(zip(fields, row, strict=True))
-    if spec.purpose != DatasetPurpose.WEAK:
-        for row in rows.values():
-            row["weak_labels"] = {}
-    return rows
+        candidate_id, kind, raw_prompt, held_out, motion_score = row[:5]
+        if ids is not None and candidate_id not in ids:
+            continue
+        prompt_key = prompt_keys.get(raw_prompt)
+        if prompt_key is None:
+            prompt_key = prompt_keys[raw_prompt] = sys.intern(normalise_prompt(raw_prompt))
+        facts[candidate_id] = _Facts(
+            kind=sys.intern(kind),
+            prompt_key=prompt_key,
+            held_out=bool(held_out),
+            motion_score=motion_score,
+            weak_labels=(row[5] or {}) if is_weak else _NO_VALUES,
+        )
+    return facts
 
 
-def _load_candidates(ids: set[int], spec: RuleSpec) -> dict[int, dict]:
+def _load_candidates(ids: set[int], spec: RuleSpec) -> dict[int, _Facts]:
     qs = Candidate.objects.filter(item_links__item__campaign_id__in=spec.campaign_ids)
-    return _candidate_rows(qs, spec, ids)
+    return _candidate_facts(qs, spec, ids)
 
 
-def _fingerprints(rows: dict[int, dict], ids: list[int], *, store: bool) -> dict[int, int]:
+def _fingerprints(ids: list[int], *, store: bool) -> dict[int, int]:
     known = {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
@@ -488,9 +569,13 @@ def _fingerprints(rows: dict[int, dict], ids: list[int], *, store: bool) -> dict
             )
         )
     missing = [i for i in ids if i not in known]
+    files = {}
+    for start in range(0, len(missing), 5000):
+        chunk = missing[start : start + 5000]
+        files.update(Candidate.objects.filter(pk__in=chunk).values_list("pk", "file"))
     new = []
     for candidate_id in missing:
-        key = rows[candidate_id]["file"]
+        key = files[candidate_id]
         try:
             with default_storage.open(key, "rb") as fh:
                 value = perceptual_hash_bytes(fh.read())
@@ -510,35 +595,31 @@ def _fingerprints(rows: dict[int, dict], ids: list[int], *, store: bool) -> dict
     return known
 
 
-def _source_units(spec: RuleSpec) -> tuple[_Funnel, dict[int, dict]]:
-    """The starting units and the candidate rows: campaigns' items, or weak candidates."""
+def _source_units(spec: RuleSpec) -> tuple[_Funnel, dict[int, _Facts]]:
+    """The starting units and the candidates' facts: campaigns' items, or weak candidates."""
     wanted_kind = CANDIDATE_KIND[spec.kind]
     if spec.purpose == DatasetPurpose.WEAK:
-        rows = _candidate_rows(
+        facts = _candidate_facts(
             Candidate.objects.filter(
                 origin=CandidateOrigin.IMPORTED, import_source__in=spec.weak_source_names
             ),
             spec,
         )
-        units = [Unit(candidate_id=i) for i in sorted(rows)]
+        units = [Unit(candidate_id=i) for i in sorted(facts)]
         funnel = _Funnel(units, "candidates in the weak sources")
         funnel.apply(
             "kind",
             f"is {'an animation' if wanted_kind == 'animation' else 'a sticker'}",
-            lambda u: rows[u.candidate_id]["kind"] == wanted_kind,
+            lambda u: facts[u.candidate_id].kind == wanted_kind,
         )
-        return funnel, rows
-    units, gold, counts = _campaign_units(spec)
-    funnel = _Funnel(units, "candidates in the source campaigns")
+        return funnel, facts
+    funnel = _Funnel(_campaign_units(spec), "candidates in the source campaigns")
     if spec.exclude_gold:
-        funnel.apply("gold", "not a gold item", lambda u: not gold[u.item_id])
+        funnel.apply("gold", "not a gold item", lambda u: not u.is_gold)
     if spec.exclude_paused_only:
-
-        def judged_by_active(unit: Unit) -> bool:
-            _, n_all, n_active = counts.get(unit.item_id, (0, 0, 0))
-            return n_all == 0 or n_active > 0
-
-        funnel.apply("paused_only", "not judged by paused raters only", judged_by_active)
+        funnel.apply(
+            "paused_only", "not judged by paused raters only", lambda u: u.judged_by_active
+        )
     funnel.apply(
         "min_judgments",
         f"at least {spec.min_judgments} judgment(s)",
@@ -546,22 +627,22 @@ def _source_units(spec: RuleSpec) -> tuple[_Funnel, dict[int, dict]]:
     )
     _apply_conditions(funnel, spec)
     ids = {u.candidate_id for u in funnel.units}
-    rows = _load_candidates(ids, spec)
+    facts = _load_candidates(ids, spec)
     funnel.apply(
         "kind",
         f"is {'an animation' if wanted_kind == 'animation' else 'a sticker'}",
-        lambda u: u.candidate_id in rows and rows[u.candidate_id]["kind"] == wanted_kind,
+        lambda u: u.candidate_id in facts and facts[u.candidate_id].kind == wanted_kind,
     )
-    return funnel, rows
+    return funnel, facts
 
 
-def _weak_stages(funnel: _Funnel, spec: RuleSpec, rows: dict[int, dict]) -> None:
+def _weak_stages(funnel: _Funnel, spec: RuleSpec, facts: dict[int, _Facts]) -> None:
     for label_key, accepted in sorted(spec.weak_label_filters.items()):
         funnel.apply(
             f"weak_label_{label_key}",
             f"weak label {label_key!r} in " + ", ".join(_show(v) for v in accepted),
             lambda u, k=label_key, a=accepted: _label_in(
-                (rows[u.candidate_id]["weak_labels"] or {}).get(k), a
+                facts[u.candidate_id].weak_labels.get(k), a
             ),
         )
     if spec.motion_buckets:
@@ -569,11 +650,11 @@ def _weak_stages(funnel: _Funnel, spec: RuleSpec, rows: dict[int, dict]) -> None
         funnel.apply(
             "motion_bucket",
             "motion bucket in " + ", ".join(map(str, sorted(buckets))),
-            lambda u: (rows[u.candidate_id]["weak_labels"] or {}).get("motion_bucket") in buckets,
+            lambda u: facts[u.candidate_id].weak_labels.get("motion_bucket") in buckets,
         )
     first = next(iter(sorted(spec.weak_label_filters)), None)
     for unit in funnel.units:
-        weak = rows[unit.candidate_id]["weak_labels"] or {}
+        weak = facts[unit.candidate_id].weak_labels
         unit.labels = dict(weak)
         unit.label = weak.get(first) if first else None
         confidence = weak.get("confidence", 1.0)
@@ -587,79 +668,98 @@ def _rank(unit: Unit) -> tuple:
 
 
 def select(spec: RuleSpec, *, store_fingerprints: bool = False) -> Selection:
-    """Run the rule: the stage funnel, the kept entries (by candidate id) and why the rest went.
+    """Run the rule: the stage funnel, the kept units (by candidate id, each with its split) and
+    why the rest went.
 
     Assumes the spec passed ``rule_spec_check`` (questions exist, thresholds fit).
     """
-    funnel, rows = _source_units(spec)
+    funnel, facts = _source_units(spec)
     if spec.purpose == DatasetPurpose.WEAK:
-        _weak_stages(funnel, spec, rows)
+        _weak_stages(funnel, spec, facts)
     if spec.min_motion_score is not None:
         floor = spec.min_motion_score
         funnel.apply(
             "motion_score",
             f"motion score ≥ {floor}",
             lambda u: (
-                rows[u.candidate_id]["motion_score"] is not None
-                and rows[u.candidate_id]["motion_score"] >= floor - 1e-12
+                facts[u.candidate_id].motion_score is not None
+                and facts[u.candidate_id].motion_score >= floor - 1e-12
             ),
         )
     if spec.purpose == DatasetPurpose.EVALUATION:
         funnel.apply(
             "held_out",
             "from a held-out prompt set",
-            lambda u: bool(rows[u.candidate_id]["prompt__prompt_set__is_held_out"]),
+            lambda u: facts[u.candidate_id].held_out,
         )
     elif spec.exclude_held_out:
         funnel.apply(
             "held_out",
             "not from a held-out prompt set",
-            lambda u: not rows[u.candidate_id]["prompt__prompt_set__is_held_out"],
+            lambda u: not facts[u.candidate_id].held_out,
         )
     # A candidate rated in several campaigns or items keeps its best rating.
     best: dict[int, Unit] = {}
     for unit in sorted(funnel.units, key=_rank):
         best.setdefault(unit.candidate_id, unit)
     funnel.units = sorted(best.values(), key=_rank)
+    del best
     if spec.dedup_max_distance is not None:
-        hashes = _fingerprints(
-            rows, [u.candidate_id for u in funnel.units], store=store_fingerprints
-        )
+        hashes = _fingerprints([u.candidate_id for u in funnel.units], store=store_fingerprints)
         index = NearDuplicateIndex(spec.dedup_max_distance)
         funnel.apply(
             "near_duplicate",
             f"not within {spec.dedup_max_distance} bits of a better candidate",
             lambda u: index.add_if_new(hashes[u.candidate_id]),
         )
-    prompt_key = {
-        u.candidate_id: normalise_prompt(rows[u.candidate_id]["raw_prompt"]) for u in funnel.units
-    }
     if spec.per_prompt_cap is not None:
         taken: Counter = Counter()
 
         def under_cap(unit: Unit) -> bool:
-            key = prompt_key[unit.candidate_id]
+            key = facts[unit.candidate_id].prompt_key
             taken[key] += 1
             return taken[key] <= spec.per_prompt_cap
 
         funnel.apply("per_prompt_cap", f"at most {spec.per_prompt_cap} per prompt", under_cap)
     split = _split_of(
-        sorted({prompt_key[u.candidate_id] for u in funnel.units}),
+        sorted({facts[u.candidate_id].prompt_key for u in funnel.units}),
         fraction=spec.validation_fraction,
         seed=spec.split_seed,
     )
-    entries = [
-        _entry(spec, unit, rows[unit.candidate_id], split[prompt_key[unit.candidate_id]])
-        for unit in sorted(funnel.units, key=lambda u: u.candidate_id)
-    ]
-    return Selection(stages=funnel.stages, entries=entries, dropped=funnel.dropped)
+    for unit in funnel.units:
+        unit.split = split[facts[unit.candidate_id].prompt_key]
+    return Selection(
+        spec=spec,
+        stages=funnel.stages,
+        units=sorted(funnel.units, key=lambda u: u.candidate_id),
+        dropped=funnel.dropped,
+        prompt_count=len(split),
+    )
 
 
-def _entry(spec: RuleSpec, unit: Unit, row: dict, split: str) -> PlannedEntry:
+def planned_entries(
+    selection: Selection, units: list[Unit] | None = None
+) -> Iterator[list[PlannedEntry]]:
+    """The manifest rows of ``units`` (by default all the selection keeps), in their order, in
+    lists of at most ``ENTRY_CHUNK``: each chunk reads its candidates' fields in one query by
+    primary key, so memory holds one chunk of rows whatever the version's size."""
+    units = selection.units if units is None else units
+    for start in range(0, len(units), ENTRY_CHUNK):
+        chunk = units[start : start + ENTRY_CHUNK]
+        rows = {
+            row[0]: dict(zip(_ENTRY_FIELDS, row, strict=True))
+            for row in Candidate.objects.filter(pk__in=[u.candidate_id for u in chunk]).values_list(
+                *_ENTRY_FIELDS
+            )
+        }
+        yield [_entry(selection.spec, unit, rows[unit.candidate_id]) for unit in chunk]
+
+
+def _entry(spec: RuleSpec, unit: Unit, row: dict) -> PlannedEntry:
     is_animation = row["kind"] == "animation"
     return PlannedEntry(
         candidate_id=row["id"],
-        split=split,
+        split=unit.split,
         caption=caption_for(spec, row),
         file_key=row["file"],
         file_sha256=row["sha256"],

@@ -18,7 +18,6 @@ from training_bridge.models import (
     DatasetExport,
     DatasetRule,
     DatasetVersion,
-    Split,
     TrainingTrigger,
     TriggerOrigin,
     WeakImport,
@@ -77,10 +76,15 @@ def dataset_rule_preview(*, spec: RuleSpec, sample_size: int = SAMPLE_SIZE) -> P
     Perceptual hashes are computed in memory and not stored (a preview writes nothing).
     """
     selection = curation.select(spec, store_fingerprints=False)
-    entries = selection.entries
-    train = sum(1 for e in entries if e.split == Split.TRAIN)
-    by_id = {e.candidate_id: e for e in entries}
-    sample_ids = _spread(list(by_id), sample_size)
+    sample_ids = _spread(selection.kept_ids, sample_size)
+    sampled = set(sample_ids)
+    by_id = {
+        e.candidate_id: e
+        for chunk in curation.planned_entries(
+            selection, [u for u in selection.units if u.candidate_id in sampled]
+        )
+        for e in chunk
+    }
     dropped = curation.dropped_by_stage(selection)
     dropped_ids = {stage: _spread(ids, DROPPED_SAMPLE_PER_STAGE) for stage, ids in dropped.items()}
     cards = _candidate_cards(sample_ids + [i for ids in dropped_ids.values() for i in ids])
@@ -109,10 +113,10 @@ def dataset_rule_preview(*, spec: RuleSpec, sample_size: int = SAMPLE_SIZE) -> P
     dropped_samples.sort(key=lambda d: [s.key for s in selection.stages].index(d["stage"]))
     return Preview(
         stages=selection.stages,
-        entry_count=len(entries),
-        train_count=train,
-        validation_count=len(entries) - train,
-        prompt_count=len({curation.normalise_prompt(e.prompt_text) for e in entries}),
+        entry_count=len(selection.units),
+        train_count=selection.train_count,
+        validation_count=len(selection.units) - selection.train_count,
+        prompt_count=selection.prompt_count,
         sample=sample,
         dropped_samples=dropped_samples,
     )

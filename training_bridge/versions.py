@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -31,22 +32,33 @@ from training_bridge.rules import rule_spec_check, rule_values
 MANIFEST_FORMAT = "stickerloop-manifest-1"
 
 
-def manifest_checksum(*, purpose: str, kind: str, entries: list[PlannedEntry]) -> str:
-    """sha256 over a header line and one canonical JSON line per entry, in manifest order.
+class ManifestDigest:
+    """sha256 over a header line and one canonical JSON line per entry, in manifest order, fed
+    an entry at a time (a build hashes each chunk of rows as it stores it).
 
     The lines hold what identifies the data (candidate, file checksum, caption, split, labels,
     confidences, scores, provenance), not when or by whom it was built, so the same rule on the
     same judgments gives the same checksum.
     """
-    digest = hashlib.sha256()
 
-    def line(value) -> bytes:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    def __init__(self, *, purpose: str, kind: str):
+        self._digest = hashlib.sha256()
+        self._digest.update(
+            self._line({"format": MANIFEST_FORMAT, "purpose": purpose, "kind": kind})
+        )
 
-    digest.update(line({"format": MANIFEST_FORMAT, "purpose": purpose, "kind": kind}) + b"\n")
-    for entry in entries:
-        digest.update(line(entry.canonical()) + b"\n")
-    return digest.hexdigest()
+    @staticmethod
+    def _line(value) -> bytes:
+        return (
+            json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+            + b"\n"
+        )
+
+    def update(self, entry: PlannedEntry) -> None:
+        self._digest.update(self._line(entry.canonical()))
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 # A manifest row: what a build stores after version_id and position, and what exports read.
@@ -140,27 +152,37 @@ def _copy_line(version_id: int, position: int, e: PlannedEntry, dump: _JsonCache
     )
 
 
-def _insert_entries(version: DatasetVersion, entries: list[PlannedEntry]) -> None:
-    """Store the manifest rows. On PostgreSQL through COPY: 100,000 rows take about 1 s, where
-    ``bulk_create`` builds and binds 2.3 million parameters (about 6 s measured)."""
-    if connection.vendor != "postgresql":
-        DatasetEntry.objects.bulk_create(
-            [DatasetEntry(**_entry_values(version.pk, i, e)) for i, e in enumerate(entries)],
-            batch_size=1000,
-        )
-        return
+def _insert_entries(
+    version: DatasetVersion, chunks: Iterable[list[PlannedEntry]], digest: ManifestDigest
+) -> None:
+    """Store the manifest rows a chunk at a time, feeding each entry to ``digest`` in order. On
+    PostgreSQL through COPY: 100,000 rows take about 1 s, where ``bulk_create`` builds and
+    binds 2.3 million parameters (about 6 s measured)."""
     table = DatasetEntry._meta.db_table
     columns = ", ".join(_ENTRY_COLUMNS)
     dump = _JsonCache()
-    for start in range(0, len(entries), 20000):
-        buffer = io.StringIO()
-        buffer.writelines(
-            _copy_line(version.pk, position, entry, dump)
-            for position, entry in enumerate(entries[start : start + 20000], start=start)
-        )
-        buffer.seek(0)
-        with connection.cursor() as cursor:
-            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
+    position = 0
+    for chunk in chunks:
+        for entry in chunk:
+            digest.update(entry)
+        if connection.vendor != "postgresql":
+            DatasetEntry.objects.bulk_create(
+                [
+                    DatasetEntry(**_entry_values(version.pk, i, e))
+                    for i, e in enumerate(chunk, start=position)
+                ],
+                batch_size=1000,
+            )
+        else:
+            buffer = io.StringIO()
+            buffer.writelines(
+                _copy_line(version.pk, i, entry, dump)
+                for i, entry in enumerate(chunk, start=position)
+            )
+            buffer.seek(0)
+            with connection.cursor() as cursor:
+                cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
+        position += len(chunk)
 
 
 @transaction.atomic
@@ -178,7 +200,7 @@ def dataset_version_build(
     rule = DatasetRule.objects.select_for_update().get(pk=rule.pk)
     spec = rule_spec_check(values=rule_values(rule))
     selection = curation.select(spec, store_fingerprints=True)
-    if not selection.entries:
+    if not selection.units:
         last = next((s for s in reversed(selection.stages) if s.dropped), None)
         reason = (
             f"'{last.label}' dropped the last {last.dropped} candidate(s)."
@@ -186,22 +208,20 @@ def dataset_version_build(
             else "its sources hold no candidates."
         )
         raise ValidationError({"rule": [f"The rule selects nothing: {reason}"]})
-    checksum = manifest_checksum(purpose=spec.purpose, kind=spec.kind, entries=selection.entries)
-    existing = (
-        DatasetVersion.objects.filter(rule=rule, manifest_sha256=checksum)
-        .exclude(status=VersionStatus.RETIRED)
-        .first()
-    )
-    if existing is not None:
-        return existing, False
     number = (rule.versions.aggregate(n=Max("number"))["n"] or 0) + 1
-    train = sum(1 for e in selection.entries if e.split == "train")
     snapshot = {
         **spec.snapshot(),
         "rule_id": rule.pk,
         "name": rule.name,
         "training_trigger": rule.training_trigger,
     }
+    # The checksum is known only once every row has been made, and the rows are made a chunk at
+    # a time and stored as they are hashed (a million of them do not fit in a worker's memory
+    # at once). So the version is stored first, under a savepoint, and rolled back when a live
+    # version already has that checksum: a rebuild of unchanged input writes and then discards
+    # its rows, the rare case paying for the common one. The rule row lock keeps the empty
+    # checksum of the version being built from meeting another build's.
+    savepoint = transaction.savepoint()
     version = DatasetVersion.objects.create(
         rule=rule,
         number=number,
@@ -209,13 +229,26 @@ def dataset_version_build(
         kind=spec.kind,
         rule_snapshot=snapshot,
         stage_counts=[vars(s) for s in selection.stages],
-        manifest_sha256=checksum,
-        entry_count=len(selection.entries),
-        train_count=train,
-        validation_count=len(selection.entries) - train,
+        manifest_sha256="",
+        entry_count=len(selection.units),
+        train_count=selection.train_count,
+        validation_count=len(selection.units) - selection.train_count,
         built_by=built_by,
     )
-    _insert_entries(version, selection.entries)
+    digest = ManifestDigest(purpose=spec.purpose, kind=spec.kind)
+    _insert_entries(version, curation.planned_entries(selection), digest)
+    checksum = digest.hexdigest()
+    existing = (
+        DatasetVersion.objects.filter(rule=rule, manifest_sha256=checksum)
+        .exclude(status=VersionStatus.RETIRED)
+        .first()
+    )
+    if existing is not None:
+        transaction.savepoint_rollback(savepoint)
+        return existing, False
+    transaction.savepoint_commit(savepoint)
+    version.manifest_sha256 = checksum
+    version.save(update_fields=["manifest_sha256"])
     audit_record(
         AuditAction.BUILD,
         actor=built_by,

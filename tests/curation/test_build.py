@@ -1,14 +1,22 @@
 """Rules → preview funnel → immutable versions: exact counts, checksums, rebuilds, diffs."""
 
+import hashlib
+import json
+
+import psycopg2
 import pytest
 
+from generation.models import Candidate
 from tests.factories import sticker_pixels
+from training_bridge import curation
 from training_bridge.models import (
     AuditEvent,
     CandidateFingerprint,
     DatasetEntry,
+    DatasetRule,
     DatasetVersion,
 )
+from training_bridge.versions import MANIFEST_FORMAT, dataset_version_build, dataset_version_retire
 
 pytestmark = pytest.mark.django_db
 
@@ -328,3 +336,106 @@ def test_evaluation_rules_take_only_held_out_prompts(api, curator, world):
         "dropped": 5,
     }
     assert [s["candidate_id"] for s in body["sample"]] == [world["c"]["c8"].pk]
+
+
+# Builds stream their manifest in chunks: the same rows and checksum whatever the chunk size,
+# and a failure in a later chunk leaves nothing of the earlier ones.
+
+
+def _line(value) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def checksum_of_stored_rows(version: DatasetVersion) -> str:
+    """The manifest checksum as documented, recomputed from the stored rows in one piece."""
+    digest = hashlib.sha256()
+    digest.update(
+        _line({"format": MANIFEST_FORMAT, "purpose": version.purpose, "kind": version.kind}) + b"\n"
+    )
+    for e in version.entries.order_by("position"):
+        canonical = [
+            e.candidate_id,
+            e.split,
+            e.caption,
+            e.file_sha256,
+            e.label,
+            e.confidence,
+            e.labels,
+            e.confidences,
+            e.scores,
+            e.model_version_name,
+            e.seed,
+            e.prompt_text,
+            e.teacher,
+            e.source_candidate_id,
+            e.frame_count,
+            e.motion_score,
+        ]
+        digest.update(_line(canonical) + b"\n")
+    return digest.hexdigest()
+
+
+def stored_rows(version: DatasetVersion) -> list[tuple]:
+    return list(
+        version.entries.order_by("position").values_list(
+            "position", "candidate_id", "split", "caption", "file_key", "labels", "confidences"
+        )
+    )
+
+
+def test_a_version_not_a_multiple_of_the_chunk_is_stored_whole_with_the_same_checksum(
+    api, curator, world, monkeypatch
+):
+    # given: a version built in one chunk, then retired
+    c = world["c"]
+    rule = DatasetRule.objects.get(pk=create_rule(api, curator, world)["id"])
+    whole, created = dataset_version_build(rule=rule)
+    assert created and whole.entry_count == 3
+    dataset_version_retire(version=whole)
+    # when: the same rule is built again two rows at a time (chunks of 2 and 1)
+    monkeypatch.setattr(curation, "ENTRY_CHUNK", 2)
+    chunked, created = dataset_version_build(rule=rule)
+    # then: the same rows in the same positions, and the same checksum, the documented one
+    assert created and chunked.number == 2
+    assert stored_rows(chunked) == [
+        (0, c["c1"].pk, "train", "a cat", c["c1"].file, {"aligned": True}, {"aligned": 1.0}),
+        (1, c["c9"].pk, "train", "a cat", c["c9"].file, {"aligned": True}, {"aligned": 1.0}),
+        (2, c["c10"].pk, "train", "a bee", c["c10"].file, {"aligned": True}, {"aligned": 1.0}),
+    ]
+    assert [r[1:] for r in stored_rows(chunked)] == [r[1:] for r in stored_rows(whole)]
+    assert chunked.manifest_sha256 == whole.manifest_sha256 == checksum_of_stored_rows(chunked)
+    assert (chunked.entry_count, chunked.train_count, chunked.validation_count) == (3, 3, 0)
+
+
+def test_a_rebuild_of_unchanged_input_in_chunks_keeps_none_of_its_rows(
+    api, curator, world, monkeypatch
+):
+    monkeypatch.setattr(curation, "ENTRY_CHUNK", 2)
+    rule = DatasetRule.objects.get(pk=create_rule(api, curator, world)["id"])
+    first, created = dataset_version_build(rule=rule)
+    assert created
+    # when: rebuilt on the same judgments (the rows are written, then rolled back)
+    again, created = dataset_version_build(rule=rule)
+    # then: the live version is returned and nothing new is left
+    assert (again.pk, created) == (first.pk, False)
+    assert DatasetVersion.objects.count() == 1
+    assert DatasetEntry.objects.count() == 3
+    assert list(AuditEvent.objects.values_list("action", "version_id")) == [("build", first.pk)]
+
+
+def test_a_build_failing_in_a_later_chunk_leaves_no_version_and_no_rows(
+    api, curator, world, monkeypatch
+):
+    # given: chunks of 2, and the third kept candidate's file extension too long to store
+    monkeypatch.setattr(curation, "ENTRY_CHUNK", 2)
+    rule = DatasetRule.objects.get(
+        pk=create_rule(api, curator, world, dedup_max_distance=None)["id"]
+    )
+    Candidate.objects.filter(pk=world["c"]["c10"].pk).update(file="candidates/c10.longerthan8")
+    # when: the second chunk fails after the first was stored
+    with pytest.raises(psycopg2.DataError, match="value too long for type character varying"):
+        dataset_version_build(rule=rule)
+    # then
+    assert DatasetVersion.objects.count() == 0
+    assert DatasetEntry.objects.count() == 0
+    assert AuditEvent.objects.count() == 0
