@@ -43,21 +43,27 @@ def batch_list(request):
     return render(request, "generation/batch_list.html", {"page": page})
 
 
+def _batch_context(pk: int) -> dict:
+    batch = get_object_or_404(selectors.batch_list(), pk=pk)
+    return {
+        "batch": batch,
+        "failed_chunks": batch.chunks.select_related("model_version").filter(
+            status=ChunkStatus.FAILED
+        ),
+        "candidates": selectors.candidate_list(batch=batch.pk)[:48],
+    }
+
+
 @role_required(*STAFF)
 def batch_detail(request, pk: int):
-    batch = get_object_or_404(selectors.batch_list(), pk=pk)
-    chunks = batch.chunks.select_related("model_version")
-    candidates = selectors.candidate_list(batch=batch.pk)[:48]
-    return render(
-        request,
-        "generation/batch_detail.html",
-        {
-            "batch": batch,
-            "chunks": chunks,
-            "failed_chunks": chunks.filter(status=ChunkStatus.FAILED),
-            "candidates": candidates,
-        },
-    )
+    return render(request, "generation/batch_detail.html", _batch_context(pk))
+
+
+@role_required(*STAFF)
+def batch_live(request, pk: int):
+    """The part of the batch page that moves while it runs (status, progress, failed chunks,
+    the newest candidates); static/js/live.js polls it until the batch ends."""
+    return render(request, "generation/_batch_live.html", _batch_context(pk))
 
 
 @role_required(*STAFF)

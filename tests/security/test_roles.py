@@ -136,6 +136,7 @@ RULES: dict[str, Rule] = {
     "prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set"), methods=POST_ONLY),
     "prompt-enhancer-list": Rule(STAFF),
     "batch-detail": Rule(STAFF, kwargs=pk("batch")),
+    "batch-live": Rule(STAFF, kwargs=pk("batch")),
     "candidate-gallery": Rule(STAFF),
     "model-version-list": Rule(STAFF),
     # Campaigns

@@ -118,26 +118,36 @@ def job_create(request):
     return render(request, "training_jobs/job_form.html", _form_context(values, errors), status=400)
 
 
+def _live_job(pk: int) -> TrainingJob:
+    """The job with what its live part shows: models, evaluation and its campaign."""
+    return get_object_or_404(
+        selectors.training_job_list().select_related("evaluation__campaign"), pk=pk
+    )
+
+
 def _live_context(job: TrainingJob) -> dict:
+    """The parts of the job page that move until it is settled: progress, loss curve, log
+    tail, output and the evaluation with its win rates."""
     curves = selectors.training_job_loss_curves(job=job)
     return {
         "job": job,
         "chart": charts.loss_curve_svg(curves, total_steps=job.total_steps),
         "roles": sorted(curves),
+        "settled": selectors.training_job_is_settled(job=job),
+        "evaluation": getattr(job, "evaluation", None),
+        "win_rates": selectors.training_job_evaluation_results(job=job),
+        "judgments": selectors.training_job_evaluation_judgments(job=job),
     }
 
 
 @role_required(*STAFF)
 def job_detail(request, pk: int):
-    job = get_object_or_404(selectors.training_job_list().select_related("evaluation"), pk=pk)
+    job = _live_job(pk)
     context = _live_context(job)
     context.update(
         {
             "links": job.dataset_links.all(),
             "params": sorted(job.params.items()),
-            "evaluation": getattr(job, "evaluation", None),
-            "win_rates": selectors.training_job_evaluation_results(job=job),
-            "judgments": selectors.training_job_evaluation_judgments(job=job),
             "can_act": has_role(request.user, Role.ML_ENGINEER),
         }
     )
@@ -146,8 +156,8 @@ def job_detail(request, pk: int):
 
 @role_required(*STAFF)
 def job_live(request, pk: int):
-    """The parts of the job page that move while it runs (progress, loss curve, log tail)."""
-    job = get_object_or_404(TrainingJob, pk=pk)
+    """The job page's live fragment (see ``_live_context``); static/js/live.js polls it."""
+    job = _live_job(pk)
     return render(request, "training_jobs/_live.html", _live_context(job))
 
 
