@@ -271,6 +271,7 @@ RULES: dict[str, Rule] = {
     "api-experiment-scores-record": Rule(ENGINEERS, kwargs=pk("experiment")),
     "experiment-list": Rule(STAFF),
     "experiment-detail": Rule(STAFF, kwargs=pk("experiment")),
+    "experiment-live": Rule(STAFF, kwargs=pk("experiment")),
     "experiment-compute": Rule(ENGINEERS, kwargs=pk("experiment"), methods=POST_ONLY),
     # Pipelines: engineers declare and resume, curators and engineers read
     "api-pipeline-list": Rule(STAFF),

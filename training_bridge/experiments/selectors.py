@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Prefetch, QuerySet
 
+from annotation.models import CampaignStatus
 from generation.models import Candidate
 from training_bridge.experiments.models import (
     AXES_BY_KIND,
@@ -14,6 +15,7 @@ from training_bridge.experiments.models import (
     Experiment,
     ExperimentArm,
     ExperimentScore,
+    ExperimentStatus,
     ScoreSource,
 )
 from training_bridge.jobs.evaluation import evaluation_key
@@ -172,3 +174,17 @@ def experiment_result_rows(results: ExperimentResults) -> list[dict]:
                     }
                 )
     return rows
+
+
+def experiment_is_settled(*, experiment: Experiment) -> bool:
+    """Whether nothing on the experiment's page will move any more: it failed, or both its
+    campaigns are closed (their results no longer change). Generating, or rating while a
+    campaign is open, is not settled. Reads the campaigns (select them with the experiment)."""
+    if experiment.status == ExperimentStatus.FAILED:
+        return True
+    if experiment.status != ExperimentStatus.RATING:
+        return False
+    return all(
+        campaign.status == CampaignStatus.CLOSED
+        for campaign in (experiment.rating_campaign, experiment.pair_campaign)
+    )
