@@ -196,6 +196,7 @@ RULES: dict[str, Rule] = {
     "rater-campaigns-add": Rule(CURATORS, kwargs=pk("rater"), methods=POST_ONLY),
     "quality-index": Rule(STAFF),
     "quality-campaign": Rule(STAFF, kwargs=pk("campaign")),
+    "quality-campaign-live": Rule(STAFF, kwargs=pk("campaign")),
     "quality-leaderboard": Rule(STAFF, kwargs=pk("campaign")),
     "quality-compute": Rule(STAFF, kwargs=pk("campaign"), methods=POST_ONLY),
     "quality-animate": Rule(STAFF, kwargs=pk("campaign")),
