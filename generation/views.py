@@ -9,6 +9,7 @@ from generation import selectors
 from generation.forms import PromptEnhancerForm
 from generation.models import (
     BatchKind,
+    BatchStatus,
     ChunkStatus,
     ModelKind,
     ModelVersion,
@@ -32,6 +33,7 @@ from generation.services.prompts import (
     prompt_set_import,
 )
 from stickerloop.ids import parse_id
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -39,8 +41,17 @@ STAFF = (Role.CURATOR, Role.ML_ENGINEER)
 
 @role_required(*STAFF)
 def batch_list(request):
-    page = Paginator(selectors.batch_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "generation/batch_list.html", {"page": page})
+    filters, errors = list_filters(request.GET, statuses=BatchStatus.values)
+    qs = selectors.batch_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "generation/batch_list.html",
+        {"page": page, "filters": filters, "errors": errors, "statuses": BatchStatus.values},
+        status=400 if errors else 200,
+    )
 
 
 def _batch_context(pk: int) -> dict:
