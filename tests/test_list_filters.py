@@ -7,6 +7,8 @@ import pytest
 from annotation.models import Campaign
 from generation.models import GenerationBatch
 from tests import factories as f
+from training_bridge.jobs.lifecycle import training_job_create
+from training_bridge.jobs.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +63,30 @@ def test_the_batch_list_filters_and_refuses_an_unknown_status(site, curator):
     response = client.get("/campaigns/?q=" + "x" * 201)
     assert response.status_code == 400
     assert "Search: at most 200 characters, not 201." in response.content.decode()
+
+
+def test_the_job_list_searches_and_refuses_an_unknown_recipe(site, engineer, models):
+    version = f.dataset_version(models, purpose="alignment")
+    jobs = [
+        training_job_create(
+            recipe="finetune",
+            base_model_version=models["sticker-base"],
+            datasets={"train": version},
+            params={"max_train_steps": 4, "train_batch_size": 2},
+            evaluate=False,
+            name=name,
+        )
+        for name in ["cats run", "dogs run"]
+    ]
+    TrainingJob.objects.filter(pk=jobs[1].pk).update(status="failed", error="boom")
+    client = site(engineer)
+    assert _rows(client.get("/training/jobs/?q=CATS").content.decode(), "job") == [jobs[0].pk]
+    html = client.get("/training/jobs/?status=failed&recipe=finetune").content.decode()
+    assert _rows(html, "job") == [jobs[1].pk]
+    assert _rows(client.get("/training/jobs/?recipe=distill_student").content.decode(), "job") == []
+
+    response = client.get("/training/jobs/?recipe=magic")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert '<span class="error" id="error-recipe">Recipe: &#x27;magic&#x27; is none of ' in html
+    assert _rows(html, "job") == [jobs[1].pk, jobs[0].pk]

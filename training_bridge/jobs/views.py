@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from generation.models import ModelVersion, PromptSet
 from stickerloop.errors import ServiceConflict, validation_error_detail
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.jobs import charts, selectors
 from training_bridge.jobs.evaluation import (
@@ -24,7 +25,7 @@ from training_bridge.jobs.lifecycle import (
     training_job_create,
     training_job_resume,
 )
-from training_bridge.jobs.models import DatasetRole, Launcher, Recipe, TrainingJob
+from training_bridge.jobs.models import DatasetRole, JobStatus, Launcher, Recipe, TrainingJob
 from training_bridge.jobs.triggers import dataset_version_publish_and_train
 from training_bridge.models import DatasetVersion, VersionStatus
 from training_bridge.recipes.spec import RECIPE_ROLES
@@ -39,14 +40,27 @@ def _errors(exc: ValidationError) -> dict[str, list[str]]:
 
 @role_required(*STAFF)
 def job_list(request):
-    qs = selectors.training_job_list(
-        status=request.GET.get("status") or None, recipe=request.GET.get("recipe") or None
-    ).select_related("evaluation")
+    filters, errors = list_filters(request.GET, statuses=JobStatus.values)
+    recipe = request.GET.get("recipe") or ""
+    if recipe and recipe not in Recipe.values:
+        errors["recipe"] = f"Recipe: {recipe!r} is none of {', '.join(Recipe.values)}."
+    # A refused query lists every job, as with no filter, beside the reason.
+    qs = selectors.training_job_list(recipe=None if errors else recipe or None)
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    qs = qs.select_related("evaluation")
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "training_jobs/job_list.html",
-        {"page": page, "recipes": Recipe.choices, "filters": request.GET},
+        {
+            "page": page,
+            "recipes": Recipe.choices,
+            "filters": {**filters, "recipe": recipe},
+            "errors": errors,
+            "statuses": JobStatus.values,
+        },
+        status=400 if errors else 200,
     )
 
 
