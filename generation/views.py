@@ -103,8 +103,17 @@ def candidate_gallery(request):
 
 @role_required(*STAFF)
 def model_version_list(request):
+    # Model versions have no status: only the search applies.
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.model_version_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
     return render(
-        request, "generation/model_versions.html", {"versions": selectors.model_version_list()}
+        request,
+        "generation/model_versions.html",
+        {"page": page, "filters": filters, "errors": errors, "statuses": []},
+        status=400 if errors else 200,
     )
 
 

@@ -10,9 +10,10 @@ MAX_SEARCH = 200
 
 def list_filters(params, *, statuses: list[str]) -> tuple[dict, dict[str, str]]:
     """The ``q`` and ``status`` of a list page's query string, checked: ``(filters, errors)``
-    with an error per field it refuses, in words for the page."""
+    with an error per field it refuses, in words for the page. A list whose rows have no status
+    passes no ``statuses``, and ``status`` is ignored there."""
     search = (params.get("q") or "").strip()
-    status = params.get("status") or ""
+    status = (params.get("status") or "") if statuses else ""
     errors = {}
     if len(search) > MAX_SEARCH:
         errors["q"] = f"Search: at most {MAX_SEARCH} characters, not {len(search)}."

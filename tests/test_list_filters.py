@@ -90,3 +90,12 @@ def test_the_job_list_searches_and_refuses_an_unknown_recipe(site, engineer, mod
     html = response.content.decode()
     assert '<span class="error" id="error-recipe">Recipe: &#x27;magic&#x27; is none of ' in html
     assert _rows(html, "job") == [jobs[1].pk, jobs[0].pk]
+
+
+def test_the_model_list_searches_names_and_pages(site, engineer, models):
+    client = site(engineer)
+    html = client.get("/models/?q=ANIM&status=ignored").content.decode()
+    names = re.findall(r'<tr data-model-version="\d+"><td><a href="[^"]+">([^<]+)</a>', html)
+    assert names == sorted(name for name in models if "anim" in name)
+    assert 'name="status"' not in html
+    assert "No model version matches this search." in client.get("/models/?q=zzz").content.decode()
