@@ -1,12 +1,11 @@
 """Pages show times in the reader's time zone: the browser names it in the ``tz`` cookie
-(static/js/timezone.js) and this middleware turns it on for the request. The API keeps UTC, so
-a client's output does not depend on a browser's cookie."""
+(static/js/timezone.js) and this middleware turns it on for the request. The API calls a page
+makes carry the cookie too, so "judged today" on the rating screen, drawn by the page and then
+moved by the API, counts from the same midnight; clients without the cookie get UTC."""
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
-
-from stickerloop.middleware import API_PREFIX
 
 COOKIE = "tz"
 # IANA names are short ("America/Argentina/ComodRivadavia" is among the longest); a longer
@@ -29,9 +28,7 @@ class TimeZoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        zone = None
-        if not request.path.startswith(API_PREFIX):
-            zone = zone_from_cookie(request.COOKIES.get(COOKIE))
+        zone = zone_from_cookie(request.COOKIES.get(COOKIE))
         if zone is None:
             timezone.deactivate()
             return self.get_response(request)
