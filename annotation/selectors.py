@@ -310,6 +310,20 @@ def _items_progress(campaign_ids: list[int]) -> dict[int, dict]:
     }
 
 
+def campaigns_all_done() -> list[Campaign]:
+    """Running campaigns whose every item (gold left out) has all its judgments: ready to be
+    closed or turned into a dataset version. Two queries."""
+    campaigns = list(
+        Campaign.objects.filter(status=CampaignStatus.RUNNING).order_by("-started_at", "-id")
+    )
+    items = _items_progress([c.pk for c in campaigns])
+    return [
+        c
+        for c in campaigns
+        if (p := items.get(c.pk)) is not None and p["total"] and p["done"] == p["total"]
+    ]
+
+
 def _percent(part: int, whole: int) -> float:
     return round(100 * part / whole, 1) if whole else 0.0
 

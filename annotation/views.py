@@ -30,6 +30,7 @@ from stickerloop import media
 from stickerloop.authentication import login_or_token_required
 from stickerloop.errors import ServiceConflict
 from stickerloop.ids import parse_id
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.media import media_url
 from stickerloop.roles import Role, role_required
 
@@ -140,10 +141,25 @@ def _form_errors(form, exc: ValidationError) -> None:
 
 @role_required(*STAFF)
 def campaign_list(request):
-    page = Paginator(selectors.campaign_list(), 25).get_page(request.GET.get("page"))
+    filters, errors = list_filters(request.GET, statuses=CampaignStatus.values)
+    qs = selectors.campaign_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
     progress = selectors.campaigns_progress(campaigns=page.object_list)
     rows = [{"campaign": c, "progress": progress[c.pk]} for c in page]
-    return render(request, "annotation/campaign_list.html", {"page": page, "rows": rows})
+    return render(
+        request,
+        "annotation/campaign_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "filters": filters,
+            "errors": errors,
+            "statuses": CampaignStatus.values,
+        },
+        status=400 if errors else 200,
+    )
 
 
 def _campaign_values(form: CampaignForm) -> dict:

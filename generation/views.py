@@ -9,6 +9,7 @@ from generation import selectors
 from generation.forms import PromptEnhancerForm
 from generation.models import (
     BatchKind,
+    BatchStatus,
     ChunkStatus,
     ModelKind,
     ModelVersion,
@@ -32,6 +33,7 @@ from generation.services.prompts import (
     prompt_set_import,
 )
 from stickerloop.ids import parse_id
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -39,25 +41,40 @@ STAFF = (Role.CURATOR, Role.ML_ENGINEER)
 
 @role_required(*STAFF)
 def batch_list(request):
-    page = Paginator(selectors.batch_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "generation/batch_list.html", {"page": page})
+    filters, errors = list_filters(request.GET, statuses=BatchStatus.values)
+    qs = selectors.batch_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "generation/batch_list.html",
+        {"page": page, "filters": filters, "errors": errors, "statuses": BatchStatus.values},
+        status=400 if errors else 200,
+    )
+
+
+def _batch_context(pk: int) -> dict:
+    batch = get_object_or_404(selectors.batch_list(), pk=pk)
+    return {
+        "batch": batch,
+        "failed_chunks": batch.chunks.select_related("model_version").filter(
+            status=ChunkStatus.FAILED
+        ),
+        "candidates": selectors.candidate_list(batch=batch.pk)[:48],
+    }
 
 
 @role_required(*STAFF)
 def batch_detail(request, pk: int):
-    batch = get_object_or_404(selectors.batch_list(), pk=pk)
-    chunks = batch.chunks.select_related("model_version")
-    candidates = selectors.candidate_list(batch=batch.pk)[:48]
-    return render(
-        request,
-        "generation/batch_detail.html",
-        {
-            "batch": batch,
-            "chunks": chunks,
-            "failed_chunks": chunks.filter(status=ChunkStatus.FAILED),
-            "candidates": candidates,
-        },
-    )
+    return render(request, "generation/batch_detail.html", _batch_context(pk))
+
+
+@role_required(*STAFF)
+def batch_live(request, pk: int):
+    """The part of the batch page that moves while it runs (status, progress, failed chunks,
+    the newest candidates); static/js/live.js polls it until the batch ends."""
+    return render(request, "generation/_batch_live.html", _batch_context(pk))
 
 
 @role_required(*STAFF)
@@ -86,8 +103,17 @@ def candidate_gallery(request):
 
 @role_required(*STAFF)
 def model_version_list(request):
+    # Model versions have no status: only the search applies.
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.model_version_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
     return render(
-        request, "generation/model_versions.html", {"versions": selectors.model_version_list()}
+        request,
+        "generation/model_versions.html",
+        {"page": page, "filters": filters, "errors": errors, "statuses": []},
+        status=400 if errors else 200,
     )
 
 

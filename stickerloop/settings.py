@@ -123,6 +123,7 @@ MIDDLEWARE = [
     "stickerloop.middleware.InputGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "stickerloop.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "stickerloop.middleware.DatabaseUnavailableMiddleware",

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from stickerloop import media, views
+from stickerloop.home import views as home_views
 from stickerloop.metrics import views as metrics_views
 
 api_patterns = [
@@ -23,7 +24,7 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", home_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_views.metrics_scrape, name="metrics"),

@@ -1,9 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import reverse_lazy
 from django.views import defaults
@@ -23,22 +22,11 @@ from stickerloop.login_throttle import (
     login_success_record,
 )
 from stickerloop.middleware import API_PREFIX
-from stickerloop.roles import Role, user_roles
+from stickerloop.roles import user_roles
 from stickerloop.schema import ErrorSerializer
 from stickerloop.sessions import session_clock_start
 
 LOCKED_MESSAGE = "Too many failed logins for this account or address."
-
-
-@login_required
-def home(request):
-    """Send each role to where its work is."""
-    roles = user_roles(request.user)
-    if roles & {Role.CURATOR, Role.ML_ENGINEER, Role.ADMIN}:
-        return redirect("batch-list")
-    if Role.RATER in roles:
-        return redirect("rater-home")
-    return render(request, "home.html")
 
 
 @never_cache

@@ -35,7 +35,8 @@ LAYERS = [
 ]
 WIRING = ("stickerloop.settings", "stickerloop.urls", "stickerloop.celery", "stickerloop.wsgi")
 # The metrics read every app's rows at scrape time (stickerloop.metrics.state): wiring too.
-WIRING_PACKAGES = ("stickerloop.management", "stickerloop.metrics")
+# The home page reads every app's selectors for what needs attention (stickerloop.home): wiring.
+WIRING_PACKAGES = ("stickerloop.management", "stickerloop.metrics", "stickerloop.home")
 # The simulated raters' client, judge, answer policies, profiles and figures know the platform
 # only as a web site.
 SIMULATION_DJANGO_FREE = tuple(

@@ -18,7 +18,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from annotation.models import (
@@ -607,4 +607,29 @@ def raters_overview(*, search: str = ""):
         users.annotate(campaign_count=Count("campaign_memberships", distinct=True))
         .order_by("username")
         .distinct()
+    )
+
+
+def campaigns_results_behind() -> QuerySet[Campaign]:
+    """Campaigns (not drafts) with judgments newer than their last computed results, or with
+    none computed: the consensus a curator would read is behind. A run counts from when it was
+    requested, so a judgment made while it ran still counts as newer. One query."""
+    last_judgment = (
+        Judgment.objects.filter(campaign=OuterRef("pk"))
+        .order_by("-created_at")
+        .values("created_at")
+    )
+    last_results = (
+        AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
+        .order_by("-created_at")
+        .values("created_at")
+    )
+    return (
+        Campaign.objects.exclude(status=CampaignStatus.DRAFT)
+        .annotate(
+            last_judgment=Subquery(last_judgment[:1]), last_results=Subquery(last_results[:1])
+        )
+        .filter(last_judgment__isnull=False)
+        .filter(Q(last_results__isnull=True) | Q(last_judgment__gt=F("last_results")))
+        .order_by("-last_judgment", "-id")
     )

@@ -12,6 +12,7 @@ urlpatterns = [
     path("raters/<id:pk>/campaigns/", rater_views.rater_campaigns_add, name="rater-campaigns-add"),
     path("quality/", views.campaign_index, name="quality-index"),
     path("quality/campaigns/<id:pk>/", views.campaign_quality, name="quality-campaign"),
+    path("quality/campaigns/<id:pk>/live/", views.campaign_live, name="quality-campaign-live"),
     path("quality/campaigns/<id:pk>/leaderboard/", views.leaderboard, name="quality-leaderboard"),
     path("quality/campaigns/<id:pk>/compute/", views.compute, name="quality-compute"),
     path("quality/campaigns/<id:pk>/animate/", views.campaign_animate, name="quality-animate"),

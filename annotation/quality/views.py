@@ -9,9 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.forms import MembershipForm
-from annotation.models import Campaign, CampaignKind
+from annotation.models import Campaign, CampaignKind, CampaignStatus
 from annotation.quality import selectors, svg
-from annotation.quality.models import AggregationRun
+from annotation.quality.models import AggregationRun, RunStatus
 from annotation.quality.services import membership
 from annotation.quality.services.runs import aggregation_run_request
 from generation.views import SESSION_SOURCES
@@ -33,6 +33,28 @@ def campaign_index(request):
 
 def _question_labels(campaign: Campaign) -> dict[str, str]:
     return {q["key"]: q.get("label", q["key"]) for q in selectors.campaign_questions(campaign)}
+
+
+def _live_context(campaign: Campaign) -> dict:
+    """The quality page's moving part: its last computations. The page shows results as of the
+    newest succeeded run, so that run is the fragment's phase: a new one reloads the page (see
+    static/js/live.js). Nothing moves once the campaign is closed and no run is pending."""
+    runs = list(AggregationRun.objects.filter(campaign=campaign).order_by("-created_at")[:5])
+    succeeded = [run.pk for run in runs if run.status == RunStatus.SUCCEEDED]
+    pending = any(run.status in (RunStatus.QUEUED, RunStatus.RUNNING) for run in runs)
+    return {
+        "campaign": campaign,
+        "runs": runs,
+        "results_run": succeeded[0] if succeeded else "none",
+        "settled": campaign.status == CampaignStatus.CLOSED and not pending,
+    }
+
+
+@role_required(*STAFF)
+def campaign_live(request, pk: int):
+    """The quality page's live fragment, polled by static/js/live.js."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    return render(request, "quality/_live.html", _live_context(campaign))
 
 
 @role_required(*STAFF)
@@ -61,18 +83,16 @@ def campaign_quality(request, pk: int):
         for r in selectors.question_results(campaign=campaign)
     ]
     raters = selectors.rater_table(campaign=campaign)
-    runs = AggregationRun.objects.filter(campaign=campaign).order_by("-created_at")[:5]
     return render(
         request,
         "quality/campaign.html",
         {
-            "campaign": campaign,
+            **_live_context(campaign),
             "policy": selectors.policy_for(campaign),
             "agreement": agreement,
             "results": results,
             "raters": raters,
             "paused_count": sum(1 for r in raters if r["status"] == "paused"),
-            "runs": runs,
             "is_pair": campaign.kind == CampaignKind.PAIR,
             "can_act": has_role(request.user, Role.CURATOR),
             "animate_choices": _animate_choices(campaign),

@@ -37,7 +37,9 @@ def _log_in_as_curator(live_server, page, username: str) -> None:
     page.fill("#id_password", f.PASSWORD)
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert page.url == f"{live_server.url}/batches/"
+    # Staff land on what needs their attention (stickerloop.home).
+    assert page.url == f"{live_server.url}/"
+    assert page.text_content("h1") == "What needs my attention"
 
 
 def _curator_pages(live_server, page):

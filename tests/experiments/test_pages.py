@@ -6,15 +6,19 @@ import re
 import pytest
 from django.utils import timezone
 
+from annotation.models import Campaign
 from tests import factories
 from tests.experiments.conftest import RED, flat
 from tests.experiments.test_results import _rate, draw
-from training_bridge.experiments.models import Axis, ExperimentScore
+from training_bridge.experiments.models import Axis, Experiment, ExperimentScore
 from training_bridge.experiments.services.results import experiment_results_compute
 from training_bridge.experiments.services.scores import ScoreEntry, experiment_scores_record
 from training_bridge.jobs.models import TrainingJob, TrainingJobDataset
 
 pytestmark = pytest.mark.django_db
+
+# What static/js/live.js polls on the experiment page, whatever the judgments and scores.
+QUERIES_LIVE = 8
 
 
 def _scores_in(html: str, axis: str) -> list[tuple[str, str]]:
@@ -117,3 +121,50 @@ def test_job_and_model_version_pages_link_to_their_experiments(site, curator, im
     listed = browser.get(f"/training/experiments/?model_version={elsewhere.pk}").content.decode()
     assert "No experiment yet." in listed
     assert browser.get("/training/experiments/?job=abc").status_code == 200
+
+
+def _live(browser, experiment) -> tuple[tuple[str, str], str]:
+    """The live fragment's (data-finished, data-phase), and the fragment."""
+    html = browser.get(f"/training/experiments/{experiment.pk}/live/").content.decode()
+    head = re.match(r'<div id="live" data-finished="(\d)" data-phase="(\w+)">', html)
+    return head.groups(), html
+
+
+def test_the_live_part_shows_new_results_until_both_campaigns_close(
+    site, curator, raters, image_experiment, django_assert_num_queries
+):
+    # given an experiment whose campaigns are open, no results computed
+    experiment = image_experiment(draw)
+    ExperimentScore.objects.all().delete()
+    browser = site(curator)
+    page = browser.get(f"/training/experiments/{experiment.pk}/").content.decode()
+    url = f"/training/experiments/{experiment.pk}/live/"
+    assert f'src="/static/js/live.js" data-url="{url}"' in page
+    state, html = _live(browser, experiment)
+    assert state == ("0", "rating") and _scores_in(html, "alignment") == []
+
+    # when raters judge and the results are computed, the fragment carries them
+    _rate(experiment, raters)
+    experiment_results_compute(experiment=experiment)
+    state, html = _live(browser, experiment)
+    assert state == ("0", "rating")
+    assert _scores_in(html, "alignment") == [("human", "0.600"), ("human", "0.833")]
+    with django_assert_num_queries(QUERIES_LIVE):
+        browser.get(url)
+
+    # then once both campaigns are closed the page stops asking
+    Campaign.objects.filter(pk=experiment.rating_campaign_id).update(status="closed")
+    assert _live(browser, experiment)[0] == ("0", "rating")
+    Campaign.objects.filter(pk=experiment.pair_campaign_id).update(status="closed")
+    assert _live(browser, experiment)[0] == ("1", "rating")
+
+
+def test_the_live_part_of_a_failed_or_generating_experiment(site, curator, image_experiment):
+    experiment = image_experiment(lambda label, key: (flat(RED), 5.0))
+    browser = site(curator)
+    Experiment.objects.filter(pk=experiment.pk).update(status="generating")
+    assert _live(browser, experiment)[0] == ("0", "generating")
+    Experiment.objects.filter(pk=experiment.pk).update(status="failed", error="a batch failed")
+    state, html = _live(browser, experiment)
+    assert state == ("1", "failed")
+    assert '<dd class="error">a batch failed</dd>' in html

@@ -193,3 +193,34 @@ def test_batch_create_page(client, curator, models, django_capture_on_commit_cal
     assert response["Location"] == f"/batches/{batch.pk}/"
     assert (batch.total, batch.seeds, batch.params["num_inference_steps"]) == (2, [1, 2], 4)
     assert len(callbacks) == 1
+
+
+def test_the_batch_page_live_part_follows_the_batch_until_it_ends(client, curator, models):
+    prompt_set, _ = prompt_set_import(name="b", content="a cat\n", file_format="text")
+    batch = generation_batch_create(
+        kind="sticker",
+        prompt_set=prompt_set,
+        model_versions=[models["sticker-base"]],
+        seeds=[1],
+        params={},
+    )
+    client.force_login(curator)
+    page = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert f'src="/static/js/live.js" data-url="/batches/{batch.pk}/live/"' in page
+    live = client.get(f"/batches/{batch.pk}/live/").content.decode()
+    assert live.startswith('<div id="live" data-finished="0">')
+    assert '<dd class="status status-queued">queued</dd>' in live
+    assert "0 of 1 stored; chunks 0 / 0" in live and "<p>None yet.</p>" in live
+
+    # when a candidate is stored and the batch ends
+    candidate = f.sticker(
+        version=models["sticker-base"], on_prompt=prompt_set.prompts.get(), seed=1, batch=batch
+    )
+    GenerationBatch.objects.filter(pk=batch.pk).update(status="succeeded", done_count=1)
+
+    live = client.get(f"/batches/{batch.pk}/live/").content.decode()
+    assert live.startswith('<div id="live" data-finished="1">')
+    assert '<dd class="status status-succeeded">succeeded</dd>' in live
+    assert '<div class="bar" data-percent="100"></div>' in live
+    assert "1 of 1 stored; chunks 0 / 0" in live and f'data-candidate="{candidate.pk}"' in live
+    assert client.get("/batches/999999/live/").status_code == 404

@@ -53,6 +53,8 @@ def test_batch_page(browser, models, flat_queries):
             )
 
     flat_queries(grow=grow, read=lambda: get_ok(browser, f"/batches/{batch.pk}/"), count=7)
+    # What static/js/live.js polls reads the batch as the page does: the same queries.
+    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/batches/{batch.pk}/live/"), count=7)
 
 
 def test_prompt_set_list(browser, flat_queries):
@@ -87,6 +89,7 @@ def test_model_version_list(browser, flat_queries):
         for _ in range(n):
             f.model_version()
 
+    # The page counts its rows for its pages: one query more than an unpaged list.
     flat_queries(
-        grow=grow, read=lambda: get_ok(browser, "/models/", "/api/model-versions/"), count=9
+        grow=grow, read=lambda: get_ok(browser, "/models/", "/api/model-versions/"), count=10
     )

@@ -2,14 +2,17 @@
 
 import csv
 import io
+import re
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
+from annotation.models import Campaign
 from annotation.quality.models import AggregationRun, QualityPolicy
 from annotation.quality.services.membership import rater_pause
 from annotation.quality.services.results import campaign_results_compute
+from annotation.quality.services.runs import aggregation_run_execute, aggregation_run_request
 from generation.models import ModelVersion
 from tests import factories as f
 
@@ -239,3 +242,41 @@ def test_resume_from_the_page(client: Client, curator, judged):
     page = client.get(reverse("quality-campaign", args=[camp.pk])).content.decode()
     assert "The rater is resumed." in page
     assert 'class="paused"' not in page
+
+
+def _live(client, campaign) -> tuple[tuple[str, str], str]:
+    """The quality page's live fragment: (data-finished, data-phase), and its text."""
+    html = client.get(f"/quality/campaigns/{campaign.pk}/live/").content.decode()
+    head = re.match(r'<div id="live" data-finished="(\d)" data-phase="(\w+)">', html)
+    return head.groups(), html
+
+
+def test_the_quality_page_live_part_names_the_newest_results_until_the_campaign_closes(
+    site, curator
+):
+    # given a running campaign with judgments and no computation yet
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=1)
+    item = f.items(camp, 1)[0]
+    f.judge(item, f.raters(1, campaign=camp)[0], {"ok": True})
+    client = site(curator)
+    page = client.get(f"/quality/campaigns/{camp.pk}/").content.decode()
+    url = f"/quality/campaigns/{camp.pk}/live/"
+    assert f'src="/static/js/live.js" data-url="{url}"' in page
+    assert page.count('<div id="live" data-finished="0" data-phase="none">') == 1
+    state, html = _live(client, camp)
+    assert state == ("0", "none") and "<dd>none yet</dd>" in html
+
+    # when a computation is queued the fragment shows it, but the results shown stay the same
+    run = aggregation_run_request(campaign=camp, methods=["majority"])
+    state, html = _live(client, camp)
+    assert state == ("0", "none")
+    assert '<span class="status status-queued" title="">queued</span>' in html
+    # once it succeeds, its id is the phase: the page reloads for the new results
+    aggregation_run_execute(run_id=run.pk)
+    state, html = _live(client, camp)
+    assert state == ("0", str(run.pk))
+    assert '<span class="status status-succeeded" title="">succeeded</span>' in html
+
+    # then a closed campaign with nothing pending stops the polling
+    Campaign.objects.filter(pk=camp.pk).update(status="closed")
+    assert _live(client, camp)[0] == ("1", str(run.pk))

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from annotation.quality.services.membership import rater_pause
 from annotation.quality.services.results import campaign_results_compute
+from annotation.quality.services.runs import aggregation_run_execute, aggregation_run_request
 from tests import factories as f
 from tests.conftest import get_ok
 
@@ -92,3 +93,16 @@ def test_campaign_quality_reads(name, count, browser, flat_queries):
         read=lambda: get_ok(browser, reverse(name, args=[camp.pk]) + "?question_key=ok"),
         count=count,
     )
+
+
+def test_campaign_quality_live_part(browser, flat_queries):
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=2)
+
+    def grow(n):
+        for _ in range(n):
+            run = aggregation_run_request(campaign=camp, methods=["majority"])
+            aggregation_run_execute(run_id=run.pk)
+
+    # What static/js/live.js polls on the quality page: as few whatever the number of runs.
+    url = reverse("quality-campaign-live", args=[camp.pk])
+    flat_queries(grow=grow, read=lambda: get_ok(browser, url), count=5)

@@ -62,6 +62,7 @@ def test_the_rating_page_hands_its_config_over_as_data(rater):
     html = logged_in(rater).get(f"/rate/{campaign.pk}/").content.decode()
     scripts = re.findall(r"<script\b[^>]*>", html)
     assert scripts == [
+        '<script src="/static/js/timezone.js">',
         '<script id="rate-config" type="application/json">',
         '<script id="rate-progress" type="application/json">',
         '<script type="module" src="/static/annotation/rate/main.js">',

@@ -136,6 +136,7 @@ RULES: dict[str, Rule] = {
     "prompt-set-enhancer": Rule(STAFF, kwargs=pk("prompt_set"), methods=POST_ONLY),
     "prompt-enhancer-list": Rule(STAFF),
     "batch-detail": Rule(STAFF, kwargs=pk("batch")),
+    "batch-live": Rule(STAFF, kwargs=pk("batch")),
     "candidate-gallery": Rule(STAFF),
     "model-version-list": Rule(STAFF),
     # Campaigns
@@ -195,6 +196,7 @@ RULES: dict[str, Rule] = {
     "rater-campaigns-add": Rule(CURATORS, kwargs=pk("rater"), methods=POST_ONLY),
     "quality-index": Rule(STAFF),
     "quality-campaign": Rule(STAFF, kwargs=pk("campaign")),
+    "quality-campaign-live": Rule(STAFF, kwargs=pk("campaign")),
     "quality-leaderboard": Rule(STAFF, kwargs=pk("campaign")),
     "quality-compute": Rule(STAFF, kwargs=pk("campaign"), methods=POST_ONLY),
     "quality-animate": Rule(STAFF, kwargs=pk("campaign")),
@@ -270,6 +272,7 @@ RULES: dict[str, Rule] = {
     "api-experiment-scores-record": Rule(ENGINEERS, kwargs=pk("experiment")),
     "experiment-list": Rule(STAFF),
     "experiment-detail": Rule(STAFF, kwargs=pk("experiment")),
+    "experiment-live": Rule(STAFF, kwargs=pk("experiment")),
     "experiment-compute": Rule(ENGINEERS, kwargs=pk("experiment"), methods=POST_ONLY),
     # Pipelines: engineers declare and resume, curators and engineers read
     "api-pipeline-list": Rule(STAFF),

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from annotation.models import Campaign, CampaignStatus
 from annotation.quality.services.results import campaign_results_compute
 from tests import factories as f
 from tests.factories import fake_finished_output
@@ -192,3 +193,63 @@ def test_the_progress_api_carries_the_evaluation_state(api, engineer, models, da
         (skipped.pk, "succeeded", "skipped", "No held-out prompt set to evaluate on."),
         (queued.pk, "queued", None, None),
     ]
+
+
+def _live(browser, job) -> tuple[str, str]:
+    """The live fragment's data-finished and data-phase."""
+    html = browser.get(f"/training/jobs/{job.pk}/live/").content.decode()
+    return re.match(r'<div id="live" data-finished="(\d)" data-phase="(\w+)">', html).groups()
+
+
+def test_the_live_part_keeps_moving_until_the_evaluation_ends(browser, models, datasets):
+    # given a job that succeeded and whose evaluation is generating with both models
+    f.prompt_set(["a red cat"], held_out=True, name="held out")
+    job = _finished_job(models, datasets)
+    html = browser.get(f"/training/jobs/{job.pk}/live/").content.decode()
+    assert _live(browser, job) == ("0", "succeeded")
+    assert '<dd class="status status-generating">Generating with both models</dd>' in html
+
+    # when its pair campaign opens, raters still move the win rates: the page keeps polling
+    campaign = f.campaign(questions=f.PAIR_SCHEMA, kind="pair", overlap=1)
+    TrainingJobEvaluation.objects.filter(job=job).update(
+        status=EvaluationStatus.OPEN, campaign=campaign, pairs=5
+    )
+    html = browser.get(f"/training/jobs/{job.pk}/live/").content.decode()
+    assert _live(browser, job) == ("0", "succeeded")
+    assert '<dd class="status status-open">Pair campaign open</dd>' in html
+    assert '<p id="win-rates-pending">No judgments yet' in html
+
+    # then once the campaign is closed nothing moves any more
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.CLOSED)
+    assert _live(browser, job) == ("1", "succeeded")
+
+
+def test_the_live_part_ends_with_a_skipped_evaluation_or_a_failed_job(browser, models, datasets):
+    skipped = _finished_job(models, datasets)
+    assert _live(browser, skipped) == ("1", "succeeded")
+    running = training_job_create(
+        recipe="finetune",
+        base_model_version=models["sticker-base"],
+        datasets={"train": datasets["alignment"]},
+        params={"max_train_steps": 4, "train_batch_size": 2},
+        evaluate=True,
+    )
+    training_job_progress_report(job=running, events=[])
+    assert _live(browser, running) == ("0", "running")
+    TrainingJob.objects.filter(pk=running.pk).update(status="failed")
+    assert _live(browser, running) == ("1", "failed")
+
+
+def test_the_live_part_takes_a_fixed_number_of_queries(
+    browser, models, datasets, django_assert_num_queries
+):
+    f.prompt_set(["a red cat"], held_out=True, name="held out")
+    job = _finished_job(models, datasets)
+    campaign = f.campaign(questions=f.PAIR_SCHEMA, kind="pair", overlap=1)
+    TrainingJobEvaluation.objects.filter(job=job).update(
+        status=EvaluationStatus.OPEN, campaign=campaign, pairs=5
+    )
+    # session, user, job with its evaluation and campaign, dataset links, loss curves, the
+    # ranking results with their strengths, the judgment count
+    with django_assert_num_queries(8):
+        assert browser.get(f"/training/jobs/{job.pk}/live/").status_code == 200

@@ -66,7 +66,7 @@ def test_job_page_draws_the_loss_curve_per_role_and_shows_the_run(browser, model
     assert f'href="/training/models/{version.pk}/"' in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     live = browser.get(f"/training/jobs/{job.pk}/live/").content.decode()
-    assert live.startswith('<div id="live" data-finished="1">')
+    assert live.startswith('<div id="live" data-finished="1" data-phase="succeeded">')
     assert 'data-role="style"' in live
 
 

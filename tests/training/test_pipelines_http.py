@@ -173,7 +173,7 @@ def test_the_pipeline_page_shows_stages_links_the_failure_and_the_resume_button(
     assert f'<dd class="error" id="pipeline-error">{reason}</dd>' in page
     assert f'action="/training/pipelines/{pipeline.pk}/resume/" data-confirm=' in page
     assert 'name="csrfmiddlewaretoken"' in page
-    assert 'data-url="/training/pipelines/' in page and "js/pipeline_detail.js" in page
+    assert 'data-url="/training/pipelines/' in page and "js/live.js" in page
     # curators read it but have no button
     assert (
         'id="resume"'

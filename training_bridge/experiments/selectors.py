@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from annotation.models import Judgment
+from annotation.models import CampaignStatus, Judgment
 from generation.models import Candidate
 from training_bridge.experiments.models import (
     AXES_BY_KIND,
@@ -205,3 +205,17 @@ def experiment_result_rows(results: ExperimentResults) -> list[dict]:
                     }
                 )
     return rows
+
+
+def experiment_is_settled(*, experiment: Experiment) -> bool:
+    """Whether nothing on the experiment's page will move any more: it failed, or both its
+    campaigns are closed (their results no longer change). Generating, or rating while a
+    campaign is open, is not settled. Reads the campaigns (select them with the experiment)."""
+    if experiment.status == ExperimentStatus.FAILED:
+        return True
+    if experiment.status != ExperimentStatus.RATING:
+        return False
+    return all(
+        campaign.status == CampaignStatus.CLOSED
+        for campaign in (experiment.rating_campaign, experiment.pair_campaign)
+    )

@@ -67,8 +67,8 @@ def _plots(results: selectors.ExperimentResults) -> list[tuple[str, str]]:
     return plots
 
 
-@role_required(*STAFF)
-def experiment_detail(request, pk: int):
+def _live_context(request, pk: int) -> dict:
+    """What moves on the experiment page until it is settled: status, campaigns, results."""
     experiment = get_object_or_404(
         Experiment.objects.select_related(
             "prompt_set", "rating_campaign", "pair_campaign", "created_by"
@@ -79,19 +79,27 @@ def experiment_detail(request, pk: int):
     table = [
         (trace, [trace.cells.get(axis, []) for axis, _ in results.axes]) for trace in results.arms
     ]
-    return render(
-        request,
-        "experiments/experiment_detail.html",
-        {
-            "experiment": experiment,
-            "results": results,
-            "table": table,
-            "plots": _plots(results),
-            "sources": experiment.sources.order_by("pk"),
-            "can_compute": has_role(request.user, Role.ML_ENGINEER)
-            and experiment.status == ExperimentStatus.RATING,
-        },
-    )
+    return {
+        "experiment": experiment,
+        "results": results,
+        "table": table,
+        "plots": _plots(results),
+        "sources": experiment.sources.order_by("pk"),
+        "settled": selectors.experiment_is_settled(experiment=experiment),
+        "can_compute": has_role(request.user, Role.ML_ENGINEER)
+        and experiment.status == ExperimentStatus.RATING,
+    }
+
+
+@role_required(*STAFF)
+def experiment_detail(request, pk: int):
+    return render(request, "experiments/experiment_detail.html", _live_context(request, pk))
+
+
+@role_required(*STAFF)
+def experiment_live(request, pk: int):
+    """The experiment page's live fragment; static/js/live.js polls it until it settles."""
+    return render(request, "experiments/_live.html", _live_context(request, pk))
 
 
 @require_POST

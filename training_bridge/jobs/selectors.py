@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, F, Prefetch, QuerySet, Sum
 
+from annotation.models import CampaignStatus
 from generation.models import ModelVersion
 from training_bridge.jobs.models import (
+    EvaluationStatus,
+    JobStatus,
     TrainingJob,
     TrainingJobDataset,
     TrainingJobEvaluation,
@@ -136,6 +139,24 @@ def training_job_evaluation_results(*, job: TrainingJob) -> list[WinRate]:
                 )
             )
     return out
+
+
+def training_job_is_settled(*, job: TrainingJob) -> bool:
+    """Whether nothing on the job's page will move any more: the job has ended and so has its
+    evaluation (skipped, failed, or its pair campaign closed). A job that succeeded while asking
+    for an evaluation is not settled until that evaluation exists and ends, which is what the
+    page watches while "Generating with both models" and while raters compare pairs. Reads
+    ``job.evaluation`` and its campaign (select them with the job)."""
+    if not job.is_finished:
+        return False
+    if not job.evaluate or job.status != JobStatus.SUCCEEDED:
+        return True
+    evaluation = getattr(job, "evaluation", None)
+    if evaluation is None or evaluation.status == EvaluationStatus.GENERATING:
+        return False
+    if evaluation.status == EvaluationStatus.OPEN:
+        return evaluation.campaign.status == CampaignStatus.CLOSED
+    return True
 
 
 def training_job_evaluation_judgments(*, job: TrainingJob) -> int:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from generation.models import ModelVersion, PromptSet
 from stickerloop.errors import ServiceConflict, validation_error_detail
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.jobs import charts, selectors
 from training_bridge.jobs.evaluation import (
@@ -24,7 +25,7 @@ from training_bridge.jobs.lifecycle import (
     training_job_create,
     training_job_resume,
 )
-from training_bridge.jobs.models import DatasetRole, Launcher, Recipe, TrainingJob
+from training_bridge.jobs.models import DatasetRole, JobStatus, Launcher, Recipe, TrainingJob
 from training_bridge.jobs.triggers import dataset_version_publish_and_train
 from training_bridge.models import DatasetVersion, VersionStatus
 from training_bridge.recipes.spec import RECIPE_ROLES
@@ -39,14 +40,27 @@ def _errors(exc: ValidationError) -> dict[str, list[str]]:
 
 @role_required(*STAFF)
 def job_list(request):
-    qs = selectors.training_job_list(
-        status=request.GET.get("status") or None, recipe=request.GET.get("recipe") or None
-    ).select_related("evaluation")
+    filters, errors = list_filters(request.GET, statuses=JobStatus.values)
+    recipe = request.GET.get("recipe") or ""
+    if recipe and recipe not in Recipe.values:
+        errors["recipe"] = f"Recipe: {recipe!r} is none of {', '.join(Recipe.values)}."
+    # A refused query lists every job, as with no filter, beside the reason.
+    qs = selectors.training_job_list(recipe=None if errors else recipe or None)
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    qs = qs.select_related("evaluation")
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "training_jobs/job_list.html",
-        {"page": page, "recipes": Recipe.choices, "filters": request.GET},
+        {
+            "page": page,
+            "recipes": Recipe.choices,
+            "filters": {**filters, "recipe": recipe},
+            "errors": errors,
+            "statuses": JobStatus.values,
+        },
+        status=400 if errors else 200,
     )
 
 
@@ -118,26 +132,36 @@ def job_create(request):
     return render(request, "training_jobs/job_form.html", _form_context(values, errors), status=400)
 
 
+def _live_job(pk: int) -> TrainingJob:
+    """The job with what its live part shows: models, evaluation and its campaign."""
+    return get_object_or_404(
+        selectors.training_job_list().select_related("evaluation__campaign"), pk=pk
+    )
+
+
 def _live_context(job: TrainingJob) -> dict:
+    """The parts of the job page that move until it is settled: progress, loss curve, log
+    tail, output and the evaluation with its win rates."""
     curves = selectors.training_job_loss_curves(job=job)
     return {
         "job": job,
         "chart": charts.loss_curve_svg(curves, total_steps=job.total_steps),
         "roles": sorted(curves),
+        "settled": selectors.training_job_is_settled(job=job),
+        "evaluation": getattr(job, "evaluation", None),
+        "win_rates": selectors.training_job_evaluation_results(job=job),
+        "judgments": selectors.training_job_evaluation_judgments(job=job),
     }
 
 
 @role_required(*STAFF)
 def job_detail(request, pk: int):
-    job = get_object_or_404(selectors.training_job_list().select_related("evaluation"), pk=pk)
+    job = _live_job(pk)
     context = _live_context(job)
     context.update(
         {
             "links": job.dataset_links.all(),
             "params": sorted(job.params.items()),
-            "evaluation": getattr(job, "evaluation", None),
-            "win_rates": selectors.training_job_evaluation_results(job=job),
-            "judgments": selectors.training_job_evaluation_judgments(job=job),
             "can_act": has_role(request.user, Role.ML_ENGINEER),
         }
     )
@@ -146,8 +170,8 @@ def job_detail(request, pk: int):
 
 @role_required(*STAFF)
 def job_live(request, pk: int):
-    """The parts of the job page that move while it runs (progress, loss curve, log tail)."""
-    job = get_object_or_404(TrainingJob, pk=pk)
+    """The job page's live fragment (see ``_live_context``); static/js/live.js polls it."""
+    job = _live_job(pk)
     return render(request, "training_jobs/_live.html", _live_context(job))
 
 

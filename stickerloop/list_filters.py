@@ -1,0 +1,34 @@
+"""The search box and status filter of the list pages: one rule for what they accept."""
+
+from django.db.models import Q, QuerySet
+
+from stickerloop.ids import parse_id
+
+# Longer search text matches no name here, and a bound keeps the LIKE pattern cheap.
+MAX_SEARCH = 200
+
+
+def list_filters(params, *, statuses: list[str]) -> tuple[dict, dict[str, str]]:
+    """The ``q`` and ``status`` of a list page's query string, checked: ``(filters, errors)``
+    with an error per field it refuses, in words for the page. A list whose rows have no status
+    passes no ``statuses``, and ``status`` is ignored there."""
+    search = (params.get("q") or "").strip()
+    status = (params.get("status") or "") if statuses else ""
+    errors = {}
+    if len(search) > MAX_SEARCH:
+        errors["q"] = f"Search: at most {MAX_SEARCH} characters, not {len(search)}."
+    if status and status not in statuses:
+        errors["status"] = f"Status: {status!r} is none of {', '.join(statuses)}."
+    return {"q": search, "status": status}, errors
+
+
+def list_filter_apply(qs: QuerySet, filters: dict) -> QuerySet:
+    """Rows whose name contains ``q`` (any case) or whose id it is, in ``status`` if given."""
+    if filters["q"]:
+        match = Q(name__icontains=filters["q"])
+        if (pk := parse_id(filters["q"])) is not None:
+            match |= Q(pk=pk)
+        qs = qs.filter(match)
+    if filters["status"]:
+        qs = qs.filter(status=filters["status"])
+    return qs
