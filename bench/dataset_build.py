@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from _common import ROOT, emit, peak_rss_mb, setup_django, start_worker, stop_worker, wait_until
-from export import populate, wait_for_exports
+from export import alignment_rule, populate, wait_for_exports
 
 # An estimate per candidate, on the generous side: its PNG takes a 4 KB block on disk, each of
 # the three export formats and the floor's tar about 1 KB (512-byte tar headers, padded data),
@@ -116,21 +116,10 @@ def main() -> None:
     media_root = Path(env["STICKERLOOP_MEDIA_ROOT"])
     from training_bridge.exports.create import dataset_exports_create
     from training_bridge.models import DatasetExport, DatasetVersion
-    from training_bridge.rules import dataset_rule_create
     from training_bridge.versions import dataset_version_publish
 
     campaign, n_judgments = populate(n, media_root)
-    rule = dataset_rule_create(
-        values={
-            "name": "bench alignment",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True], "min_confidence": 0.6}],
-            "min_judgments": 2,
-            "per_prompt_cap": 4,
-            "validation_fraction": 0.05,
-        }
-    )
+    rule = alignment_rule(campaign)
     built = build_in_child(rule.pk, env)
     version = dataset_version_publish(version=DatasetVersion.objects.get(pk=built["version"]))
 

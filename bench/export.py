@@ -108,6 +108,23 @@ def _next_ids(model, count: int) -> range:
     return range(ids[0], ids[0] + count) if ids == list(range(ids[0], ids[0] + count)) else ids
 
 
+def alignment_rule(campaign):
+    """The rule both export benches build: aligned candidates with two judgments or more."""
+    from training_bridge.rules import dataset_rule_create
+
+    return dataset_rule_create(
+        values={
+            "name": "bench alignment",
+            "purpose": "alignment",
+            "campaigns": [campaign],
+            "conditions": [{"question": "aligned", "labels": [True], "min_confidence": 0.6}],
+            "min_judgments": 2,
+            "per_prompt_cap": 4,
+            "validation_fraction": 0.05,
+        }
+    )
+
+
 def populate(n: int, media_root: Path) -> tuple[object, int]:
     """Candidates (files and rows), one alignment campaign, items and judgments."""
     import random
@@ -333,21 +350,10 @@ def main() -> None:
     media_root = Path(env["STICKERLOOP_MEDIA_ROOT"])
     from training_bridge.exports.create import dataset_export_create, dataset_exports_create
     from training_bridge.models import AuditEvent, DatasetExport
-    from training_bridge.rules import dataset_rule_create
     from training_bridge.versions import dataset_version_build, dataset_version_publish
 
     campaign, n_judgments = populate(n, media_root)
-    rule = dataset_rule_create(
-        values={
-            "name": "bench alignment",
-            "purpose": "alignment",
-            "campaigns": [campaign],
-            "conditions": [{"question": "aligned", "labels": [True], "min_confidence": 0.6}],
-            "min_judgments": 2,
-            "per_prompt_cap": 4,
-            "validation_fraction": 0.05,
-        }
-    )
+    rule = alignment_rule(campaign)
 
     started = time.perf_counter()
     version, _ = dataset_version_build(rule=rule)
