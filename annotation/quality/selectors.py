@@ -577,23 +577,29 @@ def campaigns_with_new_judgments() -> list[Campaign]:
     made just before closing still count). One query, whatever the number of campaigns: beat
     asks every QUALITY_AGGREGATE_EVERY_SECONDS. A candidate with nothing new costs a scan of
     its (campaign, rater, created_at) index entries."""
+    recently_closed = Q(closed_at__gte=timezone.now() - CLOSED_CAMPAIGN_GRACE) & (
+        Q(last_run_at__isnull=True) | Q(closed_at__gte=F("last_run_at"))
+    )
+    return list(
+        _results_behind(Campaign.objects.all())
+        .filter(Q(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]) | recently_closed)
+        .order_by("pk")
+    )
+
+
+def _results_behind(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
+    """``campaigns`` whose stored results miss judgments, annotated with ``last_run_at``: the
+    start of their last successful run. Behind means judgments and no such run, or a judgment
+    made at or after that start (one made while the run read the campaign may be unread)."""
     last_run_at = (
         AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
         .order_by("-started_at")
         .values("started_at")[:1]
     )
     judgments = Judgment.objects.filter(campaign=OuterRef("pk"))
-    recently_closed = Q(closed_at__gte=timezone.now() - CLOSED_CAMPAIGN_GRACE) & (
-        Q(last_run_at__isnull=True) | Q(closed_at__gte=F("last_run_at"))
-    )
-    return list(
-        Campaign.objects.annotate(last_run_at=Subquery(last_run_at))
-        .filter(Q(status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]) | recently_closed)
-        .filter(
-            Q(Exists(judgments), last_run_at__isnull=True)
-            | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
-        )
-        .order_by("pk")
+    return campaigns.annotate(last_run_at=Subquery(last_run_at)).filter(
+        Q(Exists(judgments), last_run_at__isnull=True)
+        | Q(Exists(judgments.filter(created_at__gte=OuterRef("last_run_at"))))
     )
 
 
@@ -611,25 +617,15 @@ def raters_overview(*, search: str = ""):
 
 
 def campaigns_results_behind() -> QuerySet[Campaign]:
-    """Campaigns (not drafts) with judgments newer than their last computed results, or with
-    none computed: the consensus a curator would read is behind. A run counts from when it was
-    requested, so a judgment made while it ran still counts as newer. One query."""
+    """Campaigns (not drafts) whose stored results miss judgments, as beat's periodic
+    aggregation sees it (``_results_behind``), newest judgment first. One query."""
     last_judgment = (
         Judgment.objects.filter(campaign=OuterRef("pk"))
         .order_by("-created_at")
         .values("created_at")
     )
-    last_results = (
-        AggregationRun.objects.filter(campaign=OuterRef("pk"), status=RunStatus.SUCCEEDED)
-        .order_by("-created_at")
-        .values("created_at")
-    )
     return (
-        Campaign.objects.exclude(status=CampaignStatus.DRAFT)
-        .annotate(
-            last_judgment=Subquery(last_judgment[:1]), last_results=Subquery(last_results[:1])
-        )
-        .filter(last_judgment__isnull=False)
-        .filter(Q(last_results__isnull=True) | Q(last_judgment__gt=F("last_results")))
+        _results_behind(Campaign.objects.exclude(status=CampaignStatus.DRAFT))
+        .annotate(last_judgment=Subquery(last_judgment[:1]))
         .order_by("-last_judgment", "-id")
     )
