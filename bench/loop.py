@@ -506,27 +506,21 @@ def oracle_pass_rates(api: Client, judge, batch: int, criteria: tuple[str, ...])
     return {c: (passes[c] / n if n else 0.0) for c in criteria} | {"n": n}
 
 
-def wilson(p: float, n: int) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    z = 1.96
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def score_and_compute(
     api: Client, experiment: dict, judge, axes: dict[str, str]
 ) -> tuple[dict, dict]:
     """Oracle pass rates per arm posted as ``oracle`` scores; then the platform's results.
     ``axes``: experiment axis → oracle criterion. Returns (oracle per arm label, platform
     results per arm label and axis)."""
+    from training_bridge.experiments.metrics import wilson_interval
+
     oracle, scores = {}, []
     for arm in experiment["arms"]:
         rates = oracle_pass_rates(api, judge, arm["batch"], tuple(axes.values()))
         oracle[arm["label"]] = rates
         for axis, criterion in axes.items():
-            low, high = wilson(rates[criterion], rates["n"])
+            # The rate is passes / n, so rounding recovers the count exactly.
+            low, high = wilson_interval(round(rates[criterion] * rates["n"]), rates["n"])
             scores.append(
                 {
                     "arm": arm["id"],
