@@ -14,7 +14,7 @@ from .lazy import lazy_names
 
 _EXPORTS = {
     "select_device": "device",
-    "ModelLoadError": "loading",
+    "ModelLoadError": "errors",
     "LoadedPipeline": "loading",
     "load_pipeline": "loading",
     "PipelineCache": "loading",

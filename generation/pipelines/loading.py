@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .errors import ModelLoadError
+
 KINDS = ("image", "animation")
 
 # Pipeline classes each kind accepts. generate_stickers calls the pipeline with prompt,
@@ -31,13 +33,6 @@ ANIMATION_PIPELINE_CLASSES = ("AnimateDiffVideoToVideoPipeline",)
 # Tokenizers saved without `model_max_length` report about 1e30, and pipelines then pad
 # prompts to that length and fail; anything above this bound is treated as that mistake.
 _MAX_SANE_PROMPT_TOKENS = 100_000
-
-
-class ModelLoadError(Exception):
-    """A model folder (or hub id) is missing, corrupt, or holds the wrong kind of pipeline.
-
-    The message always names the folder or id, so it can be shown to whoever registered it.
-    """
 
 
 @dataclass

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from generation import pipelines
 from generation import tasks as generation_tasks
 from generation.model_store import model_folder_local
 from generation.models import (
@@ -30,7 +31,6 @@ from generation.models import (
     PromptSet,
 )
 from generation.params import GenerationParams, validate_params
-from generation.pipelines import prompt_token_count
 from generation.services.enhancers import template_enhancer
 from stickerloop import events
 from stickerloop.errors import ServiceConflict
@@ -110,7 +110,7 @@ def _check_prompt_tokens(
         if not mv.max_prompt_tokens:
             continue
         try:
-            counts = prompt_token_count(model_folder_local(mv.uri, weights=False), texts)
+            counts = pipelines.prompt_token_count(model_folder_local(mv.uri, weights=False), texts)
         except Exception:
             # An unreadable folder is not the request's fault: the worker fails the batch
             # with the folder's name instead.

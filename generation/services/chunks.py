@@ -11,6 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+# generate_* through the lazy package (generation.pipelines): torch and diffusers load with the
+# first chunk, not when a worker or the site imports the generation services.
+from generation import pipelines
 from generation.models import (
     TERMINAL_CHUNK_STATUSES,
     BatchKind,
@@ -27,8 +30,6 @@ from generation.pipelines import (
     ModelLoadError,
     encode_animated_webp,
     encode_png,
-    generate_animations,
-    generate_stickers,
     sha256_hex,
 )
 from generation.pipelines.enhancers import Enhancer
@@ -175,7 +176,7 @@ def _run_sticker_group(
     enhanced = _enhanced_texts([prompts[i["prompt"]] for i in items], enhancer)
     # The enhanced prompts go into the same batched pipeline call as the raw ones would.
     texts = [e or prompts[i["prompt"]].text for i, e in zip(items, enhanced, strict=True)]
-    results = generate_stickers(
+    results = pipelines.generate_stickers(
         loaded,
         prompts=texts,
         seeds=[i["seed"] for i in items],
@@ -237,7 +238,7 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> l
     own = chunk.batch.motion_prompts
     default = params.get("motion_prompt") or ""
     texts = [own.get(str(i["source"])) or default or sources[i["source"]].raw_prompt for i in items]
-    results = generate_animations(
+    results = pipelines.generate_animations(
         loaded,
         source_images=[images[i["source"]] for i in items],
         prompts=texts,

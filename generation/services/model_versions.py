@@ -6,9 +6,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from generation import pipelines
 from generation.model_store import model_folder_local, model_uri_problem
 from generation.models import ModelRole, ModelVersion
-from generation.pipelines import ModelLoadError, model_prompt_token_limit
+from generation.pipelines import ModelLoadError
 
 
 def _local_folder(uri: str) -> Path | None:
@@ -57,7 +58,7 @@ def model_version_register(
             errors["uri"] = [f"No diffusers model at {shown}: model_index.json is missing."]
         else:
             try:
-                max_tokens = model_prompt_token_limit(str(readable))
+                max_tokens = pipelines.model_prompt_token_limit(str(readable))
             except Exception:
                 # A model without a CLIP tokenizer has no token limit we can check here.
                 max_tokens = None
@@ -106,7 +107,7 @@ def default_models_register(*, root: Path, source: Path | None = None) -> list[M
                 "uri": spec["uri"],
                 "default_params": spec["default_params"],
                 "description": spec["description"],
-                "max_prompt_tokens": model_prompt_token_limit(spec["uri"]),
+                "max_prompt_tokens": pipelines.model_prompt_token_limit(spec["uri"]),
             }
             changed = [key for key, value in current.items() if getattr(existing, key) != value]
             for key in changed:
