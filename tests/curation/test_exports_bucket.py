@@ -68,6 +68,13 @@ def test_an_export_downloads_by_a_presigned_url_with_a_short_life(
     fetched = requests.get(location, timeout=10)
     assert fetched.status_code == 200
     assert hashlib.sha256(fetched.content).hexdigest() == entry["sha256"]
+    # saved by a browser under the dataset's name, version and format (signed with the URL)
+    assert query["response-content-disposition"] == [
+        'attachment; filename="align-v1-imagefolder.tar"'
+    ]
+    assert fetched.headers["Content-Disposition"] == (
+        'attachment; filename="align-v1-imagefolder.tar"'
+    )
     # the same URL without its signature is refused by the bucket
     assert requests.get(location.split("?")[0], timeout=10).status_code == 403
 
