@@ -464,6 +464,11 @@ SWEEP_EVERY_SECONDS = env_int("STICKERLOOP_SWEEP_EVERY_SECONDS", 30)
 SWEEP_STALE_SECONDS = env_int("STICKERLOOP_SWEEP_STALE_SECONDS", 60)
 SWEEP_QUEUED_SECONDS = env_int("STICKERLOOP_SWEEP_QUEUED_SECONDS", 900)
 HEARTBEAT_SECONDS = env_int("STICKERLOOP_HEARTBEAT_SECONDS", 10)
+# The export and training sweeps also remove the objects that killed runs staged and never
+# completed (no _COMPLETE.json marker, stickerloop.storage): those of a failed or cancelled run
+# once nothing was written there for SWEEP_STALE_SECONDS; those of no run in progress at all
+# (no owner, or one done without a marker there) after STORAGE_STAGED_MAX_AGE_SECONDS (a day).
+STORAGE_STAGED_MAX_AGE_SECONDS = env_int("STICKERLOOP_STORAGE_STAGED_MAX_AGE_SECONDS", 86400)
 for _entry, _task in (
     ("generation-sweep-chunks", "generation.sweep_chunks"),
     ("curation-sweep-exports", "training_bridge.sweep_exports"),

@@ -13,23 +13,35 @@ objects) and a rename in a folder (``os.replace``).
 - A set of objects (an export, a model folder) is complete when its ``_COMPLETE.json`` marker
   is there: written last, it lists every file with its size and checksum. Readers ask for it
   (``read_complete_marker``) and take nothing without it.
+- A set with no marker whose run will never finish it (killed and never run again, failed,
+  cancelled) is abandoned: the beat sweep of the app that owns the set finds it with
+  ``incomplete_sets`` and removes it with ``incomplete_set_remove`` once
+  ``incomplete_set_abandoned`` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 STAGING_SUFFIX = ".staging"
 COMPLETE_MARKER = "_COMPLETE.json"
+
+logger = logging.getLogger(__name__)
 
 
 def is_bucket() -> bool:
@@ -152,3 +164,87 @@ def folder_download(prefix: str, target: Path, *, skip=None) -> dict:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return marker
+
+
+@dataclass(frozen=True)
+class IncompleteSet:
+    """The objects under one set's prefix (an export's, a model folder's) when it has no
+    complete marker: what a run staged and committed before it stopped, or is still writing."""
+
+    prefix: str
+    owner: str
+    keys: tuple[str, ...]
+    last_written: datetime
+
+
+def _objects_under(root: str) -> Iterator[tuple[str, datetime]]:
+    """(key, last written) of every object whose key starts with ``root`` (a folder's prefix
+    ending in ``/``)."""
+    if is_bucket():
+        for obj in default_storage.bucket.objects.filter(Prefix=root):
+            yield obj.key, obj.last_modified
+        return
+    base = Path(default_storage.path(""))
+    folder = Path(default_storage.path(root))
+    if not folder.is_dir():
+        return
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                yield path.relative_to(base).as_posix(), written
+        except FileNotFoundError:
+            continue  # committed (renamed) or removed since the folder was read
+
+
+def incomplete_sets(root: str, set_prefix: re.Pattern[str]) -> list[IncompleteSet]:
+    """The sets of objects under ``root`` that have no complete marker, by prefix.
+
+    ``set_prefix`` matches the start of a key: the match (ending in ``/``) is the set's prefix
+    and its first group the set's owner (an export's or a job's id). Keys it does not match
+    belong to no set and are left out. One listing of ``root``: a request per 1,000 objects in
+    a bucket.
+    """
+    found: dict[str, tuple[str, list[tuple[str, datetime]]]] = {}
+    for key, written in _objects_under(root):
+        match = set_prefix.match(key)
+        if match is not None:
+            found.setdefault(match.group(0), (match.group(1), []))[1].append((key, written))
+    return [
+        IncompleteSet(
+            prefix=prefix,
+            owner=owner,
+            keys=tuple(sorted(key for key, _ in objects)),
+            last_written=max(written for _, written in objects),
+        )
+        for prefix, (owner, objects) in sorted(found.items())
+        if not any(key == f"{prefix}{COMPLETE_MARKER}" for key, _ in objects)
+    ]
+
+
+def incomplete_set_abandoned(staged: IncompleteSet, *, owner_stopped: bool, now: datetime) -> bool:
+    """Whether no run will finish ``staged``, for a caller that has left out the sets of runs
+    in progress (queued or running: a run that goes on overwrites its own keys, and removing
+    a part it finished would leave its marker listing a missing file).
+
+    ``owner_stopped``: the owning run failed or was cancelled, or its row is gone. Its set is
+    abandoned once nothing was written there for ``SWEEP_STALE_SECONDS``: a writer told to stop
+    may still be finishing the file in hand. Any other owner (unknown, or done without a marker
+    there) gets ``STORAGE_STAGED_MAX_AGE_SECONDS``.
+    """
+    seconds = (
+        settings.SWEEP_STALE_SECONDS if owner_stopped else settings.STORAGE_STAGED_MAX_AGE_SECONDS
+    )
+    return now - staged.last_written >= timedelta(seconds=seconds)
+
+
+def incomplete_set_remove(staged: IncompleteSet, *, reason: str) -> None:
+    """Delete every object of an abandoned set, and log which and why."""
+    delete_keys(list(staged.keys))
+    logger.warning(
+        "removed %d staged object(s) under %s (%s): %s",
+        len(staged.keys),
+        staged.prefix,
+        reason,
+        ", ".join(staged.keys),
+    )

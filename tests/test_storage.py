@@ -4,6 +4,9 @@ object that looks complete."""
 
 import hashlib
 import io
+import os
+import re
+from datetime import UTC, datetime
 
 import pytest
 from django.core.files import File
@@ -12,10 +15,14 @@ from django.core.files.storage import default_storage
 
 from stickerloop.storage import (
     COMPLETE_MARKER,
+    IncompleteSet,
     folder_download,
     folder_upload,
+    incomplete_sets,
     read_complete_marker,
     save_committed,
+    staging_key,
+    write_complete_marker,
 )
 
 
@@ -136,4 +143,30 @@ def test_a_committed_file_in_a_folder_is_renamed_into_place(_media_root):
     # nothing staged is left beside it
     assert sorted(p.name for p in (_media_root / "exports/v1/2-parquet").iterdir()) == [
         "train.parquet"
+    ]
+
+
+def test_a_folder_lists_its_sets_without_a_marker_with_their_last_write(_media_root):
+    # given: one set stopped with a part committed and one staged, and one set complete
+    save_committed("exports/v1/2-parquet/train.parquet", ContentFile(b"rows"))
+    default_storage.save(staging_key("exports/v1/2-parquet/validation.parquet"), ContentFile(b"h"))
+    save_committed("exports/v1/3-parquet/train.parquet", ContentFile(b"rows"))
+    write_complete_marker("exports/v1/3-parquet/", [])
+    default_storage.save("exports/README.md", ContentFile(b"no set's"))
+    folder = _media_root / "exports/v1/2-parquet"
+    os.utime(folder / "train.parquet", (1_800_000_000, 1_800_000_000))
+    os.utime(folder / ".validation.parquet.staging", (1_800_000_060, 1_800_000_060))
+
+    found = incomplete_sets("exports/", re.compile(r"exports/v\d+/(\d+)-[a-z]+/"))
+
+    assert found == [
+        IncompleteSet(
+            prefix="exports/v1/2-parquet/",
+            owner="2",
+            keys=(
+                "exports/v1/2-parquet/.validation.parquet.staging",
+                "exports/v1/2-parquet/train.parquet",
+            ),
+            last_written=datetime(2027, 1, 15, 8, 1, tzinfo=UTC),
+        )
     ]

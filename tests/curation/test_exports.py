@@ -16,11 +16,21 @@ from PIL import Image
 
 from tests.curation.export_helpers import export_now, manifest, stored
 from training_bridge.exports import reading
-from training_bridge.exports.create import dataset_export_create, dataset_exports_create
+from training_bridge.exports.create import (
+    dataset_export_create,
+    dataset_exports_create,
+    export_file_download_name,
+)
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.exports.reading import StorageReader
 from training_bridge.exports.run import dataset_export_run, dataset_exports_run
-from training_bridge.models import AuditEvent, DatasetEntry, DatasetExport
+from training_bridge.models import (
+    AuditEvent,
+    DatasetEntry,
+    DatasetExport,
+    DatasetRule,
+    DatasetVersion,
+)
 from training_bridge.versions import dataset_version_build, dataset_version_retire
 
 pytestmark = pytest.mark.django_db
@@ -269,6 +279,28 @@ def test_animations_export_frames_source_and_animated_file(animation_version, cu
         assert row["teacher"] == entry.teacher and row["motion_score"] == entry.motion_score
 
 
+def test_an_export_file_is_saved_as_its_dataset_version_and_format_in_safe_characters():
+    version = DatasetVersion(rule=DatasetRule(name='Ünïcode "Style" / set!'), number=3)
+    parquet = DatasetExport(version=version, format="parquet")
+    imagefolder = DatasetExport(version=version, format="imagefolder")
+    unnamed = DatasetExport(
+        version=DatasetVersion(rule=DatasetRule(name="!!!"), number=1), format="webdataset"
+    )
+
+    assert export_file_download_name(parquet, "data/train-00000-of-00002.parquet") == (
+        "unicode-style-set-v3-parquet-data-train-00000-of-00002.parquet"
+    )
+    assert export_file_download_name(imagefolder, "imagefolder-00001-of-00002.tar") == (
+        "unicode-style-set-v3-imagefolder-00001-of-00002.tar"
+    )
+    assert export_file_download_name(parquet, '../.."x y"/README.md') == (
+        "unicode-style-set-v3-parquet-x-y-README.md"
+    )
+    assert export_file_download_name(unnamed, "train-000000.tar") == (
+        "dataset-v1-webdataset-train-000000.tar"
+    )
+
+
 def test_downloads_are_permission_checked_and_audited(
     api, sticker_version, curator, engineer, rater
 ):
@@ -280,7 +312,7 @@ def test_downloads_are_permission_checked_and_audited(
     assert response.status_code == 200
     body = b"".join(response.streaming_content)
     assert hashlib.sha256(body).hexdigest() == export.sha256
-    assert response["Content-Disposition"] == 'attachment; filename="imagefolder.tar"'
+    assert response["Content-Disposition"] == 'attachment; filename="align-v1-imagefolder.tar"'
     events = list(AuditEvent.objects.order_by("id").values_list("action", "actor__username"))
     assert events[-3:] == [
         ("export", "curator"),

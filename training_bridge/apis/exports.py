@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from stickerloop.api import ids_param
 from stickerloop.roles import IsCuratorOrEngineer
 from stickerloop.schema import ErrorSerializer
+from stickerloop.storage import is_bucket
 from training_bridge import selectors
 from training_bridge.exports.create import (
     dataset_export_create,
@@ -187,13 +189,20 @@ class ExportDownloadApi(APIView):
         entry = dataset_export_download_record(
             export=export, user=request.user, file_name=request.query_params.get("file")
         )
-        if hasattr(default_storage, "bucket_name"):
-            return HttpResponseRedirect(default_storage.url(entry["key"]))
+        if is_bucket():
+            # The bucket answers the presigned GET with this Content-Disposition (it is part
+            # of the signature), so the browser saves the file under a name that says what it is.
+            disposition = content_disposition_header(True, entry["download_name"])
+            return HttpResponseRedirect(
+                default_storage.url(
+                    entry["key"], parameters={"ResponseContentDisposition": disposition}
+                )
+            )
         content_type = mimetypes.guess_type(entry["name"])[0] or "application/octet-stream"
         response = FileResponse(
             default_storage.open(entry["key"], "rb"),
             as_attachment=True,
-            filename=entry["name"],
+            filename=entry["download_name"],
             content_type=content_type,
         )
         response["X-Checksum-Sha256"] = entry["sha256"]

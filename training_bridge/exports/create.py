@@ -3,12 +3,14 @@ their downloads."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.text import slugify
 
 from stickerloop.errors import ServiceConflict
 from training_bridge import tasks as curation_tasks
@@ -158,15 +160,30 @@ def dataset_exports_create(
     return exports
 
 
+def export_file_download_name(export: DatasetExport, name: str) -> str:
+    """The name a browser saves file ``name`` of ``export`` as: ``<dataset>-v<N>-<format>-
+    <file>``, the dataset being its rule's name as a slug and a folder in the file's name a
+    hyphen (``align-v3-parquet-train-00000-of-00001.parquet``); the format is not said
+    twice when the file's name starts with it (``align-v3-imagefolder.tar``). Only ASCII
+    letters, digits, dots, hyphens and underscores, never a leading dot: it needs no escaping
+    in a header and names no folder or hidden file where it is saved."""
+    dataset = slugify(export.version.rule.name)[:100].strip("-_") or "dataset"
+    file = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "file"
+    if not file.startswith(export.format):
+        file = f"{export.format}-{file}"
+    return f"{dataset}-v{export.version.number}-{file}"
+
+
 @transaction.atomic
 def dataset_export_download_record(
     *, export: DatasetExport, user: AbstractBaseUser, file_name: str | None
 ) -> dict:
-    """Check that a file of the export may be downloaded and log who took it; the file's entry.
+    """Check that a file of the export may be downloaded and log who took it; the file's entry,
+    with ``download_name``, the name to save it as (``export_file_download_name``).
 
     The caller has checked the user's role. ``file_name`` may be omitted for single-file exports.
     """
-    export = DatasetExport.objects.select_related("version").get(pk=export.pk)
+    export = DatasetExport.objects.select_related("version__rule").get(pk=export.pk)
     if export.status != TaskStatus.SUCCEEDED:
         raise ServiceConflict(f"Export {export.pk} is {export.status}; nothing to download yet.")
     if export.version.status == VersionStatus.RETIRED:
@@ -189,4 +206,4 @@ def dataset_export_download_record(
         export=export,
         details={"file": entry["name"], "sha256": entry["sha256"], "size": entry["size"]},
     )
-    return entry
+    return {**entry, "download_name": export_file_download_name(export, entry["name"])}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,6 +15,7 @@ from django.utils.text import slugify
 
 from generation.model_store import (
     BUCKET_SCHEME,
+    MODELS_PREFIX,
     bucket_configured,
     model_folder_local,
     model_folder_publish,
@@ -25,6 +28,7 @@ from generation.models import (
 from generation.pipelines import ModelLoadError
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import heartbeat
+from stickerloop.storage import incomplete_set_abandoned, incomplete_set_remove, incomplete_sets
 from training_bridge.jobs.evaluation import training_job_evaluation_start
 from training_bridge.jobs.lifecycle import output_dir, training_job_announce_end
 from training_bridge.jobs.models import (
@@ -36,6 +40,10 @@ from training_bridge.recipes.spec import (
     CHECKPOINT_PREFIX,
     SUMMARY_FILE,
 )
+
+# Where a job's model goes in the bucket: models/training-job-<id>/ (model_folder_publish).
+_OUTPUT_NAME = "training-job-{}"
+_OUTPUT_SET = re.compile(rf"{re.escape(MODELS_PREFIX)}training-job-(\d+)/")
 
 
 def _read_summary(folder: Path, shown: str) -> dict:
@@ -127,7 +135,7 @@ def training_job_register_output(
         if bucket_configured():
             with heartbeat(TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
                 uri = model_folder_publish(
-                    folder, name=f"training-job-{job.pk}", skip=_is_checkpoint
+                    folder, name=_OUTPUT_NAME.format(job.pk), skip=_is_checkpoint
                 )
     return _register_output(
         job=job, folder=folder, shown=shown, uri=uri, registered_by=registered_by
@@ -211,3 +219,34 @@ def _register_output(
     if job.evaluate:
         training_job_evaluation_start(job, version)
     return version
+
+
+def training_job_outputs_staged_clean(*, now: datetime | None = None) -> list[str]:
+    """Remove the model objects in storage (``models/training-job-<id>/``) without a complete
+    marker that no run will finish, and return their prefixes.
+
+    A failed or cancelled job's copy, or one whose job row is gone, goes once nothing was
+    written there for ``SWEEP_STALE_SECONDS``; a resumed job copies its model again from the
+    start. Queued and running jobs keep theirs (the copy runs while the job is running, and the
+    next run overwrites it), and a succeeded job's model has its marker; one without it waits
+    ``STORAGE_STAGED_MAX_AGE_SECONDS``. Each set is removed holding its job's row, so a resume
+    (which locks it too) waits until the removal is done and cannot copy into it meanwhile.
+    """
+    now = now or timezone.now()
+    removed = []
+    for objects in incomplete_sets(MODELS_PREFIX, _OUTPUT_SET):
+        with transaction.atomic():
+            status = (
+                TrainingJob.objects.select_for_update()
+                .filter(pk=int(objects.owner))
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                continue
+            stopped = status != JobStatus.SUCCEEDED
+            if incomplete_set_abandoned(objects, owner_stopped=stopped, now=now):
+                reason = f"training job {objects.owner} {status}" if status else "no such job"
+                incomplete_set_remove(objects, reason=reason)
+                removed.append(objects.prefix)
+    return removed

@@ -60,7 +60,10 @@ def prepare_external(job_id: int, attempt: int) -> None:
     time_limit=90,
 )
 def sweep() -> None:
-    """Beat: requeue queue jobs whose runner died (``SWEEP_EVERY_SECONDS``)."""
+    """Beat: requeue queue jobs whose runner died, and remove the model copies in storage
+    that stopped jobs left incomplete (``SWEEP_EVERY_SECONDS``)."""
     from training_bridge.jobs.lifecycle import training_jobs_requeue
+    from training_bridge.jobs.output import training_job_outputs_staged_clean
 
     training_jobs_requeue()
+    training_job_outputs_staged_clean()
