@@ -18,6 +18,7 @@ urlpatterns = [
         name="dataset-version-diff",
     ),
     path("datasets/exports/", views.export_list, name="dataset-export-list"),
+    path("datasets/exports/live/", views.export_list_live, name="dataset-export-list-live"),
     path("datasets/exports/<id:pk>/", views.export_detail, name="dataset-export-detail"),
     path("datasets/weak-sources/", views.weak_source_list, name="weak-source-list"),
 ]

@@ -233,10 +233,23 @@ def version_diff(request, pk: int, other: int):
     return render(request, "training_bridge/version_diff.html", {"diff": diff})
 
 
+def _export_page(request):
+    return Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
+
+
 @role_required(*STAFF)
 def export_list(request):
-    page = Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "training_bridge/export_list.html", {"page": page})
+    return render(request, "training_bridge/export_list.html", {"page": _export_page(request)})
+
+
+@role_required(*STAFF)
+def export_list_live(request):
+    """The export list's rows (the same page of them), polled by static/js/live.js. A list has
+    no final state (a new export may start any time), so the fragment never says finished: the
+    script backs off to one request every 30 s while nothing moves."""
+    return render(
+        request, "training_bridge/_export_list_live.html", {"page": _export_page(request)}
+    )
 
 
 @role_required(*STAFF)

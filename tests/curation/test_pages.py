@@ -90,6 +90,41 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     assert "1 added, 0 removed, 0 changed, 2 unchanged." in page
 
 
+def _live_rows(html: str) -> list[tuple]:
+    """Each export row of the list's live fragment: id, finished, status, counts, bar."""
+    return re.findall(
+        r'data-export="(\d+)" data-finished="(\d)">.*?data-field="status">(\w+)</td>.*?'
+        r'data-percent="(\d+)".*?data-field="counts">([^<]*)</span>',
+        html,
+        re.S,
+    )
+
+
+def test_the_export_list_refreshes_its_rows_through_its_live_fragment(rule, curator):
+    client = logged_in(curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    client.post(f"/datasets/versions/{version.pk}/export/", {"format": "webdataset"})
+    export = DatasetExport.objects.get()
+    page = client.get("/datasets/exports/?page=1").content.decode()
+    # the page draws its rows with the fragment, and live.js asks for the same page of them
+    assert 'data-url="/datasets/exports/live/?page=1"></script>' in page
+    assert "js/export_progress.js" not in page
+    live = client.get("/datasets/exports/live/?page=1")
+    assert live.status_code == 200
+    fragment = live.content.decode()
+    assert fragment.startswith('<tbody id="live" data-finished="0">')
+    assert fragment.strip() in page
+    assert _live_rows(fragment) == [(str(export.pk), "0", "queued", "0", "0 / 2")]
+    # when the export has run, the next poll shows it finished with its file
+    dataset_export_run(export_id=export.pk)
+    fragment = client.get("/datasets/exports/live/?page=1").content.decode()
+    assert _live_rows(fragment) == [(str(export.pk), "1", "succeeded", "100", "2 / 2")]
+    assert f"/api/dataset-exports/{export.pk}/download/?file=train-000000.tar" in fragment
+    # a list has no final state: the fragment keeps the script polling (backing off)
+    assert fragment.startswith('<tbody id="live" data-finished="0">')
+
+
 def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
     client = logged_in(curator)
     version, _ = dataset_version_build(rule=rule, built_by=curator)

@@ -241,6 +241,7 @@ RULES: dict[str, Rule] = {
     "dataset-version-diff": Rule(STAFF, kwargs={"pk": "version", "other": "version"}),
     "dataset-version-publish": Rule(CURATORS, kwargs=pk("version"), methods=POST_ONLY),
     "dataset-export-list": Rule(STAFF),
+    "dataset-export-list-live": Rule(STAFF),
     "dataset-export-detail": Rule(STAFF, kwargs=pk("export")),
     "weak-source-list": Rule(STAFF),
     # Training
