@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.ids import parse_id
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
@@ -19,7 +20,14 @@ from training_bridge.forms import (
     question_choices,
     rule_initial,
 )
-from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion, ExportFormat
+from training_bridge.models import (
+    DatasetExport,
+    DatasetPurpose,
+    DatasetRule,
+    DatasetVersion,
+    ExportFormat,
+    VersionStatus,
+)
 from training_bridge.rules import (
     dataset_rule_create,
     dataset_rule_update,
@@ -153,11 +161,28 @@ def rule_build(request, pk: int):
 
 @role_required(*STAFF)
 def version_list(request):
-    versions = selectors.dataset_version_list(
-        purpose=request.GET.get("purpose") or None, status=request.GET.get("status") or None
+    """Versions, newest first; searched by their rule's name or their id, filtered by status
+    and purpose (an unknown one is a 400 naming the field, and the list is not filtered)."""
+    filters, errors = list_filters(request.GET, statuses=VersionStatus.values)
+    purpose = request.GET.get("purpose") or ""
+    if purpose and purpose not in DatasetPurpose.values:
+        errors["purpose"] = f"Purpose: {purpose!r} is none of {', '.join(DatasetPurpose.values)}."
+    qs = selectors.dataset_version_list(purpose=None if errors else purpose or None)
+    if not errors:
+        qs = list_filter_apply(qs, filters, name_field="rule__name")
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "training_bridge/version_list.html",
+        {
+            "page": page,
+            "purposes": DatasetPurpose.choices,
+            "filters": {**filters, "purpose": purpose},
+            "errors": errors,
+            "statuses": VersionStatus.values,
+        },
+        status=400 if errors else 200,
     )
-    page = Paginator(versions, 25).get_page(request.GET.get("page"))
-    return render(request, "training_bridge/version_list.html", {"page": page})
 
 
 @role_required(*STAFF)
