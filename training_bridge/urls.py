@@ -5,6 +5,7 @@ from training_bridge import views
 urlpatterns = [
     path("datasets/", views.rule_list, name="dataset-rule-list"),
     path("datasets/rules/new/", views.rule_form, name="dataset-rule-create"),
+    path("datasets/rules/preview/", views.rule_form_preview, name="dataset-rule-form-preview"),
     path("datasets/rules/<id:pk>/", views.rule_detail, name="dataset-rule-detail"),
     path("datasets/rules/<id:pk>/edit/", views.rule_form, name="dataset-rule-edit"),
     path("datasets/rules/<id:pk>/build/", views.rule_build, name="dataset-rule-build"),

@@ -230,3 +230,79 @@ def test_the_rule_form_saves_answer_conditions_and_shows_them_again(rule, curato
         in row.group(1)
     )
     assert DatasetRule.objects.filter(name="other").count() == 0
+
+
+def _funnel(html: str) -> list[tuple]:
+    return re.findall(
+        r'data-stage="(\w+)"><td>[^<]*</td><td data-field="kept">(\d+)</td>'
+        r'<td data-field="dropped">(\d+)</td>',
+        html,
+    )
+
+
+def test_the_rule_form_previews_its_funnel_as_conditions_change(rule, curator):
+    client = logged_in(curator)
+    form = client.get("/datasets/rules/new/").content.decode()
+    assert '<div id="live-preview" aria-live="polite">' in form
+    assert 'src="/static/js/rule_preview.js" data-url="/datasets/rules/preview/"' in form
+    rules_before = DatasetRule.objects.count()
+    body = {
+        "name": "",
+        "purpose": "alignment",
+        "campaigns": [rule.campaigns.get().pk],
+        "consensus_method": "majority",
+        "min_judgments": "1",
+        "exclude_gold": "on",
+        "exclude_paused_only": "on",
+        "exclude_held_out": "on",
+        "validation_fraction": "0",
+        "split_seed": "0",
+        "caption_source": "raw_prompt",
+        "conditions-TOTAL_FORMS": "2",
+        "conditions-INITIAL_FORMS": "0",
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "10",
+        "conditions-0-keep": "answers",
+        "conditions-0-question": "aligned",
+        "conditions-0-labels": "true",
+        "conditions-1-keep": "answers",
+    }
+
+    def preview(**changes) -> str:
+        response = client.post("/datasets/rules/preview/", {**body, **changes})
+        assert response.status_code == 200
+        return response.content.decode()
+
+    # one condition: the two aligned items of three, with no name typed yet
+    html = preview()
+    assert _funnel(html) == [
+        ("source", "3", "0"),
+        ("gold", "3", "0"),
+        ("paused_only", "3", "0"),
+        ("min_judgments", "3", "0"),
+        ("condition_0", "2", "1"),
+        ("kind", "2", "0"),
+        ("held_out", "2", "0"),
+    ]
+    assert "2 entries from 2 prompt(s): 2 train, 0 validation." in html
+    # a second condition, on the mean quality, takes its place in the funnel after the first
+    html = preview(
+        **{
+            "conditions-0-labels": "false",
+            "conditions-1-question": "quality",
+            "conditions-1-max_mean": "2",
+        }
+    )
+    assert _funnel(html)[4:6] == [("condition_0", "1", "2"), ("condition_1", "1", "0")]
+    assert "1 entries from 1 prompt(s): 1 train, 0 validation." in html
+    # what stops the rule from running, in words, beside the field it names
+    html = preview(**{"conditions-0-labels": "yes", "min_judgments": "-1"})
+    assert re.findall(r"<li>(.*?)</li>", html) == [
+        "Min judgments: Ensure this value is greater than or equal to 0.",
+    ]
+    html = preview(**{"conditions-0-labels": "yes"})
+    assert re.findall(r"<li>(.*?)</li>", html) == [
+        "Condition 1, labels: &#x27;yes&#x27; is not an answer of question &#x27;aligned&#x27; "
+        "(answers: true, false).",
+    ]
+    assert DatasetRule.objects.count() == rules_before

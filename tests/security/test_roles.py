@@ -231,6 +231,7 @@ RULES: dict[str, Rule] = {
     "api-weak-import-detail": Rule(STAFF, kwargs=pk("weak_import")),
     "dataset-rule-list": Rule(STAFF),
     "dataset-rule-create": Rule(CURATORS),
+    "dataset-rule-form-preview": Rule(CURATORS, methods=POST_ONLY),
     "dataset-rule-detail": Rule(STAFF, kwargs=pk("rule")),
     "dataset-rule-edit": Rule(CURATORS, kwargs=pk("rule")),
     "dataset-rule-build": Rule(CURATORS, kwargs=pk("rule"), methods=POST_ONLY),
