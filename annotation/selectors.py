@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 
 from annotation import assignment
@@ -394,14 +404,22 @@ def _day_start(now: datetime) -> datetime:
 
 
 def rater_campaigns(*, rater: AbstractBaseUser) -> list[dict]:
-    """The campaigns open to the rater (running or paused) with their own progress today."""
-    today = _day_start(timezone.now())
-    memberships = (
+    """The campaigns open to the rater (running or paused) with their own progress today and
+    the items left for them (``items_left_for_rater``, as the rating screen counts them); four
+    queries whatever the number of campaigns."""
+    now = timezone.now()
+    today = _day_start(now)
+    memberships = list(
         CampaignMembership.objects.filter(
             rater=rater, campaign__status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]
         )
         .select_related("campaign")
         .order_by("-campaign__started_at", "campaign_id")
+    )
+    if not memberships:
+        return []
+    left = items_left_for_rater(
+        rater_id=rater.pk, campaign_ids=[m.campaign_id for m in memberships], now=now
     )
     counts = {
         row["campaign_id"]: row
@@ -419,6 +437,7 @@ def rater_campaigns(*, rater: AbstractBaseUser) -> list[dict]:
             and m.campaign.status == CampaignStatus.RUNNING,
             "judged_today": counts.get(m.campaign_id, {}).get("judged", 0),
             "skipped_today": counts.get(m.campaign_id, {}).get("skipped", 0),
+            **left[m.campaign_id],
         }
         for m in memberships
     ]
@@ -475,14 +494,54 @@ def judgment_counts_since(*, since: datetime) -> dict[str, int]:
 LEFT_FOR_RATER_CAP = 1000
 
 
+class _RowCount(Subquery):
+    """How many rows a (correlated) queryset gives; a sliced one stops counting at its slice."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS counted)"
+    output_field = IntegerField()
+
+
+def items_left_for_rater(
+    *, rater_id: int, campaign_ids: Sequence[int], now: datetime
+) -> dict[int, dict]:
+    """Per campaign, the items the rater can still be given: ``left``, the ones they hold
+    leases on plus the open items they have never seen (gold checks, mixed in at the
+    campaign's gold rate, are not counted), counted up to ``LEFT_FOR_RATER_CAP``
+    (``left_capped`` then says there are more). Two queries, whatever the number of campaigns;
+    each campaign's count stops at the cap."""
+    held = dict(
+        Lease.objects.filter(
+            campaign_id__in=campaign_ids, rater_id=rater_id, released=False, expires_at__gt=now
+        )
+        .order_by()
+        .values_list("campaign_id")
+        .annotate(n=Count("id"))
+    )
+    never_seen = (
+        Item.objects.filter(campaign_id=OuterRef("pk"), is_open=True)
+        .exclude(Exists(Lease.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
+        .exclude(Exists(Judgment.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
+        .order_by()
+        .values("id")[: LEFT_FOR_RATER_CAP + 1]
+    )
+    unseen = dict(
+        Campaign.objects.filter(pk__in=campaign_ids)
+        .annotate(unseen=_RowCount(never_seen))
+        .values_list("pk", "unseen")
+    )
+    left = {pk: held.get(pk, 0) + unseen.get(pk, 0) for pk in campaign_ids}
+    return {
+        pk: {"left": min(n, LEFT_FOR_RATER_CAP), "left_capped": n > LEFT_FOR_RATER_CAP}
+        for pk, n in left.items()
+    }
+
+
 def rater_progress(*, campaign_id: int, rater_id: int) -> dict:
     """The rating screen's counters for one rater in one campaign, four queries.
 
     ``judged_today`` and ``judged_total``: the rater's judgments here, skips left out (those are
     ``skipped_total``), "today" in the site's time zone as on the rater's home page.
-    ``left``: the items the rater can still be given, the ones they hold leases on plus the open
-    items they have never seen (gold checks, mixed in at the campaign's gold rate, are not
-    counted), counted up to ``LEFT_FOR_RATER_CAP`` (``left_capped`` then says there are more).
+    ``left`` and ``left_capped``: ``items_left_for_rater``.
     ``campaign``: its items and those done, as on the campaign page.
     """
     now = timezone.now()
@@ -491,23 +550,11 @@ def rater_progress(*, campaign_id: int, rater_id: int) -> dict:
         judged_today=Count("id", filter=Q(skipped=False, created_at__gte=_day_start(now))),
         skipped_total=Count("id", filter=Q(skipped=True)),
     )
-    held = Lease.objects.filter(
-        campaign_id=campaign_id, rater_id=rater_id, released=False, expires_at__gt=now
-    ).count()
-    unseen = (
-        Item.objects.filter(campaign_id=campaign_id, is_open=True)
-        .exclude(Exists(Lease.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
-        .exclude(Exists(Judgment.objects.filter(item_id=OuterRef("pk"), rater_id=rater_id)))
-        .order_by()
-        .values("id")[: LEFT_FOR_RATER_CAP + 1]
-        .count()
-    )
-    left = held + unseen
+    left = items_left_for_rater(rater_id=rater_id, campaign_ids=[campaign_id], now=now)
     items = _items_progress([campaign_id]).get(campaign_id, {"total": 0, "done": 0})
     return {
         **judged,
-        "left": min(left, LEFT_FOR_RATER_CAP),
-        "left_capped": left > LEFT_FOR_RATER_CAP,
+        **left[campaign_id],
         "campaign": {
             "items": items["total"],
             "items_done": items["done"],

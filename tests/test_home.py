@@ -12,7 +12,7 @@ from tests import factories as f
 from tests.conftest import get_ok
 from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import EvaluationStatus, TrainingJob, TrainingJobEvaluation
-from training_bridge.models import DatasetExport
+from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion
 from training_bridge.pipelines.models import Pipeline
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,30 @@ def _export(version, status: str, finished) -> DatasetExport:
         finished_at=finished,
         sha256="0" * 64 if status == "succeeded" else "",
     )
+
+
+def _built(rule: DatasetRule, at) -> DatasetVersion:
+    """A version of ``rule`` built at ``at`` (its entries do not matter here)."""
+    number = rule.versions.count() + 1
+    version = DatasetVersion.objects.create(
+        rule=rule,
+        number=number,
+        purpose=rule.purpose,
+        kind=rule.kind,
+        rule_snapshot={},
+        manifest_sha256=f"{rule.pk:032d}{number:032d}",
+        entry_count=1,
+        train_count=1,
+        validation_count=0,
+    )
+    DatasetVersion.objects.filter(pk=version.pk).update(created_at=at)
+    return version
+
+
+def _rule(name: str, campaigns: list, **fields) -> DatasetRule:
+    rule = DatasetRule.objects.create(name=name, purpose="alignment", kind="image", **fields)
+    rule.campaigns.set(campaigns)
+    return rule
 
 
 def _job(models, version, **fields) -> TrainingJob:
@@ -87,6 +111,44 @@ def test_a_curator_sees_finished_campaigns_results_behind_and_exports_ready(site
     assert 'id="engineer-attention"' not in html
 
 
+def test_a_curator_sees_rules_whose_campaigns_were_judged_since_their_newest_version(site, curator):
+    # given a campaign with a gold item (3), judged before and after the rules were built
+    now = timezone.now()
+    camp = f.campaign(questions=f.BINARY_SCHEMA, overlap=2, name="judged")
+    items = f.items(camp, 4, gold={3: {"ok": True}})
+    ann, bob = f.raters(2, campaign=camp)
+    f.judge(items[0], ann, {"ok": True}, at=now - timedelta(hours=2))
+    f.judge(items[0], bob, {"ok": True})
+    f.judge(items[1], ann, {"ok": True})
+    f.judge(items[1], bob, {"ok": False})
+    f.judge(items[2], ann, {}, skipped=True)
+    f.judge(items[2], bob, {"ok": True}, excluded=True)
+    f.judge(items[3], ann, {"ok": True})
+    strict = _rule("strict", [camp])
+    _built(strict, now - timedelta(hours=3))
+    _built(strict, now - timedelta(hours=1))
+    with_gold = _rule("with gold", [camp], exclude_gold=False)
+    _built(with_gold, now - timedelta(hours=1))
+    _built(_rule("fresh", [camp]), now + timedelta(minutes=1))
+    _rule("never built", [camp])
+    quiet = f.campaign(questions=f.BINARY_SCHEMA, overlap=1, name="quiet")
+    f.items(quiet, 1)
+    _built(_rule("quiet", [quiet]), now - timedelta(hours=1))
+
+    # when
+    html = _page(site(curator), "/")
+
+    # then items 0 and 1 are new for both, the gold item 3 for "with gold" only; the skipped
+    # and the excluded judgment on item 2 and the one made before the builds do not count
+    assert _ids(html, "rules-new-matches", "rule") == [with_gold.pk, strict.pk]
+    built = timezone.localtime(now - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    assert (
+        f'<a href="/datasets/rules/{with_gold.pk}/">with gold</a>: 3 items judged since its '
+        f"newest version, built {built}" in html
+    )
+    assert f'<a href="/datasets/rules/{strict.pk}/">strict</a>: 2 items judged' in html
+
+
 def test_an_engineer_sees_jobs_evaluations_and_failed_pipelines(site, engineer, models):
     version = f.dataset_version(models, purpose="alignment")
     now = timezone.now()
@@ -127,7 +189,7 @@ def test_an_engineer_sees_jobs_evaluations_and_failed_pipelines(site, engineer, 
 def test_an_admin_sees_both_a_rater_goes_to_the_queue_and_no_role_a_note(site, admin_user, rater):
     html = _page(site(admin_user), "/")
     assert 'id="curator-attention"' in html and 'id="engineer-attention"' in html
-    assert html.count("<li>None.</li>") == 7
+    assert html.count("<li>None.</li>") == 8
     response = site(rater).get("/")
     assert (response.status_code, response["Location"]) == (302, "/rate/")
     nobody = f.user("nobody", [])
@@ -149,7 +211,8 @@ def test_the_home_page_takes_a_fixed_number_of_queries(site, admin_user, models,
             _job(models, version, status="running", started_at=now)
             _job(models, version, status="failed", finished_at=now, error="x")
             Pipeline.objects.create(name=f"p{i}", status="failed", error="boom")
+            _built(_rule(f"rule {i}", [camp]), now - timedelta(hours=1))
 
     browser = site(admin_user)
     # session, user, roles, then a fixed few per section whatever its rows
-    flat_queries(grow=grow, read=lambda: get_ok(browser, "/"), count=14)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, "/"), count=15)

@@ -3,12 +3,14 @@
 import re
 
 import pytest
+from django.utils import timezone
 
 from annotation.models import Campaign
 from generation.models import GenerationBatch
 from tests import factories as f
 from training_bridge.jobs.lifecycle import training_job_create
 from training_bridge.jobs.models import TrainingJob
+from training_bridge.models import DatasetRule, DatasetVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +101,51 @@ def test_the_model_list_searches_names_and_pages(site, engineer, models):
     assert names == sorted(name for name in models if "anim" in name)
     assert 'name="status"' not in html
     assert "No model version matches this search." in client.get("/models/?q=zzz").content.decode()
+
+
+def test_the_dataset_version_list_searches_rule_names_and_ids_and_filters(site, curator):
+    # given two rules' versions: "cats" (v1 retired, v2 published) and "dogs" (v1 draft)
+    def version(rule, number, status):
+        return DatasetVersion.objects.create(
+            rule=rule,
+            number=number,
+            purpose=rule.purpose,
+            kind="image",
+            status=status,
+            published_at=timezone.now() if status == "published" else None,
+            rule_snapshot={},
+            manifest_sha256=f"{rule.pk:032d}{number:032d}",
+            entry_count=1,
+            train_count=1,
+            validation_count=0,
+        )
+
+    cats = DatasetRule.objects.create(name="Cats aligned", purpose="alignment", kind="image")
+    dogs = DatasetRule.objects.create(name="dogs style", purpose="style", kind="image")
+    cats1, cats2 = version(cats, 1, "retired"), version(cats, 2, "published")
+    dogs1 = version(dogs, 1, "draft")
+    client = site(curator)
+
+    def listed(query: str) -> list[int]:
+        response = client.get(f"/datasets/versions/?{query}")
+        assert response.status_code == 200
+        return _rows(response.content.decode(), "version")
+
+    # then
+    assert listed("") == [dogs1.pk, cats2.pk, cats1.pk]
+    assert listed("q=CATS") == [cats2.pk, cats1.pk]
+    assert listed("q=cats&status=published") == [cats2.pk]
+    assert listed(f"q={dogs1.pk}") == [dogs1.pk]
+    assert listed("purpose=style") == [dogs1.pk]
+    html = client.get("/datasets/versions/?q=zebra").content.decode()
+    assert "No version matches these filters." in html
+    assert 'value="zebra"' in html
+    # an unknown purpose is a 400 naming it, and the list stays unfiltered
+    response = client.get("/datasets/versions/?purpose=fun&q=cats")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert (
+        '<span class="error" id="error-purpose">Purpose: &#x27;fun&#x27; is none of alignment, '
+        "style, motion, teacher_selection, weak, evaluation.</span>"
+    ) in html
+    assert _rows(html, "version") == [dogs1.pk, cats2.pk, cats1.pk]

@@ -6,8 +6,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from django.db.models import Count, FilteredRelation, Q, QuerySet, Sum, Value
+from django.db.models import (
+    Count,
+    FilteredRelation,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 
+from annotation.models import Judgment
 from generation.models import Candidate
 from stickerloop.media import media_url
 from training_bridge import curation
@@ -34,6 +44,44 @@ def dataset_rule_list() -> QuerySet[DatasetRule]:
         DatasetRule.objects.prefetch_related("campaigns", "weak_sources")
         .annotate(version_count=Count("versions"))
         .order_by("name", "id")
+    )
+
+
+def dataset_rules_with_new_matches() -> QuerySet[DatasetRule]:
+    """Built rules whose source campaigns were judged since their newest version, most new
+    items first; one query.
+
+    Each comes with ``last_built_at`` (when its newest version was built, whatever its status)
+    and ``new_items``: the items of its campaigns with a judgment that counts (not skipped, not
+    excluded) made since then, gold items left out where the rule leaves gold out. Their
+    consensus may have moved, so a build now may keep or drop them. Rules never built, and weak
+    rules (no campaigns), are not listed.
+    """
+    last_built = (
+        DatasetVersion.objects.filter(rule=OuterRef("pk"))
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    # One filter() call, so the gold test reads the same rule row the join picked.
+    new_items = (
+        Judgment.objects.filter(
+            Q(item__is_gold=False) | Q(campaign__dataset_rules__exclude_gold=False),
+            campaign__dataset_rules=OuterRef("pk"),
+            skipped=False,
+            excluded=False,
+            created_at__gt=OuterRef("last_built_at"),
+        )
+        .order_by()
+        .values("campaign__dataset_rules")
+        .annotate(n=Count("item_id", distinct=True))
+        .values("n")
+    )
+    return (
+        DatasetRule.objects.annotate(
+            last_built_at=Subquery(last_built), new_items=Subquery(new_items)
+        )
+        .filter(new_items__gt=0)
+        .order_by("-new_items", "name", "id")
     )
 
 

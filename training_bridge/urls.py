@@ -5,6 +5,7 @@ from training_bridge import views
 urlpatterns = [
     path("datasets/", views.rule_list, name="dataset-rule-list"),
     path("datasets/rules/new/", views.rule_form, name="dataset-rule-create"),
+    path("datasets/rules/preview/", views.rule_form_preview, name="dataset-rule-form-preview"),
     path("datasets/rules/<id:pk>/", views.rule_detail, name="dataset-rule-detail"),
     path("datasets/rules/<id:pk>/edit/", views.rule_form, name="dataset-rule-edit"),
     path("datasets/rules/<id:pk>/build/", views.rule_build, name="dataset-rule-build"),
@@ -18,6 +19,7 @@ urlpatterns = [
         name="dataset-version-diff",
     ),
     path("datasets/exports/", views.export_list, name="dataset-export-list"),
+    path("datasets/exports/live/", views.export_list_live, name="dataset-export-list-live"),
     path("datasets/exports/<id:pk>/", views.export_detail, name="dataset-export-detail"),
     path("datasets/weak-sources/", views.weak_source_list, name="weak-source-list"),
 ]

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.ids import parse_id
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
@@ -19,7 +20,14 @@ from training_bridge.forms import (
     question_choices,
     rule_initial,
 )
-from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion, ExportFormat
+from training_bridge.models import (
+    DatasetExport,
+    DatasetPurpose,
+    DatasetRule,
+    DatasetVersion,
+    ExportFormat,
+    VersionStatus,
+)
 from training_bridge.rules import (
     dataset_rule_create,
     dataset_rule_update,
@@ -87,30 +95,43 @@ def _rule_errors(form: RuleForm, rows: list, exc: ValidationError) -> None:
             form.add_error(field, problem if field else f"{name}: {problem}")
 
 
-@role_required(Role.CURATOR)
-def rule_form(request, pk: int | None = None):
-    """Create a rule, or change one (``pk``). "Preview" runs the unsaved settings through the
-    engine and shows the funnel; "Save" stores them. Refused settings come back beside their
-    fields and nothing is stored."""
-    rule = get_object_or_404(DatasetRule, pk=pk) if pk is not None else None
-    data = request.POST if request.method == "POST" else None
-    initial = rule_initial(rule) if rule else {}
-    form = RuleForm(data, initial=initial)
+def _rule_input(data, rule: DatasetRule | None, *, named: bool = True):
+    """The rule form and its condition rows, bound to ``data`` (unbound, with ``rule``'s
+    settings, when ``data`` is None), and the settings they give as the rule service takes
+    them: ``(form, conditions, rows, values)``; ``values`` is None while a field is refused
+    (the field says why) and ``rows`` are the filled condition rows, in order. A preview
+    needs no name (``named=False``)."""
+    form = RuleForm(data, initial=rule_initial(rule) if rule else {})
+    form.fields["name"].required = named
     conditions = ConditionFormSet(
         data,
         initial=[condition_initial(c) for c in rule.conditions] if rule else None,
         prefix="conditions",
         form_kwargs={"questions": question_choices()},
     )
+    if data is None or not (form.is_valid() and conditions.is_valid()):
+        return form, conditions, [], None
+    rows = [row for row in conditions if row.condition() is not None]
+    values = {
+        **form.cleaned_data,
+        "campaigns": list(form.cleaned_data["campaigns"]),
+        "weak_sources": list(form.cleaned_data["weak_sources"]),
+        "conditions": [row.condition() for row in rows],
+    }
+    return form, conditions, rows, values
+
+
+@role_required(Role.CURATOR)
+def rule_form(request, pk: int | None = None):
+    """Create a rule, or change one (``pk``). "Preview" runs the unsaved settings through the
+    engine and shows the funnel (static/js/rule_preview.js keeps it current as settings change,
+    through ``rule_form_preview``); "Save" stores them. Refused settings come back beside their
+    fields and nothing is stored."""
+    rule = get_object_or_404(DatasetRule, pk=pk) if pk is not None else None
+    data = request.POST if request.method == "POST" else None
+    form, conditions, rows, values = _rule_input(data, rule)
     preview = None
-    if data is not None and form.is_valid() and conditions.is_valid():
-        rows = [row for row in conditions if row.condition() is not None]
-        values = {
-            **form.cleaned_data,
-            "campaigns": list(form.cleaned_data["campaigns"]),
-            "weak_sources": list(form.cleaned_data["weak_sources"]),
-            "conditions": [row.condition() for row in rows],
-        }
+    if values is not None:
         try:
             if "preview" in data:
                 preview = selectors.dataset_rule_preview(spec=rule_spec_check(values=values))
@@ -137,6 +158,44 @@ def rule_form(request, pk: int | None = None):
     )
 
 
+def _problems(form: RuleForm, conditions) -> list[str]:
+    """Every refusal on the form, as the preview lists them: the field's label first."""
+    problems = [
+        f"{form[name].label if name in form.fields else 'Rule'}: {e}"
+        for name, errors in form.errors.items()
+        for e in errors
+    ]
+    problems += [f"Conditions: {e}" for e in conditions.non_form_errors()]
+    for number, row in enumerate(conditions.forms, start=1):
+        for name, errors in row.errors.items():
+            where = f", {row[name].label.lower()}" if name in row.fields else ""
+            problems += [f"Condition {number}{where}: {e}" for e in errors]
+    return problems
+
+
+@require_POST
+@role_required(Role.CURATOR)
+def rule_form_preview(request):
+    """The rule form's funnel for the settings as they stand, unsaved: what each condition
+    keeps in turn and the entries at the end, or what stops the rule from running. The form's
+    script (static/js/rule_preview.js) posts the whole form here as it changes. Reads only:
+    ``selectors.dataset_rule_preview``, as the Preview button and the API's draft preview."""
+    form, conditions, rows, values = _rule_input(request.POST, None, named=False)
+    preview = None
+    if values is not None:
+        try:
+            preview = selectors.dataset_rule_preview(
+                spec=rule_spec_check(values=values), sample_size=0
+            )
+        except ValidationError as exc:
+            _rule_errors(form, rows, exc)
+    return render(
+        request,
+        "training_bridge/_rule_preview.html",
+        {"preview": preview, "problems": [] if preview else _problems(form, conditions)},
+    )
+
+
 @require_POST
 @role_required(Role.CURATOR)
 def rule_build(request, pk: int):
@@ -153,11 +212,28 @@ def rule_build(request, pk: int):
 
 @role_required(*STAFF)
 def version_list(request):
-    versions = selectors.dataset_version_list(
-        purpose=request.GET.get("purpose") or None, status=request.GET.get("status") or None
+    """Versions, newest first; searched by their rule's name or their id, filtered by status
+    and purpose (an unknown one is a 400 naming the field, and the list is not filtered)."""
+    filters, errors = list_filters(request.GET, statuses=VersionStatus.values)
+    purpose = request.GET.get("purpose") or ""
+    if purpose and purpose not in DatasetPurpose.values:
+        errors["purpose"] = f"Purpose: {purpose!r} is none of {', '.join(DatasetPurpose.values)}."
+    qs = selectors.dataset_version_list(purpose=None if errors else purpose or None)
+    if not errors:
+        qs = list_filter_apply(qs, filters, name_field="rule__name")
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "training_bridge/version_list.html",
+        {
+            "page": page,
+            "purposes": DatasetPurpose.choices,
+            "filters": {**filters, "purpose": purpose},
+            "errors": errors,
+            "statuses": VersionStatus.values,
+        },
+        status=400 if errors else 200,
     )
-    page = Paginator(versions, 25).get_page(request.GET.get("page"))
-    return render(request, "training_bridge/version_list.html", {"page": page})
 
 
 @role_required(*STAFF)
@@ -233,10 +309,23 @@ def version_diff(request, pk: int, other: int):
     return render(request, "training_bridge/version_diff.html", {"diff": diff})
 
 
+def _export_page(request):
+    return Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
+
+
 @role_required(*STAFF)
 def export_list(request):
-    page = Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "training_bridge/export_list.html", {"page": page})
+    return render(request, "training_bridge/export_list.html", {"page": _export_page(request)})
+
+
+@role_required(*STAFF)
+def export_list_live(request):
+    """The export list's rows (the same page of them), polled by static/js/live.js. A list has
+    no final state (a new export may start any time), so the fragment never says finished: the
+    script backs off to one request every 30 s while nothing moves."""
+    return render(
+        request, "training_bridge/_export_list_live.html", {"page": _export_page(request)}
+    )
 
 
 @role_required(*STAFF)

@@ -409,7 +409,8 @@ class RaterProgressApi(APIView):
 
 
 class RaterCampaignListApi(APIView):
-    """The campaigns open to the caller, with their own judgments today."""
+    """The campaigns open to the caller, with their own judgments today and the items left for
+    them (counted as on the rating screen, up to a cap: ``left_capped`` says there are more)."""
 
     permission_classes = [IsAuthenticated]
 
@@ -422,6 +423,8 @@ class RaterCampaignListApi(APIView):
         can_rate = serializers.BooleanField()
         judged_today = serializers.IntegerField()
         skipped_today = serializers.IntegerField()
+        left = serializers.IntegerField()
+        left_capped = serializers.BooleanField()
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
@@ -435,6 +438,8 @@ class RaterCampaignListApi(APIView):
                 "can_rate": r["can_rate"],
                 "judged_today": r["judged_today"],
                 "skipped_today": r["skipped_today"],
+                "left": r["left"],
+                "left_capped": r["left_capped"],
             }
             for r in selectors.rater_campaigns(rater=request.user)
         ]

@@ -14,10 +14,10 @@ from annotation.quality.selectors import campaigns_results_behind
 from annotation.selectors import campaigns_all_done
 from training_bridge.jobs.models import EvaluationStatus, JobStatus, TrainingJob
 from training_bridge.jobs.selectors import training_job_list
-from training_bridge.models import DatasetExport, TaskStatus
+from training_bridge.models import DatasetExport, DatasetRule, TaskStatus
 from training_bridge.pipelines.models import Pipeline, PipelineStatus
 from training_bridge.pipelines.selectors import pipeline_list
-from training_bridge.selectors import dataset_export_list
+from training_bridge.selectors import dataset_export_list, dataset_rules_with_new_matches
 
 # Failures and finished work stay on the home page this long: long enough to be seen after a
 # weekend, short enough that old news does not bury new.
@@ -31,6 +31,7 @@ class CuratorAttention:
     campaigns_done: list[Campaign]
     results_behind: list[Campaign]
     exports_done: list[DatasetExport]
+    rules_new_matches: list[DatasetRule]
 
 
 @dataclass
@@ -43,7 +44,8 @@ class EngineerAttention:
 
 def curator_attention(*, now: datetime) -> CuratorAttention:
     """Running campaigns with every item judged, campaigns whose results are behind their
-    judgments, and exports finished lately."""
+    judgments, exports finished lately, and rules whose campaigns were judged since their
+    newest version."""
     return CuratorAttention(
         campaigns_done=campaigns_all_done()[:LIMIT],
         results_behind=list(campaigns_results_behind()[:LIMIT]),
@@ -52,6 +54,7 @@ def curator_attention(*, now: datetime) -> CuratorAttention:
             .filter(status=TaskStatus.SUCCEEDED, finished_at__gte=now - RECENT)
             .order_by("-finished_at", "-id")[:LIMIT]
         ),
+        rules_new_matches=list(dataset_rules_with_new_matches()[:LIMIT]),
     )
 
 

@@ -527,6 +527,41 @@ def test_rater_progress_counts_items_left_up_to_a_cap(api, monkeypatch):
     assert (body["left"], body["left_capped"]) == (5, False)
 
 
+def test_the_rater_home_shows_the_items_left_for_me_as_the_rating_screen_counts_them(
+    api, client, monkeypatch
+):
+    # given: rita leases two of Style A's five items and judges one of them; olga judges
+    # another; Style B's three items are untouched
+    rita, olga = f.rater("rita"), f.rater("olga")
+    a = f.running_campaign(raters=[rita, olga], n_items=5, overlap=2, preset="style", name="A")
+    b = f.running_campaign(raters=[rita], n_items=3, preset="style", name="B")
+    mine = api(rita)
+    first, _ = _step(mine, a, fetch=2).json()["items"]
+    _step(mine, a, submit=_submission(first["id"], {"style_pass": True}))
+    [theirs] = _step(api(olga), a, fetch=1).json()["items"]
+    _step(api(olga), a, submit=_submission(theirs["id"], {"style_pass": True}))
+    client.force_login(rita)
+
+    def left_on_the_home_page() -> dict[int, str]:
+        html = client.get("/rate/").content.decode()
+        rows = re.findall(r'data-campaign="(\d+)">.*?data-field="left">([^<]*)<', html, re.S)
+        return {int(pk): left for pk, left in rows}
+
+    # then A has the one she holds and the three she never saw (olga's included: it wants two)
+    assert left_on_the_home_page() == {a.pk: "4", b.pk: "3"}
+    assert [
+        (r["name"], r["left"], r["left_capped"]) for r in mine.get("/api/rate/campaigns/").json()
+    ] == [
+        ("B", 3, False),
+        ("A", 4, False),
+    ]
+    assert mine.get(f"/api/campaigns/{a.pk}/rate/progress/").json()["left"] == 4
+    # and past the cap both say there are more
+    monkeypatch.setattr(selectors, "LEFT_FOR_RATER_CAP", 3)
+    assert left_on_the_home_page() == {a.pk: "3+", b.pk: "3"}
+    assert mine.get(f"/api/campaigns/{a.pk}/rate/progress/").json()["left_capped"] is True
+
+
 def test_rater_progress_is_for_members_only(api):
     r = f.rater("rita")
     campaign = f.running_campaign(raters=[r], n_items=1, name="Style 3")

@@ -50,7 +50,7 @@ def test_rater_home(site, rater, flat_queries):
             campaign = f.running_campaign(raters=[rater], n_items=2)
             item_next_for_rater(campaign=campaign, rater=rater)
 
-    flat_queries(grow=grow, read=lambda: get_ok(client, "/rate/", "/api/rate/campaigns/"), count=10)
+    flat_queries(grow=grow, read=lambda: get_ok(client, "/rate/", "/api/rate/campaigns/"), count=14)
 
 
 def test_rating_page_and_rater_progress(site, rater, flat_queries):

@@ -1,6 +1,7 @@
 """A curator's pages in Chromium under the Content-Security-Policy: the scripts that left the
-templates for static files still run (progress polling, table sorting, the delete confirmation),
-the API docs and the admin work, and the console reports no refusal."""
+templates for static files still run (progress polling, table sorting, the delete confirmation,
+the rule form's live funnel, the export list's live rows), the API docs and the admin work, and
+the console reports no refusal."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -11,10 +12,14 @@ from annotation.quality.services.results import campaign_results_compute
 from generation.models import GenerationBatch
 from stickerloop import events
 from tests import factories as f
+from training_bridge.models import DatasetExport, DatasetRule, DatasetVersion
 from webhooks.models import Endpoint
 from webhooks.services.endpoints import endpoint_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# A function, not a string: the CSP allows no eval.
+TEXT_IS = "([sel, text]) => document.querySelector(sel)?.textContent === text"
 
 
 def test_curator_pages_run_under_the_policy(live_server, browser_page, csp_violations, settings):
@@ -73,6 +78,43 @@ def _curator_pages(live_server, page):
     assert page.get_attribute("#raters th:has-text('Judgments')", "data-dir") == "desc"
     first_row = page.get_attribute("#raters tbody tr:first-child", "data-rater")
     assert first_row == str(raters[1].pk)
+
+    # The rule form's funnel follows its conditions (static/js/rule_preview.js), saving nothing.
+    aligned = f.campaign(questions=f.ALIGNMENT_SCHEMA, overlap=1, name="align")
+    for item, yes in zip(f.items(aligned, 3), [True, True, False], strict=True):
+        f.judge(item, raters[0], {"aligned": yes, "quality": 4})
+    page.goto(f"{live_server.url}/datasets/rules/new/")
+    page.select_option("#id_campaigns", str(aligned.pk))
+    page.select_option("#id_conditions-0-question", "aligned")
+    page.fill("#id_conditions-0-labels", "true")
+    kept = "#live-preview tr[data-stage=condition_0] [data-field=kept]"
+    page.wait_for_function(TEXT_IS, arg=[kept, "2"])
+    page.fill("#id_conditions-0-labels", "false")
+    page.wait_for_function(TEXT_IS, arg=[kept, "1"])
+    assert DatasetRule.objects.count() == 0
+
+    # The export list swaps in its live rows (static/js/live.js) as an export runs.
+    rule = DatasetRule.objects.create(name="old", purpose="alignment", kind="image")
+    version = DatasetVersion.objects.create(
+        rule=rule,
+        number=1,
+        purpose="alignment",
+        kind="image",
+        rule_snapshot={},
+        manifest_sha256="0" * 64,
+        entry_count=4,
+        train_count=4,
+        validation_count=0,
+    )
+    export = DatasetExport.objects.create(
+        version=version, format="parquet", status="running", total=4, done=1
+    )
+    page.goto(f"{live_server.url}/datasets/exports/")
+    row = f'#live tr[data-export="{export.pk}"]'
+    assert page.text_content(f"{row} [data-field=counts]") == "1 / 4"
+    DatasetExport.objects.filter(pk=export.pk).update(done=3)
+    page.wait_for_function(TEXT_IS, arg=[f"{row} [data-field=counts]", "3 / 4"])
+    assert page.get_attribute(f"{row} [data-field=bar]", "data-percent") == "75"
 
     # The webhook page asks before deleting (static/js/confirm.js): no, then yes.
     endpoint, _ = endpoint_create(url="http://127.0.0.1:9/hook", events=[events.BATCH_FINISHED])

@@ -90,6 +90,41 @@ def test_version_pages_publish_export_and_diff(rule, curator, make):
     assert "1 added, 0 removed, 0 changed, 2 unchanged." in page
 
 
+def _live_rows(html: str) -> list[tuple]:
+    """Each export row of the list's live fragment: id, finished, status, counts, bar."""
+    return re.findall(
+        r'data-export="(\d+)" data-finished="(\d)">.*?data-field="status">(\w+)</td>.*?'
+        r'data-percent="(\d+)".*?data-field="counts">([^<]*)</span>',
+        html,
+        re.S,
+    )
+
+
+def test_the_export_list_refreshes_its_rows_through_its_live_fragment(rule, curator):
+    client = logged_in(curator)
+    version, _ = dataset_version_build(rule=rule, built_by=curator)
+    dataset_version_publish(version=version, published_by=curator)
+    client.post(f"/datasets/versions/{version.pk}/export/", {"format": "webdataset"})
+    export = DatasetExport.objects.get()
+    page = client.get("/datasets/exports/?page=1").content.decode()
+    # the page draws its rows with the fragment, and live.js asks for the same page of them
+    assert 'data-url="/datasets/exports/live/?page=1"></script>' in page
+    assert "js/export_progress.js" not in page
+    live = client.get("/datasets/exports/live/?page=1")
+    assert live.status_code == 200
+    fragment = live.content.decode()
+    assert fragment.startswith('<tbody id="live" data-finished="0">')
+    assert fragment.strip() in page
+    assert _live_rows(fragment) == [(str(export.pk), "0", "queued", "0", "0 / 2")]
+    # when the export has run, the next poll shows it finished with its file
+    dataset_export_run(export_id=export.pk)
+    fragment = client.get("/datasets/exports/live/?page=1").content.decode()
+    assert _live_rows(fragment) == [(str(export.pk), "1", "succeeded", "100", "2 / 2")]
+    assert f"/api/dataset-exports/{export.pk}/download/?file=train-000000.tar" in fragment
+    # a list has no final state: the fragment keeps the script polling (backing off)
+    assert fragment.startswith('<tbody id="live" data-finished="0">')
+
+
 def test_ticking_several_formats_exports_them_in_one_pass(rule, curator):
     client = logged_in(curator)
     version, _ = dataset_version_build(rule=rule, built_by=curator)
@@ -195,3 +230,79 @@ def test_the_rule_form_saves_answer_conditions_and_shows_them_again(rule, curato
         in row.group(1)
     )
     assert DatasetRule.objects.filter(name="other").count() == 0
+
+
+def _funnel(html: str) -> list[tuple]:
+    return re.findall(
+        r'data-stage="(\w+)"><td>[^<]*</td><td data-field="kept">(\d+)</td>'
+        r'<td data-field="dropped">(\d+)</td>',
+        html,
+    )
+
+
+def test_the_rule_form_previews_its_funnel_as_conditions_change(rule, curator):
+    client = logged_in(curator)
+    form = client.get("/datasets/rules/new/").content.decode()
+    assert '<div id="live-preview" aria-live="polite">' in form
+    assert 'src="/static/js/rule_preview.js" data-url="/datasets/rules/preview/"' in form
+    rules_before = DatasetRule.objects.count()
+    body = {
+        "name": "",
+        "purpose": "alignment",
+        "campaigns": [rule.campaigns.get().pk],
+        "consensus_method": "majority",
+        "min_judgments": "1",
+        "exclude_gold": "on",
+        "exclude_paused_only": "on",
+        "exclude_held_out": "on",
+        "validation_fraction": "0",
+        "split_seed": "0",
+        "caption_source": "raw_prompt",
+        "conditions-TOTAL_FORMS": "2",
+        "conditions-INITIAL_FORMS": "0",
+        "conditions-MIN_NUM_FORMS": "0",
+        "conditions-MAX_NUM_FORMS": "10",
+        "conditions-0-keep": "answers",
+        "conditions-0-question": "aligned",
+        "conditions-0-labels": "true",
+        "conditions-1-keep": "answers",
+    }
+
+    def preview(**changes) -> str:
+        response = client.post("/datasets/rules/preview/", {**body, **changes})
+        assert response.status_code == 200
+        return response.content.decode()
+
+    # one condition: the two aligned items of three, with no name typed yet
+    html = preview()
+    assert _funnel(html) == [
+        ("source", "3", "0"),
+        ("gold", "3", "0"),
+        ("paused_only", "3", "0"),
+        ("min_judgments", "3", "0"),
+        ("condition_0", "2", "1"),
+        ("kind", "2", "0"),
+        ("held_out", "2", "0"),
+    ]
+    assert "2 entries from 2 prompt(s): 2 train, 0 validation." in html
+    # a second condition, on the mean quality, takes its place in the funnel after the first
+    html = preview(
+        **{
+            "conditions-0-labels": "false",
+            "conditions-1-question": "quality",
+            "conditions-1-max_mean": "2",
+        }
+    )
+    assert _funnel(html)[4:6] == [("condition_0", "1", "2"), ("condition_1", "1", "0")]
+    assert "1 entries from 1 prompt(s): 1 train, 0 validation." in html
+    # what stops the rule from running, in words, beside the field it names
+    html = preview(**{"conditions-0-labels": "yes", "min_judgments": "-1"})
+    assert re.findall(r"<li>(.*?)</li>", html) == [
+        "Min judgments: Ensure this value is greater than or equal to 0.",
+    ]
+    html = preview(**{"conditions-0-labels": "yes"})
+    assert re.findall(r"<li>(.*?)</li>", html) == [
+        "Condition 1, labels: &#x27;yes&#x27; is not an answer of question &#x27;aligned&#x27; "
+        "(answers: true, false).",
+    ]
+    assert DatasetRule.objects.count() == rules_before

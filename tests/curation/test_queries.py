@@ -71,6 +71,7 @@ def published(judged, curator):
         ("/datasets/", 7),
         ("/datasets/versions/", 5),
         ("/datasets/exports/", 5),
+        ("/datasets/exports/live/", 5),
         ("/api/dataset-rules/", 7),
         ("/api/dataset-versions/", 5),
         ("/api/dataset-exports/", 5),

@@ -231,6 +231,7 @@ RULES: dict[str, Rule] = {
     "api-weak-import-detail": Rule(STAFF, kwargs=pk("weak_import")),
     "dataset-rule-list": Rule(STAFF),
     "dataset-rule-create": Rule(CURATORS),
+    "dataset-rule-form-preview": Rule(CURATORS, methods=POST_ONLY),
     "dataset-rule-detail": Rule(STAFF, kwargs=pk("rule")),
     "dataset-rule-edit": Rule(CURATORS, kwargs=pk("rule")),
     "dataset-rule-build": Rule(CURATORS, kwargs=pk("rule"), methods=POST_ONLY),
@@ -241,6 +242,7 @@ RULES: dict[str, Rule] = {
     "dataset-version-diff": Rule(STAFF, kwargs={"pk": "version", "other": "version"}),
     "dataset-version-publish": Rule(CURATORS, kwargs=pk("version"), methods=POST_ONLY),
     "dataset-export-list": Rule(STAFF),
+    "dataset-export-list-live": Rule(STAFF),
     "dataset-export-detail": Rule(STAFF, kwargs=pk("export")),
     "weak-source-list": Rule(STAFF),
     # Training
