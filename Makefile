@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Tests run against the PostgreSQL and Redis already running on the development and CI machines.
+# Tests run against the PostgreSQL and Redis already running on the development and CI machines,
+# in TEST_WORKERS pytest-xdist processes (one file stays in one process; tests/workers_apart.py
+# gives each process its own test database and Redis database).
+TEST_WORKERS ?= 2
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stickerloop
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 export HF_HUB_OFFLINE := 1
@@ -41,14 +44,15 @@ run: install
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The suite without the end-to-end tests (Celery worker subprocesses) and the browser tests:
 # under 3 minutes on the 2-core machine, for the edit-test loop. `make test` runs everything.
 test-fast: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
-	$(BIN)/python -m pytest -m "not e2e and not browser and not load" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e and not browser and not load" \
+		$(PYTEST_ARGS)
 
 # schemathesis against the site under gunicorn, in its own virtual environment and scratch
 # database (tests/security/schemathesis_run.sh): about 3 minutes on the 2-core machine.
