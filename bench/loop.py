@@ -11,17 +11,23 @@ curator and engineer roles, and from then on only speaks HTTP to the site, and r
 2. ``rate``: an alignment campaign over every sticker and a style campaign over the stickers of a
    few subjects only (the Style set is small and narrow in content, as in the paper), each worked
    by simulated raters; then the platform computes their quality and consensus.
-3. ``curate``: two dataset rules (``aligned`` is yes; ``style_pass`` is yes), built and published.
-4. ``train``: per training seed, four jobs on the same two versions, with equal steps and batch
-   size: ``finetune`` on the Alignment set, ``finetune`` on the Style set, ``sequential``
-   (Alignment then Style) and ``style_tailoring`` (content Alignment, style Style), queued to a
-   ``train`` worker of their own, which runs them while the ``gpu`` worker animates.
+3. ``curate``: two dataset rules (``aligned`` is yes; ``style_pass`` is yes), each version built
+   (a draft, published in the next stage).
+4. ``train``: per training seed, a pipeline is declared (``POST /api/pipelines/create/``): a
+   dataset stage per rule (``alignment-set``, ``style-set``), then the four arms as training
+   stages with equal steps and batch size, each naming the sets it trains on (``inputs``):
+   ``finetune`` on the Alignment set, ``finetune`` on the Style set, ``sequential`` (Alignment
+   then Style) and ``style_tailoring`` (content Alignment, style Style). Each draft is
+   published once every pipeline's stage for its rule waits for it; the publish fires the
+   stages through the platform's triggers, and the ``train`` worker runs the jobs while the
+   ``gpu`` worker animates. The driver never creates a job.
 5. ``teachers``: ``anim-teacher-a`` and ``anim-teacher-b`` animate held-in stickers in one
    animation batch; a best-of-N campaign of their two animations per sticker is worked by
    simulated raters.
-6. ``distill``: a teacher-selection rule keeps the picked animations; per training seed
-   ``distill_student`` is queued on ``anim-student`` at half the teachers' inference steps.
-   ``jobs`` then waits for every job.
+6. ``distill``: a teacher-selection rule keeps the picked animations; a pipeline (ensemble →
+   student) waits for its version, then runs ``distill_student`` on ``anim-student`` per training
+   seed at half the teachers' inference steps. ``jobs`` then waits for every pipeline to
+   succeed, over the API, and reads the jobs and model versions from their stages.
 7. ``evaluate_images``: only now is the held-out prompt set (stream ``heldout``) imported and
    the oracle loaded. Per training seed, one image experiment: the base, the prompt-engineered
    base (a template arm) and the four trained arms, on the same held-out prompts and seeds. The
@@ -31,8 +37,12 @@ curator and engineer roles, and from then on only speaks HTTP to the site, and r
    animates stickers of held-out prompts (the base arm's); the oracle's motion pass rate goes in
    through the scores API, latency per 8-frame animation is the platform's.
 
+The evaluations are not pipeline stages: an evaluation stage compares trained models with a
+base, but the prompt-engineered base is a template arm, the oracle's figures go in after the
+experiment generates, and the held-out prompt set would have to exist before training starts.
+
 Held-out prompts and the oracle never reach stages 1 to 6: the held-out prompt set does not exist
-in the database until every job has ended, and ``tests/test_loop_driver.py`` checks that no
+in the database until every pipeline has ended, and ``tests/test_loop_driver.py`` checks that no
 function of ``TRAINING_PATH`` (nor what it calls in this module) names the held-out stream or
 the oracle, and that ``main`` loads the oracle after the last of them.
 
@@ -90,7 +100,7 @@ TRAINING_PATH = (
     "stage_train",
     "stage_teachers",
     "stage_distill",
-    "jobs_ended",
+    "pipelines_ended",
 )
 
 
@@ -292,14 +302,13 @@ def stage_rate(
 
 
 def curate(api: Client, *, name: str, purpose: str, campaign: int, conditions: list) -> dict:
-    """A dataset rule, built and published; the published version."""
+    """A dataset rule and its first version, built (a draft: ``publish_into`` publishes it)."""
     rule = api.post(
         "/api/dataset-rules/create/",
         {"name": name, "purpose": purpose, "campaigns": [campaign], "conditions": conditions},
     )
     built = api.post(f"/api/dataset-rules/{rule['id']}/build/")
-    version = api.post(f"/api/dataset-versions/{built['version']['id']}/publish/")
-    return {"rule": rule["id"], **version}
+    return {"rule": rule["id"], **built["version"]}
 
 
 def stage_curate(api: Client, campaigns: dict[str, dict]) -> dict[str, dict]:
@@ -321,70 +330,116 @@ def stage_curate(api: Client, campaigns: dict[str, dict]) -> dict[str, dict]:
     }
 
 
-def train(api: Client, *, name: str, recipe: str, base: int, datasets: dict, params: dict):
-    """Queue a training job; returns its row once it has ended (raises unless it succeeded)."""
-    job = api.post(
-        "/api/training-jobs/create/",
-        {
-            "name": name,
-            "recipe": recipe,
-            "base_model_version": base,
-            "datasets": [{"role": r, "dataset_version": v} for r, v in datasets.items()],
-            "params": params,
-            "evaluate": False,
-        },
-    )
-    return job
+def declare(api: Client, name: str, stages: list[dict]) -> dict:
+    """Declare a pipeline; the platform starts it at once."""
+    return api.post("/api/pipelines/create/", {"name": name, "stages": stages})
 
 
-def job_ended(api: Client, job_id: int, timeout: float) -> dict:
-    job = wait_for(
-        f"train: job {job_id}",
-        lambda: api.get(f"/api/training-jobs/{job_id}/"),
-        lambda j: j["status"] in ("succeeded", "failed", "cancelled"),
-        timeout=timeout,
-    )
-    if job["status"] != "succeeded" or not job["output_model_version"]:
-        raise LoopError(f"train: job {job_id} {job['status']}: {job['error']}")
-    return job
+def pipeline_get(api: Client, pipeline_id: int) -> dict:
+    """A pipeline with its stages; raises if it failed (the message names the stage)."""
+    pipeline = api.get(f"/api/pipelines/{pipeline_id}/")
+    if pipeline["status"] == "failed":
+        raise LoopError(f"pipeline {pipeline_id} ({pipeline['name']}) failed: {pipeline['error']}")
+    return pipeline
 
 
-def stage_train(api: Client, sizes: Sizes, base: dict, versions: dict) -> dict[tuple, dict]:
-    """Per training seed, the four arms queued: equal steps, batch size and learning rate.
-    ``{(seed, arm): job}``; the ``train`` worker runs them while the teachers animate."""
-    a, s = versions["alignment"]["id"], versions["style"]["id"]
-    plans = {
-        "alignment": ("finetune", {"train": a}),
-        "style": ("finetune", {"train": s}),
-        "sequential": ("sequential", {"first": a, "second": s}),
-        "style_tailoring": ("style_tailoring", {"content": a, "style": s}),
+def publish_into(api: Client, pipelines: list[dict], stage: str, version: dict) -> dict:
+    """Publish a draft once the dataset stage ``stage`` of every pipeline waits for its rule's
+    next publish (a version published earlier would not complete it); the published version.
+    The publish moves each pipeline on through the platform's events and triggers."""
+    for pipeline in pipelines:
+        wait_for(
+            f"pipeline {pipeline['id']}: stage {stage} waiting",
+            lambda p=pipeline: pipeline_get(api, p["id"]),
+            lambda p: next(s for s in p["stages"] if s["name"] == stage)["status"] == "waiting",
+            timeout=300,
+            interval=0.5,
+        )
+    published = api.post(f"/api/dataset-versions/{version['id']}/publish/")
+    return {"rule": version["rule"], **published}
+
+
+def training_stage(recipe: str, base: int, inputs: dict[str, str], params: dict) -> dict:
+    return {
+        "kind": "training",
+        "recipe": recipe,
+        "base_model_version": base,
+        "inputs": inputs,
+        "params": params,
+        "evaluate": False,
     }
-    queued = {}
+
+
+def stage_train(
+    api: Client, sizes: Sizes, base: dict, drafts: dict
+) -> tuple[dict[str, dict], dict[int, dict]]:
+    """Per training seed, a pipeline: the two sets' dataset stages, then the four arms with equal
+    steps, batch size and learning rate; the drafts published into them. Returns the published
+    versions and ``{seed: pipeline}``; the ``train`` worker runs the jobs while the teachers
+    animate."""
+    arms = {
+        "alignment": ("finetune", {"train": "alignment-set"}),
+        "style": ("finetune", {"train": "style-set"}),
+        "sequential": ("sequential", {"first": "alignment-set", "second": "style-set"}),
+        "style_tailoring": ("style_tailoring", {"content": "alignment-set", "style": "style-set"}),
+    }
+    pipelines = {}
     for seed in sizes.training_seeds:
-        for arm, (recipe, datasets) in plans.items():
-            params = {
-                "seed": seed,
-                "max_train_steps": sizes.steps,
-                "train_batch_size": 4,
-                "learning_rate": 1e-4,
-                "validation_samples": 0,
-                "checkpointing_steps": max(sizes.steps, 1),
-            }
-            queued[(seed, arm)] = train(
-                api,
-                name=f"loop: {arm}, seed {seed}",
-                recipe=recipe,
-                base=base["id"],
-                datasets=datasets,
-                params=params,
-            )
-    return queued
+        params = {
+            "seed": seed,
+            "max_train_steps": sizes.steps,
+            "train_batch_size": 4,
+            "learning_rate": 1e-4,
+            "validation_samples": 0,
+            "checkpointing_steps": max(sizes.steps, 1),
+        }
+        pipelines[seed] = declare(
+            api,
+            f"loop: stickers, seed {seed}",
+            [
+                {
+                    "name": "alignment-set",
+                    "kind": "dataset",
+                    "rule": drafts["alignment"]["rule"],
+                    "role": "content",
+                },
+                {
+                    "name": "style-set",
+                    "kind": "dataset",
+                    "rule": drafts["style"]["rule"],
+                    "role": "style",
+                },
+            ]
+            + [
+                {"name": arm, **training_stage(recipe, base["id"], inputs, params)}
+                for arm, (recipe, inputs) in arms.items()
+            ],
+        )
+    declared = list(pipelines.values())
+    versions = {
+        "alignment": publish_into(api, declared, "alignment-set", drafts["alignment"]),
+        "style": publish_into(api, declared, "style-set", drafts["style"]),
+    }
+    return versions, pipelines
 
 
-def jobs_ended(api: Client, queued: dict) -> dict:
-    """Wait for every queued job (``{key: job}``); ``{key: ended job}``, raising unless all
-    succeeded."""
-    return {key: job_ended(api, job["id"], timeout=3600) for key, job in queued.items()}
+def pipelines_ended(api: Client, pipelines: dict) -> dict:
+    """Wait for every pipeline (``{key: pipeline}``) to succeed; ``{key: {stage name: job}}``
+    for their training stages, raising if one failed."""
+    ended = {}
+    for key, pipeline in pipelines.items():
+        done = wait_for(
+            f"pipeline {pipeline['id']} ({pipeline['name']})",
+            lambda p=pipeline: pipeline_get(api, p["id"]),
+            lambda p: p["status"] == "succeeded",
+            timeout=3600,
+        )
+        ended[key] = {
+            stage["name"]: api.get(f"/api/training-jobs/{stage['job']}/")
+            for stage in done["stages"]
+            if stage["kind"] == "training"
+        }
+    return ended
 
 
 def stage_teachers(
@@ -430,35 +485,49 @@ def stage_teachers(
 
 def stage_distill(
     api: Client, sizes: Sizes, campaign: dict, student: dict, teacher_steps: int
-) -> tuple[dict, dict[int, dict]]:
-    """A teacher-selection version from the picks; ``distill_student`` queued per training seed
-    at half the teachers' inference steps (``{seed: job}``)."""
-    version = curate(
+) -> tuple[dict, dict]:
+    """A teacher-selection version from the picks, published into a pipeline (ensemble →
+    student) that runs ``distill_student`` per training seed (stage ``student-<seed>``) at half
+    the teachers' inference steps. Returns the published version and the pipeline."""
+    draft = curate(
         api,
         name="loop: teacher selection from picks",
         purpose="teacher_selection",
         campaign=campaign["id"],
         conditions=[{"question": "best", "min_agreement": 0.5}],
     )
-    queued = {
-        seed: train(
-            api,
-            name=f"loop: student, seed {seed}",
-            recipe="distill_student",
-            base=student["id"],
-            datasets={"teacher_selection": version["id"]},
-            params={
-                "seed": seed,
-                "max_train_steps": sizes.student_steps,
-                "train_batch_size": 2,
-                "inference_steps": teacher_steps // 2,
-                "validation_samples": 0,
-                "checkpointing_steps": max(sizes.student_steps, 1),
-            },
-        )
-        for seed in sizes.training_seeds
-    }
-    return version, queued
+    pipeline = declare(
+        api,
+        "loop: student",
+        [
+            {
+                "name": "teacher-selection",
+                "kind": "dataset",
+                "rule": draft["rule"],
+                "role": "teacher_selection",
+            }
+        ]
+        + [
+            {
+                "name": f"student-{seed}",
+                **training_stage(
+                    "distill_student",
+                    student["id"],
+                    {"teacher_selection": "teacher-selection"},
+                    {
+                        "seed": seed,
+                        "max_train_steps": sizes.student_steps,
+                        "train_batch_size": 2,
+                        "inference_steps": teacher_steps // 2,
+                        "validation_samples": 0,
+                        "checkpointing_steps": max(sizes.student_steps, 1),
+                    },
+                ),
+            }
+            for seed in sizes.training_seeds
+        ],
+    )
+    return publish_into(api, [pipeline], "teacher-selection", draft), pipeline
 
 
 # Evaluation --------------------------------------------------------------------------------------
@@ -850,26 +919,19 @@ def main() -> None:
 
         stickers, prompts = timed("generate", stage_generate, api, sizes, base)
         campaigns = timed("rate", stage_rate, api, sizes, stickers, prompts, site_url)
-        versions = timed("curate", stage_curate, api, campaigns)
-        trained = timed("train", stage_train, api, sizes, base, versions)
+        drafts = timed("curate", stage_curate, api, campaigns)
+        versions, pipelines = timed("train", stage_train, api, sizes, base, drafts)
         anim_batch, bon = timed(
             "teachers", stage_teachers, api, sizes, stickers, teachers, site_url
         )
-        selection, students = timed(
+        selection, student_pipeline = timed(
             "distill", stage_distill, api, sizes, bon, student, teacher_steps
         )
-        ended = timed(
-            "jobs", jobs_ended, api, trained | {("student", s): j for s, j in students.items()}
-        )
-        trained = {seed: {} for seed in sizes.training_seeds}
-        students = {}
-        for (seed, arm), job in ended.items():
-            if seed == "student":
-                students[arm] = job
-            else:
-                trained[seed][arm] = job
+        ended = timed("jobs", pipelines_ended, api, pipelines | {"student": student_pipeline})
+        trained = {seed: ended[seed] for seed in sizes.training_seeds}
+        students = {seed: ended["student"][f"student-{seed}"] for seed in sizes.training_seeds}
         # Evaluation starts only here: the oracle is loaded and the held-out prompts imported
-        # after every training and curation path has run.
+        # after every training and curation path (every pipeline) has ended.
         from generation.world.oracle import Oracle
         from simulation.judge import Judge
 

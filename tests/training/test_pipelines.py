@@ -352,6 +352,61 @@ def test_concurrent_advances_fire_each_stage_once(models, engineer):
     assert _statuses(pipeline) == ["succeeded", "running"]
 
 
+@pytest.mark.django_db
+def test_inputs_train_one_set_in_several_roles_across_the_arms(models, engineer):
+    alignment = factories.dataset_version(models, purpose="alignment", status="draft")
+    style = factories.dataset_version(models, purpose="style", status="draft")
+    base = models["sticker-base"].pk
+    pipeline = pipeline_create(
+        name="arms",
+        stages=[
+            {"name": "aligned", "kind": "dataset", "rule": alignment.rule_id, "role": "content"},
+            {"name": "styled", "kind": "dataset", "rule": style.rule_id, "role": "style"},
+            {
+                "name": "style-only",
+                "kind": "training",
+                "recipe": "finetune",
+                "base_model_version": base,
+                "inputs": {"train": "styled"},
+            },
+            {
+                "name": "sequential",
+                "kind": "training",
+                "recipe": "sequential",
+                "base_model_version": base,
+                "inputs": {"first": "aligned", "second": "styled"},
+            },
+        ],
+        created_by=engineer,
+    )
+    pipeline_advance(pipeline_id=pipeline.pk)
+    # when the two sets are published, each arm fires in turn as the one before succeeds
+    dataset_version_publish_and_train(version=alignment, published_by=engineer)
+    _on_event("dataset_version", alignment.pk)
+    dataset_version_publish_and_train(version=style, published_by=engineer)
+    _on_event("dataset_version", style.pk)
+    for position in (2, 3):
+        _finish(_stage(pipeline, position).job)
+        _on_event("training_job", _stage(pipeline, position).job_id)
+    # then each job trained on the sets its inputs named, whatever role the stage fills
+    jobs = {
+        stage.name: dict(stage.job.dataset_links.values_list("role", "dataset_version_id"))
+        for stage in pipeline.stages.filter(kind="training")
+    }
+    assert jobs == {
+        "style-only": {"train": style.pk},
+        "sequential": {"first": alignment.pk, "second": style.pk},
+    }
+    assert list(pipeline.stages.values_list("inputs", flat=True)) == [
+        {},
+        {},
+        {"train": "styled"},
+        {"first": "aligned", "second": "styled"},
+    ]
+    pipeline.refresh_from_db()
+    assert pipeline.status == "succeeded"
+
+
 def _refused(stages, **kwargs) -> dict:
     with pytest.raises(ValidationError) as caught:
         pipeline_create(name=kwargs.pop("name", "refused"), stages=stages, **kwargs)
@@ -444,6 +499,31 @@ def test_declarations_that_do_not_fit_are_refused_naming_the_field(models, datas
         "stages.2.kind": ["Unknown stage kind 'deploy'; use one of dataset, training, evaluation."],
     }
     assert _refused([]) == {"stages": ["Give 1 to 20 stages, in the order they run."]}
+    finetune = {"name": "x", "kind": "training", "recipe": "finetune", "base_model_version": base}
+    styled = {"name": "styled", "kind": "dataset", "rule": style.rule_id, "role": "style"}
+    assert _refused(
+        [corpus, styled, {**finetune, "inputs": {"first": "corpus", "train": "nope"}}]
+    ) == {
+        "stages.2.inputs.first": ["The finetune recipe takes no role 'first'; it takes train."],
+        "stages.2.inputs.train": ["No earlier dataset stage named 'nope'."],
+    }
+    assert _refused(
+        [corpus, styled, {**finetune, "recipe": "style_tailoring", "inputs": {"style": "corpus"}}]
+    ) == {
+        "stages.2.inputs.style": [
+            "Stage 'corpus' makes alignment datasets, which the role style does not take (it "
+            "takes style)."
+        ]
+    }
+    assert _refused([corpus, {**finetune, "inputs": ["corpus"]}]) == {
+        "stages.1.inputs": [
+            "Must be a JSON object of role → the name of an earlier dataset stage."
+        ],
+        "stages.1.inputs.train": [
+            "The finetune recipe trains on a dataset in role 'train'; no earlier dataset stage "
+            "fills that role."
+        ],
+    }
 
 
 @pytest.mark.django_db

@@ -35,6 +35,7 @@ class PipelineStageOutput(serializers.ModelSerializer):
             "dataset_version",
             "recipe",
             "params",
+            "inputs",
             "evaluate",
             "base_model_version",
             "base_stage",
@@ -120,9 +121,9 @@ class PipelineCreateApi(APIView):
     """Declare a pipeline (engineers): ``stages`` in the order they run, each ``{"name",
     "kind", ...}``. ``dataset``: ``rule``, ``role``, optional ``dataset_version``;
     ``training``: ``recipe``, ``base_model_version`` or ``base_stage``, ``params``,
-    ``evaluate``; ``evaluation``: ``arms``, ``base_model_version`` or ``base_stage``,
-    ``prompt_set``, ``seeds``. It starts at once. A refusal (400) names the field
-    (``stages.4.inputs.style``) and stores nothing."""
+    ``evaluate``, ``inputs`` (role → an earlier dataset stage's name); ``evaluation``:
+    ``arms``, ``base_model_version`` or ``base_stage``, ``prompt_set``, ``seeds``. It starts
+    at once. A refusal (400) names the field (``stages.4.inputs.style``) and stores nothing."""
 
     permission_classes = [IsEngineer]
 

@@ -79,8 +79,10 @@ class PipelineStage(models.Model):
 
     - dataset: ``rule``'s first version published once the stage starts waiting, or the
       published ``dataset_version`` given at declaration; it fills ``role`` for later stages.
-    - training: ``recipe`` on the nearest earlier dataset stage of each of the recipe's roles,
-      from ``base_model_version`` or the model ``base_stage`` trained; fired as a training
+    - training: ``recipe`` on, for each of the recipe's roles, the earlier dataset stage
+      ``inputs`` names for it, else the nearest earlier dataset stage of that role (so one set
+      can train several arms in different roles); from ``base_model_version`` or the model
+      ``base_stage`` trained; fired as a training
       trigger on the version that completed it, so the job is made as a publish makes one.
     - evaluation: an experiment of the models of the training stages named in ``arms`` against
       ``base_model_version`` or ``base_stage``'s model, on a held-out ``prompt_set``.
@@ -115,6 +117,12 @@ class PipelineStage(models.Model):
     )
     recipe = models.CharField(max_length=24, blank=True)
     params = models.JSONField(default=dict, blank=True, help_text="Training: hyper-parameters.")
+    inputs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Training: role → name of the earlier dataset stage that fills it (roles not "
+        "named take the nearest earlier dataset stage of that role).",
+    )
     evaluate = models.BooleanField(
         default=False,
         help_text="Training: also compare the model with its parent (job evaluation).",

@@ -32,6 +32,7 @@ STAGE_FIELDS = {
         "base_stage",
         "params",
         "evaluate",
+        "inputs",
     },
     StageKind.EVALUATION: {
         "name",
@@ -165,10 +166,14 @@ def _training(
     if not isinstance(evaluate, bool):
         _add(errors, f"{prefix}.evaluate", "Must be true or false.")
     stage.evaluate = evaluate is True
+    named = _named_inputs(prefix, raw, recipe, earlier, errors)
+    stage.inputs = {role: source.stage.name for role, source in named.items()}
     if not recipe:
         return
     for role in RECIPE_ROLES[recipe]:
-        source = _input_stage(earlier, role)
+        if f"{prefix}.inputs.{role}" in errors:
+            continue  # the stage named for it was refused already
+        source = named.get(role) or _input_stage(earlier, role)
         if source is None:
             _add(
                 errors,
@@ -183,6 +188,47 @@ def _training(
                 f"Stage {source.stage.name!r} makes {source.stage.rule.kind} datasets but the base "
                 f"model is an {kind} model.",
             )
+
+
+def _named_inputs(
+    prefix: str, raw: dict, recipe: str | None, earlier: dict[str, _Declared], errors: dict
+) -> dict[str, _Declared]:
+    """``inputs``: each role the recipe takes → the earlier dataset stage named for it, whose
+    rule's purpose the role takes."""
+    inputs = raw.get("inputs", {})
+    if not isinstance(inputs, dict):
+        _add(
+            errors,
+            f"{prefix}.inputs",
+            "Must be a JSON object of role → the name of an earlier dataset stage.",
+        )
+        return {}
+    named: dict[str, _Declared] = {}
+    for role, name in inputs.items():
+        key = f"{prefix}.inputs.{role}"
+        if recipe and role not in RECIPE_ROLES[recipe]:
+            _add(
+                errors,
+                key,
+                f"The {recipe} recipe takes no role {role!r}; it takes "
+                f"{', '.join(RECIPE_ROLES[recipe])}.",
+            )
+            continue
+        source = earlier.get(name) if isinstance(name, str) else None
+        if source is None or source.stage.kind != StageKind.DATASET:
+            _add(errors, key, f"No earlier dataset stage named {name!r}.")
+            continue
+        rule = source.stage.rule
+        if rule is not None and rule.purpose not in ROLE_PURPOSES[role]:
+            _add(
+                errors,
+                key,
+                f"Stage {name!r} makes {rule.purpose} datasets, which the role {role} does not "
+                f"take (it takes {', '.join(ROLE_PURPOSES[role])}).",
+            )
+            continue
+        named[role] = source
+    return named
 
 
 def _input_stage(earlier: dict[str, _Declared], role: str) -> _Declared | None:
@@ -328,8 +374,9 @@ def pipeline_create(
       ``dataset_version`` (a published version of the rule; without it the stage waits for
       the rule's next publish);
     - ``training``: ``recipe``, ``base_model_version`` (id) or ``base_stage`` (an earlier
-      training stage's name), ``params``, ``evaluate``; each of the recipe's roles is taken
-      from the nearest earlier dataset stage of that role;
+      training stage's name), ``params``, ``evaluate``, ``inputs`` (role → an earlier dataset
+      stage's name); each of the recipe's roles not in ``inputs`` is taken from the nearest
+      earlier dataset stage of that role;
     - ``evaluation``: ``arms`` (earlier training stages' names), ``base_model_version`` or
       ``base_stage`` (the base arm), ``prompt_set`` (held out; default the newest), ``seeds``.
 

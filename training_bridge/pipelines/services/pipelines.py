@@ -68,12 +68,14 @@ def _base_model(stage: PipelineStage):
 
 
 def _inputs(stage: PipelineStage, stages: list[PipelineStage]) -> dict[str, PipelineStage]:
-    """Each of the recipe's roles → the nearest earlier dataset stage that fills it."""
+    """Each of the recipe's roles → the earlier dataset stage ``inputs`` names for it, else the
+    nearest earlier dataset stage that fills it."""
     found: dict[str, PipelineStage] = {}
     for earlier in stages[: stage.position]:
         if earlier.kind == StageKind.DATASET and earlier.role in RECIPE_ROLES[stage.recipe]:
             found[earlier.role] = earlier
-    return found
+    by_name = {earlier.name: earlier for earlier in stages[: stage.position]}
+    return found | {role: by_name[name] for role, name in stage.inputs.items()}
 
 
 def _published_version(stage: PipelineStage) -> DatasetVersion | None:
