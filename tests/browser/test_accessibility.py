@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connections
 
 from annotation.quality.services.results import campaign_results_compute
 from generation.models import GenerationBatch
@@ -81,13 +80,12 @@ def objects(models, settings, tmp_path):
     }
 
 
-def test_the_main_pages_have_no_serious_or_critical_violation(live_server, browser_page, objects):
-    context, page = browser_page
+def test_the_main_pages_have_no_serious_or_critical_violation(live_server, page, objects):
     # The strict CSP refuses a <script> tag added to the page (add_script_tag), but not a script
     # the browser itself runs in each new document: the pages keep their policy as served.
-    context.add_init_script(path=AXE)
+    page.context.add_init_script(path=AXE)
     o = objects
-    pages = [
+    paths = [
         "/",
         f"/campaigns/{o['campaign'].pk}/",
         "/campaigns/",
@@ -109,18 +107,13 @@ def test_the_main_pages_have_no_serious_or_critical_violation(live_server, brows
         f"/raters/{o['rater'].pk}/",
         f"/rate/{o['campaign'].pk}/",
     ]
-    found: dict[str, list[str]] = {}
-    try:
-        page.goto(f"{live_server.url}/login/")
-        found["/login/"] = _severe_violations(page)
-        screen.log_in(live_server, page, "ada", "/")
-        for path in pages:
-            page.goto(f"{live_server.url}{path}")
-            if path.startswith("/rate/"):
-                screen.item(page)
-            found[path] = _severe_violations(page)
-    finally:
-        # Playwright's event loop held a connection of its own: close it (see test_csp.py).
-        connections.close_all()
+    page.goto(f"{live_server.url}/login/")
+    found = {"/login/": _severe_violations(page)}
+    screen.log_in(live_server, page, "ada", "/")
+    for path in paths:
+        page.goto(f"{live_server.url}{path}")
+        if path.startswith("/rate/"):
+            screen.item(page)
+        found[path] = _severe_violations(page)
     report = [f"{path}: {line}" for path, lines in found.items() for line in lines]
     assert report == [], "\n".join(report)
