@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from annotation.models import Judgment
 from annotation.quality.services.results import campaign_results_compute
 from generation.models import GenerationBatch
 from tests import factories as f
@@ -117,3 +118,59 @@ def test_the_main_pages_have_no_serious_or_critical_violation(live_server, page,
         found[path] = _severe_violations(page)
     report = [f"{path}: {line}" for path, lines in found.items() for line in lines]
     assert report == [], "\n".join(report)
+
+
+def _read_in_order(snapshot: str) -> list[str]:
+    """The controls, headings and regions of an ARIA snapshot, in the order a screen reader
+    meets them (text lines, which hold the item's own prompt, left out)."""
+    roles = ("heading", "region", "img", "group", "button", "textbox")
+    lines = [line.strip().removeprefix("- ").rstrip(":") for line in snapshot.splitlines()]
+    return [line for line in lines if line.split(" ")[0] in roles]
+
+
+def test_the_rating_screen_reads_in_order_and_keeps_the_focus_on_a_chosen_answer(live_server, page):
+    # given a rater on the rating screen of an alignment campaign
+    r = f.user("kim", ["rater"])
+    campaign = f.running_campaign(raters=[r], n_items=2, preset="alignment", name="Align")
+    screen.log_in(live_server, page, "kim", f"/rate/{campaign.pk}/")
+    item = screen.item(page)
+    # then a screen reader meets the campaign, the item, each question with its options by
+    # name, and the buttons, in that order
+    assert _read_in_order(page.locator("main").aria_snapshot()) == [
+        'heading "Align" [level=1]',
+        'button "Guidelines G"',
+        'button "Background B"',
+        'button "Keys ?"',
+        'region "Item to judge"',
+        'img "candidate"',
+        'group "Does the sticker show what the prompt asks?"',
+        'button "y Pass"',
+        'button "n Fail"',
+        'group "What is missing or wrong? (optional)"',
+        'button "1 Subject"',
+        'button "2 Action"',
+        'button "3 Attribute"',
+        'button "4 Count"',
+        'button "5 Other"',
+        'textbox "Note"',
+        'button "Submit Enter" [disabled]',
+        'button "Skip S"',
+        'button "Undo U"',
+    ]
+    # when the reader activates "Fail", then the focus stays on it, pressed, not at the start
+    page.get_by_role("button", name="n Fail").click()
+    focused = "() => [document.activeElement.textContent, document.activeElement.ariaPressed]"
+    assert page.evaluate(focused) == ["n Fail", "true"]
+    # and a key answers the next question without moving it; Enter submits
+    page.keyboard.press("1")
+    assert page.evaluate(focused) == ["n Fail", "true"]
+    page.keyboard.press("Enter")
+    screen.wait_item_change(page, item)
+    screen.wait_sent(page)
+    [judgment] = Judgment.objects.filter(campaign=campaign)
+    assert (judgment.item_id, judgment.answers) == (
+        item,
+        {"aligned": False, "missing": ["subject"]},
+    )
+    # and the next item starts from the page, not from the last item's answer
+    assert page.evaluate("() => document.activeElement.tagName") == "BODY"
