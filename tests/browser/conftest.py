@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -52,3 +53,33 @@ def csp_violations(browser_page) -> list[str]:
         ),
     )
     return refused
+
+
+@pytest.fixture
+def page(live_server, browser_page, csp_violations):
+    """The browser's page; afterwards the console reported no Content-Security-Policy refusal
+    and the page threw no error."""
+    _, page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    # The test's queries ran under Playwright's event loop, on a connection of that context
+    # only: close it, or the test database cannot be dropped at the end of the session.
+    connections.close_all()
+    assert (csp_violations, errors) == ([], [])
+
+
+@pytest.fixture
+def tasks_in_the_server():
+    """Celery runs each task where it is queued, in the live server's thread, as the request's
+    transaction commits: a journey's batches, results and exports are done when the page that
+    queued them answers, and a task's error fails the request. A real worker takes 35 s to
+    start and load the models on the 2-core machine; test_animation_batch.py and tests/e2e run
+    the tasks in one."""
+    from stickerloop.celery import app
+
+    names = ("task_always_eager", "task_eager_propagates")
+    before = {name: app.conf.get(name) for name in names}
+    app.conf.update(dict.fromkeys(names, True))
+    yield
+    app.conf.update(before)

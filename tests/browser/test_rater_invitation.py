@@ -6,7 +6,6 @@ import urllib.request
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connections
 
 from annotation.models import Judgment
 from tests import factories as f
@@ -14,18 +13,6 @@ from tests.browser import screen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "a long password for nina"
-
-
-@pytest.fixture
-def page(live_server, browser_page, csp_violations):
-    """The browser's page; afterwards the console reported no Content-Security-Policy refusal
-    and the page threw no error."""
-    _, page = browser_page
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    connections.close_all()
-    assert (csp_violations, errors) == ([], [])
 
 
 def test_an_admin_invites_a_rater_who_sets_a_password_and_rates(live_server, page):

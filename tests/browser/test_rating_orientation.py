@@ -4,7 +4,6 @@ its own, a best-of-4 shows four animations at once, and controls and icons appea
 apply and render without a font's help."""
 
 import pytest
-from django.db import connections
 
 from annotation.models import Judgment
 from annotation.services.campaigns import campaign_create, campaign_start
@@ -14,20 +13,6 @@ from tests import factories as f
 from tests.browser import screen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(live_server, browser_page, csp_violations):
-    """The browser's page; afterwards the console reported no Content-Security-Policy refusal
-    and the page threw no error."""
-    _, page = browser_page
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    # The test's queries ran under Playwright's event loop, on a connection of that context
-    # only: close it, or the test database cannot be dropped at the end of the session.
-    connections.close_all()
-    assert (csp_violations, errors) == ([], [])
 
 
 def _focused(page) -> str:

@@ -5,6 +5,7 @@ import { cfg, $ } from "./config.js";
 import { candidateLabel, markAsked } from "./stage.js";
 
 let sheet = null; // {item, answers, shownAt, slots, active}: null while nothing is shown
+let drawnItem = null; // the item whose questions the panel shows
 
 function buildSlots(item) {
   const slots = [];
@@ -95,6 +96,7 @@ function questionBox(slot, index, cur) {
   if (answered(slot)) div.classList.add("answered");
   const title = document.createElement("div");
   title.className = "q-label";
+  title.id = `q-label-${index}`;
   const label = slot.cand === null ? q.label : `${q.label} (${candidateLabel({}, slot.index) || "#" + (slot.index + 1)})`;
   // Campaigns made before the presets dropped it carry "(optional)" in the label itself.
   const saysOptional = q.required || /\(optional\)\s*$/i.test(q.label);
@@ -129,6 +131,9 @@ function questionBox(slot, index, cur) {
   } else {
     const row = document.createElement("div");
     row.className = "options";
+    // A screen reader names the options by their question as it enters them.
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-labelledby", title.id);
     const value = valueOf(slot);
     for (const option of optionsFor(q, cur.item)) {
       const b = document.createElement("button");
@@ -152,7 +157,21 @@ function questionBox(slot, index, cur) {
 /** Draws the questions of the sheet, the highlighted one marked, and enables Submit when done. */
 export function render() {
   const cur = sheet;
+  // An option clicked, or activated by a screen reader, keeps the focus on its redrawn self
+  // while the item stays: otherwise the focus, and a screen reader's place, would fall back to
+  // the page's start. Answers given with keys leave the focus where it was (on the page).
+  const focused = document.activeElement;
+  let kept = null;
+  if (cur.item === drawnItem && focused && focused.matches("#questions .option")) {
+    const slot = focused.closest(".question").dataset.slot;
+    kept = { slot, at: [...focused.parentNode.children].indexOf(focused) };
+  }
   $("questions").replaceChildren(...cur.slots.map((slot, index) => questionBox(slot, index, cur)));
+  drawnItem = cur.item;
+  if (kept) {
+    const row = $("questions").querySelector(`.question[data-slot="${kept.slot}"] .options`);
+    row.children[kept.at].focus();
+  }
   const slot = cur.slots[cur.active];
   markAsked(slot && slot.cand !== null ? slot.cand : null);
   $("submit").disabled = missingSlot() !== -1;
