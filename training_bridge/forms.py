@@ -4,6 +4,7 @@ settings against the source campaigns' questions and writes (``training_bridge.r
 import json
 
 from django import forms
+from django.forms.utils import pretty_name
 
 from annotation.models import Campaign, CampaignKind
 from annotation.quality.aggregation import ALL_METHODS, MAJORITY
@@ -166,8 +167,8 @@ class ConditionForm(forms.Form):
         # The row is a table row under column headings: each input names itself.
         number = (self.prefix or "").rsplit("-", 1)[-1]
         row = f", condition {int(number) + 1}" if number.isdigit() else ""
-        for field in self.fields.values():
-            field.widget.attrs["aria-label"] = f"{field.label}{row}"
+        for name, field in self.fields.items():
+            field.widget.attrs["aria-label"] = f"{field.label or pretty_name(name)}{row}"
 
     def clean_labels(self):
         tokens = self.cleaned_data["labels"].replace(",", " ").split()

@@ -306,3 +306,10 @@ def test_the_rule_form_previews_its_funnel_as_conditions_change(rule, curator):
         "(answers: true, false).",
     ]
     assert DatasetRule.objects.count() == rules_before
+
+
+def test_each_condition_input_names_its_field_and_row(rule, curator):
+    form = logged_in(curator).get("/datasets/rules/new/").content.decode()
+    assert 'aria-label="Min confidence, condition 1"' in form
+    assert 'aria-label="Question, condition 1"' in form
+    assert "None, condition" not in form
