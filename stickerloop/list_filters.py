@@ -22,12 +22,17 @@ def list_filters(params, *, statuses: list[str]) -> tuple[dict, dict[str, str]]:
     return {"q": search, "status": status}, errors
 
 
-def list_filter_apply(qs: QuerySet, filters: dict, *, name_field: str = "name") -> QuerySet:
+def list_filter_apply(
+    qs: QuerySet, filters: dict, *, name_fields: tuple[str, ...] = ("name",)
+) -> QuerySet:
     """Rows whose name contains ``q`` (any case) or whose id it is, in ``status`` if given.
-    ``name_field`` is where a row's name lies when it is not its own ``name`` (a dataset
-    version's is its rule's: ``rule__name``)."""
+    ``name_fields`` is where a row's name lies when it is not its own ``name`` (a dataset
+    version's is its rule's: ``("rule__name",)``); with several, any of them may contain it
+    (a rater's username or e-mail address)."""
     if filters["q"]:
-        match = Q(**{f"{name_field}__icontains": filters["q"]})
+        match = Q()
+        for field in name_fields:
+            match |= Q(**{f"{field}__icontains": filters["q"]})
         if (pk := parse_id(filters["q"])) is not None:
             match |= Q(pk=pk)
         qs = qs.filter(match)

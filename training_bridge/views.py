@@ -26,6 +26,7 @@ from training_bridge.models import (
     DatasetRule,
     DatasetVersion,
     ExportFormat,
+    TaskStatus,
     VersionStatus,
 )
 from training_bridge.rules import (
@@ -53,8 +54,18 @@ def _error_text(exc: Exception) -> str:
 
 @role_required(*STAFF)
 def rule_list(request):
-    page = Paginator(selectors.dataset_rule_list(), 25).get_page(request.GET.get("page"))
-    return render(request, "training_bridge/rule_list.html", {"page": page})
+    # Rules have no status: only the search applies.
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.dataset_rule_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "training_bridge/rule_list.html",
+        {"page": page, "filters": filters, "errors": errors},
+        status=400 if errors else 200,
+    )
 
 
 @role_required(*STAFF)
@@ -220,7 +231,7 @@ def version_list(request):
         errors["purpose"] = f"Purpose: {purpose!r} is none of {', '.join(DatasetPurpose.values)}."
     qs = selectors.dataset_version_list(purpose=None if errors else purpose or None)
     if not errors:
-        qs = list_filter_apply(qs, filters, name_field="rule__name")
+        qs = list_filter_apply(qs, filters, name_fields=("rule__name",))
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
@@ -309,23 +320,36 @@ def version_diff(request, pk: int, other: int):
     return render(request, "training_bridge/version_diff.html", {"diff": diff})
 
 
-def _export_page(request):
-    return Paginator(selectors.dataset_export_list(), 25).get_page(request.GET.get("page"))
+def _export_list_context(request) -> dict:
+    """The export list's page of rows, searched by their version's rule name or their id and
+    filtered by status; a refused query lists them all, with its ``errors``."""
+    filters, errors = list_filters(request.GET, statuses=TaskStatus.values)
+    qs = selectors.dataset_export_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters, name_fields=("version__rule__name",))
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return {"page": page, "filters": filters, "errors": errors, "statuses": TaskStatus.values}
 
 
 @role_required(*STAFF)
 def export_list(request):
-    return render(request, "training_bridge/export_list.html", {"page": _export_page(request)})
+    context = _export_list_context(request)
+    return render(
+        request,
+        "training_bridge/export_list.html",
+        context,
+        status=400 if context["errors"] else 200,
+    )
 
 
 @role_required(*STAFF)
 def export_list_live(request):
-    """The export list's rows (the same page of them), polled by static/js/live.js. A list has
-    no final state (a new export may start any time), so the fragment never says finished: the
-    script backs off to one request every 30 s while nothing moves."""
-    return render(
-        request, "training_bridge/_export_list_live.html", {"page": _export_page(request)}
-    )
+    """The export list's rows (the same page of them, under the page's query), polled by
+    static/js/live.js. It answers 200 even for a refused query, with the rows the page shows
+    then (all of them), so that they keep moving. A list has no final state (a new export may
+    start any time), so the fragment never says finished: the script backs off to one request
+    every 30 s while nothing moves."""
+    return render(request, "training_bridge/_export_list_live.html", _export_list_context(request))
 
 
 @role_required(*STAFF)
@@ -340,8 +364,19 @@ def export_detail(request, pk: int):
 
 @role_required(*STAFF)
 def weak_source_list(request):
+    # Weak sources have no status (their imports have, listed below them): only the search.
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.weak_source_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
     return render(
         request,
         "training_bridge/weak_sources.html",
-        {"sources": selectors.weak_source_list(), "imports": selectors.weak_import_list()[:50]},
+        {
+            "page": Paginator(qs, 25).get_page(request.GET.get("page")),
+            "filters": filters,
+            "errors": errors,
+            "imports": selectors.weak_import_list()[:50],
+        },
+        status=400 if errors else 200,
     )
