@@ -23,7 +23,12 @@ def prompt_enhancer_list() -> QuerySet[PromptEnhancer]:
 
 
 def prompt_set_list() -> QuerySet[PromptSet]:
-    return PromptSet.objects.select_related("enhancer").annotate(prompt_count=Count("prompts"))
+    # Ordered here: a grouped query ignores Meta.ordering.
+    return (
+        PromptSet.objects.select_related("enhancer")
+        .annotate(prompt_count=Count("prompts"))
+        .order_by("-created_at", "-id")
+    )
 
 
 def prompt_import_list() -> QuerySet[PromptImport]:

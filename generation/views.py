@@ -162,12 +162,19 @@ def prompt_set_list(request):
                 errors["file"] = ["The file is not UTF-8 text."]
             except ValidationError as exc:
                 errors = exc.message_dict
+    # Prompt sets have no status: only the search applies.
+    filters, filter_errors = list_filters(request.GET, statuses=[])
+    qs = selectors.prompt_set_list()
+    if not filter_errors:
+        qs = list_filter_apply(qs, filters)
     imports = list(selectors.prompt_import_list()[:PAGE_PROMPT_IMPORTS])
     return render(
         request,
         "generation/prompt_sets.html",
         {
-            "prompt_sets": selectors.prompt_set_list(),
+            "page": Paginator(qs, 25).get_page(request.GET.get("page")),
+            "filters": filters,
+            "filter_errors": filter_errors,
             "enhancers": selectors.prompt_enhancer_list(),
             "report": report,
             "queued": queued,
@@ -175,6 +182,7 @@ def prompt_set_list(request):
             "importing": any(not i.is_finished for i in imports),
             "errors": errors,
         },
+        status=400 if filter_errors else 200,
     )
 
 
@@ -208,6 +216,12 @@ def prompt_enhancer_list(request):
                     form.add_error(field if field in form.fields else None, problem)
         else:
             return redirect("prompt-enhancer-list")
+    # Enhancers have no status: only the search applies.
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.prompt_enhancer_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
     enhancers = [
         {
             "enhancer": e,
@@ -215,12 +229,20 @@ def prompt_enhancer_list(request):
             if e.kind == "template"
             else "",
         }
-        for e in selectors.prompt_enhancer_list()
+        for e in page
     ]
     return render(
         request,
         "generation/prompt_enhancers.html",
-        {"form": form, "enhancers": enhancers, "example_prompt": EXAMPLE_PROMPT},
+        {
+            "form": form,
+            "page": page,
+            "enhancers": enhancers,
+            "example_prompt": EXAMPLE_PROMPT,
+            "filters": filters,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
     )
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from generation.services.batches import generation_batch_create
+from generation.services.enhancers import prompt_enhancer_create
 from generation.services.prompts import prompt_set_import
 from tests import factories as f
 from tests.conftest import get_ok
@@ -66,10 +67,10 @@ def test_prompt_set_list(browser, flat_queries):
                 name=f"set {next(made)}", content="a cat, animal\na dog\n", file_format="text"
             )
 
-    # 11: the page also lists the latest prompt imports by a task and the enhancers a set may
-    # choose (one query each)
+    # 12: the page also lists the latest prompt imports by a task and the enhancers a set may
+    # choose, and counts its sets for the pager (one query each)
     flat_queries(
-        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=11
+        grow=grow, read=lambda: get_ok(browser, "/prompt-sets/", "/api/prompt-sets/"), count=12
     )
 
 
@@ -93,3 +94,16 @@ def test_model_version_list(browser, flat_queries):
     flat_queries(
         grow=grow, read=lambda: get_ok(browser, "/models/", "/api/model-versions/"), count=10
     )
+
+
+def test_prompt_enhancer_list(browser, flat_queries):
+    made = iter(range(100))
+
+    def grow(n):
+        for _ in range(n):
+            prompt_enhancer_create(
+                name=f"flair-{next(made)}", kind="template", template="{prompt}, sticker"
+            )
+
+    # session, user, roles, the pager's count and the page of enhancers
+    flat_queries(grow=grow, read=lambda: get_ok(browser, "/prompt-enhancers/"), count=5)
