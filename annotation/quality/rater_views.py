@@ -14,6 +14,7 @@ from annotation.forms import RaterCampaignsForm, RaterCreateForm
 from annotation.quality import selectors
 from annotation.quality.services import rater_accounts
 from stickerloop.errors import ServiceConflict
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, role_required
 
 # Where a new link waits for the rater's page to show it, once: it is never stored elsewhere.
@@ -32,9 +33,18 @@ def _rater(pk: int):
 
 @role_required(Role.CURATOR)
 def rater_list(request):
-    search = request.GET.get("q", "").strip()[:150]
-    page = Paginator(selectors.raters_overview(search=search), 25).get_page(request.GET.get("page"))
-    return render(request, "quality/rater_list.html", {"page": page, "search": search})
+    """Raters, searched by a part of their username or e-mail address, or their id."""
+    filters, errors = list_filters(request.GET, statuses=[])
+    qs = selectors.raters_overview()
+    if not errors:
+        qs = list_filter_apply(qs, filters, name_fields=("username", "email"))
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "quality/rater_list.html",
+        {"page": page, "filters": filters, "errors": errors},
+        status=400 if errors else 200,
+    )
 
 
 @role_required(Role.CURATOR)

@@ -603,14 +603,13 @@ def _results_behind(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
     )
 
 
-def raters_overview(*, search: str = ""):
-    """Users holding the rater role, by username, each with ``campaign_count`` (memberships);
-    ``search`` matches a part of the username or e-mail address. One query per page."""
-    users = get_user_model().objects.filter(groups__name=Role.RATER)
-    if search:
-        users = users.filter(Q(username__icontains=search) | Q(email__icontains=search))
+def raters_overview():
+    """Users holding the rater role, by username, each with ``campaign_count`` (memberships).
+    One query per page."""
     return (
-        users.annotate(campaign_count=Count("campaign_memberships", distinct=True))
+        get_user_model()
+        .objects.filter(groups__name=Role.RATER)
+        .annotate(campaign_count=Count("campaign_memberships", distinct=True))
         .order_by("username")
         .distinct()
     )
