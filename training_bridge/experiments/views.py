@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.quality.svg import interval_chart
 from stickerloop.errors import ServiceConflict
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.experiments import selectors
 from training_bridge.experiments.models import UNIT_AXES, Experiment, ExperimentStatus
@@ -30,12 +31,23 @@ def _id_param(request, name: str) -> int | None:
 def experiment_list(request):
     model_version_id = _id_param(request, "model_version")
     job_id = _id_param(request, "job")
+    filters, errors = list_filters(request.GET, statuses=ExperimentStatus.values)
     qs = selectors.experiment_list(model_version_id=model_version_id, job_id=job_id)
+    if not errors:
+        qs = list_filter_apply(qs, filters)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "experiments/experiment_list.html",
-        {"page": page, "model_version_id": model_version_id, "job_id": job_id},
+        {
+            "page": page,
+            "model_version_id": model_version_id,
+            "job_id": job_id,
+            "filters": filters,
+            "errors": errors,
+            "statuses": ExperimentStatus.values,
+        },
+        status=400 if errors else 200,
     )
 
 

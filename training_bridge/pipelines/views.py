@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
+from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.pipelines import selectors
 from training_bridge.pipelines.models import Pipeline, PipelineStatus
@@ -36,13 +37,16 @@ EXAMPLE_STAGES = [
 
 @role_required(*STAFF)
 def pipeline_list(request):
-    status = request.GET.get("status")
-    qs = selectors.pipeline_list(status=status if status in PipelineStatus.values else None)
+    filters, errors = list_filters(request.GET, statuses=PipelineStatus.values)
+    qs = selectors.pipeline_list()
+    if not errors:
+        qs = list_filter_apply(qs, filters)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "pipelines/pipeline_list.html",
-        {"page": page, "statuses": PipelineStatus.choices, "status": status},
+        {"page": page, "filters": filters, "errors": errors, "statuses": PipelineStatus.values},
+        status=400 if errors else 200,
     )
 
 
