@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from stickerloop import events
+from tests.conftest import get_ok
 from webhooks.models import Delivery, Endpoint
 from webhooks.services.deliveries import delivery_attempt
 from webhooks.services.endpoints import endpoint_create
@@ -178,3 +179,19 @@ def test_a_bad_overlap_on_the_page_is_400_and_keeps_the_secret(site, curator, re
     )
     endpoint.refresh_from_db()
     assert (endpoint.secret, endpoint.previous_secret) == (secret, "")
+
+
+def test_the_list_queries_do_not_grow(site, curator, flat_queries):
+    made = iter(range(100))
+
+    def grow(n):
+        for _ in range(n):
+            Endpoint.objects.create(
+                url=f"https://hooks.example/{next(made)}",
+                events=[events.BATCH_FINISHED],
+                secret="whsec_x",
+            )
+
+    browser = site(curator)
+    # session, user, roles, the pager's count, the page of endpoints and their last deliveries
+    flat_queries(grow=grow, read=lambda: get_ok(browser, "/webhooks/"), count=6)
