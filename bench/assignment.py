@@ -135,14 +135,79 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def rater_loop(client: Client, campaign_id: int, deadline: float, out: dict) -> None:
+def start_site(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:
+    """The site under gunicorn on 127.0.0.1:``port``, as measured here: ``workers`` gthread
+    workers with one thread each, keep-alive, persistent database connections; stop it with
+    ``stop_site``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "stickerloop.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "1",
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "256",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "DJANGO_DEBUG": "0",
+            "DATABASE_CONN_MAX_AGE": "600",
+            "STICKERLOOP_LOG_LEVEL": "WARNING",
+        },
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_up(port: int, token: str) -> None:
+    def up() -> bool:
+        try:
+            status, _ = Client(port, token).request("GET", "/api/rate/ping/")
+            return status == 200
+        except OSError:
+            return False
+
+    wait_until(up, timeout=60, interval=0.2)
+
+
+def stop_site(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def rater_loop(
+    client: Client,
+    campaign_id: int,
+    deadline: float,
+    out: dict,
+    stop: threading.Event | None = None,
+) -> None:
+    """Submit and lease until ``deadline`` (or until ``stop`` is set, when given)."""
     path = f"/api/campaigns/{campaign_id}/rate/"
     status, body = client.request("POST", path, {"fetch": 1})
     assert status == 200, body
     queue = list(body["items"])
     latencies, acknowledged, errors = [], [], 0
     flip = False
-    while time.monotonic() < deadline and queue:
+    while time.monotonic() < deadline and queue and not (stop and stop.is_set()):
         item = queue.pop(0)
         client_id = str(uuid.uuid4())
         flip = not flip
@@ -184,6 +249,13 @@ def run_threads(target, args_list) -> list[dict]:
     for t in threads:
         t.join()
     return outs
+
+
+def warm_up(port: int, tokens: list[str], campaign_id: int, seconds: float) -> None:
+    """``seconds`` of floor requests, then as long rating, by one rater per token."""
+    clients = [Client(port, t) for t in tokens]
+    run_threads(floor_loop, [(c, time.monotonic() + seconds) for c in clients])
+    run_threads(rater_loop, [(c, campaign_id, time.monotonic() + seconds) for c in clients])
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -277,56 +349,13 @@ def main() -> None:
     connection.close()
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="stickerloop-bench-")) / "gunicorn.log"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "stickerloop.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "1",
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "256",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            **env,
-            "DJANGO_DEBUG": "0",
-            "DATABASE_CONN_MAX_AGE": "600",
-            "STICKERLOOP_LOG_LEVEL": "WARNING",
-        },
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    server = start_site(env, port, args.workers, log)
     try:
-
-        def up() -> bool:
-            try:
-                status, _ = Client(port, tokens[0]).request("GET", "/api/rate/ping/")
-                return status == 200
-            except OSError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.2)
+        wait_until_up(port, tokens[0])
         # Every worker imports the URL conf and the apps on its first requests (seconds) and
         # each database connection compiles the rating function once: warm both up, with raters
         # of their own, before anything is measured.
-        warmup = [Client(port, t) for t in tokens[-warmup_raters:]]
-        warm_s = min(2.0, seconds / 2)
-        run_threads(floor_loop, [(c, time.monotonic() + warm_s) for c in warmup])
-        run_threads(rater_loop, [(c, campaign_id, time.monotonic() + warm_s) for c in warmup])
+        warm_up(port, tokens[-warmup_raters:], campaign_id, min(2.0, seconds / 2))
         used = 0
         for raters in phases:
             phase_tokens = tokens[used : used + raters]
@@ -399,11 +428,7 @@ def main() -> None:
             if errors:
                 print(f"# {errors} submit(s) not acknowledged", file=sys.stderr, flush=True)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_site(server)
 
 
 if __name__ == "__main__":
