@@ -31,6 +31,7 @@ urlpatterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/password/", views.PasswordChangeView.as_view(), name="password-change"),
     path(
         "account/password/<uidb64>/<token>/", views.PasswordSetView.as_view(), name="password-set"
     ),

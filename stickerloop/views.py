@@ -86,6 +86,23 @@ class MeApi(APIView):
         )
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Change one's own password (ASVS 2.1.5, 2.1.6): Django's page, which asks for the current
+    password and checks the new one with AUTH_PASSWORD_VALIDATORS; the session stays logged in
+    (Django updates its hash) and every other session of the user ends with the old password."""
+
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("home")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password is changed.")
+        return response
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
 class LoginView(auth_views.LoginView):
     """Django's login page, throttled per username and per address (see login_throttle)."""
 

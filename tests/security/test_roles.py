@@ -92,6 +92,7 @@ RULES: dict[str, Rule] = {
     "api-token": Rule(EVERYONE),
     "api-token-revoke": Rule(LOGGED_IN),
     "api-me": Rule(LOGGED_IN),
+    "password-change": Rule(LOGGED_IN),
     # A new account's one-time page: the token in the URL is the gate (tests/quality/
     # test_rater_pages.py); a bad one shows that the link is used or expired.
     "password-set": Rule(EVERYONE, kwargs={"uidb64": "MQ", "token": "not-a-token"}),
