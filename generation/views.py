@@ -33,7 +33,7 @@ from generation.services.prompts import (
     prompt_set_import,
 )
 from stickerloop.ids import parse_id
-from stickerloop.list_filters import list_filter_apply, list_filters
+from stickerloop.list_filters import list_filter_apply, list_filters, list_page
 from stickerloop.roles import Role, role_required
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
@@ -41,16 +41,12 @@ STAFF = (Role.CURATOR, Role.ML_ENGINEER)
 
 @role_required(*STAFF)
 def batch_list(request):
-    filters, errors = list_filters(request.GET, statuses=BatchStatus.values)
-    qs = selectors.batch_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters)
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.batch_list(), statuses=BatchStatus.values)
     return render(
         request,
         "generation/batch_list.html",
-        {"page": page, "filters": filters, "errors": errors, "statuses": BatchStatus.values},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 
@@ -104,16 +100,12 @@ def candidate_gallery(request):
 @role_required(*STAFF)
 def model_version_list(request):
     # Model versions have no status: only the search applies.
-    filters, errors = list_filters(request.GET, statuses=[])
-    qs = selectors.model_version_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters)
-    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.model_version_list(), per_page=50)
     return render(
         request,
         "generation/model_versions.html",
-        {"page": page, "filters": filters, "errors": errors, "statuses": []},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 

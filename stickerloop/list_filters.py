@@ -1,5 +1,6 @@
 """The search box and status filter of the list pages: one rule for what they accept."""
 
+from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 
 from stickerloop.ids import parse_id
@@ -39,3 +40,15 @@ def list_filter_apply(
     if filters["status"]:
         qs = qs.filter(status=filters["status"])
     return qs
+
+
+def list_page(params, qs: QuerySet, *, statuses=(), name_fields=("name",), per_page: int = 25):
+    """What a list page shows of ``qs``: its searched, filtered page of ``per_page`` rows with
+    the ``filters``, ``errors`` and ``statuses`` its template's filter form needs. A refused
+    query lists every row, beside the reason; the view answers 400 when there are ``errors``."""
+    statuses = list(statuses)
+    filters, errors = list_filters(params, statuses=statuses)
+    if not errors:
+        qs = list_filter_apply(qs, filters, name_fields=name_fields)
+    page = Paginator(qs, per_page).get_page(params.get("page"))
+    return {"page": page, "filters": filters, "errors": errors, "statuses": statuses}

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
 from stickerloop.ids import parse_id
-from stickerloop.list_filters import list_filter_apply, list_filters
+from stickerloop.list_filters import list_filter_apply, list_filters, list_page
 from stickerloop.roles import Role, role_required
 from training_bridge import selectors
 from training_bridge.exports.create import DEFAULT_SHARD_SIZE, dataset_exports_create
@@ -55,16 +55,12 @@ def _error_text(exc: Exception) -> str:
 @role_required(*STAFF)
 def rule_list(request):
     # Rules have no status: only the search applies.
-    filters, errors = list_filters(request.GET, statuses=[])
-    qs = selectors.dataset_rule_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters)
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.dataset_rule_list())
     return render(
         request,
         "training_bridge/rule_list.html",
-        {"page": page, "filters": filters, "errors": errors},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 
@@ -323,12 +319,12 @@ def version_diff(request, pk: int, other: int):
 def _export_list_context(request) -> dict:
     """The export list's page of rows, searched by their version's rule name or their id and
     filtered by status; a refused query lists them all, with its ``errors``."""
-    filters, errors = list_filters(request.GET, statuses=TaskStatus.values)
-    qs = selectors.dataset_export_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters, name_fields=("version__rule__name",))
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
-    return {"page": page, "filters": filters, "errors": errors, "statuses": TaskStatus.values}
+    return list_page(
+        request.GET,
+        selectors.dataset_export_list(),
+        statuses=TaskStatus.values,
+        name_fields=("version__rule__name",),
+    )
 
 
 @role_required(*STAFF)

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
-from stickerloop.list_filters import list_filter_apply, list_filters
+from stickerloop.list_filters import list_page
 from stickerloop.roles import Role, role_required
 from webhooks import payload, selectors
 from webhooks.catalog import DESCRIPTIONS, SUBSCRIBABLE, EventType
@@ -38,16 +38,12 @@ def _event_choices() -> list[tuple[str, str, str]]:
 def endpoint_list(request):
     """Endpoints, searched by a part of their URL or description, or their id. They have no
     status (enabled or disabled is ``is_active``): only the search applies."""
-    filters, errors = list_filters(request.GET, statuses=[])
-    qs = selectors.endpoint_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters, name_fields=("url", "description"))
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.endpoint_list(), name_fields=("url", "description"))
     return render(
         request,
         "webhooks/endpoint_list.html",
-        {"page": page, "filters": filters, "errors": errors},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 

@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,7 +13,7 @@ from annotation.forms import RaterCampaignsForm, RaterCreateForm
 from annotation.quality import selectors
 from annotation.quality.services import rater_accounts
 from stickerloop.errors import ServiceConflict
-from stickerloop.list_filters import list_filter_apply, list_filters
+from stickerloop.list_filters import list_page
 from stickerloop.roles import Role, role_required
 
 # Where a new link waits for the rater's page to show it, once: it is never stored elsewhere.
@@ -34,16 +33,12 @@ def _rater(pk: int):
 @role_required(Role.CURATOR)
 def rater_list(request):
     """Raters, searched by a part of their username or e-mail address, or their id."""
-    filters, errors = list_filters(request.GET, statuses=[])
-    qs = selectors.raters_overview()
-    if not errors:
-        qs = list_filter_apply(qs, filters, name_fields=("username", "email"))
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.raters_overview(), name_fields=("username", "email"))
     return render(
         request,
         "quality/rater_list.html",
-        {"page": page, "filters": filters, "errors": errors},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 

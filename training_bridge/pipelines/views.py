@@ -6,12 +6,11 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
-from stickerloop.list_filters import list_filter_apply, list_filters
+from stickerloop.list_filters import list_page
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.pipelines import selectors
 from training_bridge.pipelines.models import Pipeline, PipelineStatus
@@ -37,16 +36,12 @@ EXAMPLE_STAGES = [
 
 @role_required(*STAFF)
 def pipeline_list(request):
-    filters, errors = list_filters(request.GET, statuses=PipelineStatus.values)
-    qs = selectors.pipeline_list()
-    if not errors:
-        qs = list_filter_apply(qs, filters)
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    context = list_page(request.GET, selectors.pipeline_list(), statuses=PipelineStatus.values)
     return render(
         request,
         "pipelines/pipeline_list.html",
-        {"page": page, "filters": filters, "errors": errors, "statuses": PipelineStatus.values},
-        status=400 if errors else 200,
+        context,
+        status=400 if context["errors"] else 200,
     )
 
 
