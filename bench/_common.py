@@ -110,6 +110,34 @@ def start_worker(
     )
 
 
+def start_site(
+    env: dict, port: int, log_path: Path, *options: str, extra_env: dict | None = None
+) -> subprocess.Popen:
+    """The site under gunicorn on 127.0.0.1:``port`` in its own process group (stop it with
+    ``stop_worker``), with ``env`` and ``extra_env`` over this process's environment, DEBUG off
+    and warnings only, logging to ``log_path``; ``options`` are the benchmark's gunicorn flags
+    (workers, worker class, keep-alive)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "gunicorn", "stickerloop.wsgi", "--bind", f"127.0.0.1:{port}"),
+            *("--log-level", "warning"),
+            *options,
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "DJANGO_DEBUG": "0",
+            "STICKERLOOP_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        },
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def stop_worker(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -39,7 +39,8 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, emit, free_port, setup_django, wait_until
+from _common import emit, free_port, setup_django, wait_until
+from _common import start_site as common_start_site
 
 OVERLAP = 3
 CANDIDATES = 1000
@@ -136,41 +137,15 @@ class Client:
 
 
 def start_site(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:
-    """The site under gunicorn on 127.0.0.1:``port``, as measured here: ``workers`` gthread
-    workers with one thread each, keep-alive, persistent database connections; stop it with
-    ``stop_site``."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "stickerloop.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "1",
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "256",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            **env,
-            "DJANGO_DEBUG": "0",
-            "DATABASE_CONN_MAX_AGE": "600",
-            "STICKERLOOP_LOG_LEVEL": "WARNING",
-        },
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """The site as measured here: ``workers`` gthread workers with one thread each, keep-alive,
+    persistent database connections; stop it with ``stop_site``."""
+    return common_start_site(
+        env,
+        port,
+        log,
+        *("--workers", str(workers), "--worker-class", "gthread", "--threads", "1"),
+        *("--keep-alive", "30", "--backlog", "256"),
+        extra_env={"DATABASE_CONN_MAX_AGE": "600"},
     )
 
 

@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import ROOT, emit, free_port, setup_django, start_worker, stop_worker, wait_until
+from _common import start_site as common_start_site
 
 IMAGE_ARMS = ("alignment", "style", "sequential", "style_tailoring")
 TEMPLATE = "{prompt}, white outline, transparent background, flat colours"
@@ -825,20 +826,8 @@ def save_plot(table: dict, anim: dict, out: Path) -> Path:
 
 
 def start_site(env: dict, port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "stickerloop.wsgi",
-            *("--bind", f"127.0.0.1:{port}", "--workers", "3", "--worker-class", "sync"),
-            *("--log-level", "warning", "--timeout", "300"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env, "DJANGO_DEBUG": "0", "STICKERLOOP_LOG_LEVEL": "WARNING"},
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return common_start_site(
+        env, port, log, *("--workers", "3", "--worker-class", "sync", "--timeout", "300")
     )
 
 

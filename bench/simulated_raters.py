@@ -29,44 +29,30 @@ fifth of the platform's rater quality (bad_in_bottom_fifth == bad_raters).
 import argparse
 import io
 import json
-import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, free_port, setup_django, start_worker, stop_worker, wait_until
+from _common import emit, free_port, setup_django, start_worker, stop_worker, wait_until
+from _common import start_site as common_start_site
 
 QUESTION = "aligned"
 
 
 def start_site(env: dict, port: int, workers: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "stickerloop.wsgi",
-            *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
-            # Sync workers close each connection: every request is accepted by whichever worker
-            # is free. Kept-alive connections stay with the worker that accepted them, and one
-            # rater alone on a worker then judged ten times as much as the rest.
-            *("--worker-class", "sync"),
-            *("--log-level", "warning", "--backlog", "256"),
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            **env,
-            "DJANGO_DEBUG": "0",
-            "DATABASE_CONN_MAX_AGE": "600",
-            "STICKERLOOP_LOG_LEVEL": "WARNING",
-        },
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return common_start_site(
+        env,
+        port,
+        log,
+        "--workers",
+        str(workers),
+        # Sync workers close each connection: every request is accepted by whichever worker
+        # is free. Kept-alive connections stay with the worker that accepted them, and one
+        # rater alone on a worker then judged ten times as much as the rest.
+        *("--worker-class", "sync", "--backlog", "256"),
+        extra_env={"DATABASE_CONN_MAX_AGE": "600"},
     )
 
 
