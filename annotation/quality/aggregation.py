@@ -4,7 +4,8 @@ Django-free. Judgments arrive as compact numpy arrays (``Responses``) so a milli
 few tens of megabytes; results leave as arrays (``ConsensusTable``) that the storage layer copies
 into PostgreSQL in bulk, or as ``ItemConsensus`` values for callers that want one item at a time.
 
-Algorithms come from libraries: crowd-kit 1.4.2 (Dawid–Skene, GLAD, MACE), krippendorff 0.9.0
+Algorithms come from libraries: crowd-kit 1.4.2 (GLAD, MACE; Dawid–Skene is its algorithm
+re-done on arrays in ``dawid_skene.py``, for 10,000,000 judgments), krippendorff 0.9.0
 (alpha) and choix 0.4.1 (Bradley–Terry). What is ours: majority vote that reports ties as ties
 (crowd-kit's breaks them arbitrarily), per-item mean and median, Fleiss' kappa (a few lines; no
 library here provides it without pulling statsmodels), the bootstrap, and the bookkeeping.
@@ -279,20 +280,28 @@ def _crowdkit_frame(responses: Responses):
 
 
 def _table_from_probas(
+    *, responses: Responses, probas, items: np.ndarray, **rest
+) -> ConsensusTable:
+    """The table of a crowd-kit fit, whose ``probas`` frame is indexed by item position and
+    label code."""
+    posteriors = np.zeros((len(items), responses.k))
+    columns = np.asarray(probas.columns, dtype=np.int64)
+    rows = np.asarray(probas.index, dtype=np.int64)
+    posteriors[np.ix_(rows, columns)] = probas.to_numpy(dtype=np.float64)
+    return _table_from_posteriors(responses=responses, posteriors=posteriors, items=items, **rest)
+
+
+def _table_from_posteriors(
     *,
     method: str,
     responses: Responses,
-    probas,
+    posteriors: np.ndarray,
     items: np.ndarray,
     inverse: np.ndarray,
     raters: np.ndarray,
     reliability: np.ndarray,
     iterations: int | None,
 ) -> ConsensusTable:
-    posteriors = np.zeros((len(items), responses.k))
-    columns = np.asarray(probas.columns, dtype=np.int64)
-    rows = np.asarray(probas.index, dtype=np.int64)
-    posteriors[np.ix_(rows, columns)] = probas.to_numpy(dtype=np.float64)
     best = posteriors.max(axis=1)
     top = posteriors >= (best[:, None] - TIE_EPSILON)
     mean, median = _scale_stats(responses, inverse, len(items))
@@ -314,32 +323,36 @@ def _table_from_probas(
 
 
 def dawid_skene(responses: Responses, *, n_iter: int = 100, tol: float = 1e-5) -> ConsensusTable:
-    """Dawid–Skene EM (crowd-kit), initialised by majority vote.
+    """Dawid–Skene EM, initialised by majority vote (crowd-kit's algorithm, on arrays: see
+    ``dawid_skene.py``).
 
     Rater reliability is the probability a rater answers correctly under the fitted priors:
     sum over c of prior(c) · P(answer c | truth c).
     """
-    from crowdkit.aggregation import DawidSkene
+    from . import dawid_skene as ds
 
-    frame, items, inverse, raters = _crowdkit_frame(responses)
-    model = DawidSkene(n_iter=n_iter, tol=tol)
-    with _quiet_crowdkit():
-        probas = model.fit_predict_proba(frame)
-    errors = model.errors_
-    priors = model.priors_
-    reliability = np.zeros(len(raters))
-    for code, prior in priors.items():
-        diagonal = errors[code].xs(code, level="label")
-        reliability[np.asarray(diagonal.index, dtype=np.int64)] += prior * diagonal.to_numpy()
-    return _table_from_probas(
+    items, inverse = _item_index(responses)
+    raters, rater_inverse = np.unique(responses.rater_ids, return_inverse=True)
+    fitted = ds.fit(
+        inverse,
+        rater_inverse,
+        responses.codes.astype(np.int64),
+        n_tasks=len(items),
+        n_workers=len(raters),
+        n_iter=n_iter,
+        tol=tol,
+    )
+    posteriors = np.zeros((len(items), responses.k))
+    posteriors[:, fitted.labels] = fitted.posteriors
+    return _table_from_posteriors(
         method=DAWID_SKENE,
         responses=responses,
-        probas=probas,
+        posteriors=posteriors,
         items=items,
         inverse=inverse,
         raters=raters,
-        reliability=reliability,
-        iterations=len(model.loss_history_),
+        reliability=fitted.reliability(),
+        iterations=fitted.iterations,
     )
 
 
