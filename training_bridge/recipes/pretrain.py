@@ -4,6 +4,12 @@ The finetuning recipes (``loop``) start from an existing model; these two stages
 they start from. Both run on in-memory arrays, on one CPU thread if asked, and are
 deterministic for a given seed (``torch.use_deterministic_algorithms``), so the default models
 can be rebuilt bit for bit.
+
+Both can run data-parallel over a ``Shard`` of a gloo process group: every process draws the
+same global batch from the same generator and computes its own slice, and the gradients are
+averaged before each step, so the replicas stay identical. With two processes the average is
+``(a + b) / 2``, which floating point gives the same whichever side adds, so a build on the same
+number of processes stays bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +23,64 @@ import numpy as np
 import torch
 
 Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a data-parallel run: ``rank`` of ``size`` (1: no process group)."""
+
+    rank: int = 0
+    size: int = 1
+
+    def part(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's slice of a global batch (the batch size divides by ``size``)."""
+        share = len(batch) // self.size
+        return batch[self.rank * share : (self.rank + 1) * share]
+
+    def average(self, parameters: list[torch.nn.Parameter], loss: torch.Tensor) -> float:
+        """Average gradients and ``loss`` over the processes in one all-reduce; returns the loss.
+
+        One flat buffer per step instead of one call per tensor: a few hundred small
+        all-reduces would cost more than the step's arithmetic.
+        """
+        if self.size == 1:
+            return loss.item()
+        import torch.distributed as dist
+
+        # A tensor no step reaches has no gradient on any process; leave it alone everywhere.
+        parameters = [p for p in parameters if p.grad is not None]
+        grads = [p.grad.reshape(-1) for p in parameters]
+        flat = torch.cat([*grads, loss.detach().reshape(1)])
+        dist.all_reduce(flat)
+        flat /= self.size
+        offset = 0
+        for p in parameters:
+            count = p.grad.numel()
+            p.grad.copy_(flat[offset : offset + count].view_as(p.grad))
+            offset += count
+        return flat[-1].item()
+
+    def gather(self, part: torch.Tensor) -> torch.Tensor:
+        """Every process's ``part`` (equal shapes), concatenated in rank order."""
+        if self.size == 1:
+            return part
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(part) for _ in range(self.size)]
+        dist.all_gather(parts, part.contiguous())
+        return torch.cat(parts)
+
+    def check_identical(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Fail unless every replica ended with the same weights (a float64 sum per tensor)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        mine = torch.stack([p.detach().double().sum() for p in parameters])
+        parts = [torch.empty_like(mine) for _ in range(self.size)]
+        dist.all_gather(parts, mine)
+        if any(not torch.equal(parts[0], other) for other in parts[1:]):
+            raise RuntimeError("data-parallel replicas diverged")
 
 
 @dataclass(frozen=True)
@@ -60,7 +124,12 @@ def _warmup(optimizer: torch.optim.Optimizer, steps: int, warmup: int, total: in
 
 
 def train_vae(
-    images: np.ndarray, vae: Any, settings: VaeSettings, *, report: Report | None = None
+    images: np.ndarray,
+    vae: Any,
+    settings: VaeSettings,
+    *,
+    report: Report | None = None,
+    shard: Shard = Shard(),
 ) -> dict[str, float]:
     """Train ``vae`` (an AutoencoderKL with 4 channels in and out) to reconstruct ``images``.
 
@@ -69,19 +138,19 @@ def train_vae(
     """
     generator = torch.Generator().manual_seed(settings.seed)
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    parameters = list(vae.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
     scheduler = _warmup(optimizer, settings.steps, min(100, settings.steps // 10), settings.steps)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     for step in range(settings.steps):
         index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
-        batch = _to_tensor(images[index.numpy()])
+        batch = _to_tensor(images[shard.part(index).numpy()])
         posterior = vae.encode(batch).latent_dist
         # A sample, not the mean: the decoder must stay right when the UNet's latents are a
-        # little off.
-        latents = posterior.mean + posterior.std * torch.randn(
-            posterior.mean.shape, generator=generator
-        )
+        # little off. Drawn for the global batch, so every process's generator stays in step.
+        eps = torch.randn((settings.batch_size, *posterior.mean.shape[1:]), generator=generator)
+        latents = posterior.mean + posterior.std * shard.part(eps)
         recon = vae.decode(latents).sample
         mse = torch.nn.functional.mse_loss(recon, batch)
         l1 = torch.nn.functional.l1_loss(recon, batch)
@@ -89,24 +158,30 @@ def train_vae(
         loss = mse + settings.l1_weight * l1 + settings.kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        value = shard.average(parameters, loss)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
-        metrics = {"step": step + 1, "mse": mse.item(), "kl": kl.item()}
+        metrics = {"step": step + 1, "loss": value, "mse": mse.item(), "kl": kl.item()}
         if report and (step + 1) % 50 == 0:
             report("vae", {**metrics, "seconds": round(time.perf_counter() - started, 1)})
+    shard.check_identical(parameters)
     vae.eval()
     return metrics
 
 
 @torch.no_grad()
-def encode_latents(images: np.ndarray, vae: Any, *, batch_size: int = 256) -> torch.Tensor:
-    """The posterior means of ``images`` (unscaled), in order."""
+def encode_latents(
+    images: np.ndarray, vae: Any, *, batch_size: int = 256, shard: Shard = Shard()
+) -> torch.Tensor:
+    """The posterior means of ``images`` (unscaled), in order; each process encodes its part."""
+    share = len(images) // shard.size
+    mine = images[shard.rank * share : (shard.rank + 1) * share]
     chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = _to_tensor(images[start : start + batch_size])
+    for start in range(0, len(mine), batch_size):
+        batch = _to_tensor(mine[start : start + batch_size])
         chunks.append(vae.encode(batch).latent_dist.mean)
-    return torch.cat(chunks)
+    return shard.gather(torch.cat(chunks))
 
 
 def tokenize(tokenizer: Any, captions: list[str]) -> torch.Tensor:
@@ -129,6 +204,7 @@ def train_text_to_image(
     noise_scheduler: Any,
     settings: TextToImageSettings,
     report: Report | None = None,
+    shard: Shard = Shard(),
 ) -> dict[str, float]:
     """Train ``unet`` and ``text_encoder`` together on scaled ``latents`` and their captions.
 
@@ -146,27 +222,29 @@ def train_text_to_image(
     metrics: dict[str, float] = {}
     running = None
     for step in range(settings.steps):
+        # The global batch is drawn in full on every process, then each takes its slice.
         index = torch.randint(0, len(latents), (settings.batch_size,), generator=generator)
-        clean = latents[index]
         ids = input_ids[index].clone()
         dropped = torch.rand(settings.batch_size, generator=generator) < settings.uncond_rate
         ids[dropped] = empty_ids
-        noise = torch.randn(clean.shape, generator=generator)
+        noise = torch.randn((settings.batch_size, *latents.shape[1:]), generator=generator)
         timesteps = torch.randint(0, total, (settings.batch_size,), generator=generator)
-        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        index, ids, noise, timesteps = (shard.part(t) for t in (index, ids, noise, timesteps))
+        noisy = noise_scheduler.add_noise(latents[index], noise, timesteps)
         states = text_encoder(ids)[0]
         prediction = unet(noisy, timesteps, encoder_hidden_states=states).sample
         loss = torch.nn.functional.mse_loss(prediction, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        value = shard.average(parameters, loss)
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
-        value = loss.item()
         running = value if running is None else 0.98 * running + 0.02 * value
         metrics = {"step": step + 1, "loss": value, "loss_ema": running}
         if report and (step + 1) % 100 == 0:
             report("text_to_image", {**metrics, "seconds": round(time.perf_counter() - started, 1)})
+    shard.check_identical(parameters)
     unet.eval()
     text_encoder.eval()
     return metrics
