@@ -72,7 +72,7 @@ _granted_prefix: str | None = None
 
 
 def granted_url(token: str, position: int, part: str) -> str:
-    """A rater's URL of one file (``part``: file, source, frame-<n>) of the candidate shown at
+    """A rater's URL of one file (``part``: file, source, frame-<n>, strip) of the candidate shown at
     ``position`` in the token's scope. Built without a resolver call per file, since a payload
     carries many files."""
     global _granted_prefix
