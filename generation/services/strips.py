@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from PIL import Image
 
 from generation.pipelines import encode_frame_strip
+from stickerloop.storage import save_committed
 
 STRIP_NAME = "strip.png"
 
@@ -24,40 +25,43 @@ def frame_strip_key(frames_prefix: str) -> str:
 def frame_strip_store(*, frames_prefix: str, frames: list) -> str:
     """Store ``frames`` (PIL images or arrays, one size) as the strip under ``frames_prefix``;
     return its key. For the writer that has the frames in hand and no reader yet (a chunk
-    storing new candidates): it overwrites, with the same bytes on a re-run."""
+    storing new candidates, before their rows exist): it overwrites, with the same bytes on a
+    re-run."""
     key = frame_strip_key(frames_prefix)
     default_storage.save(key, ContentFile(encode_frame_strip(frames)))
     return key
 
 
 def _lock_strip(key: str) -> None:
-    """Serialise the requests for one strip until the transaction ends (SQLite has one
-    process, so nothing to serialise there)."""
+    """Serialise the writers of one strip until the transaction ends (SQLite has one process,
+    so nothing to serialise there)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"frame_strip:{key}"])
 
 
-@transaction.atomic
 def frame_strip_ensure(*, frames_prefix: str, frame_count: int) -> str | None:
     """The key of the strip of the ``frame_count`` frames stored under ``frames_prefix``,
     made from the stored frames and stored first if it is missing; None when a frame is
     missing. Assumes the caller checked that the user may see the animation.
 
-    Stored once: concurrent requests for a missing strip queue on an advisory lock, the first
-    stores it and the others find it. Every request looks under the lock, even when the strip
-    exists, because a file being written is visible (and short) before it is complete on a
-    local folder; the lock costs one query.
+    A strip that exists costs one lookup in storage: it is committed by name
+    (``save_committed``), so what exists is whole. A missing one is stored once: concurrent
+    requests for it queue on an advisory lock, the first stores it and the others find it.
     """
     key = frame_strip_key(frames_prefix)
-    _lock_strip(key)
     if default_storage.exists(key):
         return key
-    frames = []
-    for index in range(frame_count):
-        try:
-            with default_storage.open(f"{frames_prefix}frame-{index:03d}.png", "rb") as fh:
-                frames.append(Image.open(fh).convert("RGBA"))
-        except FileNotFoundError:
-            return None
-    return frame_strip_store(frames_prefix=frames_prefix, frames=frames)
+    with transaction.atomic():
+        _lock_strip(key)
+        if default_storage.exists(key):
+            return key
+        frames = []
+        for index in range(frame_count):
+            try:
+                with default_storage.open(f"{frames_prefix}frame-{index:03d}.png", "rb") as fh:
+                    frames.append(Image.open(fh).convert("RGBA"))
+            except FileNotFoundError:
+                return None
+        save_committed(key, ContentFile(encode_frame_strip(frames)))
+    return key

@@ -15,6 +15,7 @@ from generation.pipelines import encode_frame_strip
 from generation.services.batches import generation_batch_create, generation_batch_plan
 from generation.services.chunks import generation_chunk_run
 from generation.services.strips import frame_strip_ensure, frame_strip_key
+from stickerloop.storage import staging_key
 from tests import factories as f
 
 
@@ -79,12 +80,14 @@ def test_a_missing_strip_is_made_from_the_stored_frames_once(saves):
     # when
     assert frame_strip_ensure(frames_prefix=animation.frames_prefix, frame_count=5) == key
     # then
-    assert saves == [key]
+    # written beside its key and committed by name: nobody reads a part of it
+    assert saves == [staging_key(key)]
+    assert not default_storage.exists(staging_key(key))
     _assert_strip_holds_the_frames(animation)
     stored = default_storage.open(key).read()
     # and: asked again, it is found, not written again
     assert frame_strip_ensure(frames_prefix=animation.frames_prefix, frame_count=5) == key
-    assert saves == [key]
+    assert saves == [staging_key(key)]
     assert default_storage.open(key).read() == stored
 
 
@@ -132,7 +135,7 @@ def test_concurrent_requests_for_a_missing_strip_store_it_once(saves, monkeypatc
         thread.join(30)
     # then: both get the strip; it was stored once
     assert results == [key, key]
-    assert saves == [key]
+    assert saves == [staging_key(key)]
     _assert_strip_holds_the_frames(animation)
 
 
