@@ -132,6 +132,7 @@ def _candidate_payload(row: dict, token: str, rater_prompt: str) -> dict:
         "motion_prompt": row["motion_prompt"],
         "fps": (_json(row["params"]) or {}).get("fps"),
         "frames": [],
+        "strip_url": "",
         "source_url": "",
     }
     if row["kind"] == "animation":
@@ -139,10 +140,15 @@ def _candidate_payload(row: dict, token: str, rater_prompt: str) -> dict:
             payload["frames"] = [
                 media.granted_url(token, position, f"frame-{i}") for i in range(row["frame_count"])
             ]
+            payload["strip_url"] = media.granted_url(token, position, STRIP_PART)
         if row["source_file"]:
             payload["source_url"] = media.granted_url(token, position, "source")
     return payload
 
+
+# The part of a rater's media URL that names an animation's frame strip
+# (``generation.services.strips``): made on first request where it is missing.
+STRIP_PART = "strip"
 
 # Scopes of a rater's media grant (``stickerloop.media.grant_token``): one item, or the good or
 # bad guideline examples of a campaign.
@@ -188,8 +194,9 @@ def _part_key(file: str, frames_prefix: str, frame_count: int, source_file: str 
     return None
 
 
-def rater_media_key(*, rater_id: int, scope: str, position: int, part: str) -> str | None:
-    """The storage key behind a rater's media URL, or None when the rater may not see it.
+def _rater_candidate_files(*, rater_id: int, scope: str, position: int) -> tuple | None:
+    """(file, frames_prefix, frame_count, source file) of the candidate at ``position`` in a
+    grant's ``scope``, or None when the rater may not see it.
 
     The rule for raters: an item's files while they hold a live lease on it or after they
     judged (or skipped) it; a campaign's guideline examples while they belong to it. Staff
@@ -208,12 +215,12 @@ def rater_media_key(*, rater_id: int, scope: str, position: int, part: str) -> s
                 item_id=item_id, rater_id=rater_id, released=False, expires_at__gt=timezone.now()
             )
         ) | Exists(Judgment.objects.filter(item_id=item_id, rater_id=rater_id))
-        row = (
+        return (
             ItemCandidate.objects.filter(may_see, item_id=item_id, position=position)
             .values_list(*(f"candidate__{f}" for f in fields))
             .first()
         )
-    elif kind in (GOOD_EXAMPLES_SCOPE, BAD_EXAMPLES_SCOPE):
+    if kind in (GOOD_EXAMPLES_SCOPE, BAD_EXAMPLES_SCOPE):
         campaign_id = int(number)
         if not CampaignMembership.objects.filter(
             campaign_id=campaign_id, rater_id=rater_id
@@ -222,10 +229,25 @@ def rater_media_key(*, rater_id: int, scope: str, position: int, part: str) -> s
         tone = "good" if kind == GOOD_EXAMPLES_SCOPE else "bad"
         examples = Candidate.objects.filter(**{f"{tone}_example_in_campaigns": campaign_id})
         examples = examples.order_by("pk")
-        row = next(iter(examples.values_list(*fields)[position : position + 1]), None)
-    else:
-        return None
+        return next(iter(examples.values_list(*fields)[position : position + 1]), None)
+    return None
+
+
+def rater_media_key(*, rater_id: int, scope: str, position: int, part: str) -> str | None:
+    """The storage key behind a rater's media URL (``part``: file, source, frame-<n>), or None
+    when the rater may not see it (the rule: ``_rater_candidate_files``)."""
+    row = _rater_candidate_files(rater_id=rater_id, scope=scope, position=position)
     return _part_key(*row, part) if row else None
+
+
+def rater_media_frames(*, rater_id: int, scope: str, position: int) -> tuple[str, int] | None:
+    """(frames_prefix, frame_count) of the animation behind a rater's strip URL, or None when
+    the rater may not see it or it has no stored frames. The same rule as every other file of
+    the candidate (``_rater_candidate_files``)."""
+    row = _rater_candidate_files(rater_id=rater_id, scope=scope, position=position)
+    if not row or not row[1]:
+        return None
+    return row[1], row[2]
 
 
 def _json(value):

@@ -26,6 +26,7 @@ from annotation.rating_config import rating_config
 from annotation.services import campaigns as campaign_services
 from annotation.services import items as item_services
 from generation.models import Candidate, GenerationBatch
+from generation.services.strips import frame_strip_ensure
 from stickerloop import media
 from stickerloop.authentication import login_or_token_required
 from stickerloop.errors import ServiceConflict
@@ -119,13 +120,23 @@ def rate_media(request, token: str, position: int, part: str):
     """A file of the rating screen, under a signed grant (``stickerloop.media``); the grant's
     scope is checked against the rater's leases and judgments on every fetch
     (``selectors.rater_media_key``). 404 for every refusal: it says nothing about what exists.
+    An animation's frame strip is made from its frames on the first request that finds none.
     A script rating with an API token (the simulated raters) fetches the same URLs with it."""
     scope = media.grant_scope(token=token, user_id=request.user.pk)
     if scope is None:
         raise Http404("No such file.")
-    key = selectors.rater_media_key(
-        rater_id=request.user.pk, scope=scope, position=position, part=part
-    )
+    if part == selectors.STRIP_PART:
+        frames = selectors.rater_media_frames(
+            rater_id=request.user.pk, scope=scope, position=position
+        )
+        if frames is None:
+            raise Http404("No such file.")
+        frames_prefix, frame_count = frames
+        key = frame_strip_ensure(frames_prefix=frames_prefix, frame_count=frame_count)
+    else:
+        key = selectors.rater_media_key(
+            rater_id=request.user.pk, scope=scope, position=position, part=part
+        )
     return media.media_response(key)
 
 

@@ -16,8 +16,10 @@ Measured inside the page, with a script Playwright adds before the screen's own:
 
 The rater pauses ``--think-ms`` on each item before answering (a person looks before pressing):
 the screen's prefetch buffer refills meanwhile, as it does for a person, who takes seconds.
-Stickers are 256 px PNGs; every item's media have URLs of their own (per-item grants), so
-the browser fetches and decodes each item's media anew.
+Stickers are 256 px PNGs; an animation is shown from its frame strip (its 8 frames side by
+side in one PNG, stored with the frames as generation stores it), so a best-of-N item costs
+six image requests (three strips, three sources). Every item's media have URLs of their own
+(per-item grants), so the browser fetches and decodes each item's media anew.
 
     python bench/rating_latency.py [--quick] [--judgments N] [--raters R] [--think-ms T]
 
@@ -112,6 +114,7 @@ def create_rating_campaigns(per_campaign: int) -> tuple[str, int, int]:
     from annotation.services.items import campaign_items_add
     from generation.models import Candidate, ModelKind, ModelVersion
     from generation.pipelines import encode_png, sha256_hex
+    from generation.services.strips import frame_strip_ensure
     from stickerloop.services import user_create_with_roles
     from tests.factories import sticker_pixels, stored_animation
 
@@ -171,6 +174,9 @@ def create_rating_campaigns(per_campaign: int) -> tuple[str, int, int]:
         for t in range(TEACHERS)
         for k in range(min(DISTINCT, per_campaign))
     }
+    # Generation stores an animation's strip with its frames; the factory stores frames only.
+    for animation in written.values():
+        frame_strip_ensure(frames_prefix=animation.frames_prefix, frame_count=FRAMES)
     copies = Candidate.objects.bulk_create(
         [
             Candidate(
@@ -216,7 +222,7 @@ def judge(page, count: int, keys: list[str], think_s: float) -> tuple[list[dict]
             const rater = window.stickerloopRater;
             const queued = rater.state.queue;
             return queued.length >= 1 && queued.every((item) => item.candidates.every(
-                (c) => [...(c.frames.length ? c.frames : [c.url]), c.source_url].every(
+                (c) => [c.strip_url || c.url, c.source_url].every(
                     (url) => !url || rater.media.get(url)?.complete)));
         }""",
         polling=50,

@@ -72,9 +72,9 @@ _granted_prefix: str | None = None
 
 
 def granted_url(token: str, position: int, part: str) -> str:
-    """A rater's URL of one file (``part``: file, source, frame-<n>) of the candidate shown at
-    ``position`` in the token's scope. Built without a resolver call per file, since a payload
-    carries many files."""
+    """A rater's URL of one file (``part``: file, source, frame-<n>, strip) of the candidate
+    shown at ``position`` in the token's scope. Built without a resolver call per file, since a
+    payload carries many files."""
     global _granted_prefix
     if _granted_prefix is None:
         _granted_prefix = reverse(

@@ -44,7 +44,13 @@ class CandidateShown(serializers.Serializer):
     )
     motion_prompt = serializers.CharField()
     fps = serializers.IntegerField(allow_null=True)
-    frames = serializers.ListField(child=serializers.CharField())
+    frames = serializers.ListField(
+        child=serializers.CharField(), help_text="An animation's frames, one URL each."
+    )
+    strip_url = serializers.CharField(
+        help_text="An animation's frames side by side in one image (frame i at x = i × width): "
+        "what the rating screen shows. Empty for a sticker or an animation without frames."
+    )
     source_url = serializers.CharField()
 
 

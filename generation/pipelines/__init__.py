@@ -29,6 +29,7 @@ _EXPORTS = {
     "motion_score": "motion",
     "encode_png": "encode",
     "encode_animated_webp": "encode",
+    "encode_frame_strip": "encode",
     "decode_animated_webp": "encode",
     "sha256_hex": "encode",
     "matte_background": "matting",
@@ -59,6 +60,7 @@ __all__ = [
     "check_sticker_inputs",
     "decode_animated_webp",
     "encode_animated_webp",
+    "encode_frame_strip",
     "encode_png",
     "generate_animations",
     "generate_stickers",
@@ -75,7 +77,13 @@ __all__ = [
 if TYPE_CHECKING:
     from .animation import GeneratedAnimation, check_animation_inputs, generate_animations
     from .device import select_device
-    from .encode import decode_animated_webp, encode_animated_webp, encode_png, sha256_hex
+    from .encode import (
+        decode_animated_webp,
+        encode_animated_webp,
+        encode_frame_strip,
+        encode_png,
+        sha256_hex,
+    )
     from .enhancers import (
         EnhancerLoadError,
         TemplateEnhancer,

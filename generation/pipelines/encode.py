@@ -41,6 +41,29 @@ def encode_png(image: Image.Image | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def encode_frame_strip(frames: Sequence[Image.Image | np.ndarray]) -> bytes:
+    """Encode an animation's frames as one RGBA PNG strip, frame i at x = i × frame width.
+
+    One file per animation instead of one per frame: a best-of-3 item of 8-frame animations
+    costs the rating screen 3 image requests instead of 24. Each frame's pixels are copied
+    unchanged (as ``encode_png`` stores them), and the bytes depend only on the pixels.
+
+    Raises:
+        ValueError: no frames, or frames of different sizes.
+    """
+    if len(frames) == 0:
+        raise ValueError("`frames` has to contain at least one frame.")
+    images = [_to_rgba(frame) for frame in frames]
+    sizes = {image.size for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"frames have to share one size but have sizes {sorted(sizes)}.")
+    width, height = images[0].size
+    strip = Image.new("RGBA", (width * len(images), height))
+    for index, image in enumerate(images):
+        strip.paste(image, (index * width, 0))
+    return encode_png(strip)
+
+
 def _keep_frames_distinct(frames: list[Image.Image]) -> list[Image.Image]:
     """Make each frame's alpha differ from the previous frame's, changing one pixel by one level.
 

@@ -1,2 +1,2 @@
-"""Generation writes, one module per topic: model versions, prompts, batches, chunks and
-candidates."""
+"""Generation writes, one module per topic: model versions, prompts, batches, chunks,
+candidates and frame strips."""

@@ -34,6 +34,7 @@ from generation.pipelines import (
 )
 from generation.pipelines.enhancers import Enhancer
 from generation.services.batches import batch_announce_end, batched
+from generation.services.strips import frame_strip_store
 from stickerloop.lifecycle import (
     heartbeat,
     heartbeat_fresh,
@@ -265,6 +266,7 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> l
             default_storage.save(
                 f"{frames_prefix}frame-{index:03d}.png", ContentFile(encode_png(frame))
             )
+        frame_strip_store(frames_prefix=frames_prefix, frames=result.frames)
         default_storage.save(key, ContentFile(data))
         source = sources[item["source"]]
         rows.append(

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -15,6 +16,7 @@ from annotation.models import Campaign, Item, Judgment, Lease
 from annotation.quality.services.membership import campaign_membership_set
 from annotation.services.campaigns import campaign_close, campaign_update
 from annotation.services.rating import item_next_for_rater, judgment_submit
+from generation.pipelines import encode_frame_strip
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +68,10 @@ def test_step_leases_and_shows_items_without_the_model(setup):
         "motion_prompt",
         "fps",
         "frames",
+        "strip_url",
         "source_url",
     }
+    assert (candidate["frames"], candidate["strip_url"]) == ([], "")
     # Files under a signed grant for the item: no candidate id, no storage key.
     assert re.fullmatch(rf"/rate/media/i{first['id']}:[0-9A-Za-z]+:[\w-]+/0/file", candidate["url"])
     # submit the first, lease one more, in one request
@@ -424,6 +428,7 @@ def test_rating_media_by_item_grant_and_position(client):
     [shown] = payload["candidates"]
     grant = shown["url"].removesuffix("/0/file")
     assert shown["frames"] == [f"{grant}/0/frame-{i}" for i in range(3)]
+    assert shown["strip_url"] == f"{grant}/0/strip"
     assert shown["source_url"] == f"{grant}/0/source"
     frame = client.get(shown["frames"][2])
     assert frame.status_code == 200 and frame["Content-Type"] == "image/png"
@@ -433,8 +438,18 @@ def test_rating_media_by_item_grant_and_position(client):
     )
     assert client.get(f"{grant}/0/frame-3").status_code == 404
     assert client.get(f"{grant}/1/file").status_code == 404
+    assert client.get(f"{grant}/1/strip").status_code == 404
+    # The strip: the three frames side by side, made by this first request.
+    strip = client.get(shown["strip_url"])
+    assert strip.status_code == 200 and strip["Content-Type"] == "image/png"
+    frames = [
+        Image.open(default_storage.open(f"{anim.frames_prefix}frame-{i:03d}.png"))
+        for i in (0, 1, 2)
+    ]
+    assert b"".join(strip.streaming_content) == encode_frame_strip(frames)
     client.force_login(outsider)
     assert client.get(shown["url"]).status_code == 404
+    assert client.get(shown["strip_url"]).status_code == 404
 
 
 def test_answers_name_candidates_by_position_and_are_stored_by_id(api):

@@ -1,10 +1,14 @@
 """A rater in Debian's Chromium: logs in, judges 10 single items and 5 pairs with the keyboard
 only, undoes and skips, works through a lost connection; the database holds exactly that."""
 
+import io
+import re
 import time
 
 import pytest
+from django.core.files.storage import default_storage
 from django.db import connections
+from PIL import Image
 
 from annotation.models import ItemCandidate, Judgment
 from generation.models import Candidate
@@ -177,6 +181,32 @@ def _check_prefetched_next_item(page, current: int, expected: dict) -> int:
     return nxt["id"]
 
 
+def _frames_shown(page) -> list[int]:
+    return page.eval_on_selector_all(
+        "#stage img.animation", "els => els.map(e => Number(e.dataset.frame))"
+    )
+
+
+def _opaque_pixels(frame: Image.Image) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """The frame's opaque pixels by (x, y): those the stage's background cannot show through."""
+    width, height = frame.size
+    rgba = frame.load()
+    return {
+        (x, y): rgba[x, y][:3] for y in range(height) for x in range(width) if rgba[x, y][3] == 255
+    }
+
+
+def _pixels_drawn(locator, frame: Image.Image) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """What the screen draws in ``locator``'s box of each of ``frame``'s opaque pixels, read at
+    the centre of the pixel's square."""
+    shot = Image.open(io.BytesIO(locator.screenshot())).convert("RGB")
+    sx, sy = shot.width / frame.width, shot.height / frame.height
+    return {
+        (x, y): shot.getpixel((int((x + 0.5) * sx), int((y + 0.5) * sy)))
+        for x, y in _opaque_pixels(frame)
+    }
+
+
 def test_best_of_n_animations(live_server, browser_page, csp_violations):
     try:
         _best_of_n(live_server, *browser_page)
@@ -193,6 +223,8 @@ def _best_of_n(live_server, context, page):
     campaign = f.running_campaign(
         raters=[r], kind="best_of_n", name="Teachers", groups=[animations]
     )
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{live_server.url}/login/?next=/rate/{campaign.pk}/")
     page.fill("#id_username", "ben")
     page.fill("#id_password", f.PASSWORD)
@@ -209,19 +241,37 @@ def _best_of_n(live_server, context, page):
     )
     assert sorted(shown) == [a.pk for a in animations]
     assert page.locator("#stage img.source-sticker").count() == 3
-    # The frames loop; space pauses, "." steps one frame.
+    # One image per animation, its frame strip: no frame and no animated file is fetched.
+    strips = page.eval_on_selector_all(
+        "#stage img.animation", "els => els.map(e => e.getAttribute('src'))"
+    )
+    assert [url.rsplit("/", 2)[1:] for url in strips] == [
+        ["0", "strip"],
+        ["1", "strip"],
+        ["2", "strip"],
+    ]
+    assert [u for u in requested if re.search(r"/(frame-\d+|file)$", u)] == []
+    # The frames loop, every animation on the same frame; space pauses, "." steps one frame.
     first = "#stage img.animation"
-    src = page.get_attribute(first, "src")
+    start = page.get_attribute(first, "data-frame")
     page.wait_for_function(
-        f"(src) => document.querySelector('{first}').getAttribute('src') !== src", arg=src
+        f"(f) => document.querySelector('{first}').dataset.frame !== f", arg=start
     )
     page.keyboard.press(" ")
-    paused = page.get_attribute(first, "src")
+    [paused] = set(_frames_shown(page))
     page.wait_for_timeout(400)
-    assert page.get_attribute(first, "src") == paused
+    assert _frames_shown(page) == [paused] * 3
     page.keyboard.press(".")
-    assert page.get_attribute(first, "src") != paused
-    assert page.text_content("#frame-info").startswith("frame ")
+    stepped = (paused + 1) % 4
+    assert _frames_shown(page) == [stepped] * 3
+    assert page.text_content("#frame-info") == f"frame {stepped + 1}/4"
+    # What each animation shows is that frame of its own, pixel for pixel.
+    for position, candidate_id in enumerate(shown):
+        prefix = Candidate.objects.get(pk=candidate_id).frames_prefix
+        with default_storage.open(f"{prefix}frame-{stepped:03d}.png") as fh:
+            frame = Image.open(io.BytesIO(fh.read())).convert("RGBA")
+        drawn = page.locator(f"#stage figure.shown[data-candidate='{position}'] img.animation")
+        assert _pixels_drawn(drawn, frame) == _opaque_pixels(frame)
     # Pass/fail per animation, then the best one.
     for key in ("y", "n", "y"):
         page.keyboard.press(key)

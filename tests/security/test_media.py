@@ -16,13 +16,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core import signing
+from django.core.files.storage import default_storage
 from django.test import Client
+from PIL import Image
 from rest_framework.test import APIClient
 
 from annotation.models import ItemCandidate, Judgment
 from annotation.services.campaigns import campaign_create, campaign_start
 from annotation.services.items import campaign_items_from_selection
 from generation.models import Candidate
+from generation.pipelines import encode_frame_strip
+from generation.services.strips import frame_strip_key
 from stickerloop import media
 from tests import factories as f
 from training_bridge.exports.create import dataset_export_create
@@ -33,6 +37,7 @@ from training_bridge.versions import dataset_version_build, dataset_version_publ
 pytestmark = pytest.mark.django_db
 
 PICK = [{"key": "better", "type": "pick", "label": "Which is better?"}]
+MOVES = [{"key": "moves", "type": "binary", "label": "Does it move well?"}]
 
 
 def login(user, password: str) -> Client:
@@ -208,6 +213,91 @@ def test_guideline_examples_by_grant_for_members_only(two_campaigns):
     # Omar is no member: even a grant signed for him opens nothing.
     token = media.grant_token(user_id=omar.pk, scope=f"g{mine.pk}")
     assert login(omar, f.PASSWORD).get(media.granted_url(token, 0, "file")).status_code == 404
+
+
+@pytest.fixture
+def animation_campaigns():
+    """Rita rates two animations of her campaign; Omar rates an animation of his."""
+    rita, omar = f.user("rita", ["rater"]), f.user("omar", ["rater"])
+    source = f.sticker()
+    mine = f.running_campaign(
+        raters=[rita],
+        question_schema=MOVES,
+        groups=[[f.animation(source=source, frames=3)], [f.animation(source=source, frames=3)]],
+    )
+    theirs = f.running_campaign(
+        raters=[omar], question_schema=MOVES, groups=[[f.animation(source=source, frames=3)]]
+    )
+    return rita, omar, mine, theirs
+
+
+def strip_of(item) -> str:
+    return frame_strip_key(Candidate.objects.get(item_links__item=item).frames_prefix)
+
+
+def test_an_animations_strip_has_the_rules_of_its_other_files(animation_campaigns):
+    rita, omar, mine, theirs = animation_campaigns
+    client = login(rita, f.PASSWORD)
+    [item] = step(client, mine, fetch=1)["items"]
+    [shown] = item["candidates"]
+    token, position, part = shown["strip_url"].split("/")[3:]
+    assert (token.split(":")[0], position, part) == (f"i{item['id']}", "0", "strip")
+    other = mine.items.exclude(pk=item["id"]).get()
+    foreign = theirs.items.get()
+
+    # Refused: an item of her campaign she holds no lease on, even signed for her; an item of a
+    # campaign she is not in; her URL in Omar's hands. A refusal makes no strip either.
+    def signed(item_id: int) -> str:
+        return media.granted_url(
+            media.grant_token(user_id=rita.pk, scope=f"i{item_id}"), 0, "strip"
+        )
+
+    assert client.get(signed(other.pk)).status_code == 404
+    assert client.get(signed(foreign.pk)).status_code == 404
+    assert login(omar, f.PASSWORD).get(shown["strip_url"]).status_code == 404
+    made = [default_storage.exists(strip_of(i)) for i in (item["id"], other.pk, foreign.pk)]
+    assert made == [False, False, False]
+    # Allowed: the leased item's strip, made now, and still after she judged it.
+    response = client.get(shown["strip_url"])
+    assert (response.status_code, response["Content-Type"]) == (200, "image/png")
+    assert body(response) == default_storage.open(strip_of(item["id"])).read()
+    step(client, mine, fetch=0, submit=submission(item["id"], {"moves": True}))
+    assert client.get(shown["strip_url"]).status_code == 200
+
+
+def test_in_a_real_bucket_a_strip_is_made_there_and_presigned_like_any_file(s3_bucket, moto_server):
+    import requests
+
+    rita = f.user("rita", ["rater"])
+    source = f.sticker()
+    mine = f.running_campaign(
+        raters=[rita], preset="motion", groups=[[f.animation(source=source, frames=4)]]
+    )
+    stored = Candidate.objects.get(kind="animation")
+    client = login(rita, f.PASSWORD)
+    [item] = step(client, mine, fetch=1)["items"]
+
+    response = client.get(item["candidates"][0]["strip_url"])
+
+    # then: the strip was stored in the bucket, once, and the URL redirects to it presigned
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    key = frame_strip_key(stored.frames_prefix)
+    assert location.path == f"/{s3_bucket}/{key}"
+    listed = moto_server.client().list_objects_v2(Bucket=s3_bucket, Prefix=stored.frames_prefix)
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        *(f"{stored.frames_prefix}frame-{i:03d}.png" for i in range(4)),
+        key,
+    ]
+    fetched = requests.get(response["Location"], timeout=10).content
+    frames = [
+        Image.open(default_storage.open(f"{stored.frames_prefix}frame-{i:03d}.png"))
+        for i in range(4)
+    ]
+    assert fetched == encode_frame_strip(frames)
+    # and: asked again, the same key
+    again = client.get(item["candidates"][0]["strip_url"])
+    assert urlsplit(again["Location"]).path == location.path
 
 
 def test_staff_see_candidate_media_through_their_pages(two_campaigns):

@@ -1,5 +1,6 @@
-// Animations on the stage: frames swapped on a timer, so they can pause, step and change speed.
-// Every animation on screen shows the same frame number.
+// Animations on the stage: each shows one frame of its frame strip at a time, the frame moved
+// on a timer, so they can pause, step and change speed. Every animation on screen shows the same
+// frame number.
 import { $ } from "./config.js";
 
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
@@ -14,15 +15,24 @@ function animations() {
   return Array.from(stage.querySelectorAll("img.animation"));
 }
 
+/** Frame ``frame`` of an animation of ``n`` frames, counting round in both directions. */
+function frameOf(n) {
+  return ((frame % n) + n) % n;
+}
+
 function drawFrame() {
-  for (const img of animations()) {
-    const frames = JSON.parse(img.dataset.frames);
-    img.src = frames[((frame % frames.length) + frames.length) % frames.length];
+  const imgs = animations();
+  for (const img of imgs) {
+    const n = Number(img.dataset.frameCount) || 1;
+    // The box shows one frame's width of the strip (object-fit: cover); a position of p% puts
+    // the strip's p% point on the box's, so frame i of n sits at i / (n - 1).
+    const x = n > 1 ? (frameOf(n) * 100) / (n - 1) : 0;
+    img.style.objectPosition = `${x}% 0%`;
+    img.dataset.frame = String(frameOf(n));
   }
-  const first = animations()[0];
-  if (first) {
-    const n = JSON.parse(first.dataset.frames).length;
-    $("frame-info").textContent = `frame ${(((frame % n) + n) % n) + 1}/${n}`;
+  if (imgs.length) {
+    const n = Number(imgs[0].dataset.frameCount) || 1;
+    $("frame-info").textContent = `frame ${frameOf(n) + 1}/${n}`;
   }
   $("speed-info").textContent = `${SPEEDS[speed]}×`;
 }

@@ -10,7 +10,8 @@ const known = new Set(); // item ids received, so the held list and refills neve
 function urlsOf(item) {
   const urls = [];
   for (const c of item.candidates) {
-    if (c.frames && c.frames.length) urls.push(...c.frames);
+    // An animation is one file, its frame strip; its frames and animated file stay unfetched.
+    if (c.strip_url) urls.push(c.strip_url);
     else if (c.url) urls.push(c.url);
     if (c.source_url) urls.push(c.source_url);
   }

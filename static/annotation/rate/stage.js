@@ -41,10 +41,14 @@ function candidateFigure(c, i) {
   }
   const main = document.createElement("div");
   main.className = "main";
-  if (c.frames && c.frames.length) {
-    const img = mediaImg(c.frames[0], "sticker animation", `animation ${label}`.trim());
-    img.dataset.frames = JSON.stringify(c.frames);
+  if (c.strip_url) {
+    // One image per animation: its frames side by side; the box keeps one frame's shape and
+    // the player slides the strip through it (object-position), frame by frame.
+    const img = mediaImg(c.strip_url, "sticker animation", `animation ${label}`.trim());
+    img.dataset.frameCount = String(c.frame_count);
     img.dataset.fps = String(c.fps || 8);
+    // Through CSSOM: the Content-Security-Policy ignores style attributes, not these.
+    img.style.aspectRatio = `${c.width} / ${c.height}`;
     main.append(img);
   } else {
     main.append(mediaImg(c.url, "sticker", `candidate ${label}`.trim()));
@@ -83,7 +87,7 @@ export function showItem(item) {
   stage.className = `stage bg-${BACKGROUNDS[bg]} kind-${cfg.campaign.kind} n-${item.candidates.length}`;
   stage.replaceChildren(...item.candidates.map(candidateFigure));
   renderPrompt(item);
-  const animated = item.candidates.some((c) => c.frames && c.frames.length);
+  const animated = item.candidates.some((c) => c.strip_url);
   $("anim-controls").hidden = !animated;
   player.load(animated);
 }
