@@ -217,10 +217,15 @@ def _single_items_insert(*, campaign: Campaign, selection: Selection, seed: int)
     nor the serving order (oldest first, then by id) say which model made an item.
 
     One statement: ``picked`` draws the item ids from the item sequence in that order (the
-    sorted subquery is not flattened, so ``nextval`` runs after the sort) and is materialised
-    once; both tables are filled from it. Checks the selection and the limit first; assumes the
-    caller's transaction, so a failure part way leaves nothing. Returns the new items, lazily,
-    in candidate id order as ``campaign_items_add`` returns its groups.
+    sorted subquery is not flattened, so ``nextval`` runs after the sort; the sequence is looked
+    up once, in an init plan) and is materialised once; both tables are filled from it. Checks
+    the selection and the limit first; assumes the caller's transaction, so a failure part way
+    leaves nothing. Returns the new items, lazily, in candidate id order as
+    ``campaign_items_add`` returns its groups.
+
+    Measured at 1,000,000 items (2 busy cores): the selection, sort and ids about 3 s, the two
+    inserts with their seven indexes about 20 s, and PostgreSQL's row-by-row checks of the
+    three foreign keys at commit about 30 s.
     """
     campaign = campaign_lock(campaign)
     selected_sql, selected_params = (
@@ -255,7 +260,8 @@ def _single_items_insert(*, campaign: Campaign, selection: Selection, seed: int)
         cursor.execute(
             f"""
             WITH picked AS MATERIALIZED (
-                SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS item_id, id AS candidate_id
+                SELECT nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)) AS item_id,
+                       id AS candidate_id
                 FROM (SELECT n.id FROM ({new_sql}) n ORDER BY {key}, n.id) ordered
             ), items AS (
                 INSERT INTO {item} (id, campaign_id, is_gold, overlap_target, judgment_count,
@@ -270,7 +276,8 @@ def _single_items_insert(*, campaign: Campaign, selection: Selection, seed: int)
             [item, *new_params, str(seed), campaign.pk, campaign.overlap, Side.ONLY],
         )
         first, last = cursor.fetchone()
-    # The campaign row is locked, so every item of it in [first, last] is one made here.
+    # Items are only made with the campaign row locked (here and in campaign_items_add), so
+    # every item of the campaign in [first, last] is one made here.
     return Item.objects.filter(campaign=campaign, pk__range=(first, last)).order_by(
         "item_candidates__candidate_id"
     )
