@@ -203,3 +203,21 @@ def test_queries_do_not_grow_with_the_candidates(django_assert_num_queries):
         with django_assert_num_queries(7):
             campaign_items_from_selection(campaign=campaign, model_versions=[version.pk], seed=1)
         assert Item.objects.filter(campaign=campaign).count() == n
+
+
+def test_the_campaign_page_says_how_many_items_it_added_or_why_none(client, curator):
+    version = f.model_version("base")
+    _stickers(version, 3)
+    campaign = campaign_create(name="paged", kind="single")
+    client.force_login(curator)
+    url = f"/campaigns/{campaign.pk}/items/"
+    with override_settings(CAMPAIGN_MAX_ITEMS=2):
+        refused = client.post(url, {"model_versions": [version.pk]}, follow=True)
+    assert [str(m) for m in refused.context["messages"]] == [
+        "The campaign would hold 3 items (0 now, 3 new); the limit is 2 items "
+        "(STICKERLOOP_CAMPAIGN_MAX_ITEMS)."
+    ]
+    assert Item.objects.count() == 0
+    added = client.post(url, {"model_versions": [version.pk]}, follow=True)
+    assert [str(m) for m in added.context["messages"]] == ["3 item(s) added."]
+    assert Item.objects.count() == 3
