@@ -7,6 +7,7 @@ import nh3
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -333,5 +334,7 @@ def campaign_items_from_selection(request, pk: int):
     except ServiceConflict as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{len(items)} item(s) added.")
+        # A single campaign's items are a lazy queryset (up to 10,000,000): counted, not loaded.
+        added = items.count() if isinstance(items, QuerySet) else len(items)
+        messages.success(request, f"{added} item(s) added.")
     return redirect("campaign-detail", pk=pk)

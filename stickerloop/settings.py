@@ -378,6 +378,10 @@ LOGIN_LOCKOUT_SECONDS = env_int("STICKERLOOP_LOGIN_LOCKOUT_SECONDS", 900)
 LOGIN_CLIENT_IP_HEADER = env("STICKERLOOP_CLIENT_IP_HEADER")
 TOKEN_TTL_HOURS = env_int("STICKERLOOP_TOKEN_TTL_HOURS", 24 * 30)
 
+# Campaigns (annotation.services.items): adding items that would take a campaign over this many
+# is refused (400 naming the limit) before anything is inserted.
+CAMPAIGN_MAX_ITEMS = env_int("STICKERLOOP_CAMPAIGN_MAX_ITEMS", 10_000_000)
+
 # Cache: shared by every process through Redis when there is one (login throttling must count
 # across web workers), else this process's memory, so that `make run` needs no Redis.
 REDIS_URL = env("REDIS_URL")

@@ -2,6 +2,7 @@
 progress. One class per operation."""
 
 from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -265,9 +266,15 @@ class CampaignItemsFromSelectionApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         items = campaign_items_from_selection(campaign=campaign, **data.validated_data)
+        # A single campaign's items come back as a lazy queryset, up to 10,000,000 of them:
+        # their ids are read as one column rather than as model rows.
+        item_ids = (
+            list(items.values_list("pk", flat=True))
+            if isinstance(items, QuerySet)
+            else [i.pk for i in items]
+        )
         return Response(
-            {"created": len(items), "item_ids": [i.pk for i in items]},
-            status=status.HTTP_201_CREATED,
+            {"created": len(item_ids), "item_ids": item_ids}, status=status.HTTP_201_CREATED
         )
 
 

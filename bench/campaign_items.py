@@ -1,0 +1,168 @@
+"""Item creation: a single campaign of N items from a selection, through the service.
+
+N sticker candidates of one model version are inserted with bulk SQL (``INSERT ... SELECT
+generate_series``) and vacuumed, as candidates are long made before a campaign; then
+``campaign_items_from_selection`` (``annotation.services.items``) makes one item per candidate,
+set-based, and the seconds of that call, commit included, are the figure. The rows are then
+counted: one item and one link per candidate.
+
+    python bench/campaign_items.py [--quick] [--items N]
+
+Default 1,000,000 items; --quick: 10,000 (CI); --items 10000000 is issue 16's size. A size the
+disk or the memory cannot hold is refused with a message before anything is made.
+
+One JSON line: {"bench": "campaign_items", "items", "seconds", "items_per_s",
+"database_cpu_seconds" (the database backend's CPU during the call, where it runs on this
+machine, else null), "bench_cpu_seconds", "candidates_seconds", "database_mb_per_million",
+"items_made", "links_made"}.
+Target (issue 16): 10,000,000 items in at most 60 s.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import emit, setup_django
+
+# Per item, on the generous side: measured at 1,000,000, tables and indexes take about 620 bytes
+# per item (candidate 290, item 155, link 177); besides them the write-ahead log not yet
+# recycled and the sort and materialised ids spilled to temporary files.
+_DISK_BYTES_PER_ITEM = 3_000
+# PostgreSQL queues the deferred foreign-key checks of every inserted row in memory until the
+# commit (three per item, four per candidate in their own transaction): about 1 GiB at
+# 10,000,000, with the server's own memory and this process beside it.
+_MEMORY_BYTES_FIXED = 1 * 1024**3
+_MEMORY_BYTES_PER_ITEM = 300
+
+
+def _refuse_if_too_large(n: int) -> None:
+    """Stop with a message before set-up when the disk or the memory cannot hold the run, rather
+    than fill the disk half way through or swap. PostgreSQL is taken to run on this machine's
+    disk, as in ``dataset_build.py``."""
+    need = n * _DISK_BYTES_PER_ITEM
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if need > free:
+        sys.exit(
+            f"{n:,} items need about {need / 1e9:.1f} GB of disk; {free / 1e9:.1f} GB is free."
+        )
+    memory = _MEMORY_BYTES_FIXED + n * _MEMORY_BYTES_PER_ITEM
+    available = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    if memory > available:
+        sys.exit(
+            f"{n:,} items need about {memory / 1024**3:.1f} GiB of available memory; "
+            f"{available / 1024**3:.1f} GiB is."
+        )
+
+
+def _refuse_over_the_item_limit(n: int) -> None:
+    """The service would refuse the campaign: say so before making the candidates."""
+    from django.conf import settings
+
+    if n > settings.CAMPAIGN_MAX_ITEMS:
+        sys.exit(
+            f"{n:,} items are over the campaign item limit ({settings.CAMPAIGN_MAX_ITEMS:,}); "
+            "raise STICKERLOOP_CAMPAIGN_MAX_ITEMS to measure them."
+        )
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process on this machine (from /proc); None where not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_candidates(n: int) -> int:
+    """``n`` sticker rows of a fresh model version; returns the version's id."""
+    from django.db import connection
+
+    from generation.models import Candidate, ModelVersion
+
+    version = ModelVersion.objects.create(name="bench-model", kind="image", uri="/nonexistent")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Candidate._meta.db_table} (kind, origin, model_version_id, seed,"
+            " params, raw_prompt, enhanced_prompt, motion_prompt, file, frames_prefix, width,"
+            " height, frame_count, file_size, sha256, device, weak_labels, import_source,"
+            " created_at)"
+            " SELECT 'sticker', 'generated', %s, g, '{}', 'bench ' || g, '', '',"
+            " 'bench/sticker.png', '', 64, 64, 1, 0, repeat('0', 64), '', '{}', '', now()"
+            " FROM generate_series(1, %s) g",
+            [version.pk, n],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {Candidate._meta.db_table}")
+    return version.pk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 items (CI)")
+    parser.add_argument("--items", type=int, default=None)
+    args = parser.parse_args()
+    n = args.items or (10_000 if args.quick else 1_000_000)
+    if n < 1:
+        sys.exit("--items must be at least 1.")
+
+    _refuse_if_too_large(n)
+    setup_django("bench_campaign_items")
+    _refuse_over_the_item_limit(n)
+    from django.db import connection
+
+    from annotation.models import Item, ItemCandidate
+    from annotation.services.campaigns import campaign_create
+    from annotation.services.items import campaign_items_from_selection
+
+    started = time.perf_counter()
+    version_id = make_candidates(n)
+    candidates_seconds = time.perf_counter() - started
+    print(f"# {n:,} candidates in {candidates_seconds:.1f} s", file=sys.stderr, flush=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        size_before = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    campaign = campaign_create(name="bench", kind="single", preset="alignment", overlap=3)
+
+    # On a shared machine the wall time depends on the neighbours; the CPU seconds of the
+    # database backend (when it runs here) and of this process do much less.
+    database_cpu = cpu_seconds(backend)
+    own_cpu = time.process_time()
+    started = time.perf_counter()
+    campaign_items_from_selection(campaign=campaign, model_versions=[version_id], seed=0)
+    seconds = time.perf_counter() - started
+    own_cpu = time.process_time() - own_cpu
+    if database_cpu is not None:
+        database_cpu = round(cpu_seconds(backend) - database_cpu, 2)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        size_after = cursor.fetchone()[0]
+    emit(
+        {
+            "bench": "campaign_items",
+            "items": n,
+            "seconds": round(seconds, 2),
+            "items_per_s": round(n / seconds),
+            "database_cpu_seconds": database_cpu,
+            "bench_cpu_seconds": round(own_cpu, 2),
+            "candidates_seconds": round(candidates_seconds, 2),
+            "database_mb_per_million": round((size_after - size_before) / n, 1),
+            "items_made": Item.objects.filter(campaign=campaign).count(),
+            "links_made": ItemCandidate.objects.filter(item__campaign=campaign).count(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
