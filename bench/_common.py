@@ -159,5 +159,19 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """A live process's peak resident set since it started or since ``reset_vm_hwm``, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def reset_vm_hwm() -> None:
+    """Start this process's peak resident set afresh (Linux ``clear_refs`` 5), so a stage's peak
+    can be told apart from the set-up's before it."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def emit(figures: dict) -> None:
     print(json.dumps(figures), flush=True)

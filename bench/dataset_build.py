@@ -28,7 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, peak_rss_mb, setup_django, start_worker, stop_worker, wait_until
+from _common import (
+    ROOT,
+    emit,
+    peak_rss_mb,
+    setup_django,
+    start_worker,
+    stop_worker,
+    vm_hwm_mb,
+    wait_until,
+)
 from export import alignment_rule, populate, wait_for_exports
 
 # An estimate per candidate, on the generous side: its PNG takes a 4 KB block on disk, each of
@@ -59,14 +68,6 @@ def _refuse_if_too_large(n: int, media_root: Path) -> None:
             f"The run needs about {_MEMORY_BYTES / 1024**3:.0f} GiB of available memory; "
             f"{available / 1024**3:.1f} GiB is."
         )
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    """A live process's peak resident set, from /proc (the worker is measured before it stops)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def build_in_child(rule_id: int, env: dict) -> dict:
@@ -136,7 +137,7 @@ def main() -> None:
         )
         wait_for_exports([e.pk for e in exports])
         export_s = time.perf_counter() - started
-        worker_peak = _vm_hwm_mb(worker.pid)
+        worker_peak = vm_hwm_mb(worker.pid)
     finally:
         stop_worker(worker)
     failed = list(
