@@ -32,6 +32,7 @@ from annotation.models import (
     MembershipStatus,
     RaterPrompt,
 )
+from generation.models import frame_key
 from stickerloop import media
 
 
@@ -190,7 +191,7 @@ def _part_key(file: str, frames_prefix: str, frame_count: int, source_file: str 
     if part.startswith("frame-") and part[6:].isdigit() and frames_prefix:
         index = int(part[6:])
         if index < frame_count:
-            return f"{frames_prefix}frame-{index:03d}.png"
+            return frame_key(frames_prefix, index)
     return None
 
 

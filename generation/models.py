@@ -404,6 +404,12 @@ class CandidateOrigin(models.TextChoices):
     IMPORTED = "imported", "Imported from a weak corpus"
 
 
+def frame_key(frames_prefix: str, index: int) -> str:
+    """Storage key of frame ``index`` of an animation whose frames are under ``frames_prefix``
+    (``Candidate.frames_prefix``): the one naming of stored frames, for writers and readers."""
+    return f"{frames_prefix}frame-{index:03d}.png"
+
+
 class Candidate(models.Model):
     """One generated (or imported) sticker image or animation, with its provenance."""
 

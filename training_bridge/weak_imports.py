@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from generation.models import Candidate, CandidateKind, CandidateOrigin
+from generation.models import Candidate, CandidateKind, CandidateOrigin, frame_key
 from generation.pipelines import sha256_hex
 from generation.services.candidates import ImportedCandidate, candidates_import
 from stickerloop.lifecycle import lock_unfinished, mark_running
@@ -231,9 +231,7 @@ def _import_batch(weak_import: WeakImport, batch: list) -> None:
             if ready.frames:
                 frames_prefix = key.rsplit(".", 1)[0] + "/"
                 for index, frame in enumerate(ready.frames):
-                    default_storage.save(
-                        f"{frames_prefix}frame-{index:03d}.png", ContentFile(frame)
-                    )
+                    default_storage.save(frame_key(frames_prefix, index), ContentFile(frame))
             default_storage.save(key, ContentFile(ready.data))
             labels = dict(record.labels)
             if ready.motion_score is not None:

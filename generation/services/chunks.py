@@ -24,6 +24,7 @@ from generation.models import (
     GenerationBatch,
     GenerationChunk,
     Prompt,
+    frame_key,
 )
 from generation.pipelines import (
     EnhancerLoadError,
@@ -263,9 +264,7 @@ def _run_animation_group(chunk: GenerationChunk, loaded, items: list[dict]) -> l
         )
         frames_prefix = key.removesuffix(".webp") + "/"
         for index, frame in enumerate(result.frames):
-            default_storage.save(
-                f"{frames_prefix}frame-{index:03d}.png", ContentFile(encode_png(frame))
-            )
+            default_storage.save(frame_key(frames_prefix, index), ContentFile(encode_png(frame)))
         frame_strip_store(frames_prefix=frames_prefix, frames=result.frames)
         default_storage.save(key, ContentFile(data))
         source = sources[item["source"]]

@@ -12,6 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from PIL import Image
 
+from generation.models import frame_key
 from generation.pipelines import encode_frame_strip
 from stickerloop.storage import save_committed
 
@@ -59,7 +60,7 @@ def frame_strip_ensure(*, frames_prefix: str, frame_count: int) -> str | None:
         frames = []
         for index in range(frame_count):
             try:
-                with default_storage.open(f"{frames_prefix}frame-{index:03d}.png", "rb") as fh:
+                with default_storage.open(frame_key(frames_prefix, index), "rb") as fh:
                     frames.append(Image.open(fh).convert("RGBA"))
             except FileNotFoundError:
                 return None

@@ -11,6 +11,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
+from generation.models import frame_key
 from training_bridge.exports.columns import (
     LABEL_COLUMNS,
     OPTIONAL_ANIMATION_COLUMNS,
@@ -260,9 +261,7 @@ def _read_files(reader, start, file_keys, source_ids, source_keys, prefixes, cou
                 total += len(source)
             sources.append(source)
             prefix = prefixes[i]
-            entry_frames = (
-                [read(f"{prefix}frame-{k:03d}.png") for k in range(counts[i])] if prefix else []
-            )
+            entry_frames = [read(frame_key(prefix, k)) for k in range(counts[i])] if prefix else []
             total += sum(map(len, entry_frames))
             frames.append(entry_frames)
         if total >= EXPORT_BATCH_BYTES:
