@@ -1,7 +1,5 @@
 """Single campaigns' items from a selection, inserted set-based; the campaign item limit."""
 
-import uuid
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
@@ -21,22 +19,9 @@ from tests import factories as f
 pytestmark = pytest.mark.django_db
 
 
-def _stickers(version, n: int, first_seed: int = 0) -> list[int]:
+def _stickers(version, n: int) -> list[int]:
     """``n`` sticker rows of ``version`` (no files: nothing here serves them), ids in order."""
-    made = Candidate.objects.bulk_create(
-        Candidate(
-            kind="sticker",
-            model_version=version,
-            seed=seed,
-            raw_prompt=f"sticker {seed}",
-            file=f"candidates/1/{uuid.uuid4().hex}.png",
-            width=16,
-            height=16,
-            sha256="0" * 64,
-        )
-        for seed in range(first_seed, first_seed + n)
-    )
-    return [c.pk for c in made]
+    return [c.pk for c in f.candidates(n, model_version=version)]
 
 
 def _by_creation(campaign) -> list[int]:
@@ -84,7 +69,7 @@ def test_one_item_per_selected_candidate_with_the_campaign_overlap():
             "already."
         ]
     }
-    more = _stickers(version, 2, first_seed=5)
+    more = _stickers(version, 2)
     items = campaign_items_from_selection(campaign=campaign, model_versions=[version.pk])
     assert [i.candidate_ids_in_order() for i in items] == [[c] for c in more]
     assert sorted(_by_creation(campaign)) == ids + more
