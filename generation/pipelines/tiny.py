@@ -303,6 +303,7 @@ def build_tiny_animation_model(
     *,
     seed: int = 0,
     base_path: str | Path | None = None,
+    vae_path: str | Path | None = None,
     motion_num_attention_heads: int = 4,
     motion_transformer_layers: int = 1,
     use_motion_mid_block: bool = True,
@@ -312,11 +313,13 @@ def build_tiny_animation_model(
 
     The image part comes from the sticker model at ``base_path`` (as AnimateDiff reuses a
     text-to-image model), or, without one, from the sticker components ``seed`` would build.
-    Its RGBA VAE is replaced by rgb_vae_from_rgba's 3-channel copy (same latent space), which
-    the video pipeline needs. A MotionAdapter seeded with ``seed`` matches the tiny UNet (two
-    motion layers per block, as the UNet has two resnets per block); the keyword arguments
-    vary its size. Saved folder: the UNet merged with the motion modules (UNetMotionModel),
-    the motion_adapter, vae, text_encoder, tokenizer and scheduler; about 15 MB.
+    Its RGBA VAE is replaced by the 3-channel AutoencoderKL at ``vae_path`` when given (one
+    trained for the base's latent space, ``pretrain.train_composite_vae``), else by
+    rgb_vae_from_rgba's fold; the video pipeline needs 3 channels. A MotionAdapter seeded
+    with ``seed`` matches the tiny UNet (two motion layers per block, as the UNet has two
+    resnets per block); the keyword arguments vary its size. Saved folder: the UNet merged
+    with the motion modules (UNetMotionModel), the motion_adapter, vae, text_encoder,
+    tokenizer and scheduler; about 15 MB.
     DiffusionPipeline.from_pretrained(path) reloads it as AnimateDiffVideoToVideoPipeline.
     Replaces whatever is at ``path``.
     """
@@ -330,7 +333,11 @@ def build_tiny_animation_model(
             name: getattr(base, name)
             for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
         }
-    if components["vae"].config.out_channels == 4:
+    if vae_path is not None:
+        from diffusers import AutoencoderKL
+
+        components["vae"] = AutoencoderKL.from_pretrained(str(vae_path), dtype=torch.float32)
+    elif components["vae"].config.out_channels == 4:
         components["vae"] = rgb_vae_from_rgba(components["vae"])
     with _seeded(seed):
         motion_adapter = MotionAdapter(

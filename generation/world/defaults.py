@@ -40,13 +40,13 @@ INFERENCE: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "anim-teacher-a": (
         TEACHER_PARAMS,
-        "Sticker-world teacher A: motion modules trained mostly on bouncing, pulsing and "
-        "shaking clips.",
+        "Sticker-world teacher A: motion modules trained on bouncing clips; it makes stickers "
+        "bounce.",
     ),
     "anim-teacher-b": (
         TEACHER_PARAMS,
-        "Sticker-world teacher B: motion modules trained mostly on spinning, waving and "
-        "blinking clips.",
+        "Sticker-world teacher B: motion modules trained on spinning clips; it makes stickers "
+        "spin.",
     ),
     "anim-student": (
         STUDENT_PARAMS,

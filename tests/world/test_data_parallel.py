@@ -1,7 +1,8 @@
 """The base's data-parallel training (``pretrain.Shard``), in two real gloo processes.
 
-Two processes must end with the same weights as each other on every run (the build's
-bit-for-bit promise), and their averaged gradient must be the full batch's gradient.
+Two processes (training the base's VAE, or the animation models' RGB VAE) must end with the
+same weights as each other on every run (the build's bit-for-bit promise), and their averaged
+gradient must be the full batch's gradient.
 """
 
 import json
@@ -21,7 +22,10 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from diffusers import AutoencoderKL
-    from training_bridge.recipes.pretrain import Shard, VaeSettings, train_vae
+    from generation.pipelines.tiny import rgb_vae_from_rgba
+    from training_bridge.recipes.pretrain import (
+        CompositeVaeSettings, Shard, VaeSettings, train_composite_vae, train_vae,
+    )
 
     mode, rank, size, rendezvous, out = sys.argv[1:6]
     rank, size = int(rank), int(size)
@@ -47,9 +51,13 @@ WORKER = textwrap.dedent(
             up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
         )
         images = torch.randint(0, 256, (16, 16, 16, 4), generator=torch.Generator().manual_seed(2))
-        metrics = train_vae(
-            images.to(torch.uint8).numpy(), vae, VaeSettings(steps=3, batch_size=4), shard=shard
-        )
+        images = images.to(torch.uint8).numpy()
+        if mode == "vae":
+            metrics = train_vae(images, vae, VaeSettings(steps=3, batch_size=4), shard=shard)
+        else:
+            rgba_vae, vae = vae, rgb_vae_from_rgba(vae)
+            settings = CompositeVaeSettings(steps=3, batch_size=4)
+            metrics = train_composite_vae(images, rgba_vae, vae, settings, shard=shard)
         digest = hashlib.sha256()
         for tensor in vae.state_dict().values():
             digest.update(tensor.numpy().tobytes())
@@ -87,9 +95,10 @@ def test_two_processes_average_to_the_full_batch_gradient(tmp_path):
         assert torch.allclose(torch.tensor(split), torch.tensor(full), rtol=1e-5, atol=1e-7)
 
 
-def test_two_process_training_gives_the_same_bytes_every_run(tmp_path):
-    first = run(tmp_path, "vae", 2, "first")
-    second = run(tmp_path, "vae", 2, "second")
+@pytest.mark.parametrize("mode", ["vae", "composite"])
+def test_two_process_training_gives_the_same_bytes_every_run(tmp_path, mode):
+    first = run(tmp_path, mode, 2, "first")
+    second = run(tmp_path, mode, 2, "second")
 
     assert first[0] == first[1] == second[0] == second[1]
     assert len(first[0]["sha256"]) == 64

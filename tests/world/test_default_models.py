@@ -5,13 +5,16 @@ enough to check the build's outputs, its determinism and the installer, without 
 an hour in the suite.
 """
 
+import hashlib
 import json
 import shutil
 
 import diffusers
 import pytest
 import torch
+from diffusers import AutoencoderKL
 
+from generation.pipelines.tiny import rgb_vae_from_rgba
 from generation.world.defaults import (
     DefaultModelsError,
     has_weights,
@@ -59,6 +62,26 @@ def test_the_weights_fit_the_size_budget(quick_models):
     weights = list(quick_models.rglob("*.safetensors"))
     assert len(weights) == 12
     assert sum(path.stat().st_size for path in weights) <= MAX_BYTES
+
+
+def test_the_animation_models_share_the_trained_rgb_vae(quick_models):
+    """Every animation model reads and draws with the one VAE the build trained for white
+    composites (stage ``anim-vae``), not the fold of the base's RGBA VAE."""
+    name = "diffusion_pytorch_model.safetensors"
+    shared = {
+        hashlib.sha256((quick_models / model / "vae" / name).read_bytes()).hexdigest()
+        for model in ("anim-teacher-a", "anim-teacher-b", "anim-student")
+    }
+    base_vae = AutoencoderKL.from_pretrained(str(quick_models / "sticker-base" / "vae"))
+    # The fold as the build would store it (float16), so only training can tell them apart.
+    folded = rgb_vae_from_rgba(base_vae).half().float().state_dict()
+    trained = AutoencoderKL.from_pretrained(str(quick_models / "anim-teacher-a" / "vae"))
+    weights = trained.float().state_dict()
+
+    assert len(shared) == 1
+    assert (trained.config.in_channels, trained.config.out_channels) == (3, 3)
+    assert folded.keys() == weights.keys()
+    assert [key for key in weights if not torch.equal(weights[key], folded[key])]
 
 
 def test_install_copies_models_and_describes_them(quick_models, tmp_path):

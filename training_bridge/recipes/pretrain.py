@@ -1,4 +1,5 @@
-"""Training a text-to-sticker model from scratch: an RGBA VAE, then a text encoder and UNet.
+"""Training a text-to-sticker model from scratch: an RGBA VAE, then a text encoder and UNet;
+and the RGB VAE that video models built on it read white composites with.
 
 The finetuning recipes (``loop``) start from an existing model; these two stages make the model
 they start from. Both run on in-memory arrays, on one CPU thread if asked, and are
@@ -167,6 +168,88 @@ def train_vae(
             report("vae", {**metrics, "seconds": round(time.perf_counter() - started, 1)})
     shard.check_identical(parameters)
     vae.eval()
+    return metrics
+
+
+@dataclass(frozen=True)
+class CompositeVaeSettings:
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    seed: int = 0
+
+
+def composite_over_white(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGBA -> float32 NHWC RGB on 0-255, each pixel over an opaque white background."""
+    alpha = images[..., 3:4].astype(np.float32) / 255.0
+    return images[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+
+
+def train_composite_vae(
+    images: np.ndarray,
+    rgba_vae: Any,
+    rgb_vae: Any,
+    settings: CompositeVaeSettings,
+    *,
+    report: Report | None = None,
+    shard: Shard = Shard(),
+) -> dict[str, float]:
+    """Train ``rgb_vae`` (3 channels) to work on white composites in ``rgba_vae``'s latent space.
+
+    Video pipelines see a sticker composited over white. ``tiny.rgb_vae_from_rgba`` folds the
+    RGBA VAE into 3 channels by assuming alpha 1 everywhere, so it reads the white background
+    as opaque white content: its latents of a composite are as far from the RGBA VAE's latents
+    of the sticker as those latents' own spread, and its decoder draws transparent pixels'
+    colour instead of white. The UNet a video model reuses only knows the RGBA VAE's latents.
+    So the encoder learns to give the RGBA encoder's mean from the composite, and the decoder
+    to draw the composite from a sample of the RGBA posterior. ``images`` are uint8 RGBA
+    arrays (N, H, W, 4); ``rgb_vae`` starts as the fold. Returns the final metrics.
+    """
+    rgba_vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        mine = shard.part(torch.from_numpy(images))
+        posteriors = [
+            rgba_vae.encode(_to_tensor(mine[start : start + 256].numpy())).latent_dist
+            for start in range(0, len(mine), 256)
+        ]
+        target_mean = shard.gather(torch.cat([p.mean for p in posteriors]))
+        target_std = shard.gather(torch.cat([p.std for p in posteriors]))
+    composites = torch.from_numpy(composite_over_white(images)).permute(0, 3, 1, 2)
+    composites = composites.div(127.5).sub(1.0)
+    generator = torch.Generator().manual_seed(settings.seed)
+    rgb_vae.train()
+    parameters = list(rgb_vae.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
+    started = time.perf_counter()
+    metrics: dict[str, float] = {}
+    for step in range(settings.steps):
+        index = shard.part(
+            torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+        )
+        eps = torch.randn((settings.batch_size, *target_mean.shape[1:]), generator=generator)
+        batch = composites[index]
+        encoded = rgb_vae.encode(batch).latent_dist.mean
+        encoder_loss = torch.nn.functional.mse_loss(encoded, target_mean[index])
+        latents = target_mean[index] + target_std[index] * shard.part(eps)
+        drawn = rgb_vae.decode(latents).sample
+        decoder_loss = torch.nn.functional.mse_loss(drawn, batch)
+        decoder_loss = decoder_loss + torch.nn.functional.l1_loss(drawn, batch)
+        loss = encoder_loss + decoder_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        value = shard.average(parameters, loss)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        metrics = {
+            "step": step + 1,
+            "loss": value,
+            "encoder": encoder_loss.item(),
+            "decoder": decoder_loss.item(),
+        }
+        if report and (step + 1) % 50 == 0:
+            report("composite_vae", {**metrics, "seconds": round(time.perf_counter() - started, 1)})
+    shard.check_identical(parameters)
+    rgb_vae.eval()
     return metrics
 
 

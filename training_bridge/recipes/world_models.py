@@ -10,10 +10,13 @@ torch gives identical files):
    ``BASE_PROCESSES`` processes (a gloo process group on this machine). About 30 % of the
    corpus is in sticker style and 15 % of its captions are wrong in one factor, so the base
    draws recognisable stickers but not reliably in style: what curation is for.
-2. ``anim-teacher-a`` / ``anim-teacher-b``: AnimateDiff video-to-video models made from the
-   base, whose motion modules the ``finetune`` recipe trains on rendered clips. Each teacher
-   sees mostly its own motions, so each animates some motions better than the other.
-3. ``anim-student``: smaller motion modules, trained briefly on every motion; the starting
+2. ``anim-vae``: the RGB VAE every animation model reads and draws white composites with,
+   trained (``pretrain.train_composite_vae``, data-parallel like the base) in the base VAE's
+   latent space on frames of rendered clips; kept in the build's work folder.
+3. ``anim-teacher-a`` / ``anim-teacher-b``: AnimateDiff video-to-video models made from the
+   base and that VAE, whose motion modules the ``finetune`` recipe trains on rendered clips.
+   Each teacher sees only its own motion (bounce, spin), so each animates one motion well.
+4. ``anim-student``: smaller motion modules, trained briefly on every motion; the starting
    point the distillation recipe improves from teacher-selection sets.
 
 The teachers and the student train in parallel processes. Weights are stored as float16 safetensors.
@@ -67,6 +70,9 @@ class Scale:
     clips: int
     teacher_steps: int
     student_steps: int
+    # The animation models' RGB VAE: steps, and clips whose frames it trains on.
+    composite_vae_steps: int
+    composite_clips: int
 
 
 # VAE steps: reconstructed colours come late (on weak renders it kept 0.63 of subject colours at
@@ -74,9 +80,26 @@ class Scale:
 # Text-to-image steps: at 2,600 the base drew the asked subject and colour together in a third
 # of held-in prompts; 1,500 more steps on the same images raised that to 0.64 (README).
 FULL = Scale(
-    images=16384, vae_steps=1300, t2i_steps=5000, clips=2400, teacher_steps=1500, student_steps=600
+    images=16384,
+    vae_steps=1300,
+    t2i_steps=5000,
+    clips=2400,
+    teacher_steps=1500,
+    student_steps=600,
+    composite_vae_steps=300,
+    composite_clips=600,
 )
-QUICK = Scale(images=256, vae_steps=4, t2i_steps=4, clips=16, teacher_steps=2, student_steps=2)
+QUICK = Scale(
+    images=256,
+    vae_steps=4,
+    t2i_steps=4,
+    clips=16,
+    teacher_steps=2,
+    student_steps=2,
+    composite_vae_steps=2,
+    composite_clips=4,
+)
+ANIMATION_VAE = "anim-vae"
 
 UNET_CONFIG: dict[str, Any] = {
     "block_out_channels": (32, 64),
@@ -125,6 +148,10 @@ class AnimationModel:
     role: str
     seed: int
     # Motions this model sees most (``share`` of its clips); the rest are spread over the others.
+    # A teacher is a specialist: motion modules attend across frames, never to the prompt, so
+    # one trained on a mixture cannot tell which motion a prompt asks for (teachers that saw
+    # 85 % of three motions drew no recognisable motion at all). Which teacher suits a prompt
+    # is what best-of-N campaigns find out.
     motions: tuple[str, ...]
     share: float
     adapter: dict[str, Any] = field(default_factory=dict)
@@ -135,8 +162,8 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         "anim-teacher-a",
         "teacher",
         1,
-        ("bounce", "pulse", "shake"),
-        0.85,
+        ("bounce",),
+        1.0,
         {
             "motion_num_attention_heads": 4,
             "motion_transformer_layers": 1,
@@ -147,8 +174,8 @@ ANIMATION_MODELS: tuple[AnimationModel, ...] = (
         "anim-teacher-b",
         "teacher",
         2,
-        ("spin", "wave", "blink"),
-        0.85,
+        ("spin",),
+        1.0,
         {
             "motion_num_attention_heads": 4,
             "motion_transformer_layers": 1,
@@ -305,7 +332,48 @@ def build_sticker_base(out: Path, scale: Scale, shard) -> Path:
     return path
 
 
-# Stage 2 and 3: animation models -------------------------------------------------------------
+# Stage 2: the animation models' RGB VAE ----------------------------------------------------
+
+
+def build_animation_vae(out: Path, scale: Scale, work: Path, shard) -> Path:
+    """Train the RGB VAE of the animation models as process ``shard.rank``; the first process
+    saves it to ``work``. Returns its folder."""
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKL
+
+    from generation.pipelines.tiny import rgb_vae_from_rgba
+    from generation.world.factors import MOTION_NAMES
+    from generation.world.render import render_animation
+    from generation.world.sampling import sample_spec, stream_rng
+
+    from .pretrain import CompositeVaeSettings, train_composite_vae
+
+    _deterministic()
+    started = time.perf_counter()
+    frames = []
+    for index in range(scale.composite_clips):
+        rng = stream_rng("weak-motion", index)
+        spec = sample_spec(rng)
+        frames += [np.asarray(f) for f in render_animation(spec, rng.choice(MOTION_NAMES))]
+    rgba_vae = AutoencoderKL.from_pretrained(str(out / "sticker-base" / "vae"), dtype=torch.float32)
+    rgb_vae = rgb_vae_from_rgba(rgba_vae)
+    metrics = train_composite_vae(
+        np.stack(frames),
+        rgba_vae,
+        rgb_vae,
+        CompositeVaeSettings(steps=scale.composite_vae_steps),
+        report=_log if shard.rank == 0 else None,
+        shard=shard,
+    )
+    path = work / ANIMATION_VAE
+    if shard.rank == 0:
+        rgb_vae.save_pretrained(path)
+        _log(ANIMATION_VAE, {**metrics, "seconds": round(time.perf_counter() - started, 1)})
+    return path
+
+
+# Stage 3 and 4: animation models -----------------------------------------------------------
 
 
 def _clip_motion(model: AnimationModel, index: int, rng) -> str:
@@ -370,7 +438,11 @@ def build_animation_model(out: Path, model: AnimationModel, scale: Scale, work: 
     started = time.perf_counter()
     start = work / f"{model.name}-start"
     build_tiny_animation_model(
-        start, seed=model.seed, base_path=out / "sticker-base", **model.adapter
+        start,
+        seed=model.seed,
+        base_path=out / "sticker-base",
+        vae_path=work / ANIMATION_VAE,
+        **model.adapter,
     )
     export = write_clip_export(work / f"{model.name}-clips", model, scale.clips)
     steps = scale.student_steps if model.role == "student" else scale.teacher_steps
@@ -384,7 +456,9 @@ def build_animation_model(out: Path, model: AnimationModel, scale: Scale, work: 
             params={
                 "seed": model.seed,
                 "max_train_steps": steps,
-                "learning_rate": 5e-4,
+                # 5e-4 left the motion modules copying the still sticker into every frame after
+                # 1,500 steps; at 1e-3 a one-motion teacher moves after 1,000 (README).
+                "learning_rate": 1e-3,
                 "lr_warmup_steps": min(100, steps // 10),
                 "lr_scheduler": "constant_with_warmup",
                 "train_batch_size": 4,
@@ -498,19 +572,24 @@ def _run_parallel(out: Path, work: Path, stages: list[list[str]], quick: bool) -
         raise SystemExit(f"building {', '.join(failed)} failed")
 
 
-def _base_process(out: Path, work: Path, scale: Scale, rank: int) -> None:
+def _data_parallel_process(out: Path, work: Path, scale: Scale, stage: str, rank: int) -> None:
+    """Process ``rank`` of the data-parallel ``stage`` (``sticker-base`` or ``anim-vae``)."""
     import torch.distributed as dist
 
     from .pretrain import Shard
 
     dist.init_process_group(
         "gloo",
-        init_method=f"file://{work / 'sticker-base.rendezvous'}",
+        init_method=f"file://{work / f'{stage}.rendezvous'}",
         rank=rank,
         world_size=BASE_PROCESSES,
     )
     try:
-        build_sticker_base(out, scale, Shard(rank, BASE_PROCESSES))
+        shard = Shard(rank, BASE_PROCESSES)
+        if stage == "sticker-base":
+            build_sticker_base(out, scale, shard)
+        else:
+            build_animation_vae(out, scale, work, shard)
     finally:
         dist.destroy_process_group()
 
@@ -524,8 +603,9 @@ def build_all(out: Path, *, quick: bool, work: Path | None = None) -> dict[str, 
     work.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        base = [["sticker-base", "--rank", str(rank)] for rank in range(BASE_PROCESSES)]
-        _run_parallel(out, work, base, quick)
+        for stage in ("sticker-base", ANIMATION_VAE):
+            ranks = [[stage, "--rank", str(rank)] for rank in range(BASE_PROCESSES)]
+            _run_parallel(out, work, ranks, quick)
         # Teachers and student all start from the base, so they train side by side.
         _run_parallel(out, work, [[m.name] for m in ANIMATION_MODELS], quick)
     finally:
@@ -546,16 +626,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the path only")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument(
-        "--stage", choices=["sticker-base", *(m.name for m in ANIMATION_MODELS)], default=None
+        "--stage",
+        choices=["sticker-base", ANIMATION_VAE, *(m.name for m in ANIMATION_MODELS)],
+        default=None,
     )
-    parser.add_argument("--rank", type=int, default=0, help="the base's process (--stage)")
+    parser.add_argument(
+        "--rank", type=int, default=0, help="the process of a data-parallel --stage"
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     from .train import quiet_libraries
 
     quiet_libraries()
-    if args.stage == "sticker-base":
-        _base_process(args.out, args.work, scale, args.rank)
+    if args.stage in ("sticker-base", ANIMATION_VAE):
+        _data_parallel_process(args.out, args.work, scale, args.stage, args.rank)
     elif args.stage:
         model = next(m for m in ANIMATION_MODELS if m.name == args.stage)
         build_animation_model(args.out, model, scale, args.work)
