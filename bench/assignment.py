@@ -10,6 +10,7 @@ database is checked: no item over its overlap, no rater with two views of an ite
 acknowledged judgment stored.
 
     python bench/assignment.py [--quick] [--items N] [--seconds S] [--raters 1,8,32] [--workers 4]
+                               [--compare-items N]
 
 Full size: 30 s per phase; --quick: 10,000 items, 3 s per phase. The campaign has overlap 3, so
 the single rater's own judged items pile up at the head of the queue (the case the pick's level
@@ -18,12 +19,21 @@ before measuring, warm-up raters of their own load every worker and database con
 With BENCH_DEBUG=1, stderr also gets the CPU milliseconds per judgment and per floor request
 of gunicorn, the PostgreSQL backends and the load generator (from /proc).
 
+Size comparison: with ``--compare-items N`` (default 10,000 whenever --items is larger, except
+with --quick; 0 turns it off) the run first makes a second campaign of N items and measures one
+rater on it, on the same server and database, before the phases above; after the R = 1 phase it
+prints the ratio of the two p99s. ``--items 10000000 --raters 1,32`` so measures issue 16's
+single-rater target in one run.
+
 One JSON line per R: {"bench": "assignment", "items", "raters", "seconds", "judgments",
 "judgments_per_s", "next_p50_ms", "next_p99_ms", "submit_p99_ms", "floor_requests_per_s",
 "floor_ratio", "over_assigned", "duplicate_views", "lost"}. next and submit are the same request
-here, so next_* and submit_* describe that request's latency.
-Targets (2 cores, load generator included): one rater at 1,000,000 items, >= 2,000 judgments,
-next_p99_ms <= 25; 32 raters: judgments_per_s >= 300, floor_ratio >= 0.4; counters 0.
+here, so next_* and submit_* describe that request's latency. The small campaign's line comes
+first, without the floor figures; the comparison is {"bench": "assignment_size", "small_items",
+"items", "small_next_p99_ms", "next_p99_ms", "p99_ratio"}.
+Targets (issue 16; 2 cores, load generator included): one rater at 10,000,000 items,
+next_p99_ms <= 25 and p99_ratio <= 1.2 against 10,000 items; 32 raters: judgments_per_s at least
+what they reach at 1,000,000 items today (about 470), floor_ratio >= 0.7; counters 0.
 """
 
 import argparse
@@ -44,50 +54,71 @@ from _common import start_site as common_start_site
 
 OVERLAP = 3
 CANDIDATES = 1000
+# The small campaign of --compare-items' default: issue 16 compares the p99 at 10,000,000 items
+# with the p99 at this size.
+COMPARE_ITEMS = 10_000
 
 
-def create_campaign(items: int, raters: int) -> tuple[int, list[str]]:
-    """A running single-kind campaign of ``items`` items with overlap 3, built with bulk SQL."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
+def bench_candidates() -> int:
+    """The id of the first of ``CANDIDATES`` sticker candidates, made on the first call; the
+    campaigns of one run share them."""
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
-    from django.db import connection
     from PIL import Image
-    from rest_framework.authtoken.models import Token
 
-    from annotation.services.campaigns import campaign_create, campaign_start
     from generation.models import Candidate, ModelVersion
     from generation.pipelines import encode_png, sha256_hex
 
+    version, made = ModelVersion.objects.get_or_create(
+        name="bench-model", defaults={"kind": "image", "uri": "/nonexistent"}
+    )
+    if made:
+        data = encode_png(Image.new("RGBA", (64, 64), (200, 80, 40, 255)))
+        default_storage.save("bench/sticker.png", ContentFile(data))
+        Candidate.objects.bulk_create(
+            [
+                Candidate(
+                    kind="sticker",
+                    model_version=version,
+                    seed=i,
+                    raw_prompt=f"bench {i}",
+                    file="bench/sticker.png",
+                    width=64,
+                    height=64,
+                    file_size=len(data),
+                    sha256=sha256_hex(data),
+                )
+                for i in range(CANDIDATES)
+            ]
+        )
+    return (
+        Candidate.objects.filter(model_version=version)
+        .order_by("id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def create_campaign(items: int, raters: int, *, name: str = "bench") -> tuple[int, list[str]]:
+    """A running single-kind campaign of ``items`` items with overlap 3, built with bulk SQL, and
+    the tokens of its ``raters`` new raters. ``name`` names the campaign and prefixes the raters'
+    user names, so that one run can make several campaigns."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from annotation.services.campaigns import campaign_create, campaign_start
+
     # Token login only: no password hashing (PBKDF2 costs 0.3 s a user here).
     users = get_user_model().objects.bulk_create(
-        [get_user_model()(username=f"bench-rater-{i}", password="!") for i in range(raters)]
+        [get_user_model()(username=f"{name}-rater-{i}", password="!") for i in range(raters)]
     )
     Group.objects.get(name="rater").user_set.add(*users)
     tokens = [Token.objects.get_or_create(user=u)[0].key for u in users]
-    version = ModelVersion.objects.create(name="bench-model", kind="image", uri="/nonexistent")
-    data = encode_png(Image.new("RGBA", (64, 64), (200, 80, 40, 255)))
-    default_storage.save("bench/sticker.png", ContentFile(data))
-    Candidate.objects.bulk_create(
-        [
-            Candidate(
-                kind="sticker",
-                model_version=version,
-                seed=i,
-                raw_prompt=f"bench {i}",
-                file="bench/sticker.png",
-                width=64,
-                height=64,
-                file_size=len(data),
-                sha256=sha256_hex(data),
-            )
-            for i in range(CANDIDATES)
-        ]
-    )
-    first_candidate = Candidate.objects.order_by("id").values_list("id", flat=True).first()
+    first_candidate = bench_candidates()
     campaign = campaign_create(
-        name="bench", kind="single", preset="alignment", overlap=OVERLAP, raters=users
+        name=name, kind="single", preset="alignment", overlap=OVERLAP, raters=users
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -300,6 +331,34 @@ def check_database(campaign_id: int, acknowledged: list[str]) -> dict:
     return {"over_assigned": over_assigned, "duplicate_views": duplicate_views, "lost": lost}
 
 
+def rating_phase(
+    port: int, tokens: list[str], campaign_id: int, seconds: float, cpu_groups
+) -> tuple[float, list[float], list[str], int]:
+    """One rater per token, rating for ``seconds``: (elapsed, step latencies, acknowledged client
+    ids, unacknowledged submits). With BENCH_DEBUG, stderr gets the CPU ms per judgment;
+    ``cpu_groups`` returns the processes to count (``process_groups``), or None."""
+    clients = [Client(port, t) for t in tokens]
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    groups = cpu_groups() if cpu_groups else {}
+    before = {k: cpu_seconds(v) for k, v in groups.items()}
+    outs = run_threads(rater_loop, [(c, campaign_id, deadline) for c in clients])
+    elapsed = time.monotonic() - started
+    acknowledged = [x for o in outs for x in o["acknowledged"]]
+    if groups:
+        # Backends that connected during the phase count from zero; those gone are lost.
+        groups = cpu_groups()
+        spent = {k: cpu_seconds(v) - before[k] for k, v in groups.items()}
+        done = len(acknowledged) or 1
+        print(
+            "# CPU ms per judgment: "
+            + ", ".join(f"{k} {1000 * v / done:.2f}" for k, v in spent.items()),
+            file=sys.stderr,
+        )
+    latencies = [x for o in outs for x in o["latencies"]]
+    return elapsed, latencies, acknowledged, sum(o["errors"] for o in outs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 items, 3 s per phase (CI)")
@@ -307,14 +366,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--raters", default="1,8,32")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument(
+        "--compare-items",
+        type=int,
+        default=None,
+        help="also measure one rater on a campaign of this many items, first, and print the "
+        "ratio of the p99s (default 10,000 when --items is larger and not --quick; 0: off)",
+    )
     args = parser.parse_args()
     items = args.items or (10_000 if args.quick else 1_000_000)
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     phases = [int(r) for r in args.raters.split(",")]
+    compare_items = args.compare_items
+    if compare_items is None:
+        compare_items = COMPARE_ITEMS if items > COMPARE_ITEMS and not args.quick else 0
+    if compare_items and 1 not in phases:
+        parser.error("--compare-items compares the single rater's p99: --raters must include 1")
 
     env = setup_django("bench_assignment")
-    created = time.perf_counter()
     warmup_raters = 2 * args.workers
+    small_id = small_tokens = None
+    if compare_items:
+        created = time.perf_counter()
+        small_id, small_tokens = create_campaign(
+            compare_items, 1 + warmup_raters, name="bench-small"
+        )
+        print(
+            f"# campaign of {compare_items} items created in {time.perf_counter() - created:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    created = time.perf_counter()
     campaign_id, tokens = create_campaign(items, sum(phases) + warmup_raters)
     setup_s = time.perf_counter() - created
     print(f"# campaign of {items} items created in {setup_s:.1f} s", file=sys.stderr, flush=True)
@@ -325,8 +407,40 @@ def main() -> None:
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="stickerloop-bench-")) / "gunicorn.log"
     server = start_site(env, port, args.workers, log)
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    cpu_groups = (
+        (lambda: process_groups(server.pid, database)) if os.environ.get("BENCH_DEBUG") else None
+    )
+    small_p99 = None
     try:
         wait_until_up(port, tokens[0])
+        if compare_items:
+            # The small campaign first, warmed up as the large one is below: both p99s come
+            # from the same server, database and machine load, so their ratio says what the
+            # campaign's size alone costs.
+            warm_up(port, small_tokens[1:], small_id, min(2.0, seconds / 2))
+            elapsed, latencies, acknowledged, errors = rating_phase(
+                port, small_tokens[:1], small_id, seconds, cpu_groups
+            )
+            small_p99 = percentile(latencies, 0.99)
+            emit(
+                {
+                    "bench": "assignment",
+                    "items": compare_items,
+                    "raters": 1,
+                    "seconds": round(elapsed, 2),
+                    "judgments": len(acknowledged),
+                    "judgments_per_s": round(len(acknowledged) / elapsed, 1),
+                    "next_p50_ms": round(1000 * statistics.median(latencies), 2)
+                    if latencies
+                    else 0,
+                    "next_p99_ms": round(1000 * small_p99, 2),
+                    "submit_p99_ms": round(1000 * small_p99, 2),
+                    **check_database(small_id, acknowledged),
+                }
+            )
+            if errors:
+                print(f"# {errors} submit(s) not acknowledged", file=sys.stderr, flush=True)
         # Every worker imports the URL conf and the apps on its first requests (seconds) and
         # each database connection compiles the rating function once: warm both up, with raters
         # of their own, before anything is measured.
@@ -335,30 +449,13 @@ def main() -> None:
         for raters in phases:
             phase_tokens = tokens[used : used + raters]
             used += raters
-            clients = [Client(port, t) for t in phase_tokens]
-            deadline = time.monotonic() + seconds
-            started = time.monotonic()
-            groups = (
-                process_groups(server.pid, env["DATABASE_URL"].rsplit("/", 1)[1])
-                if os.environ.get("BENCH_DEBUG")
-                else {}
+            elapsed, latencies, acknowledged, errors = rating_phase(
+                port, phase_tokens, campaign_id, seconds, cpu_groups
             )
-            before = {k: cpu_seconds(v) for k, v in groups.items()}
-            outs = run_threads(rater_loop, [(c, campaign_id, deadline) for c in clients])
-            elapsed = time.monotonic() - started
-            if groups:
-                groups = process_groups(server.pid, env["DATABASE_URL"].rsplit("/", 1)[1])
-                spent = {k: cpu_seconds(v) - before[k] for k, v in groups.items()}
-                done = sum(len(o["acknowledged"]) for o in outs) or 1
-                print(
-                    "# CPU ms per judgment: "
-                    + ", ".join(f"{k} {1000 * v / done:.2f}" for k, v in spent.items()),
-                    file=sys.stderr,
-                )
-            latencies = [x for o in outs for x in o["latencies"]]
-            acknowledged = [x for o in outs for x in o["acknowledged"]]
+            clients = [Client(port, t) for t in phase_tokens]
             floor_deadline = time.monotonic() + seconds
             floor_started = time.monotonic()
+            groups = cpu_groups() if cpu_groups else {}
             before = {k: cpu_seconds(v) for k, v in groups.items()}
             floor_outs = run_threads(floor_loop, [(c, floor_deadline) for c in clients])
             if groups:
@@ -381,6 +478,7 @@ def main() -> None:
                 )
             checks = check_database(campaign_id, acknowledged)
             rate = len(acknowledged) / elapsed
+            p99 = percentile(latencies, 0.99)
             emit(
                 {
                     "bench": "assignment",
@@ -392,16 +490,26 @@ def main() -> None:
                     "next_p50_ms": round(1000 * statistics.median(latencies), 2)
                     if latencies
                     else 0,
-                    "next_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
-                    "submit_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+                    "next_p99_ms": round(1000 * p99, 2),
+                    "submit_p99_ms": round(1000 * p99, 2),
                     "floor_requests_per_s": round(floor_rate, 1),
                     "floor_ratio": round(rate / floor_rate, 3) if floor_rate else 0,
                     **checks,
                 }
             )
-            errors = sum(o["errors"] for o in outs)
             if errors:
                 print(f"# {errors} submit(s) not acknowledged", file=sys.stderr, flush=True)
+            if raters == 1 and small_p99 is not None:
+                emit(
+                    {
+                        "bench": "assignment_size",
+                        "small_items": compare_items,
+                        "items": items,
+                        "small_next_p99_ms": round(1000 * small_p99, 2),
+                        "next_p99_ms": round(1000 * p99, 2),
+                        "p99_ratio": round(p99 / small_p99, 3) if small_p99 else 0,
+                    }
+                )
     finally:
         stop_site(server)
 
