@@ -19,11 +19,12 @@ before measuring, warm-up raters of their own load every worker and database con
 With BENCH_DEBUG=1, stderr also gets the CPU milliseconds per judgment and per floor request
 of gunicorn, the PostgreSQL backends and the load generator (from /proc).
 
-Size comparison: with ``--compare-items N`` (default 10,000 whenever --items is larger, except
-with --quick; 0 turns it off) the run first makes a second campaign of N items and measures one
-rater on it, on the same server and database, before the phases above; after the R = 1 phase it
-prints the ratio of the two p99s. ``--items 10000000 --raters 1,32`` so measures issue 16's
-single-rater target in one run.
+Size comparison: with ``--compare-items N`` the run first makes a second campaign of N items and
+measures one rater on it, on the same server and database, before the phases above; after the
+R = 1 phase it prints the ratio of the two p99s. The default is 10,000 (--quick: 2,000, so that
+CI runs the comparison too, in about 5 s more) when --items is larger and --raters includes 1;
+0 turns it off. ``--items 10000000 --raters 1,32`` so measures issue 16's single-rater target in
+one run.
 
 One JSON line per R: {"bench": "assignment", "items", "raters", "seconds", "judgments",
 "judgments_per_s", "next_p50_ms", "next_p99_ms", "submit_p99_ms", "floor_requests_per_s",
@@ -55,8 +56,10 @@ from _common import start_site as common_start_site
 OVERLAP = 3
 CANDIDATES = 1000
 # The small campaign of --compare-items' default: issue 16 compares the p99 at 10,000,000 items
-# with the p99 at this size.
+# with the p99 at this size. --quick compares 10,000 with 2,000: one rater judges up to about
+# 1,000 items in its 3 s, so a smaller campaign could run out.
 COMPARE_ITEMS = 10_000
+COMPARE_ITEMS_QUICK = 2_000
 
 
 def bench_candidates() -> int:
@@ -188,7 +191,9 @@ def wait_until_up(port: int, token: str) -> None:
         except OSError:
             return False
 
-    wait_until(up, timeout=60, interval=0.2)
+    # Niced on a machine whose cores are busy, gunicorn's workers took over 60 s to import the
+    # app and answer.
+    wait_until(up, timeout=240, interval=0.2)
 
 
 def stop_site(server: subprocess.Popen) -> None:
@@ -290,6 +295,25 @@ def process_groups(server_pid: int, database: str) -> dict[str, list[int]]:
     }
 
 
+def oldest_transaction_seconds() -> float:
+    """How long the oldest open transaction on the PostgreSQL server has run, in any database.
+
+    Snapshots take their xmin from every database's running transactions, so while one is open
+    the item versions that the rating steps leave behind can be neither pruned nor marked dead in
+    the open-queue index: each pick then reads them from the heap (measured: 3,600 heap fetches
+    for one 64-item window after 5,000 judgments, the step's backend CPU up from 1.3 to 4 ms).
+    A figure near the phase's length means that another session's transaction weighed on it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(xact_start)), 0)"
+            " FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)"
+        )
+        return float(cursor.fetchone()[0])
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -371,7 +395,8 @@ def main() -> None:
         type=int,
         default=None,
         help="also measure one rater on a campaign of this many items, first, and print the "
-        "ratio of the p99s (default 10,000 when --items is larger and not --quick; 0: off)",
+        "ratio of the p99s (default 10,000, --quick 2,000, when --items is larger and --raters "
+        "includes 1; 0: off)",
     )
     args = parser.parse_args()
     items = args.items or (10_000 if args.quick else 1_000_000)
@@ -379,7 +404,8 @@ def main() -> None:
     phases = [int(r) for r in args.raters.split(",")]
     compare_items = args.compare_items
     if compare_items is None:
-        compare_items = COMPARE_ITEMS if items > COMPARE_ITEMS and not args.quick else 0
+        small = COMPARE_ITEMS_QUICK if args.quick else COMPARE_ITEMS
+        compare_items = small if items > small and 1 in phases else 0
     if compare_items and 1 not in phases:
         parser.error("--compare-items compares the single rater's p99: --raters must include 1")
 
@@ -472,7 +498,8 @@ def main() -> None:
                 print(
                     f"# floor p50 {1000 * statistics.median(floor_latencies):.1f} ms, p99 "
                     f"{1000 * percentile(floor_latencies, 0.99):.1f} ms; step > 250 ms: "
-                    f"{sum(x > 0.25 for x in latencies)} of {len(latencies)}",
+                    f"{sum(x > 0.25 for x in latencies)} of {len(latencies)}; oldest open "
+                    f"transaction on the server: {oldest_transaction_seconds():.0f} s",
                     file=sys.stderr,
                     flush=True,
                 )
