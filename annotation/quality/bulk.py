@@ -100,11 +100,16 @@ def _plain(values, n: int) -> list:
     return out
 
 
-def copy_select(sql: str, params: list) -> io.StringIO:
-    """``COPY (sql) TO STDOUT`` into a text buffer (PostgreSQL only)."""
+def copy_select(sql: str, params: list) -> io.BytesIO:
+    """``COPY (sql) TO STDOUT`` into a buffer of UTF-8 bytes (PostgreSQL only).
+
+    Bytes, not text: ``pandas.read_csv`` reads a ``StringIO`` a piece at a time, and CPython
+    then keeps its buffer at four bytes per character; the 3,000,000 judgments of a
+    million-item campaign are about 55 million characters, some 220 MB as text against 55 MB
+    as bytes."""
     with connection.cursor() as cursor:
         query = cursor.mogrify(sql, params).decode()
-        buffer = io.StringIO()
+        buffer = io.BytesIO()
         cursor.copy_expert(f"COPY ({query}) TO STDOUT", buffer)
     buffer.seek(0)
     return buffer

@@ -1,7 +1,13 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.quality.selectors import ItemConsensus, ItemPick, item_consensus, item_picks
+from annotation.quality.selectors import (
+    ItemConsensus,
+    ItemPick,
+    item_consensus,
+    item_consensus_lookup,
+    item_picks,
+)
 from tests import factories as f
 
 BINARY = [{"key": "ok", "type": "binary", "label": "OK?"}]
@@ -33,6 +39,34 @@ def test_majority_on_the_fly_reports_ties_and_ignores_excluded_and_skipped():
         ),
         c.pk: ItemConsensus(label=False, confidence=1.0, n_judgments=1, is_tie=False),
     }
+
+
+@pytest.mark.django_db
+def test_the_lookup_gives_each_item_what_the_dict_gives_and_nothing_for_others():
+    # given three items, one of them a tie, and one item nobody judged
+    camp = f.campaign(questions=BINARY, overlap=2)
+    a, b, c, unjudged = f.items(camp, 4)
+    r = f.raters(2)
+    for item, answers in ((a, [True, True]), (b, [True, False]), (c, [False])):
+        for rater, v in zip(r, answers, strict=False):
+            f.judge(item, rater, {"ok": v})
+
+    # when
+    lookup = item_consensus_lookup(campaign_id=camp.pk, question_key="ok")
+
+    # then: the same values as item_consensus, by item id in ascending order
+    assert not isinstance(lookup, dict)
+    assert list(lookup) == [a.pk, b.pk, c.pk]
+    assert len(lookup) == 3
+    assert dict(lookup) == item_consensus(campaign_id=camp.pk, question_key="ok")
+    assert lookup[b.pk] == ItemConsensus(
+        label=None, confidence=0.5, n_judgments=2, is_tie=True, tied_labels=(True, False)
+    )
+    assert lookup.get(unjudged.pk) is None
+    assert lookup.get(a.pk - 1) is None
+    assert lookup.get(c.pk + 10**6) is None
+    with pytest.raises(KeyError):
+        lookup[unjudged.pk]
 
 
 @pytest.mark.django_db
