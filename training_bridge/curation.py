@@ -25,14 +25,18 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q
 
 from annotation.models import CampaignMembership, ItemCandidate, Judgment, MembershipStatus
-from annotation.quality.selectors import item_candidate_consensus, item_consensus, item_picks
+from annotation.quality.selectors import (
+    item_candidate_consensus,
+    item_consensus_lookup,
+    item_picks,
+)
 from generation.models import Candidate, CandidateOrigin
 from training_bridge.models import (
     CandidateFingerprint,
@@ -144,8 +148,11 @@ _NO_VALUES: dict = {}
 class Unit:
     """One rated appearance of a candidate (an item of a campaign, or one weak candidate).
 
-    Slotted, with the item's gold flag and judgment counts on the unit rather than in dicts by
-    item: a build holds one unit per rated candidate, a million at the largest size measured.
+    Slotted, with the item's gold flag and judgment counts, and the candidate's facts that the
+    stages read (kind, prompt key, held-out flag, motion score, weak labels), on the unit rather
+    than in dicts by item or candidate: a build holds one unit per rated candidate, a million at
+    the largest size measured, and five slots cost each unit 40 bytes where a dict by candidate
+    id of a tuple of facts cost about 160 (entry, key and tuple).
     """
 
     candidate_id: int
@@ -161,6 +168,12 @@ class Unit:
     confidence: float = 1.0
     mean: float | None = None
     split: str = ""
+    # The candidate's facts; kind stays "" until they are loaded (see ``_attach_facts``).
+    kind: str = ""
+    prompt_key: str = ""
+    held_out: bool = False
+    motion_score: float | None = None
+    weak_labels: dict = field(default_factory=lambda: _NO_VALUES)
 
 
 class _SharedDicts:
@@ -177,16 +190,6 @@ class _SharedDicts:
             return self._known.setdefault(tuple((k, type(v), v) for k, v in new.items()), new)
         except TypeError:  # an unhashable answer (a list): kept as it is
             return new
-
-
-class _Facts(NamedTuple):
-    """What the stages read of a candidate; the manifest's fields are read later, in chunks."""
-
-    kind: str
-    prompt_key: str
-    held_out: bool
-    motion_score: float | None
-    weak_labels: dict
 
 
 @dataclass
@@ -258,24 +261,49 @@ class Selection:
 
 
 class _Funnel:
-    """Units flowing through the stages; counts are of distinct candidates."""
+    """Units flowing through the stages; counts are of distinct candidates.
+
+    A candidate's units are adjacent in ``units`` (in candidate id order until each candidate
+    has one unit, in any order after): a stage counts candidates as runs of one id, where a
+    set of the ids before and after each stage costs about 32 MB each per million."""
 
     def __init__(self, units: list[Unit], label: str):
         self.units = units
         self.stages: list[Stage] = []
         self.dropped: dict[int, str] = {}
-        count = len({u.candidate_id for u in units})
-        self.stages.append(Stage(key="source", label=label, kept=count, dropped=0))
+        self.stages.append(Stage(key="source", label=label, kept=_runs(units), dropped=0))
 
     def apply(self, key: str, label: str, keep) -> None:
-        before = {u.candidate_id for u in self.units}
-        self.units = [u for u in self.units if keep(u)]
-        after = {u.candidate_id for u in self.units}
-        for candidate_id in before - after:
-            self.dropped.setdefault(candidate_id, key)
-        self.stages.append(
-            Stage(key=key, label=label, kept=len(after), dropped=len(before - after))
-        )
+        kept_units: list[Unit] = []
+        kept = dropped = 0
+        run_id, run_kept = None, False
+        for unit in self.units:
+            if unit.candidate_id != run_id:
+                if run_id is not None:
+                    kept, dropped = self._close(run_id, run_kept, key, kept, dropped)
+                run_id, run_kept = unit.candidate_id, False
+            if keep(unit):
+                kept_units.append(unit)
+                run_kept = True
+        if run_id is not None:
+            kept, dropped = self._close(run_id, run_kept, key, kept, dropped)
+        self.units = kept_units
+        self.stages.append(Stage(key=key, label=label, kept=kept, dropped=dropped))
+
+    def _close(self, candidate_id: int, run_kept: bool, key: str, kept: int, dropped: int):
+        if run_kept:
+            return kept + 1, dropped
+        self.dropped.setdefault(candidate_id, key)
+        return kept, dropped + 1
+
+
+def _runs(units: list[Unit]) -> int:
+    """Distinct candidates among units whose candidate's units are adjacent."""
+    count, last = 0, None
+    for unit in units:
+        if unit.candidate_id != last:
+            count, last = count + 1, unit.candidate_id
+    return count
 
 
 def normalise_prompt(text: str) -> str:
@@ -349,13 +377,21 @@ def _judgment_counts(campaign_id: int) -> dict[int, tuple[int, int, int]]:
             n_active=Count("id", filter=~Q(rater_id__in=paused)),
         )
         .values_list("item_id", "n", "n_all", "n_active")
+        .iterator(chunk_size=10000)
     )
-    return {item: (n, n_all, n_active) for item, n, n_all, n_active in rows}
+    # Items share a few distinct counts ((3, 3, 3) a million times): one tuple each, so the
+    # map costs its entries only.
+    shared: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+    return {item: shared.setdefault((n, a, b), (n, a, b)) for item, n, a, b in rows}
 
 
 def _campaign_units(spec: RuleSpec) -> list[Unit]:
-    links = ItemCandidate.objects.filter(item__campaign_id__in=spec.campaign_ids).values_list(
-        "item__campaign_id", "item_id", "candidate_id", "item__is_gold"
+    """One unit per item and candidate of the rule's campaigns, in (candidate, campaign, item)
+    order, sorted by PostgreSQL rather than by a key tuple per unit here."""
+    links = (
+        ItemCandidate.objects.filter(item__campaign_id__in=spec.campaign_ids)
+        .order_by("candidate_id", "item__campaign_id", "item_id")
+        .values_list("item__campaign_id", "item_id", "candidate_id", "item__is_gold")
     )
     units = []
     counts: dict[int, tuple] = {}
@@ -373,7 +409,6 @@ def _campaign_units(spec: RuleSpec) -> list[Unit]:
                 judged_by_active=n_all == 0 or n_active > 0,
             )
         )
-    units.sort(key=lambda u: (u.candidate_id, u.campaign_id, u.item_id))
     return units
 
 
@@ -465,7 +500,9 @@ def _apply_conditions(funnel: _Funnel, spec: RuleSpec) -> None:
         consensus: dict[int, dict] = {}
         for campaign_id in spec.campaign_ids:
             question = questions[(campaign_id, key)]
-            reader = item_candidate_consensus if question.get("per_candidate") else item_consensus
+            reader = (
+                item_candidate_consensus if question.get("per_candidate") else item_consensus_lookup
+            )
             consensus[campaign_id] = (
                 reader(campaign_id=campaign_id, question_key=key, method=spec.consensus_method),
                 bool(question.get("per_candidate")),
@@ -529,34 +566,43 @@ _FACT_FIELDS = (
 )
 
 
-def _candidate_facts(qs, spec: RuleSpec, ids: set[int] | None = None) -> dict[int, _Facts]:
-    """The stages' facts by candidate id. ``weak_labels`` is read only for weak rules (JSON
-    decoding costs about 1 s per 100,000 candidates). Kinds and prompt keys are interned: a
-    million candidates share two kinds and a fifth as many prompts."""
+def _facts_rows(qs, spec: RuleSpec) -> Iterator[tuple]:
+    """(id, kind, prompt key, held out, motion score, weak labels) of the candidates of ``qs``
+    in id order. ``weak_labels`` is read only for weak rules (JSON decoding costs about 1 s per
+    100,000 candidates). Kinds and prompt keys are interned: a million candidates share two
+    kinds and a fifth as many prompts."""
     is_weak = spec.purpose == DatasetPurpose.WEAK
     fields = _FACT_FIELDS if is_weak else _FACT_FIELDS[:-1]
     prompt_keys: dict[str, str] = {}
-    facts = {}
-    for row in qs.values_list(*fields).iterator(chunk_size=10000):
+    for row in qs.order_by("pk").values_list(*fields).iterator(chunk_size=10000):
         candidate_id, kind, raw_prompt, held_out, motion_score = row[:5]
-        if ids is not None and candidate_id not in ids:
-            continue
         prompt_key = prompt_keys.get(raw_prompt)
         if prompt_key is None:
             prompt_key = prompt_keys[raw_prompt] = sys.intern(normalise_prompt(raw_prompt))
-        facts[candidate_id] = _Facts(
-            kind=sys.intern(kind),
-            prompt_key=prompt_key,
-            held_out=bool(held_out),
-            motion_score=motion_score,
-            weak_labels=(row[5] or {}) if is_weak else _NO_VALUES,
+        weak_labels = (row[5] or {}) if is_weak else _NO_VALUES
+        yield candidate_id, sys.intern(kind), prompt_key, bool(held_out), motion_score, weak_labels
+
+
+def _set_facts(unit: Unit, row: tuple) -> Unit:
+    _, unit.kind, unit.prompt_key, unit.held_out, unit.motion_score, unit.weak_labels = row
+    return unit
+
+
+def _attach_facts(units: list[Unit], spec: RuleSpec) -> None:
+    """Give each unit its candidate's facts. ``units`` are in candidate id order, as the
+    candidates are read: a merge of the two, with no map by candidate id in between."""
+    qs = Candidate.objects.filter(
+        pk__in=ItemCandidate.objects.filter(item__campaign_id__in=spec.campaign_ids).values(
+            "candidate_id"
         )
-    return facts
-
-
-def _load_candidates(ids: set[int], spec: RuleSpec) -> dict[int, _Facts]:
-    qs = Candidate.objects.filter(item_links__item__campaign_id__in=spec.campaign_ids)
-    return _candidate_facts(qs, spec, ids)
+    )
+    at = 0
+    for row in _facts_rows(qs, spec):
+        while at < len(units) and units[at].candidate_id < row[0]:
+            at += 1
+        while at < len(units) and units[at].candidate_id == row[0]:
+            _set_facts(units[at], row)
+            at += 1
 
 
 def _fingerprints(ids: list[int], *, store: bool) -> dict[int, int]:
@@ -595,24 +641,20 @@ def _fingerprints(ids: list[int], *, store: bool) -> dict[int, int]:
     return known
 
 
-def _source_units(spec: RuleSpec) -> tuple[_Funnel, dict[int, _Facts]]:
-    """The starting units and the candidates' facts: campaigns' items, or weak candidates."""
+def _source_units(spec: RuleSpec) -> _Funnel:
+    """The starting units, with their candidates' facts: campaigns' items, or weak candidates."""
     wanted_kind = CANDIDATE_KIND[spec.kind]
+    kind_label = f"is {'an animation' if wanted_kind == 'animation' else 'a sticker'}"
     if spec.purpose == DatasetPurpose.WEAK:
-        facts = _candidate_facts(
-            Candidate.objects.filter(
-                origin=CandidateOrigin.IMPORTED, import_source__in=spec.weak_source_names
-            ),
-            spec,
+        candidates = Candidate.objects.filter(
+            origin=CandidateOrigin.IMPORTED, import_source__in=spec.weak_source_names
         )
-        units = [Unit(candidate_id=i) for i in sorted(facts)]
+        units = [
+            _set_facts(Unit(candidate_id=row[0]), row) for row in _facts_rows(candidates, spec)
+        ]
         funnel = _Funnel(units, "candidates in the weak sources")
-        funnel.apply(
-            "kind",
-            f"is {'an animation' if wanted_kind == 'animation' else 'a sticker'}",
-            lambda u: facts[u.candidate_id].kind == wanted_kind,
-        )
-        return funnel, facts
+        funnel.apply("kind", kind_label, lambda u: u.kind == wanted_kind)
+        return funnel
     funnel = _Funnel(_campaign_units(spec), "candidates in the source campaigns")
     if spec.exclude_gold:
         funnel.apply("gold", "not a gold item", lambda u: not u.is_gold)
@@ -626,35 +668,28 @@ def _source_units(spec: RuleSpec) -> tuple[_Funnel, dict[int, _Facts]]:
         lambda u: u.n_judgments >= spec.min_judgments,
     )
     _apply_conditions(funnel, spec)
-    ids = {u.candidate_id for u in funnel.units}
-    facts = _load_candidates(ids, spec)
-    funnel.apply(
-        "kind",
-        f"is {'an animation' if wanted_kind == 'animation' else 'a sticker'}",
-        lambda u: u.candidate_id in facts and facts[u.candidate_id].kind == wanted_kind,
-    )
-    return funnel, facts
+    _attach_facts(funnel.units, spec)
+    funnel.apply("kind", kind_label, lambda u: u.kind == wanted_kind)
+    return funnel
 
 
-def _weak_stages(funnel: _Funnel, spec: RuleSpec, facts: dict[int, _Facts]) -> None:
+def _weak_stages(funnel: _Funnel, spec: RuleSpec) -> None:
     for label_key, accepted in sorted(spec.weak_label_filters.items()):
         funnel.apply(
             f"weak_label_{label_key}",
             f"weak label {label_key!r} in " + ", ".join(_show(v) for v in accepted),
-            lambda u, k=label_key, a=accepted: _label_in(
-                facts[u.candidate_id].weak_labels.get(k), a
-            ),
+            lambda u, k=label_key, a=accepted: _label_in(u.weak_labels.get(k), a),
         )
     if spec.motion_buckets:
         buckets = set(spec.motion_buckets)
         funnel.apply(
             "motion_bucket",
             "motion bucket in " + ", ".join(map(str, sorted(buckets))),
-            lambda u: facts[u.candidate_id].weak_labels.get("motion_bucket") in buckets,
+            lambda u: u.weak_labels.get("motion_bucket") in buckets,
         )
     first = next(iter(sorted(spec.weak_label_filters)), None)
     for unit in funnel.units:
-        weak = facts[unit.candidate_id].weak_labels
+        weak = unit.weak_labels
         unit.labels = dict(weak)
         unit.label = weak.get(first) if first else None
         confidence = weak.get("confidence", 1.0)
@@ -667,43 +702,53 @@ def _rank(unit: Unit) -> tuple:
     return (-unit.confidence, -(unit.mean or 0.0), unit.candidate_id)
 
 
+def _best_per_candidate(units: list[Unit]) -> list[Unit]:
+    """A candidate rated in several campaigns or items keeps its best rating (by ``_rank``; the
+    first in (campaign, item) order on a tie). ``units`` are in candidate id order, so a
+    candidate's units are neighbours: no sort of every unit and no map by candidate id."""
+    best: list[Unit] = []
+    for unit in units:
+        if best and best[-1].candidate_id == unit.candidate_id:
+            if _rank(unit) < _rank(best[-1]):
+                best[-1] = unit
+        else:
+            best.append(unit)
+    return best
+
+
+def _sort_by_rank(units: list[Unit]) -> None:
+    """Sort units in candidate id order (one each) by ``_rank``, in place. Two stable sorts,
+    on the mean and then on the confidence, give the order of the whole key with a float per
+    unit for each, where sorting by ``_rank`` holds a tuple and two floats per unit at once
+    (about 130 bytes each)."""
+    units.sort(key=lambda u: -(u.mean or 0.0))
+    units.sort(key=lambda u: -u.confidence)
+
+
 def select(spec: RuleSpec, *, store_fingerprints: bool = False) -> Selection:
     """Run the rule: the stage funnel, the kept units (by candidate id, each with its split) and
     why the rest went.
 
     Assumes the spec passed ``rule_spec_check`` (questions exist, thresholds fit).
     """
-    funnel, facts = _source_units(spec)
+    funnel = _source_units(spec)
     if spec.purpose == DatasetPurpose.WEAK:
-        _weak_stages(funnel, spec, facts)
+        _weak_stages(funnel, spec)
     if spec.min_motion_score is not None:
         floor = spec.min_motion_score
         funnel.apply(
             "motion_score",
             f"motion score ≥ {floor}",
-            lambda u: (
-                facts[u.candidate_id].motion_score is not None
-                and facts[u.candidate_id].motion_score >= floor - 1e-12
-            ),
+            lambda u: u.motion_score is not None and u.motion_score >= floor - 1e-12,
         )
     if spec.purpose == DatasetPurpose.EVALUATION:
-        funnel.apply(
-            "held_out",
-            "from a held-out prompt set",
-            lambda u: facts[u.candidate_id].held_out,
-        )
+        funnel.apply("held_out", "from a held-out prompt set", lambda u: u.held_out)
     elif spec.exclude_held_out:
-        funnel.apply(
-            "held_out",
-            "not from a held-out prompt set",
-            lambda u: not facts[u.candidate_id].held_out,
-        )
-    # A candidate rated in several campaigns or items keeps its best rating.
-    best: dict[int, Unit] = {}
-    for unit in sorted(funnel.units, key=_rank):
-        best.setdefault(unit.candidate_id, unit)
-    funnel.units = sorted(best.values(), key=_rank)
-    del best
+        funnel.apply("held_out", "not from a held-out prompt set", lambda u: not u.held_out)
+    funnel.units = _best_per_candidate(funnel.units)
+    # Only these two stages read the units best first; the rest keep candidate id order.
+    if spec.dedup_max_distance is not None or spec.per_prompt_cap is not None:
+        _sort_by_rank(funnel.units)
     if spec.dedup_max_distance is not None:
         hashes = _fingerprints([u.candidate_id for u in funnel.units], store=store_fingerprints)
         index = NearDuplicateIndex(spec.dedup_max_distance)
@@ -716,22 +761,22 @@ def select(spec: RuleSpec, *, store_fingerprints: bool = False) -> Selection:
         taken: Counter = Counter()
 
         def under_cap(unit: Unit) -> bool:
-            key = facts[unit.candidate_id].prompt_key
-            taken[key] += 1
-            return taken[key] <= spec.per_prompt_cap
+            taken[unit.prompt_key] += 1
+            return taken[unit.prompt_key] <= spec.per_prompt_cap
 
         funnel.apply("per_prompt_cap", f"at most {spec.per_prompt_cap} per prompt", under_cap)
     split = _split_of(
-        sorted({facts[u.candidate_id].prompt_key for u in funnel.units}),
+        sorted({u.prompt_key for u in funnel.units}),
         fraction=spec.validation_fraction,
         seed=spec.split_seed,
     )
     for unit in funnel.units:
-        unit.split = split[facts[unit.candidate_id].prompt_key]
+        unit.split = split[unit.prompt_key]
+    funnel.units.sort(key=lambda u: u.candidate_id)
     return Selection(
         spec=spec,
         stages=funnel.stages,
-        units=sorted(funnel.units, key=lambda u: u.candidate_id),
+        units=funnel.units,
         dropped=funnel.dropped,
         prompt_count=len(split),
     )

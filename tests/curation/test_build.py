@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 
 from generation.models import Candidate
-from tests.factories import sticker_pixels
+from tests.factories import aligned_rule, sticker_pixels
 from training_bridge import curation
 from training_bridge.models import (
     AuditEvent,
@@ -439,3 +439,44 @@ def test_a_build_failing_in_a_later_chunk_leaves_no_version_and_no_rows(
     assert DatasetVersion.objects.count() == 0
     assert DatasetEntry.objects.count() == 0
     assert AuditEvent.objects.count() == 0
+
+
+def test_a_candidate_in_several_items_counts_once_per_stage_and_keeps_its_best_rating(
+    make, curator
+):
+    # given: x and z rated in two items each, y in two items that both fail the condition
+    campaign = make.campaign(name="repeats")
+    raters = [make.rater(f"r{i}", campaign) for i in range(3)]
+    x, y, z = (make.sticker(text) for text in ("a cat", "a dog", "a fox"))
+
+    def rated(candidate, answers):
+        item = make.item(campaign, [candidate])
+        for rater, rater_answers in zip(raters, answers, strict=True):
+            make.judge(item, rater, rater_answers)
+
+    rated(x, (T, T, F))
+    rated(y, (F, F, T))
+    rated(z, (F, F, F))
+    rated(x, (T, T, T))
+    rated(y, (T, F, F))
+    rated(z, (T, T, F))
+    rule = aligned_rule(campaign, curator, validation_fraction=0)
+    # when
+    version, created = dataset_version_build(rule=rule)
+    # then: every stage counts candidates, not items; y falls once, whole
+    assert created
+    assert [(s["key"], s["kept"], s["dropped"]) for s in version.stage_counts] == [
+        ("source", 3, 0),
+        ("gold", 3, 0),
+        ("paused_only", 3, 0),
+        ("min_judgments", 3, 0),
+        ("condition_0", 2, 1),
+        ("kind", 2, 0),
+        ("held_out", 2, 0),
+    ]
+    # x keeps its unanimous item, z the only item it passed in
+    assert list(
+        version.entries.order_by("position").values_list(
+            "candidate_id", "confidence", "confidences", "n_judgments"
+        )
+    ) == [(x.pk, 1.0, {"aligned": 1.0}, 3), (z.pk, 0.666667, {"aligned": 0.666667}, 3)]
