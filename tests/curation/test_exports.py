@@ -21,6 +21,7 @@ from training_bridge.exports.create import (
     dataset_exports_create,
     export_file_download_name,
 )
+from training_bridge.exports.formats import VersionFacts
 from training_bridge.exports.local_copy import dataset_version_local_copy
 from training_bridge.exports.reading import StorageReader
 from training_bridge.exports.run import dataset_export_run, dataset_exports_run
@@ -670,6 +671,31 @@ def test_a_large_version_is_written_in_parts_that_read_back_as_one(
         )
         for split in ("train", "validation")
     }
+
+
+def test_the_parts_of_an_export_read_the_facts_of_their_version_once(
+    sticker_version, django_assert_num_queries
+):
+    # given: the facts of a version in 3 parts, read as its first part starts: the manifest's
+    # profile and the entries per split and part
+    with django_assert_num_queries(2):
+        first = VersionFacts.read(sticker_version, 3)
+    # when: the other parts start in the same process
+    with django_assert_num_queries(0):
+        again = VersionFacts.read(sticker_version, 3)
+    # then: the same facts, read once
+    assert again is first
+    train, validation = sticker_version.train_count, sticker_version.validation_count
+    assert sum(n for (split, _), n in first.counts.items() if split == "train") == train
+    assert sum(n for (split, _), n in first.counts.items() if split == "validation") == validation
+    per_part = {p: sum(n for (_, part), n in first.counts.items() if part == p) for p in range(3)}
+    assert per_part == {0: 4, 1: 4, 2: 4}
+    # and the version in another number of parts is read anew (one part needs no count query)
+    with django_assert_num_queries(1):
+        whole = VersionFacts.read(sticker_version, 1)
+    assert whole is not first
+    assert whole.counts == {("train", 0): train, ("validation", 0): validation}
+    assert train + validation == 12
 
 
 def test_a_failed_part_fails_the_export_and_removes_what_other_parts_stored(
