@@ -185,6 +185,19 @@ def _insert_entries(
         position += len(chunk)
 
 
+# PostgreSQL plans the export's scans of a version (``exports.reading.version_profile``) from
+# the entries table's statistics, which know nothing of rows copied in a moment ago until
+# autovacuum comes by: 78,005 new rows estimated as 359 were sorted on disk (0.31 s, against
+# 0.13 s once analyzed; measured). So a build of at least this many entries analyzes the table
+# once it is committed; ANALYZE reads a fixed sample (30,000 rows), whatever the table's size.
+ANALYZE_FROM_ENTRIES = 10_000
+
+
+def _analyze_entries() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {DatasetEntry._meta.db_table}")
+
+
 @transaction.atomic
 def dataset_version_build(
     *, rule: DatasetRule, built_by: AbstractBaseUser | None = None
@@ -260,6 +273,8 @@ def dataset_version_build(
             "manifest_sha256": checksum,
         },
     )
+    if connection.vendor == "postgresql" and version.entry_count >= ANALYZE_FROM_ENTRIES:
+        transaction.on_commit(_analyze_entries)
     return version, True
 
 

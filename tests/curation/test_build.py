@@ -5,10 +5,11 @@ import json
 
 import psycopg2
 import pytest
+from django.db import connection
 
 from generation.models import Candidate
 from tests.factories import aligned_rule, sticker_pixels
-from training_bridge import curation
+from training_bridge import curation, versions
 from training_bridge.models import (
     AuditEvent,
     CandidateFingerprint,
@@ -480,3 +481,32 @@ def test_a_candidate_in_several_items_counts_once_per_stage_and_keeps_its_best_r
             "candidate_id", "confidence", "confidences", "n_judgments"
         )
     ) == [(x.pk, 1.0, {"aligned": 1.0}, 3), (z.pk, 0.666667, {"aligned": 0.666667}, 3)]
+
+
+def test_a_large_build_refreshes_the_entries_statistics_once_committed(
+    api, curator, world, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: a threshold that the world's three entries reach
+    monkeypatch.setattr(versions, "ANALYZE_FROM_ENTRIES", 3)
+    rule = DatasetRule.objects.get(pk=create_rule(api, curator, world)["id"])
+    # when
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        version, created = dataset_version_build(rule=rule)
+    # then: the table was analyzed after the commit, and PostgreSQL counts its rows
+    assert created and version.entry_count == 3
+    assert versions._analyze_entries in callbacks
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = %s", [DatasetEntry._meta.db_table]
+        )
+        assert cursor.fetchone() == (3.0,)
+
+
+def test_a_small_build_leaves_the_entries_statistics_to_autovacuum(
+    api, curator, world, django_capture_on_commit_callbacks
+):
+    rule = DatasetRule.objects.get(pk=create_rule(api, curator, world)["id"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        version, created = dataset_version_build(rule=rule)
+    assert created and version.entry_count == 3 < versions.ANALYZE_FROM_ENTRIES
+    assert versions._analyze_entries not in callbacks
