@@ -19,8 +19,6 @@ picked on a pick question (best of N) or a pair question (see ``_apply_pick_cond
 from __future__ import annotations
 
 import hashlib
-import re
-import string
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -38,6 +36,7 @@ from annotation.quality.selectors import (
     item_picks,
 )
 from generation.models import Candidate, CandidateOrigin
+from training_bridge.captions import caption_for, normalise_prompt
 from training_bridge.models import (
     CandidateFingerprint,
     CaptionSource,
@@ -49,11 +48,9 @@ from training_bridge.models import (
 from training_bridge.neardup import NearDuplicateIndex, perceptual_hash_bytes
 
 CANDIDATE_KIND = {DatasetKind.IMAGE: "sticker", DatasetKind.ANIMATION: "animation"}
-CAPTION_PLACEHOLDERS = ("prompt", "enhanced_prompt", "motion_prompt")
 # Comparisons with thresholds allow for float noise: 2 of 3 votes is 0.666…, and a curator who
 # types 0.6667 means "two thirds".
 EPSILON = 1e-4
-_SPACES = re.compile(r"\s+")
 # Manifest rows are made, hashed and stored this many at a time: the candidates' fields are read
 # per chunk, so a build holds the kept units and one chunk, not a million rows of fields.
 ENTRY_CHUNK = 5000
@@ -304,43 +301,6 @@ def _runs(units: list[Unit]) -> int:
         if unit.candidate_id != last:
             count, last = count + 1, unit.candidate_id
     return count
-
-
-def normalise_prompt(text: str) -> str:
-    """The prompt as the split and the cap see it: case and spacing do not make a new prompt."""
-    return _SPACES.sub(" ", text).strip().casefold()
-
-
-def caption_for(spec: RuleSpec, row: dict) -> str:
-    raw = row["raw_prompt"]
-    if spec.caption_source == CaptionSource.ENHANCED_PROMPT:
-        return row["enhanced_prompt"] or raw
-    if spec.caption_source == CaptionSource.MOTION_PROMPT:
-        return row["motion_prompt"] or raw
-    if spec.caption_source == CaptionSource.TEMPLATE:
-        return spec.caption_template.format_map(
-            {
-                "prompt": raw,
-                "enhanced_prompt": row["enhanced_prompt"] or raw,
-                "motion_prompt": row["motion_prompt"] or raw,
-            }
-        )
-    return raw
-
-
-def template_errors(template: str) -> list[str]:
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        return [f"The template is malformed: {exc}."]
-    unknown = sorted({f for f in fields if f not in CAPTION_PLACEHOLDERS})
-    if unknown:
-        return [
-            f"Unknown placeholder {{{unknown[0]}}}: use "
-            + ", ".join(f"{{{p}}}" for p in CAPTION_PLACEHOLDERS)
-            + "."
-        ]
-    return []
 
 
 def _split_of(prompt_keys: list[str], *, fraction: float, seed: int) -> dict[str, str]:

@@ -19,7 +19,8 @@ from annotation.models import Campaign, CampaignKind
 from annotation.quality import aggregation
 from annotation.quality.selectors import is_pick_question, methods_for_question, pick_question_keys
 from generation.models import ModelVersion
-from training_bridge.curation import RuleSpec, is_pick_condition, template_errors
+from training_bridge.captions import template_errors
+from training_bridge.curation import RuleSpec, is_pick_condition
 from training_bridge.models import (
     PURPOSE_KINDS,
     CaptionSource,
