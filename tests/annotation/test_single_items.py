@@ -168,6 +168,32 @@ def test_a_failure_part_way_leaves_nothing():
     assert Campaign.objects.get(pk=campaign.pk).selection == {}
 
 
+def test_item_and_link_ids_are_drawn_a_thousand_at_a_time():
+    """Migration 0006: numbering a 10,000,000-item campaign one locked sequence call per id cost
+    30 s; a connection's ids still increase, which the creation order relies on."""
+    version = f.model_version("base")
+    _stickers(version, 4)
+    campaign = campaign_create(name="numbered", kind="single")
+    items = campaign_items_from_selection(campaign=campaign, model_versions=[version.pk], seed=2)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sequencename, cache_size FROM pg_sequences"
+            " WHERE sequencename LIKE 'annotation_item%%_id_seq' ORDER BY sequencename"
+        )
+        assert cursor.fetchall() == [
+            ("annotation_item_id_seq", 1000),
+            ("annotation_itemcandidate_id_seq", 1000),
+        ]
+    # One statement on one connection: the links were numbered in the items' order.
+    assert len(items) == 4
+    link_ids = list(
+        ItemCandidate.objects.filter(item__campaign=campaign)
+        .order_by("item_id")
+        .values_list("id", flat=True)
+    )
+    assert link_ids == sorted(set(link_ids))
+
+
 def test_a_closed_campaign_takes_no_items():
     version = f.model_version("base")
     _stickers(version, 2)
