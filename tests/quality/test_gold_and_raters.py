@@ -201,6 +201,22 @@ def test_too_fast_raters_are_paused():
     assert (quality.median_seconds, quality.fast_share) == (3.0, 0.25)
 
 
+def test_each_raters_median_seconds_is_the_middle_or_the_mean_of_the_two_middle():
+    camp = f.campaign(questions=QUESTIONS[:1], overlap=1)
+    even, odd, one = f.raters(3, campaign=camp)
+    items = f.items(camp, 8)
+    for item, seconds in zip(items[:4], (5.0, 1.0, 4.0, 2.0), strict=True):
+        f.judge(item, even, {"ok": True}, seconds=seconds)
+    for item, seconds in zip(items[4:7], (9.0, 0.5, 2.5), strict=True):
+        f.judge(item, odd, {"ok": False}, seconds=seconds)
+    f.judge(items[7], one, {"ok": True}, seconds=7.25)
+
+    campaign_results_compute(campaign=camp, methods=["majority"])
+    assert dict(
+        RaterQuality.objects.filter(campaign=camp).values_list("rater_id", "median_seconds")
+    ) == {even.pk: 3.0, odd.pk: 2.5, one.pk: 7.25}
+
+
 def test_manual_pause_needs_a_reason_and_a_membership():
     camp = f.campaign(questions=QUESTIONS[:1])
     (member,) = f.raters(1, campaign=camp)

