@@ -1,9 +1,10 @@
 """Column-wise inserts through COPY, fed a chunk at a time: the rows come back exactly as given,
-and a row the database refuses in a later chunk leaves nothing of the earlier ones."""
+and a row the database refuses in a later chunk leaves nothing of the earlier ones. The
+consensus table, written a few million rows at a time, keeps only the indexes its readers use."""
 
 import numpy as np
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from psycopg2.errors import CheckViolation
 
 from annotation.quality import bulk
@@ -67,3 +68,23 @@ def test_a_row_refused_in_the_last_chunk_leaves_nothing():
             chunk_rows=2,
         )
     assert ConsensusResult.objects.count() == 0
+
+
+def test_the_consensus_table_has_no_index_its_readers_do_not_use():
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, ConsensusResult._meta.db_table)
+    assert sorted(
+        (name.removeprefix("quality_consensusresult_"), tuple(c["columns"]))
+        for name, c in found.items()
+        if c["index"] or c["primary_key"]
+    ) == [
+        ("consensus_by_candidate", ("candidate_id",)),
+        ("consensus_by_method", ("campaign_id", "question_key", "method")),
+        ("consensus_unique_item", ("item_id", "question_key", "method")),
+        ("consensus_unique_item_candidate", ("item_id", "candidate_id", "question_key", "method")),
+        ("item_id_c461053b", ("item_id",)),
+        ("pkey", ("id",)),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'consensus_by_candidate'")
+        assert cursor.fetchone()[0].endswith("WHERE (candidate_id IS NOT NULL)")
