@@ -23,6 +23,8 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -268,39 +270,25 @@ class _Funnel:
         self.units = units
         self.stages: list[Stage] = []
         self.dropped: dict[int, str] = {}
-        self.stages.append(Stage(key="source", label=label, kept=_runs(units), dropped=0))
+        kept = sum(1 for _ in groupby(units, key=_candidate_id))
+        self.stages.append(Stage(key="source", label=label, kept=kept, dropped=0))
 
     def apply(self, key: str, label: str, keep) -> None:
         kept_units: list[Unit] = []
         kept = dropped = 0
-        run_id, run_kept = None, False
-        for unit in self.units:
-            if unit.candidate_id != run_id:
-                if run_id is not None:
-                    kept, dropped = self._close(run_id, run_kept, key, kept, dropped)
-                run_id, run_kept = unit.candidate_id, False
-            if keep(unit):
-                kept_units.append(unit)
-                run_kept = True
-        if run_id is not None:
-            kept, dropped = self._close(run_id, run_kept, key, kept, dropped)
+        for candidate_id, units in groupby(self.units, key=_candidate_id):
+            passed = [u for u in units if keep(u)]
+            if passed:
+                kept_units.extend(passed)
+                kept += 1
+            else:
+                self.dropped.setdefault(candidate_id, key)
+                dropped += 1
         self.units = kept_units
         self.stages.append(Stage(key=key, label=label, kept=kept, dropped=dropped))
 
-    def _close(self, candidate_id: int, run_kept: bool, key: str, kept: int, dropped: int):
-        if run_kept:
-            return kept + 1, dropped
-        self.dropped.setdefault(candidate_id, key)
-        return kept, dropped + 1
 
-
-def _runs(units: list[Unit]) -> int:
-    """Distinct candidates among units whose candidate's units are adjacent."""
-    count, last = 0, None
-    for unit in units:
-        if unit.candidate_id != last:
-            count, last = count + 1, unit.candidate_id
-    return count
+_candidate_id = attrgetter("candidate_id")
 
 
 def _split_of(prompt_keys: list[str], *, fraction: float, seed: int) -> dict[str, str]:
@@ -666,14 +654,7 @@ def _best_per_candidate(units: list[Unit]) -> list[Unit]:
     """A candidate rated in several campaigns or items keeps its best rating (by ``_rank``; the
     first in (campaign, item) order on a tie). ``units`` are in candidate id order, so a
     candidate's units are neighbours: no sort of every unit and no map by candidate id."""
-    best: list[Unit] = []
-    for unit in units:
-        if best and best[-1].candidate_id == unit.candidate_id:
-            if _rank(unit) < _rank(best[-1]):
-                best[-1] = unit
-        else:
-            best.append(unit)
-    return best
+    return [min(group, key=_rank) for _, group in groupby(units, key=_candidate_id)]
 
 
 def _sort_by_rank(units: list[Unit]) -> None:

@@ -42,10 +42,15 @@ def _text_value(value) -> str:
     return copy_text(value)
 
 
+def _is_scalar(values) -> bool:
+    """A column given as one value that every row shares."""
+    return np.isscalar(values) or values is None
+
+
 def _column(values, n: int) -> np.ndarray | list:
     """A column as COPY text. A scalar repeats; numeric and boolean arrays are converted in
     numpy; other values one by one (the hot columns of results are numeric or constant)."""
-    if np.isscalar(values) or values is None:
+    if _is_scalar(values):
         return [_text_value(values)] * n
     array = np.asarray(values)
     if array.dtype == np.bool_:
@@ -81,7 +86,7 @@ def _copy_chunks(columns: dict[str, object], n: int, chunk_rows: int) -> Iterato
         stop = min(n, start + chunk_rows)
         parts = [
             _column(
-                values if np.isscalar(values) or values is None else values[start:stop],
+                values if _is_scalar(values) else values[start:stop],
                 stop - start,
             )
             for values in columns.values()
@@ -95,17 +100,14 @@ def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 
     (JSON columns take JSON text). Runs in the caller's transaction. On PostgreSQL one COPY,
     fed a chunk at a time (``_CopySource``)."""
     names = list(columns)
-    lengths = {len(v) for v in columns.values() if not (np.isscalar(v) or v is None)}
+    lengths = {len(v) for v in columns.values() if not _is_scalar(v)}
     if len(lengths) != 1:
         raise ValueError("give at least one array column, all of the same length")
     n = lengths.pop()
     if n == 0:
         return 0
     if is_postgres():
-        arrays = {
-            name: v if np.isscalar(v) or v is None or isinstance(v, np.ndarray) else np.asarray(v)
-            for name, v in columns.items()
-        }
+        arrays = {name: v if _is_scalar(v) else np.asarray(v) for name, v in columns.items()}
         with connection.cursor() as cursor:
             cursor.copy_expert(
                 f"COPY {table} ({', '.join(names)}) FROM STDIN",
@@ -122,7 +124,7 @@ def insert_columns(table: str, columns: dict[str, object], *, chunk_rows: int = 
 
 
 def _plain(values, n: int) -> list:
-    if np.isscalar(values) or values is None:
+    if _is_scalar(values):
         values = [values] * n
     out = []
     for value in np.asarray(values, dtype=object):
