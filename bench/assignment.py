@@ -16,6 +16,7 @@ Full size: 30 s per phase; --quick: 10,000 items, 3 s per phase. The campaign ha
 the single rater's own judged items pile up at the head of the queue (the case the pick's level
 windows are for). Workers are gunicorn gthread workers with one thread each and keep-alive;
 before measuring, warm-up raters of their own load every worker and database connection.
+The load is checkpointed before the server starts (``write_back``).
 With BENCH_DEBUG=1, stderr also gets the CPU milliseconds per judgment and per floor request
 of gunicorn, the PostgreSQL backends and the load generator (from /proc).
 
@@ -142,6 +143,30 @@ def create_campaign(items: int, raters: int, *, name: str = "bench") -> tuple[in
             cursor.execute(f"VACUUM ANALYZE {table}")
     campaign_start(campaign=campaign)
     return campaign.pk, tokens
+
+
+def write_back(connection) -> None:
+    """Write the load's dirty pages to disk before anything is measured.
+
+    Loading a campaign leaves PostgreSQL's shared buffers full of dirty pages; left there, the
+    first phase's backends write them out as they need buffers, and that phase pays for the
+    load. Measured at 1,000,000 items, 32 raters alone, without and with this checkpoint in
+    turn: 394, 416, 437 against 439, 445, 450 judgments/s.
+    """
+    from django.db import DatabaseError
+
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+    except DatabaseError as exc:
+        print(f"# no checkpoint after the load: {str(exc).strip()}", file=sys.stderr)
+        return
+    print(
+        f"# checkpoint after the load: {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class Client:
@@ -433,6 +458,7 @@ def main() -> None:
 
     from django.db import connection
 
+    write_back(connection)
     connection.close()
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="stickerloop-bench-")) / "gunicorn.log"
