@@ -7,6 +7,7 @@ run never touches development or test data.
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -171,6 +172,27 @@ def reset_vm_hwm() -> None:
     """Start this process's peak resident set afresh (Linux ``clear_refs`` 5), so a stage's peak
     can be told apart from the set-up's before it."""
     Path("/proc/self/clear_refs").write_text("5")
+
+
+def refuse_unless_it_fits(what: str, *, disk_bytes: int = 0, memory_bytes: int = 0) -> None:
+    """Stop with a message before set-up when the disk or the memory cannot hold the run (``what``
+    names its size), rather than fill the disk half way through or swap. PostgreSQL is taken to
+    run on this machine, on the disk that holds the temporary folder."""
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if disk_bytes > free:
+        sys.exit(
+            f"{what} need about {disk_bytes / 1e9:.1f} GB of disk; {free / 1e9:.1f} GB is free."
+        )
+    available = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    if memory_bytes > available:
+        sys.exit(
+            f"{what} need about {memory_bytes / 1024**3:.1f} GiB of available memory; "
+            f"{available / 1024**3:.1f} GiB is."
+        )
 
 
 def emit(figures: dict) -> None:

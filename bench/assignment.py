@@ -51,7 +51,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import emit, free_port, setup_django, wait_until
+from _common import emit, free_port, refuse_unless_it_fits, setup_django, wait_until
 from _common import start_site as common_start_site
 
 OVERLAP = 3
@@ -61,6 +61,11 @@ CANDIDATES = 1000
 # 1,000 items in its 3 s, so a smaller campaign could run out.
 COMPARE_ITEMS = 10_000
 COMPARE_ITEMS_QUICK = 2_000
+# Disk per item, on the generous side: the scratch database took 331 bytes per item at
+# 1,000,000 (item, link, their indexes), and up to 2 GB more go to the write-ahead log
+# (max_wal_size, 1 GB by default) and the load's temporary files.
+DISK_BYTES_PER_ITEM = 1_000
+DISK_BYTES_FIXED = 2 * 10**9
 
 
 def bench_candidates() -> int:
@@ -438,6 +443,10 @@ def main() -> None:
     if compare_items and 1 not in phases:
         parser.error("--compare-items compares the single rater's p99: --raters must include 1")
 
+    refuse_unless_it_fits(
+        f"{items + compare_items:,} items",
+        disk_bytes=DISK_BYTES_FIXED + (items + compare_items) * DISK_BYTES_PER_ITEM,
+    )
     env = setup_django("bench_assignment")
     warmup_raters = 2 * args.workers
     small_id = small_tokens = None

@@ -20,13 +20,11 @@ Target (issue 16): 10,000,000 items in at most 60 s.
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import emit, setup_django
+from _common import emit, refuse_unless_it_fits, setup_django
 
 # Per item, on the generous side: measured at 1,000,000, tables and indexes take about 620 bytes
 # per item (candidate 290, item 155, link 177); besides them the write-ahead log not yet
@@ -37,29 +35,6 @@ _DISK_BYTES_PER_ITEM = 3_000
 # 10,000,000, with the server's own memory and this process beside it.
 _MEMORY_BYTES_FIXED = 1 * 1024**3
 _MEMORY_BYTES_PER_ITEM = 300
-
-
-def _refuse_if_too_large(n: int) -> None:
-    """Stop with a message before set-up when the disk or the memory cannot hold the run, rather
-    than fill the disk half way through or swap. PostgreSQL is taken to run on this machine's
-    disk, as in ``dataset_build.py``."""
-    need = n * _DISK_BYTES_PER_ITEM
-    free = shutil.disk_usage(tempfile.gettempdir()).free
-    if need > free:
-        sys.exit(
-            f"{n:,} items need about {need / 1e9:.1f} GB of disk; {free / 1e9:.1f} GB is free."
-        )
-    memory = _MEMORY_BYTES_FIXED + n * _MEMORY_BYTES_PER_ITEM
-    available = next(
-        int(line.split()[1]) * 1024
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemAvailable:")
-    )
-    if memory > available:
-        sys.exit(
-            f"{n:,} items need about {memory / 1024**3:.1f} GiB of available memory; "
-            f"{available / 1024**3:.1f} GiB is."
-        )
 
 
 def _refuse_over_the_item_limit(n: int) -> None:
@@ -114,7 +89,11 @@ def main() -> None:
     if n < 1:
         sys.exit("--items must be at least 1.")
 
-    _refuse_if_too_large(n)
+    refuse_unless_it_fits(
+        f"{n:,} items",
+        disk_bytes=n * _DISK_BYTES_PER_ITEM,
+        memory_bytes=_MEMORY_BYTES_FIXED + n * _MEMORY_BYTES_PER_ITEM,
+    )
     setup_django("bench_campaign_items")
     _refuse_over_the_item_limit(n)
     from django.db import connection

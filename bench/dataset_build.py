@@ -32,42 +32,18 @@ from _common import (
     ROOT,
     emit,
     peak_rss_mb,
+    refuse_unless_it_fits,
     setup_django,
     start_worker,
     stop_worker,
     vm_hwm_mb,
     wait_until,
 )
-from export import alignment_rule, populate, wait_for_exports
+from export import DISK_BYTES_PER_CANDIDATE, alignment_rule, populate, wait_for_exports
 
-# An estimate per candidate, on the generous side: its PNG takes a 4 KB block on disk, each of
-# the three export formats and the floor's tar about 1 KB (512-byte tar headers, padded data),
-# PostgreSQL's rows and indexes (candidate, item, three judgments, manifest row) about 2 KB.
-_DISK_BYTES_PER_CANDIDATE = 12_000
 # The bench, the build and the worker each stay under 1 GB at 1,000,000 candidates, with
 # PostgreSQL's working memory beside them.
 _MEMORY_BYTES = 4 * 1024**3
-
-
-def _refuse_if_too_large(n: int, media_root: Path) -> None:
-    """Stop with a message before set-up when the disk or the memory cannot hold the run, rather
-    than fill the disk half way through or swap."""
-    need = n * _DISK_BYTES_PER_CANDIDATE
-    free = shutil.disk_usage(media_root).free
-    if need > free:
-        sys.exit(
-            f"{n:,} candidates need about {need / 1e9:.1f} GB of disk; {free / 1e9:.1f} GB is free."
-        )
-    available = next(
-        int(line.split()[1]) * 1024
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemAvailable:")
-    )
-    if available < _MEMORY_BYTES:
-        sys.exit(
-            f"The run needs about {_MEMORY_BYTES / 1024**3:.0f} GiB of available memory; "
-            f"{available / 1024**3:.1f} GiB is."
-        )
 
 
 def build_in_child(rule_id: int, env: dict) -> dict:
@@ -108,7 +84,9 @@ def main() -> None:
         _build(args.build_rule)
         return
     n = args.candidates or (2_000 if args.quick else 1_000_000)
-    _refuse_if_too_large(n, Path(tempfile.gettempdir()))
+    refuse_unless_it_fits(
+        f"{n:,} candidates", disk_bytes=n * DISK_BYTES_PER_CANDIDATE, memory_bytes=_MEMORY_BYTES
+    )
 
     work_dir = tempfile.mkdtemp(prefix="stickerloop-bench-build-work-")
     os.environ["STICKERLOOP_DATASET_WORK_DIR"] = work_dir

@@ -38,11 +38,23 @@ import uuid
 import zlib
 from pathlib import Path
 
-from _common import emit, setup_django, start_worker, stop_worker, wait_until
+from _common import (
+    emit,
+    refuse_unless_it_fits,
+    setup_django,
+    start_worker,
+    stop_worker,
+    wait_until,
+)
 
 JUDGMENTS_PER_ITEM = 3
 RATERS = 30
 CANDIDATES_PER_PROMPT = 5
+
+# An estimate per candidate, on the generous side: its PNG takes a 4 KB block on disk, each of
+# the three export formats and the floor's tar about 1 KB (512-byte tar headers, padded data),
+# PostgreSQL's rows and indexes (candidate, item, three judgments, manifest row) about 2 KB.
+DISK_BYTES_PER_CANDIDATE = 12_000
 
 
 def _png_variants(count: int) -> list[bytes]:
@@ -341,6 +353,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=10_000)
     args = parser.parse_args()
     n = args.candidates or (3_000 if args.quick else 100_000)
+    refuse_unless_it_fits(f"{n:,} candidates", disk_bytes=n * DISK_BYTES_PER_CANDIDATE)
 
     # Scratch space for the exports beside this run's media, not in a shared /tmp/dataset_work.
     work_dir = tempfile.mkdtemp(prefix="stickerloop-bench-export-work-")

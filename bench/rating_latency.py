@@ -44,8 +44,10 @@ import threading
 import time
 from pathlib import Path
 
-from _common import emit, free_port, setup_django
+from _common import emit, free_port, refuse_unless_it_fits, setup_django
 from assignment import (
+    DISK_BYTES_FIXED,
+    DISK_BYTES_PER_ITEM,
     Client,
     check_database,
     create_campaign,
@@ -280,13 +282,16 @@ def main() -> None:
     parser.add_argument("--think-ms", type=float, default=500.0, help="on each item")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     args = parser.parse_args()
-    if not Path("/usr/bin/chromium").exists():
-        sys.exit("rating_latency needs Debian's chromium (make system-deps)")
     judgments = args.judgments or (20 if args.quick else 200)
     raters = args.raters if args.raters is not None else (4 if args.quick else 32)
     items = args.items or (20_000 if args.quick else 200_000)
     per_kind = judgments // 2
 
+    refuse_unless_it_fits(
+        f"{items:,} items", disk_bytes=DISK_BYTES_FIXED + items * DISK_BYTES_PER_ITEM
+    )
+    if not Path("/usr/bin/chromium").exists():
+        sys.exit("rating_latency needs Debian's chromium (make system-deps)")
     env = setup_django("bench_rating_latency")
     created = time.perf_counter()
     warmup_raters = 2 * args.workers
