@@ -1,5 +1,6 @@
-"""The benchmarks refuse a size the machine cannot hold, with a message, before they set anything
-up (issue 16: rather than fill the disk half way through or swap)."""
+"""The benchmark scripts from outside: they refuse a size the machine cannot hold, with a message,
+before they set anything up (issue 16: rather than fill the disk half way through or swap), and
+none of them can stand in for a package of the project."""
 
 import subprocess
 import sys
@@ -58,3 +59,12 @@ def test_a_size_that_fits_passes(monkeypatch):
     from _common import refuse_unless_it_fits
 
     assert refuse_unless_it_fits("ten items", disk_bytes=10, memory_bytes=10) is None
+
+
+def test_no_benchmark_shares_a_name_with_a_package_of_the_project():
+    # Celery's Django fix-up puts the working folder first on sys.path: a worker started from
+    # bench/ would import bench/<name>.py in place of the project's package <name>.
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    scripts = {path.stem for path in BENCH.glob("*.py")}
+    assert {"annotation", "webhooks", "stickerloop"} <= packages
+    assert scripts & packages == set()

@@ -1,6 +1,6 @@
 """Webhooks: what announcing a state change adds to the request that makes it.
 
-    python bench/webhooks.py [--quick] [--iterations N]
+    python bench/webhook_overhead.py [--quick] [--iterations N]
 
 The change is ``campaign_close`` on a running campaign (a real service: row lock, lease and item
 updates, then ``stickerloop.events.publish`` after commit), timed with the webhooks listener
@@ -16,7 +16,7 @@ and one LPUSH): what the request waits for, without the noise of the close itsel
 machine (the 2-core development box under other work) the wall-clock figures grow with the wait
 for a CPU after each round trip; compare them with the load average printed beside them.
 
-Last line: {"bench": "webhooks", "iterations", "close_ms_median_without",
+Last line: {"bench": "webhook_overhead", "iterations", "close_ms_median_without",
 "close_ms_median_with", "added_ms_median", "added_ms_p95", "relay_ms_median", "relay_ms_p95",
 "publish_enqueue_ms_median", "publish_enqueue_ms_p95", "queued_messages", "load_average"}.
 Target: added_ms_median <= 2 (relay_ms_median, the listener alone, far below it).
@@ -119,7 +119,7 @@ def main() -> None:
     median_without, median_with = statistics.median(without), statistics.median(with_relay)
     emit(
         {
-            "bench": "webhooks",
+            "bench": "webhook_overhead",
             "iterations": iterations,
             "close_ms_median_without": _ms(median_without),
             "close_ms_median_with": _ms(median_with),
