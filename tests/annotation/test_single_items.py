@@ -8,6 +8,7 @@ from django.test import override_settings
 from annotation.models import Campaign, Item, ItemCandidate
 from annotation.services.campaigns import campaign_close, campaign_create
 from annotation.services.items import (
+    _single_items_insert_with_orm,
     campaign_items_add,
     campaign_items_from_selection,
     single_creation_key,
@@ -88,6 +89,34 @@ def test_a_seed_fixes_the_creation_order_and_it_does_not_follow_the_candidates()
     assert expected != ids
     assert _by_creation(other) == sorted(ids, key=lambda c: single_creation_key(18, c))
     assert _by_creation(other) != expected
+
+
+def test_the_orm_form_for_sqlite_makes_the_same_items_in_the_same_order():
+    # make run's SQLite cannot run the set-based statement; its form runs here on PostgreSQL
+    # (tests/e2e/test_make_run.py runs it on SQLite) and must agree with the statement's.
+    version = f.model_version("base")
+    ids = _stickers(version, 30)
+    by_sql = campaign_create(name="by sql", kind="single", overlap=2, max_overlap=3)
+    by_orm = campaign_create(name="by orm", kind="single", overlap=2, max_overlap=3)
+    campaign_items_from_selection(campaign=by_sql, model_versions=[version.pk], seed=5)
+    made = _single_items_insert_with_orm(campaign=by_orm, candidate_ids=list(reversed(ids)), seed=5)
+    assert (
+        _by_creation(by_orm)
+        == _by_creation(by_sql)
+        == sorted(ids, key=lambda c: single_creation_key(5, c))
+    )
+    assert [item.candidate_ids_in_order() for item in made] == [[c] for c in ids]
+    assert sorted(
+        ItemCandidate.objects.filter(item__campaign=by_orm).values_list(
+            "candidate_id", "position", "side"
+        )
+    ) == [(c, 0, "") for c in ids]
+    assert list(
+        Item.objects.filter(campaign=by_orm)
+        .values_list("is_gold", "gold_answers", "overlap_target", "judgment_count", "group_key")
+        .order_by()
+        .distinct()
+    ) == [(False, None, 2, 0, "")]
 
 
 def test_over_the_item_limit_is_400_naming_it_and_stores_nothing(api, curator):
