@@ -34,18 +34,22 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)
 
+# Where `make run` keeps its database, broker, media, models and logs; the settings read the
+# same variable, so a folder given here (or in the environment) holds all of it.
+STICKERLOOP_VAR_DIR ?= var
+
 # The site needs only the Python packages (axe-core is for the browser tests).
 run: $(STAMP)
-	mkdir -p var
+	mkdir -p $(STICKERLOOP_VAR_DIR)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py build_default_models
 	$(BIN)/python manage.py demo_setup
 	@echo "Starting a Celery worker (queues default, gpu, train), beat and the site at http://$(HOST):$(PORT)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/celery -A stickerloop worker -Q default,gpu,train --pool solo --loglevel INFO \
-		> var/worker.log 2>&1 & \
-	$(BIN)/celery -A stickerloop beat --schedule var/celerybeat-schedule --loglevel INFO \
-		> var/beat.log 2>&1 & \
+		> $(STICKERLOOP_VAR_DIR)/worker.log 2>&1 & \
+	$(BIN)/celery -A stickerloop beat --schedule $(STICKERLOOP_VAR_DIR)/celerybeat-schedule \
+		--loglevel INFO > $(STICKERLOOP_VAR_DIR)/beat.log 2>&1 & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

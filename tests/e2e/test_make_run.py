@@ -1,0 +1,219 @@
+"""``make run`` as the README's newcomer types it, on a fresh folder: the Makefile sets up and
+starts the embedded default (SQLite, Celery's filesystem transport, the project's own offline
+models, a worker and beat), and then, over HTTP, a rater rates the demo campaign, the worker
+computes its results, and every page linked from each role's home answers without a server
+error. The rest of the suite runs on PostgreSQL; this is where SQLite is tried."""
+
+import os
+import re
+import signal
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+import requests
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "stickerloop-demo"
+# Pages a crawl must not follow: signing out ends the session, media and static files are not
+# pages, and the admin is Django's own.
+NOT_PAGES = ("/logout/", "/static/", "/rate/media/", "/admin/", "/media/")
+MAX_PAGES = 120
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """``make run`` in its own process group, its var folder in a temporary directory; the base
+    URL once the site answers."""
+    var = tmp_path_factory.mktemp("var")
+    port = _free_port()
+    # A newcomer's shell: none of the test run's database, broker or folder settings.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("STICKERLOOP_", "DJANGO_", "DATABASE_", "CELERY_"))
+    }
+    env["STICKERLOOP_VAR_DIR"] = str(var)
+    log = (var / "make-run.log").open("w")
+    process = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"make run ended:\n{_tail(var / 'make-run.log')}")
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(
+            up, timeout=400, message=f"the site did not come up:\n{_tail(var / 'make-run.log')}"
+        )
+        yield base, var
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def _token(base: str, username: str) -> dict:
+    answer = requests.post(
+        f"{base}/api/auth/token/", json={"username": username, "password": PASSWORD}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Token {answer.json()['token']}"}
+
+
+def test_a_rater_rates_the_demo_campaign_and_the_worker_computes_its_results(site):
+    base, var = site
+    rater = _token(base, "rater")
+    campaigns = requests.get(f"{base}/api/rate/campaigns/", headers=rater, timeout=30).json()
+    [campaign] = [c for c in campaigns if c["name"] == "Demo: alignment and style"]
+    step_url = f"{base}/api/campaigns/{campaign['id']}/rate/"
+
+    step = requests.post(step_url, json={"fetch": 1}, headers=rater, timeout=30)
+    assert step.status_code == 200, step.text
+    judged = []
+    for n in range(3):
+        [item] = step.json()["items"]
+        [shown] = item["candidates"]
+        media = requests.get(urljoin(base, shown["url"]), headers=rater, timeout=30)
+        assert media.status_code == 200
+        assert media.content[:8] == b"\x89PNG\r\n\x1a\n"
+        step = requests.post(
+            step_url,
+            json={
+                "fetch": 1,
+                "submit": {
+                    "item": item["id"],
+                    "client_id": f"00000000-0000-4000-8000-00000000000{n}",
+                    "seconds_on_item": 2.5,
+                    "answers": {"aligned": n != 1, "style_pass": True},
+                },
+            },
+            headers=rater,
+            timeout=30,
+        )
+        assert step.status_code == 200, step.text
+        assert step.json()["judgment"]["item"] == item["id"]
+        judged.append(item["id"])
+    assert len(set(judged)) == 3
+
+    curator = _token(base, "curator")
+    quality = f"{base}/api/quality/campaigns/{campaign['id']}"
+    queued = requests.post(f"{quality}/compute/", json={}, headers=curator, timeout=30)
+    assert queued.status_code == 202, queued.text
+    run_url = f"{base}/api/quality/runs/{queued.json()['id']}/"
+
+    def finished() -> bool:
+        return requests.get(run_url, headers=curator, timeout=30).json()["status"] in (
+            "succeeded",
+            "failed",
+        )
+
+    wait_for(
+        finished,
+        timeout=180,
+        message=f"the worker did not finish the run:\n{_tail(var / 'worker.log')}",
+    )
+    run = requests.get(run_url, headers=curator, timeout=30).json()
+    assert run["status"] == "succeeded", run["error"]
+    consensus = requests.get(
+        f"{quality}/consensus/",
+        params={"question_key": "aligned", "method": "majority"},
+        headers=curator,
+        timeout=30,
+    ).json()
+    labels = {row["item"]: (row["label"], row["n_judgments"]) for row in consensus}
+    assert {item: labels[item] for item in judged} == {
+        judged[0]: (True, 1),
+        judged[1]: (False, 1),
+        judged[2]: (True, 1),
+    }
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.hrefs.append(href)
+
+
+def _signed_in(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/login/", timeout=30)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    answer = session.post(
+        f"{base}/login/",
+        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+        headers={"Referer": f"{base}/login/"},
+        timeout=30,
+    )
+    assert answer.status_code == 200 and "/login/" not in answer.url, answer.text[:2000]
+    return session
+
+
+@pytest.mark.parametrize(
+    ("username", "main_page"),
+    [("rater", "/rate/"), ("curator", "/campaigns/"), ("engineer", "/training/jobs/")],
+)
+def test_every_page_a_role_reaches_from_home_answers_without_a_server_error(
+    site, username, main_page
+):
+    base, var = site
+    session = _signed_in(base, username)
+    seen: set[str] = set()
+    queue = ["/"]
+    failures = []
+    while queue and len(seen) < MAX_PAGES:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        page = session.get(f"{base}{path}", timeout=60)
+        if page.status_code >= 500:
+            failures.append(f"{path}: {page.status_code}")
+            continue
+        if "text/html" not in page.headers.get("Content-Type", ""):
+            continue
+        links = _Links()
+        links.feed(page.text)
+        for href in links.hrefs:
+            target = urlparse(urljoin(f"{base}{path}", href))
+            if target.netloc != urlparse(base).netloc or target.path.startswith(NOT_PAGES):
+                continue
+            queue.append(target.path)
+    assert failures == [], f"{failures}\n{_tail(var / 'make-run.log')}"
+    # The crawl went where the role works: one that saw only the home page proves nothing.
+    assert main_page in seen, sorted(seen)
