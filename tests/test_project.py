@@ -209,9 +209,19 @@ def test_every_task_is_routed_to_its_queue():
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_run_starts_beat_beside_the_worker():
     """Without beat, results are never recomputed and dead workers' work is never requeued."""
+    # The default folder, whatever this shell names.
+    env = {k: v for k, v in os.environ.items() if k != "STICKERLOOP_VAR_DIR"}
     out = subprocess.run(
-        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "-n", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
+    # One line per command: the recipe's continuation lines joined.
+    out = " ".join(out.replace("\\\n", " ").split())
     assert ".venv/bin/celery -A stickerloop worker -Q default,gpu,train --pool solo" in out
     assert (
         ".venv/bin/celery -A stickerloop beat --schedule var/celerybeat-schedule --loglevel INFO"
