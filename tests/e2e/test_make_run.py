@@ -1,8 +1,8 @@
 """``make run`` as the README's newcomer types it, on a fresh folder: the Makefile sets up and
 starts the embedded default (SQLite, Celery's filesystem transport, the project's own offline
 models, a worker and beat), and then, over HTTP, a rater rates the demo campaign, the worker
-computes its results, and every page linked from each role's home answers without a server
-error. The rest of the suite runs on PostgreSQL; this is where SQLite is tried."""
+computes its results, a curator builds, publishes and exports a dataset version from them, and
+every page linked from each role's home answers without a server error. The rest of the suite runs on PostgreSQL; this is where SQLite is tried."""
 
 import os
 import re
@@ -90,7 +90,7 @@ def _token(base: str, username: str) -> dict:
     return {"Authorization": f"Token {answer.json()['token']}"}
 
 
-def test_a_rater_rates_the_demo_campaign_and_the_worker_computes_its_results(site):
+def test_rate_aggregate_build_publish_and_export_on_the_embedded_default(site):
     base, var = site
     rater = _token(base, "rater")
     campaigns = requests.get(f"{base}/api/rate/campaigns/", headers=rater, timeout=30).json()
@@ -156,6 +156,59 @@ def test_a_rater_rates_the_demo_campaign_and_the_worker_computes_its_results(sit
         judged[1]: (False, 1),
         judged[2]: (True, 1),
     }
+
+    # The curator turns the two aligned stickers into a published version and exports it.
+    api = f"{base}/api"
+    rule = requests.post(
+        f"{api}/dataset-rules/create/",
+        json={
+            "name": "aligned demo stickers",
+            "purpose": "alignment",
+            "campaigns": [campaign["id"]],
+            "conditions": [{"question": "aligned", "labels": [True]}],
+            "min_judgments": 1,
+            "validation_fraction": 0.0,
+        },
+        headers=curator,
+        timeout=30,
+    )
+    assert rule.status_code == 201, rule.text
+    built = requests.post(
+        f"{api}/dataset-rules/{rule.json()['id']}/build/", headers=curator, timeout=60
+    )
+    assert built.status_code == 201, built.text
+    version = built.json()["version"]
+    assert version["entry_count"] == 2
+    published = requests.post(
+        f"{api}/dataset-versions/{version['id']}/publish/", headers=curator, timeout=30
+    )
+    assert published.status_code == 200, published.text
+    assert published.json()["status"] == "published"
+    export = requests.post(
+        f"{api}/dataset-versions/{version['id']}/exports/",
+        json={"format": "imagefolder"},
+        headers=curator,
+        timeout=30,
+    )
+    assert export.status_code == 201, export.text
+    export_url = f"{api}/dataset-exports/{export.json()['id']}/"
+
+    def exported() -> bool:
+        return requests.get(export_url, headers=curator, timeout=30).json()["status"] in (
+            "succeeded",
+            "failed",
+        )
+
+    wait_for(
+        exported,
+        timeout=180,
+        message=f"the worker did not finish the export:\n{_tail(var / 'worker.log')}",
+    )
+    export = requests.get(export_url, headers=curator, timeout=30).json()
+    assert export["status"] == "succeeded", export
+    download = requests.get(urljoin(base, export["download_url"]), headers=curator, timeout=60)
+    assert download.status_code == 200
+    assert len(download.content) > 0
 
 
 class _Links(HTMLParser):
