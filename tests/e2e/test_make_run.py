@@ -1,8 +1,10 @@
 """``make run`` as the README's newcomer types it, on a fresh folder: the Makefile sets up and
 starts the embedded default (SQLite, Celery's filesystem transport, the project's own offline
-models, a worker and beat), and then, over HTTP, a rater rates the demo campaign, the worker
-computes its results, a curator builds, publishes and exports a dataset version from them, and
-every page linked from each role's home answers without a server error. The rest of the suite runs on PostgreSQL; this is where SQLite is tried."""
+models, a worker and beat). Then, over HTTP: a rater rates the demo campaign, the worker
+computes its results, a curator builds, publishes and exports a dataset version from them, an
+engineer finetunes the default sticker model on it and gets its evaluation campaign, and every
+page linked from each role's home answers without a server error. The rest of the suite runs on
+PostgreSQL; this is where SQLite is tried."""
 
 import os
 import re
@@ -209,6 +211,46 @@ def test_rate_aggregate_build_publish_and_export_on_the_embedded_default(site):
     download = requests.get(urljoin(base, export["download_url"]), headers=curator, timeout=60)
     assert download.status_code == 200
     assert len(download.content) > 0
+
+    # The engineer finetunes the default sticker model on it; the train queue's job makes a new
+    # model version whose parent is the base, and its evaluation opens a pair campaign.
+    engineer = _token(base, "engineer")
+    models = requests.get(f"{api}/model-versions/", headers=engineer, timeout=30).json()
+    [sticker_base] = [m for m in models["results"] if m["name"] == "sticker-base"]
+    job = requests.post(
+        f"{api}/training-jobs/create/",
+        json={
+            "recipe": "finetune",
+            "base_model_version": sticker_base["id"],
+            "datasets": [{"role": "train", "dataset_version": version["id"]}],
+            "params": {"train_batch_size": 2, "method": "lora", "max_train_steps": 2},
+            "evaluation_seeds": [7],
+        },
+        headers=engineer,
+        timeout=30,
+    )
+    assert job.status_code == 201, job.text
+    job_url = f"{api}/training-jobs/{job.json()['id']}/"
+
+    def evaluated() -> bool:
+        job = requests.get(job_url, headers=engineer, timeout=30).json()
+        evaluation = job["evaluation"] or {}
+        return job["status"] in ("failed", "cancelled") or (
+            job["status"] == "succeeded" and evaluation.get("status") not in (None, "generating")
+        )
+
+    wait_for(
+        evaluated,
+        timeout=300,
+        message=f"the job was not trained and evaluated:\n{_tail(var / 'worker.log')}",
+    )
+    job = requests.get(job_url, headers=engineer, timeout=30).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["evaluation"]["status"] == "open", job["evaluation"]
+    trained = requests.get(
+        f"{api}/model-versions/{job['output_model_version']}/", headers=engineer, timeout=30
+    ).json()
+    assert trained["parent"] == sticker_base["id"]
 
 
 class _Links(HTMLParser):
