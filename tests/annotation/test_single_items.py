@@ -34,6 +34,22 @@ def _by_creation(campaign) -> list[int]:
     )
 
 
+def _made(campaign) -> tuple[list, list]:
+    """The campaign's links (candidate, position, side), and its items' distinct settings."""
+    links = sorted(
+        ItemCandidate.objects.filter(item__campaign=campaign).values_list(
+            "candidate_id", "position", "side"
+        )
+    )
+    settings = list(
+        Item.objects.filter(campaign=campaign)
+        .values_list("is_gold", "gold_answers", "overlap_target", "judgment_count", "group_key")
+        .order_by()
+        .distinct()
+    )
+    return links, settings
+
+
 def test_one_item_per_selected_candidate_with_the_campaign_overlap():
     version = f.model_version("base")
     ids = _stickers(version, 5)
@@ -41,17 +57,7 @@ def test_one_item_per_selected_candidate_with_the_campaign_overlap():
     campaign = campaign_create(name="one by one", kind="single", overlap=2, max_overlap=3)
     items = campaign_items_from_selection(campaign=campaign, model_versions=[version.pk], seed=3)
     assert [i.candidate_ids_in_order() for i in items] == [[c] for c in ids]
-    assert sorted(
-        ItemCandidate.objects.filter(item__campaign=campaign).values_list(
-            "candidate_id", "position", "side"
-        )
-    ) == [(c, 0, "") for c in ids]
-    assert list(
-        Item.objects.filter(campaign=campaign)
-        .values_list("is_gold", "gold_answers", "overlap_target", "judgment_count", "group_key")
-        .order_by()
-        .distinct()
-    ) == [(False, None, 2, 0, "")]
+    assert _made(campaign=campaign) == ([(c, 0, "") for c in ids], [(False, None, 2, 0, "")])
     assert Item.objects.count() == 5
     assert Campaign.objects.get(pk=campaign.pk).selection == {
         "batches": [],
@@ -106,17 +112,7 @@ def test_the_orm_form_for_sqlite_makes_the_same_items_in_the_same_order():
         == sorted(ids, key=lambda c: single_creation_key(5, c))
     )
     assert [item.candidate_ids_in_order() for item in made] == [[c] for c in ids]
-    assert sorted(
-        ItemCandidate.objects.filter(item__campaign=by_orm).values_list(
-            "candidate_id", "position", "side"
-        )
-    ) == [(c, 0, "") for c in ids]
-    assert list(
-        Item.objects.filter(campaign=by_orm)
-        .values_list("is_gold", "gold_answers", "overlap_target", "judgment_count", "group_key")
-        .order_by()
-        .distinct()
-    ) == [(False, None, 2, 0, "")]
+    assert _made(campaign=by_orm) == ([(c, 0, "") for c in ids], [(False, None, 2, 0, "")])
 
 
 def test_over_the_item_limit_is_400_naming_it_and_stores_nothing(api, curator):

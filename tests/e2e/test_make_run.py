@@ -84,6 +84,23 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
+def _polled(url: str, headers: dict, *, done, what: str, var: Path, timeout: float = 180) -> dict:
+    """``url``'s JSON once ``done`` holds for it; on time-out, the worker's log says why."""
+    try:
+        wait_for(
+            lambda: done(requests.get(url, headers=headers, timeout=30).json()),
+            timeout=timeout,
+            message=f"the worker did not finish {what}",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_tail(var / 'worker.log')}") from None
+    return requests.get(url, headers=headers, timeout=30).json()
+
+
+def _ended(task: dict) -> bool:
+    return task["status"] in ("succeeded", "failed")
+
+
 def _token(base: str, username: str) -> dict:
     answer = requests.post(
         f"{base}/api/auth/token/", json={"username": username, "password": PASSWORD}, timeout=30
@@ -133,18 +150,7 @@ def test_rate_aggregate_build_publish_and_export_on_the_embedded_default(site):
     assert queued.status_code == 202, queued.text
     run_url = f"{base}/api/quality/runs/{queued.json()['id']}/"
 
-    def finished() -> bool:
-        return requests.get(run_url, headers=curator, timeout=30).json()["status"] in (
-            "succeeded",
-            "failed",
-        )
-
-    wait_for(
-        finished,
-        timeout=180,
-        message=f"the worker did not finish the run:\n{_tail(var / 'worker.log')}",
-    )
-    run = requests.get(run_url, headers=curator, timeout=30).json()
+    run = _polled(run_url, curator, done=_ended, what="the results", var=var)
     assert run["status"] == "succeeded", run["error"]
     consensus = requests.get(
         f"{quality}/consensus/",
@@ -195,18 +201,7 @@ def test_rate_aggregate_build_publish_and_export_on_the_embedded_default(site):
     assert export.status_code == 201, export.text
     export_url = f"{api}/dataset-exports/{export.json()['id']}/"
 
-    def exported() -> bool:
-        return requests.get(export_url, headers=curator, timeout=30).json()["status"] in (
-            "succeeded",
-            "failed",
-        )
-
-    wait_for(
-        exported,
-        timeout=180,
-        message=f"the worker did not finish the export:\n{_tail(var / 'worker.log')}",
-    )
-    export = requests.get(export_url, headers=curator, timeout=30).json()
+    export = _polled(export_url, curator, done=_ended, what="the export", var=var)
     assert export["status"] == "succeeded", export
     download = requests.get(urljoin(base, export["download_url"]), headers=curator, timeout=60)
     assert download.status_code == 200
@@ -232,19 +227,15 @@ def test_rate_aggregate_build_publish_and_export_on_the_embedded_default(site):
     assert job.status_code == 201, job.text
     job_url = f"{api}/training-jobs/{job.json()['id']}/"
 
-    def evaluated() -> bool:
-        job = requests.get(job_url, headers=engineer, timeout=30).json()
+    def evaluated(job: dict) -> bool:
         evaluation = job["evaluation"] or {}
         return job["status"] in ("failed", "cancelled") or (
             job["status"] == "succeeded" and evaluation.get("status") not in (None, "generating")
         )
 
-    wait_for(
-        evaluated,
-        timeout=300,
-        message=f"the job was not trained and evaluated:\n{_tail(var / 'worker.log')}",
+    job = _polled(
+        job_url, engineer, done=evaluated, what="training and evaluation", var=var, timeout=300
     )
-    job = requests.get(job_url, headers=engineer, timeout=30).json()
     assert job["status"] == "succeeded", job["error"]
     assert job["evaluation"]["status"] == "open", job["evaluation"]
     trained = requests.get(
