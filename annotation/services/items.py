@@ -314,7 +314,8 @@ def _single_items_insert_with_orm(
             for item, candidate_id in zip(items, ordered, strict=True)
         ]
     )
-    # As in _single_items_insert: the campaign row is locked, so the id range is these items.
+    # As in _single_items_insert, no other items of the campaign are made meanwhile (SQLite
+    # holds its write lock to the commit), so the id range is these items.
     return Item.objects.filter(campaign=campaign, pk__range=(items[0].pk, items[-1].pk)).order_by(
         "item_candidates__candidate_id"
     )

@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlparse
 import pytest
 import requests
 
+from bench._common import free_port
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -29,20 +30,12 @@ NOT_PAGES = ("/logout/", "/static/", "/rate/media/", "/admin/", "/media/")
 MAX_PAGES = 120
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """``make run`` in its own process group, its var folder in a temporary directory; the base
     URL once the site answers."""
     var = tmp_path_factory.mktemp("var")
-    port = _free_port()
+    port = free_port()
     # A newcomer's shell: none of the test run's database, broker or folder settings.
     env = {
         key: value
@@ -70,9 +63,7 @@ def site(tmp_path_factory):
             return False
 
     try:
-        wait_for(
-            up, timeout=400, message=f"the site did not come up:\n{_tail(var / 'make-run.log')}"
-        )
+        _waited(up, timeout=400, message="the site did not come up", log=var / "make-run.log")
         yield base, var
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -84,16 +75,22 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
+def _waited(predicate, *, timeout: float, message: str, log: Path) -> None:
+    """``wait_for``, with the end of ``log`` as it is when the wait gives up."""
+    try:
+        wait_for(predicate, timeout=timeout, message=message)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_tail(log)}") from None
+
+
 def _polled(url: str, headers: dict, *, done, what: str, var: Path, timeout: float = 180) -> dict:
     """``url``'s JSON once ``done`` holds for it; on time-out, the worker's log says why."""
-    try:
-        wait_for(
-            lambda: done(requests.get(url, headers=headers, timeout=30).json()),
-            timeout=timeout,
-            message=f"the worker did not finish {what}",
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_tail(var / 'worker.log')}") from None
+    _waited(
+        lambda: done(requests.get(url, headers=headers, timeout=30).json()),
+        timeout=timeout,
+        message=f"the worker did not finish {what}",
+        log=var / "worker.log",
+    )
     return requests.get(url, headers=headers, timeout=30).json()
 
 
