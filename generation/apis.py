@@ -47,7 +47,7 @@ from generation.services.prompts import (
     prompt_import_create,
     prompt_set_import,
 )
-from stickerloop.api import CheckedJSONParser, ids_param
+from stickerloop.api import CheckedJSONParser, IdFilter, ids_param
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 
@@ -592,13 +592,13 @@ class CandidateListApi(generics.ListAPIView):
     serializer_class = CandidateOutput
 
     class FilterSerializer(serializers.Serializer):
-        batch = serializers.IntegerField(required=False)
-        model_version = serializers.IntegerField(required=False)
-        prompt = serializers.IntegerField(required=False)
-        prompt_set = serializers.IntegerField(required=False)
+        batch = IdFilter()
+        model_version = IdFilter()
+        prompt = IdFilter()
+        prompt_set = IdFilter()
         tag = serializers.CharField(required=False, max_length=64)
         kind = serializers.ChoiceField(choices=CandidateKind.choices, required=False)
-        source = serializers.IntegerField(required=False)
+        source = IdFilter()
 
     @extend_schema(
         parameters=[

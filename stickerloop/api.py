@@ -5,12 +5,13 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from stickerloop.errors import ServiceConflict, validation_error_detail
+from stickerloop.ids import MAX_ID
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,35 @@ def exception_handler(exc, context):
     return drf_exception_handler(exc, context)
 
 
+class IdFilter(serializers.IntegerField):
+    """A row id in a list's query string (``?batch=3``), optional: 0 to ``MAX_ID``. Anything
+    else answers 400 naming the parameter, before the database sees it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(min_value=0, max_value=MAX_ID, **kwargs)
+
+
+def query_id(request, name: str) -> int | None:
+    """``?name=`` as an ``IdFilter`` reads it; None when absent or empty."""
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return None
+    try:
+        return IdFilter().run_validation(raw)
+    except exceptions.ValidationError as exc:
+        raise exceptions.ValidationError({name: exc.detail}) from exc
+
+
 def ids_param(request) -> list[int]:
     """The ``?ids=1,2,3`` of a progress poll as integers, the first 200 of them; a part that is
-    not an integer answers 400."""
+    not an id (0 to ``MAX_ID``) answers 400."""
     raw = request.query_params.get("ids", "")
+    message = f"Must be comma-separated ids: integers from 0 to {MAX_ID}."
     try:
-        return [int(part) for part in raw.split(",") if part][:200]
+        ids = [int(part) for part in raw.split(",") if part][:200]
     except ValueError as exc:
-        raise exceptions.ValidationError({"ids": "Must be comma-separated integers."}) from exc
+        raise exceptions.ValidationError({"ids": [message]}) from exc
+    if not all(0 <= i <= MAX_ID for i in ids):
+        raise exceptions.ValidationError({"ids": [message]})
+    return ids

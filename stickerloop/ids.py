@@ -1,5 +1,10 @@
 """Ids typed into query strings and form fields: one rule for what counts as one."""
 
+from stickerloop.converters import BIGINT_MAX
+
+# Every primary key is a BigAutoField: no row's id is larger. A filter on a larger number must not
+# reach the database, whose driver may not even send it (SQLite's raises OverflowError).
+MAX_ID = BIGINT_MAX
 # PostgreSQL's bigint holds every 18-digit number; a longer one cannot be a row's id.
 MAX_ID_DIGITS = 18
 

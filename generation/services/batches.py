@@ -34,12 +34,11 @@ from generation.params import GenerationParams, validate_params
 from generation.services.enhancers import template_enhancer
 from stickerloop import events
 from stickerloop.errors import ServiceConflict
+from stickerloop.ids import MAX_ID
 from stickerloop.lifecycle import lock_unfinished
 
 MAX_SEEDS = 64
 MOTION_PROMPT_MAX_CHARS = 1000
-# The largest primary key (BigAutoField); a larger id would fail the query instead of the check.
-MAX_ID = 2**63 - 1
 # A first CSV row naming its columns is a header, not a sticker.
 MOTION_PROMPT_HEADERS = {"sticker", "source", "candidate", "id", "sticker_id", "source_id"}
 MAX_SEED = 2**32 - 1

@@ -12,7 +12,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from stickerloop.api import ids_param
+from stickerloop.api import IdFilter, ids_param, query_id
 from stickerloop.roles import IsCuratorOrEngineer
 from stickerloop.schema import ErrorSerializer
 from stickerloop.storage import is_bucket
@@ -129,12 +129,7 @@ class ExportListApi(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        version = self.request.query_params.get("version")
-        # ASCII digits: "²" passes str.isdigit but not int(). A number past bigint matches
-        # nothing, as an id filter does.
-        if version is not None and not (version.isascii() and version.isdigit()):
-            raise serializers.ValidationError({"version": "Must be an integer."})
-        return selectors.dataset_export_list(version=int(version) if version else None)
+        return selectors.dataset_export_list(version=query_id(self.request, "version"))
 
 
 class ExportDetailApi(generics.RetrieveAPIView):
@@ -224,8 +219,8 @@ class AuditListApi(generics.ListAPIView):
     serializer_class = AuditOutput
 
     class FilterSerializer(serializers.Serializer):
-        version = serializers.IntegerField(required=False)
-        export = serializers.IntegerField(required=False)
+        version = IdFilter()
+        export = IdFilter()
         action = serializers.CharField(required=False)
 
     @extend_schema(

@@ -7,6 +7,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from stickerloop.api import IdFilter
 from stickerloop.media import media_url
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
 from stickerloop.schema import ValidationErrorSerializer
@@ -102,7 +103,7 @@ class VersionListApi(generics.ListAPIView):
     serializer_class = VersionOutput
 
     class FilterSerializer(serializers.Serializer):
-        rule = serializers.IntegerField(required=False)
+        rule = IdFilter()
         purpose = serializers.ChoiceField(choices=DatasetPurpose.choices, required=False)
         status = serializers.ChoiceField(choices=VersionStatus.choices, required=False)
         kind = serializers.ChoiceField(choices=DatasetKind.choices, required=False)

@@ -2,13 +2,13 @@
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from stickerloop.api import CheckedJSONParser
+from stickerloop.api import CheckedJSONParser, query_id
 from stickerloop.roles import IsCurator, IsCuratorOrEngineer
 from training_bridge import selectors
 from training_bridge.models import (
@@ -146,11 +146,12 @@ class WeakImportListApi(generics.ListAPIView):
     permission_classes = [IsCuratorOrEngineer]
     serializer_class = WeakImportOutput
 
+    @extend_schema(parameters=[OpenApiParameter("source", int, description="A source's id.")])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
-        source = self.request.query_params.get("source")
-        return selectors.weak_import_list(
-            source=int(source) if source and source.isdigit() else None
-        )
+        return selectors.weak_import_list(source=query_id(self.request, "source"))
 
 
 class WeakImportDetailApi(generics.RetrieveAPIView):

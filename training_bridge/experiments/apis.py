@@ -12,6 +12,8 @@ from rest_framework.views import APIView
 from annotation.quality.apis.tables import FORMAT, CSVRenderer
 from generation.models import Candidate, ModelVersion, PromptSet
 from generation.pipelines.enhancers import MAX_TEMPLATE_CHARS
+from stickerloop.api import IdFilter
+from stickerloop.ids import MAX_ID
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 from training_bridge.experiments import selectors
 from training_bridge.experiments.models import Axis, Experiment, ExperimentArm
@@ -30,8 +32,6 @@ from training_bridge.experiments.services.scores import (
     experiment_scores_record,
 )
 from training_bridge.jobs.evaluation import EVALUATION_OVERLAP, MAX_EVALUATION_SEEDS
-
-MAX_ID = 2**63 - 1
 
 
 class ArmOutput(serializers.ModelSerializer):
@@ -102,8 +102,8 @@ class ExperimentListApi(generics.ListAPIView):
     serializer_class = ExperimentListOutput
 
     class FilterSerializer(serializers.Serializer):
-        model_version = serializers.IntegerField(required=False, min_value=0, max_value=MAX_ID)
-        job = serializers.IntegerField(required=False, min_value=0, max_value=MAX_ID)
+        model_version = IdFilter()
+        job = IdFilter()
 
     @extend_schema(
         parameters=[OpenApiParameter("model_version", int), OpenApiParameter("job", int)]

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.quality.svg import interval_chart
 from stickerloop.errors import ServiceConflict
+from stickerloop.ids import MAX_ID
 from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.experiments import selectors
@@ -18,7 +19,6 @@ from training_bridge.experiments.questions import WIN_RATE_QUESTIONS
 from training_bridge.experiments.services.results import experiment_results_compute
 
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
-MAX_ID = 2**63 - 1
 
 
 def _id_param(request, name: str) -> int | None:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign
 from annotation.quality import selectors
+from stickerloop.ids import MAX_ID
 from stickerloop.roles import IsCuratorOrEngineer
 
 
@@ -198,8 +199,9 @@ class ConsensusApi(TableApi):
     class FilterSerializer(serializers.Serializer):
         question_key = serializers.CharField()
         method = serializers.CharField(default="majority")
-        offset = serializers.IntegerField(min_value=0, default=0)
-        limit = serializers.IntegerField(min_value=1, required=False)
+        # No table has more rows than ids: a larger number would only overflow the driver.
+        offset = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0)
+        limit = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 
     @extend_schema(
         parameters=[
