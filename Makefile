@@ -1,5 +1,6 @@
 # Stickerloop: `make run` sets up and serves the platform on one machine; `make test` runs the suite
-# (`make test-fast` without the end-to-end, browser and load tests).
+# on PostgreSQL, then its database tests on SQLite (`make test-fast`: PostgreSQL only, without the
+# end-to-end, browser and load tests).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test test-fast schemathesis bench loop world-models lint format system-deps clean
+.PHONY: install run test test-sqlite test-fast schemathesis bench loop world-models lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,14 @@ run: $(STAMP)
 
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-sqlite
+
+# The tests that use the database, again on SQLite (in memory), the database `make run` uses: all
+# but those marked postgresql, e2e, browser or load (tests/conftest.py chooses them).
+test-sqlite: install
+	STICKERLOOP_TEST_ON_SQLITE=1 DATABASE_URL=sqlite://:memory: \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

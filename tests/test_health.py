@@ -144,6 +144,7 @@ def gated_site(serve, tmp_path):
         gate.close()
 
 
+@pytest.mark.postgresql
 @pytest.mark.parametrize("part", ["database", "broker"])
 def test_readyz_names_a_stopped_or_hung_part_within_two_seconds(gated_site, part):
     site, gates = gated_site

@@ -174,6 +174,7 @@ def _work_in_the_database(models) -> None:
     )
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_metrics_over_http_add_up_every_worker_and_read_the_database(serve, models, tmp_path):
     # given: work in the database, and the site under gunicorn with two workers

@@ -18,6 +18,8 @@ from bench._common import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each failure is answered within the preflight's 3 s timeouts plus Django's start-up.
 BOUND_SECONDS = 10
+# The start-up checks run in a subprocess, against this suite's PostgreSQL database.
+pytestmark = pytest.mark.postgresql
 
 
 def _database_url(name: str | None = None, *, port: int | None = None) -> str:

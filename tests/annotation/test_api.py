@@ -239,6 +239,7 @@ def test_skip_undo_and_held(setup):
     assert response.json() == {"detail": "You have no judgment to undo in this campaign."}
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_api_step_query_count(django_assert_num_queries):
     r = f.rater()

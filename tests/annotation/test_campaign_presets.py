@@ -269,6 +269,7 @@ def test_the_form_sent_twice_makes_one_campaign(curator):
     assert Campaign.objects.count() == 1
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_the_form_sent_twice_at_once_makes_one_campaign():
     # given: two requests of one double click, from one curator's session

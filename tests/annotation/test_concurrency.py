@@ -18,7 +18,7 @@ from annotation.services.rating import Submission, item_next_for_rater, rating_s
 from stickerloop.errors import ServiceConflict
 from tests import factories as f
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 RATERS = 12
 ITEMS = 40

@@ -324,6 +324,7 @@ def test_one_rater_s_pile_up_does_not_hide_the_fresh_items(step_mode, monkeypatc
     ]
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_step_is_one_query_in_the_database(settings, django_assert_num_queries):
     settings.ANNOTATION_RATE_STEP_IN_DATABASE = True

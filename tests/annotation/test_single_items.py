@@ -171,6 +171,7 @@ def test_the_limit_counts_the_items_a_campaign_holds_whatever_made_them():
     assert Item.objects.count() == 2
 
 
+@pytest.mark.postgresql
 def test_a_failure_part_way_leaves_nothing():
     version = f.model_version("base")
     ids = _stickers(version, 6)
@@ -193,6 +194,7 @@ def test_a_failure_part_way_leaves_nothing():
     assert Campaign.objects.get(pk=campaign.pk).selection == {}
 
 
+@pytest.mark.postgresql
 def test_item_and_link_ids_are_drawn_a_thousand_at_a_time():
     """Migration 0006: numbering a 10,000,000-item campaign one locked sequence call per id cost
     30 s; a connection's ids still increase, which the creation order relies on."""
@@ -229,6 +231,7 @@ def test_a_closed_campaign_takes_no_items():
     assert Item.objects.count() == 0
 
 
+@pytest.mark.postgresql
 def test_queries_do_not_grow_with_the_candidates(django_assert_num_queries):
     for name, n in (("small", 3), ("large", 300)):
         version = f.model_version(name)

@@ -424,6 +424,7 @@ def test_a_rebuild_of_unchanged_input_in_chunks_keeps_none_of_its_rows(
     assert list(AuditEvent.objects.values_list("action", "version_id")) == [("build", first.pk)]
 
 
+@pytest.mark.postgresql
 def test_a_build_failing_in_a_later_chunk_leaves_no_version_and_no_rows(
     api, curator, world, monkeypatch
 ):
@@ -483,6 +484,7 @@ def test_a_candidate_in_several_items_counts_once_per_stage_and_keeps_its_best_r
     ) == [(x.pk, 1.0, {"aligned": 1.0}, 3), (z.pk, 0.666667, {"aligned": 0.666667}, 3)]
 
 
+@pytest.mark.postgresql
 def test_a_large_build_refreshes_the_entries_statistics_once_committed(
     api, curator, world, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -10,7 +10,7 @@ from training_bridge.exports.run import dataset_exports_run
 from training_bridge.models import DatasetEntry, DatasetVersion
 from training_bridge.versions import dataset_version_build, dataset_version_publish
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
 def test_concurrent_builds_make_one_version(make, curator):

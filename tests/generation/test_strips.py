@@ -101,6 +101,7 @@ def test_no_strip_when_a_frame_is_missing(saves):
     assert not default_storage.exists(frame_strip_key(animation.frames_prefix))
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_for_a_missing_strip_store_it_once(saves, monkeypatch):
     # given: an animation without a strip, and a storage slow to write, so that a second

@@ -55,6 +55,7 @@ def test_rows_go_in_chunk_by_chunk_exactly_as_given():
     ]
 
 
+@pytest.mark.postgresql
 def test_a_row_refused_in_the_last_chunk_leaves_nothing():
     campaign = f.campaign(questions=QUESTIONS)
     item_ids = [i.pk for i in f.items(campaign, 5)]
@@ -70,6 +71,7 @@ def test_a_row_refused_in_the_last_chunk_leaves_nothing():
     assert ConsensusResult.objects.count() == 0
 
 
+@pytest.mark.postgresql
 def test_the_consensus_table_has_no_index_its_readers_do_not_use():
     with connection.cursor() as cursor:
         found = connection.introspection.get_constraints(cursor, ConsensusResult._meta.db_table)

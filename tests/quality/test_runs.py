@@ -76,6 +76,7 @@ def _waiting_for_the_campaign_lock() -> bool:
         return cursor.fetchone()[0] == 1
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_redelivery_queued_behind_the_first_worker_leaves_the_run_as_it_settled():
     # given a run its first worker claimed and is computing (it holds the campaign lock)

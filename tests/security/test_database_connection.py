@@ -16,6 +16,8 @@ from stickerloop.middleware import DatabaseUnavailableMiddleware
 from stickerloop.services import token_issue
 from tests import factories
 
+pytestmark = pytest.mark.postgresql
+
 
 def _terminate(pid: int) -> None:
     other = psycopg2.connect(**connection.get_connection_params())

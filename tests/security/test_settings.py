@@ -91,6 +91,7 @@ def test_check_deploy_has_no_warnings_from_our_settings():
     assert {i for i in issues if not i.startswith("drf_spectacular.")} == set()
 
 
+@pytest.mark.postgresql
 def test_database_connections_are_checked_before_reuse():
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
 

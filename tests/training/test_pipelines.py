@@ -318,6 +318,7 @@ def test_a_redelivered_message_fires_the_stage_once(declared, curator):
     assert _statuses(pipeline) == ["succeeded"] * 4 + ["running", "pending"]
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_advances_fire_each_stage_once(models, engineer):
     alignment = factories.dataset_version(models, purpose="alignment")
@@ -564,6 +565,7 @@ def test_the_beat_sweep_advances_a_pipeline_whose_message_was_lost(declared):
     assert (finished.status, finished.current_position) == ("succeeded", 0)
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db
 def test_the_database_refuses_stages_that_break_the_pipeline_rules(datasets):
     rule = datasets["alignment"].rule
