@@ -5,6 +5,7 @@ from stickerloop.converters import BIGINT_MAX
 # Every primary key is a BigAutoField: no row's id is larger. A filter on a larger number must not
 # reach the database, whose driver may not even send it (SQLite's raises OverflowError).
 MAX_ID = BIGINT_MAX
+
 # PostgreSQL's bigint holds every 18-digit number; a longer one cannot be a row's id.
 MAX_ID_DIGITS = 18
 

@@ -33,7 +33,10 @@ DATABASE_FIXTURES = {
 def pytest_sessionstart(session):
     engine = django_settings.DATABASES["default"]["ENGINE"]
     if ON_SQLITE and "sqlite" not in engine:
-        pytest.exit(f"STICKERLOOP_TEST_ON_SQLITE=1 needs a sqlite:// DATABASE_URL (got {engine}).")
+        pytest.exit(
+            f"STICKERLOOP_TEST_ON_SQLITE=1 needs a sqlite:// DATABASE_URL (got {engine}).",
+            returncode=2,
+        )
     if not ON_SQLITE and "postgresql" not in engine:
         pytest.exit(
             "The suite runs against PostgreSQL: use `make test`, or set DATABASE_URL to a "
@@ -60,8 +63,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _cold_caches():
     """Each test starts with the per-process caches keyed by row id empty. SQLite hands a rolled
-    back test's ids out again, and PostgreSQL's sequences never do, so only there could a test
-    read a previous test's campaign settings or export facts."""
+    back test's ids out again (PostgreSQL's sequences never do), so without this a test on SQLite
+    could read the previous test's campaign settings or export facts."""
     from annotation import selectors
     from training_bridge.exports import formats
 
