@@ -31,7 +31,6 @@ from generation.pipelines.enhancers import (
     MAX_TEMPLATE_CHARS,
 )
 from generation.services.batches import (
-    MAX_ID,
     MOTION_PROMPT_MAX_CHARS,
     EnhancerChoice,
     MotionPrompt,
@@ -48,6 +47,7 @@ from generation.services.prompts import (
     prompt_set_import,
 )
 from stickerloop.api import CheckedJSONParser, IdFilter, ids_param
+from stickerloop.ids import MAX_ID
 from stickerloop.media import media_url
 from stickerloop.roles import IsCuratorOrEngineer, IsEngineer
 

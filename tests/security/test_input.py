@@ -296,7 +296,13 @@ def test_the_campaign_page_checks_its_json_textarea(curator, schema, error):
 @pytest.mark.parametrize("value", ["²", "١٢", "9" * 19])
 @pytest.mark.parametrize(
     "path",
-    ["/candidates/?batch=", "/candidates/?model_version=", "/campaigns/new/?batch="],
+    [
+        "/candidates/?batch=",
+        "/candidates/?model_version=",
+        "/campaigns/new/?batch=",
+        "/training/experiments/?model_version=",
+        "/training/experiments/?job=",
+    ],
 )
 def test_page_filters_that_are_not_ids_are_ignored_not_500(curator, path, value):
     # "²" and Arabic-Indic digits pass str.isdigit but not int(); 19 digits pass int() but not

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.quality.svg import interval_chart
 from stickerloop.errors import ServiceConflict
-from stickerloop.ids import MAX_ID
+from stickerloop.ids import parse_id
 from stickerloop.list_filters import list_filter_apply, list_filters
 from stickerloop.roles import Role, has_role, role_required
 from training_bridge.experiments import selectors
@@ -21,16 +21,10 @@ from training_bridge.experiments.services.results import experiment_results_comp
 STAFF = (Role.CURATOR, Role.ML_ENGINEER)
 
 
-def _id_param(request, name: str) -> int | None:
-    """A page's ``?name=<id>`` filter; anything but an id in range is no filter."""
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() and int(raw) <= MAX_ID else None
-
-
 @role_required(*STAFF)
 def experiment_list(request):
-    model_version_id = _id_param(request, "model_version")
-    job_id = _id_param(request, "job")
+    model_version_id = parse_id(request.GET.get("model_version"))
+    job_id = parse_id(request.GET.get("job"))
     filters, errors = list_filters(request.GET, statuses=ExperimentStatus.values)
     qs = selectors.experiment_list(model_version_id=model_version_id, job_id=job_id)
     if not errors:
