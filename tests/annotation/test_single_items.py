@@ -1,8 +1,9 @@
 """Single campaigns' items from a selection, inserted set-based; the campaign item limit."""
 
+import psycopg2
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
 from annotation.models import Campaign, Item, ItemCandidate
@@ -219,6 +220,42 @@ def test_item_and_link_ids_are_drawn_a_thousand_at_a_time():
         .values_list("id", flat=True)
     )
     assert link_ids == sorted(set(link_ids))
+
+
+def _locked_elsewhere(candidate_ids: list[int]) -> list[int]:
+    """Which of the candidates another connection finds locked against a delete."""
+    other = psycopg2.connect(**connection.get_connection_params())
+    locked = []
+    try:
+        with other.cursor() as cursor:
+            for candidate_id in candidate_ids:
+                try:
+                    cursor.execute(
+                        "SELECT id FROM generation_candidate WHERE id = %s FOR UPDATE NOWAIT",
+                        [candidate_id],
+                    )
+                except psycopg2.errors.LockNotAvailable:
+                    locked.append(candidate_id)
+                other.rollback()
+    finally:
+        other.close()
+    return locked
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_selected_candidates_are_locked_from_the_insert_to_the_commit():
+    """The statement locks what it links before the foreign-key checks at commit would (see
+    ``_CANDIDATES_LOCKED_SQL``): a delete of a selected candidate waits for the items."""
+    version = f.model_version("base")
+    ids = _stickers(version, 3)
+    others = _stickers(f.model_version("other"), 2)
+    campaign = campaign_create(name="locked", kind="single")
+    with transaction.atomic():
+        campaign_items_from_selection(campaign=campaign, model_versions=[version.pk], seed=4)
+        assert _locked_elsewhere(ids + others) == ids
+    assert _locked_elsewhere(ids + others) == []
+    assert sorted(_by_creation(campaign)) == ids
 
 
 def test_a_closed_campaign_takes_no_items():
