@@ -205,7 +205,7 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
     """Change a draft campaign. Once started only the guidelines and examples may change:
     the questions, overlap, lease length and the prompt raters see are what the collected
     judgments mean."""
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign = campaign_lock(campaign)
     allowed = {
         "name",
         "preset",
@@ -286,7 +286,15 @@ def campaign_update(*, campaign: Campaign, **changes) -> Campaign:
 
 
 def campaign_lock(campaign: Campaign) -> Campaign:
-    return Campaign.objects.select_for_update().get(pk=campaign.pk)
+    """Lock the campaign row against the other writers of the campaign (status changes, edits,
+    new items) until the transaction ends.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every judgment and lease of the campaign checks
+    its foreign key to this row at commit with a ``FOR KEY SHARE`` lock, which ``FOR UPDATE``
+    would make wait. Adding 1,000,000 items (about 20 s) stalled every rater of a running
+    campaign for as long; the campaign's id never changes, so the weaker lock is enough.
+    """
+    return Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
 
 
 @transaction.atomic

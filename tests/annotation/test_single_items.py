@@ -1,12 +1,15 @@
 """Single campaigns' items from a selection, inserted set-based; the campaign item limit."""
 
+import threading
+import uuid
+
 import psycopg2
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
-from annotation.models import Campaign, Item, ItemCandidate
+from annotation.models import Campaign, Item, ItemCandidate, Judgment
 from annotation.services.campaigns import campaign_close, campaign_create
 from annotation.services.items import (
     _single_items_insert_with_orm,
@@ -14,6 +17,7 @@ from annotation.services.items import (
     campaign_items_from_selection,
     single_creation_key,
 )
+from annotation.services.rating import Submission, rating_step
 from generation.models import Candidate
 from stickerloop.errors import ServiceConflict
 from tests import factories as f
@@ -256,6 +260,45 @@ def test_the_selected_candidates_are_locked_from_the_insert_to_the_commit():
         assert _locked_elsewhere(ids + others) == ids
     assert _locked_elsewhere(ids + others) == []
     assert sorted(_by_creation(campaign)) == ids
+
+
+def _rate_one(campaign_id: int, rater, outcome: dict) -> None:
+    """One rater's lease and judgment, on its own connection, giving up on a lock after 5 s."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        [item_id] = rating_step(campaign_id=campaign_id, rater=rater, fetch=1).item_ids
+        submission = Submission(
+            item_id=item_id, client_id=uuid.uuid4(), seconds_on_item=1.0, answers={"aligned": True}
+        )
+        judged = rating_step(campaign_id=campaign_id, rater=rater, submission=submission)
+        outcome["judged"] = judged.judgment.item_id
+    except Exception as exc:
+        outcome["error"] = repr(exc)
+    finally:
+        connection.close()
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_raters_keep_rating_while_items_are_added_to_their_campaign():
+    """Adding items locks the campaign against its other writers only: each judgment's and
+    lease's foreign key to the campaign is checked at commit with a lock that a ``FOR UPDATE``
+    of the campaign row would make wait for the items (``campaign_lock``)."""
+    rater = f.rater()
+    campaign = f.running_campaign(raters=[rater], n_items=1)
+    [first] = Item.objects.filter(campaign=campaign).values_list("pk", flat=True)
+    version = f.model_version("more")
+    ids = _stickers(version, 3)
+    outcome: dict = {}
+    with transaction.atomic():
+        campaign_items_from_selection(campaign=campaign, model_versions=[version.pk], seed=2)
+        rater_thread = threading.Thread(target=_rate_one, args=(campaign.pk, rater, outcome))
+        rater_thread.start()
+        rater_thread.join(30)
+        assert outcome == {"judged": first}
+    assert sorted(_by_creation(campaign)[1:]) == ids
+    assert list(Judgment.objects.values_list("item_id", flat=True)) == [first]
 
 
 def test_a_closed_campaign_takes_no_items():

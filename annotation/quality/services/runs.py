@@ -18,6 +18,7 @@ from annotation.quality.models import (
 )
 from annotation.quality.selectors import campaigns_with_new_judgments
 from annotation.quality.services.results import campaign_results_compute, check_methods
+from annotation.services.campaigns import campaign_lock
 from stickerloop import events
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
 
@@ -43,7 +44,7 @@ def aggregation_run_request(
     from annotation.quality import tasks
 
     methods = check_methods(campaign=campaign, methods=methods)
-    Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign_lock(campaign)
     waiting = AggregationRun.objects.filter(campaign=campaign, status=RunStatus.QUEUED).first()
     if waiting is not None:
         return waiting
