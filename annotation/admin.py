@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from annotation.models import Campaign, CampaignMembership, Item, Judgment, Lease
+from annotation.models import Campaign, CampaignMembership, Item, ItemLoad, Judgment, Lease
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,6 +33,12 @@ class CampaignMembershipAdmin(ReadOnlyAdmin):
 class ItemAdmin(ReadOnlyAdmin):
     list_display = ["id", "campaign", "is_gold", "judgment_count", "leased_count", "overlap_target"]
     list_filter = ["is_gold"]
+
+
+@admin.register(ItemLoad)
+class ItemLoadAdmin(ReadOnlyAdmin):
+    list_display = ["id", "campaign", "status", "items_created", "created_at", "finished_at"]
+    list_filter = ["status"]
 
 
 @admin.register(Lease)

@@ -217,6 +217,52 @@ class Item(models.Model):
         )
 
 
+class LoadStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ItemLoad(models.Model):
+    """Items from a candidate selection, added by a worker: QUEUED → RUNNING → SUCCEEDED | FAILED.
+
+    A selection too large to add within a web request (``CAMPAIGN_SYNC_MAX_ITEMS``) is added in
+    the background; its items and its SUCCEEDED status commit together, so a load either added
+    all its items or none.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="item_loads")
+    selection = models.JSONField(
+        help_text="What to add: batches, model_versions, prompt_tags, candidate_kind, "
+        "group_size and seed, as the from-selection request takes them."
+    )
+    status = models.CharField(max_length=16, choices=LoadStatus.choices, default=LoadStatus.QUEUED)
+    items_created = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Items the load added; set when it succeeds."
+    )
+    error = models.TextField(blank=True, help_text="Why the load failed: nothing was added.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status=LoadStatus.SUCCEEDED, items_created__isnull=False)
+                | (~Q(status=LoadStatus.SUCCEEDED) & Q(items_created__isnull=True)),
+                name="item_load_count_iff_succeeded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"item load {self.pk} of campaign {self.campaign_id} ({self.status})"
+
+
 class Side(models.TextChoices):
     ONLY = "", "Only candidate"
     LEFT = "left", "Left"

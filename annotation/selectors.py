@@ -27,6 +27,7 @@ from annotation.models import (
     CampaignStatus,
     Item,
     ItemCandidate,
+    ItemLoad,
     Judgment,
     Lease,
     MembershipStatus,
@@ -305,6 +306,11 @@ def judgment_last(*, campaign_id: int, rater_id: int) -> Judgment | None:
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def item_loads(campaign_id: int, *, limit: int = 100) -> QuerySet[ItemLoad]:
+    """The campaign's item loads, newest first."""
+    return ItemLoad.objects.filter(campaign_id=campaign_id).order_by("-created_at", "-id")[:limit]
 
 
 def campaign_list() -> QuerySet[Campaign]:

@@ -22,3 +22,20 @@ def expire_leases() -> None:
     from annotation.services.leases import lease_expire_sweep
 
     lease_expire_sweep()
+
+
+@shared_task(
+    name="annotation.item_load_run",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    # 10,000,000 single items take about four minutes on two cores (bench/campaign_items.py).
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def item_load_run(load_id: int) -> None:
+    from annotation.services.item_loads import item_load_execute
+
+    item_load_execute(load_id=load_id)

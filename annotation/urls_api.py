@@ -32,6 +32,21 @@ urlpatterns = [
         name="api-campaign-items-from-selection",
     ),
     path(
+        "campaigns/<id:pk>/items/load/",
+        campaigns.CampaignItemsLoadApi.as_view(),
+        name="api-campaign-items-load",
+    ),
+    path(
+        "campaigns/<id:pk>/items/loads/",
+        campaigns.CampaignItemLoadListApi.as_view(),
+        name="api-campaign-item-loads",
+    ),
+    path(
+        "campaigns/<id:pk>/items/loads/<id:load>/",
+        campaigns.CampaignItemLoadDetailApi.as_view(),
+        name="api-campaign-item-load",
+    ),
+    path(
         "campaigns/<id:pk>/progress/",
         campaigns.CampaignProgressApi.as_view(),
         name="api-campaign-progress",

@@ -26,6 +26,7 @@ from annotation.models import (
 from annotation.rating_config import rating_config
 from annotation.services import campaigns as campaign_services
 from annotation.services import items as item_services
+from annotation.services.item_loads import item_load_request, too_large_for_a_request
 from generation.models import Candidate, GenerationBatch
 from generation.services.strips import frame_strip_ensure
 from stickerloop import media
@@ -280,6 +281,7 @@ def campaign_detail(request, pk: int):
             "progress": selectors.campaign_progress(campaign=campaign),
             "memberships": campaign.memberships.select_related("rater").order_by("rater__username"),
             "selection_form": SelectionForm(initial={"batches": [batch]} if batch else None),
+            "item_loads": selectors.item_loads(campaign.pk, limit=5),
             "membership_form": MembershipForm(),
             "guidelines": guidelines_html(campaign.guidelines),
             "good_examples": _examples(campaign.good_examples.all(), campaign.rater_prompt),
@@ -319,22 +321,33 @@ def campaign_items_from_selection(request, pk: int):
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("campaign-detail", pk=pk)
     data = form.cleaned_data
+    selection = {
+        "batches": [b.pk for b in data["batches"]],
+        "model_versions": [m.pk for m in data["model_versions"]],
+        "prompt_tags": [t.name for t in data["prompt_tags"]],
+        "candidate_kind": data["candidate_kind"] or None,
+        "group_size": data["group_size"],
+    }
     try:
-        items = item_services.campaign_items_from_selection(
-            campaign=campaign,
-            batches=[b.pk for b in data["batches"]],
-            model_versions=[m.pk for m in data["model_versions"]],
-            prompt_tags=[t.name for t in data["prompt_tags"]],
-            candidate_kind=data["candidate_kind"] or None,
-            group_size=data["group_size"],
-            seed=data["seed"],
-        )
+        if too_large_for_a_request(campaign=campaign, **selection):
+            load = item_load_request(
+                campaign=campaign, requested_by=request.user, seed=data["seed"], **selection
+            )
+            messages.success(
+                request,
+                f"Item load {load.pk} queued: a worker adds the selection's items, "
+                "and this page shows when it is done.",
+            )
+        else:
+            items = item_services.campaign_items_from_selection(
+                campaign=campaign, seed=data["seed"], **selection
+            )
+            # A single campaign's items are a lazy queryset (up to 10,000,000): counted, not
+            # loaded.
+            added = items.count() if isinstance(items, QuerySet) else len(items)
+            messages.success(request, f"{added} item(s) added.")
     except ValidationError as exc:
         messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
     except ServiceConflict as exc:
         messages.error(request, str(exc))
-    else:
-        # A single campaign's items are a lazy queryset (up to 10,000,000): counted, not loaded.
-        added = items.count() if isinstance(items, QuerySet) else len(items)
-        messages.success(request, f"{added} item(s) added.")
     return redirect("campaign-detail", pk=pk)

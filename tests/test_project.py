@@ -166,6 +166,7 @@ def test_every_task_is_routed_to_its_queue():
     }
     assert routes == {
         "annotation.expire_leases": "default",
+        "annotation.item_load_run": "default",
         "experiments.advance": "default",
         "experiments.compute_results": "default",
         "experiments.recompute_periodic": "default",

@@ -2,8 +2,10 @@
 progress. One class per operation."""
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -14,6 +16,7 @@ from annotation import selectors
 from annotation.models import (
     Campaign,
     CampaignKind,
+    ItemLoad,
     Preset,
     RaterPrompt,
 )
@@ -25,6 +28,7 @@ from annotation.services.campaigns import (
     campaign_start,
     campaign_update,
 )
+from annotation.services.item_loads import item_load_request, too_large_for_a_request
 from annotation.services.items import campaign_items_add, campaign_items_from_selection
 from generation.models import Candidate, CandidateKind
 from stickerloop.roles import IsCuratorOrEngineer
@@ -235,39 +239,43 @@ class CampaignItemsAddApi(APIView):
         )
 
 
+class SelectionInput(serializers.Serializer):
+    batches = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    model_versions = serializers.ListField(
+        child=serializers.IntegerField(), required=False, default=list
+    )
+    prompt_tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list
+    )
+    candidate_kind = serializers.ChoiceField(
+        choices=CandidateKind.choices, required=False, allow_null=True
+    )
+    group_size = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Best-of-N (2 to 8) and set (2 to 12) campaigns: candidates per item.",
+    )
+    seed = serializers.IntegerField(required=False, allow_null=True)
+
+
 class CampaignItemsFromSelectionApi(APIView):
-    """Add items from a candidate selection: batches, model versions, prompt tags, kind."""
+    """Add items from a candidate selection (batches, model versions, prompt tags, kind) within
+    the request. A selection of more than ``STICKERLOOP_CAMPAIGN_SYNC_MAX_ITEMS`` candidates is
+    refused with 400: queue an item load for it (``items/load/``)."""
 
     permission_classes = [IsCuratorOrEngineer]
 
-    class InputSerializer(serializers.Serializer):
-        batches = serializers.ListField(
-            child=serializers.IntegerField(), required=False, default=list
-        )
-        model_versions = serializers.ListField(
-            child=serializers.IntegerField(), required=False, default=list
-        )
-        prompt_tags = serializers.ListField(
-            child=serializers.CharField(max_length=64), required=False, default=list
-        )
-        candidate_kind = serializers.ChoiceField(
-            choices=CandidateKind.choices, required=False, allow_null=True
-        )
-        group_size = serializers.IntegerField(
-            required=False,
-            allow_null=True,
-            help_text="Best-of-N (2 to 8) and set (2 to 12) campaigns: candidates per item.",
-        )
-        seed = serializers.IntegerField(required=False, allow_null=True)
-
-    @extend_schema(request=InputSerializer, responses={201: CampaignItemsAddApi.OutputSerializer})
+    @extend_schema(request=SelectionInput, responses={201: CampaignItemsAddApi.OutputSerializer})
     def post(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
-        data = self.InputSerializer(data=request.data)
+        data = SelectionInput(data=request.data)
         data.is_valid(raise_exception=True)
+        reason = too_large_for_a_request(campaign=campaign, **_selection_fields(data))
+        if reason:
+            raise ValidationError({"selection": [reason]})
         items = campaign_items_from_selection(campaign=campaign, **data.validated_data)
-        # A single campaign's items come back as a lazy queryset, up to 10,000,000 of them:
-        # their ids are read as one column rather than as model rows.
+        # A single campaign's items come back as a lazy queryset: their ids are read as one
+        # column rather than as model rows.
         item_ids = (
             list(items.values_list("pk", flat=True))
             if isinstance(items, QuerySet)
@@ -276,6 +284,69 @@ class CampaignItemsFromSelectionApi(APIView):
         return Response(
             {"created": len(item_ids), "item_ids": item_ids}, status=status.HTTP_201_CREATED
         )
+
+
+def _selection_fields(data: SelectionInput) -> dict:
+    """The validated selection without its seed, which only orders the items."""
+    return {k: v for k, v in data.validated_data.items() if k != "seed"}
+
+
+class ItemLoadOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ItemLoad
+        fields = [
+            "id",
+            "campaign",
+            "status",
+            "selection",
+            "items_created",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class CampaignItemsLoadApi(APIView):
+    """Queue a worker to add items from a candidate selection (202), for selections of any size
+    up to the campaign's item limit. Poll the load for its status: ``succeeded`` with
+    ``items_created``, or ``failed`` with an ``error`` saying why (nothing was added)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(request=SelectionInput, responses={202: ItemLoadOutput})
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = SelectionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        load = item_load_request(
+            campaign=campaign, requested_by=request.user, **data.validated_data
+        )
+        url = reverse("api-campaign-item-load", args=[campaign.pk, load.pk])
+        return Response(
+            ItemLoadOutput(load).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": request.build_absolute_uri(url)},
+        )
+
+
+class CampaignItemLoadListApi(APIView):
+    """The campaign's item loads, newest first (the latest 100)."""
+
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(responses=ItemLoadOutput(many=True))
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        return Response(ItemLoadOutput(selectors.item_loads(campaign.pk), many=True).data)
+
+
+class CampaignItemLoadDetailApi(APIView):
+    permission_classes = [IsCuratorOrEngineer]
+
+    @extend_schema(responses=ItemLoadOutput)
+    def get(self, request, pk: int, load: int):
+        return Response(ItemLoadOutput(get_object_or_404(ItemLoad, pk=load, campaign_id=pk)).data)
 
 
 class CampaignProgressApi(APIView):

@@ -177,6 +177,44 @@ class Selection:
     candidate_kind: str | None = None
 
 
+def selection_check(
+    *,
+    campaign: Campaign,
+    batches: Sequence[int] = (),
+    model_versions: Sequence[int] = (),
+    prompt_tags: Sequence[str] = (),
+    candidate_kind: str | None = None,
+    group_size: int | None = None,
+) -> Selection:
+    """The selection's fields checked against the campaign, before anything is read or stored:
+    the request's own mistakes (ValidationError naming the field). What the candidates
+    themselves allow is found when the items are made."""
+    selection = Selection(
+        batches=sorted(set(batches)),
+        model_versions=sorted(set(model_versions)),
+        prompt_tags=sorted(set(prompt_tags)),
+        candidate_kind=candidate_kind,
+    )
+    if candidate_kind is not None and candidate_kind not in CandidateKind.values:
+        raise ValidationError({"candidate_kind": [f"Unknown kind {candidate_kind!r}."]})
+    if group_size is not None:
+        if campaign.kind not in (CampaignKind.BEST_OF_N, CampaignKind.SET):
+            raise ValidationError(
+                {"group_size": ["Only best-of-N and set campaigns take a group size."]}
+            )
+        low, high = GROUP_SIZES[campaign.kind]
+        if not low <= group_size <= high:
+            raise ValidationError({"group_size": [f"Must be from {low} to {high}."]})
+    if not (selection.batches or selection.model_versions or selection.prompt_tags):
+        raise ValidationError({"selection": ["Choose batches, model versions or prompt tags."]})
+    return selection
+
+
+def selection_size(selection: Selection) -> int:
+    """How many candidates the selection holds (an upper bound of the items it makes)."""
+    return _selection_queryset(selection).count()
+
+
 def _selection_queryset(selection: Selection) -> QuerySet[Candidate]:
     qs = Candidate.objects.all()
     if selection.batches:
@@ -449,24 +487,14 @@ def campaign_items_from_selection(
     whose candidates are already in the campaign are left out, so adding a selection twice adds
     nothing the second time.
     """
-    selection = Selection(
-        batches=sorted(set(batches)),
-        model_versions=sorted(set(model_versions)),
-        prompt_tags=sorted(set(prompt_tags)),
+    selection = selection_check(
+        campaign=campaign,
+        batches=batches,
+        model_versions=model_versions,
+        prompt_tags=prompt_tags,
         candidate_kind=candidate_kind,
+        group_size=group_size,
     )
-    if candidate_kind is not None and candidate_kind not in CandidateKind.values:
-        raise ValidationError({"candidate_kind": [f"Unknown kind {candidate_kind!r}."]})
-    if group_size is not None:
-        if campaign.kind not in (CampaignKind.BEST_OF_N, CampaignKind.SET):
-            raise ValidationError(
-                {"group_size": ["Only best-of-N and set campaigns take a group size."]}
-            )
-        low, high = GROUP_SIZES[campaign.kind]
-        if not low <= group_size <= high:
-            raise ValidationError({"group_size": [f"Must be from {low} to {high}."]})
-    if not (selection.batches or selection.model_versions or selection.prompt_tags):
-        raise ValidationError({"selection": ["Choose batches, model versions or prompt tags."]})
     if campaign.kind == CampaignKind.SINGLE:
         # Unseeded, a fresh seed: the order is still drawn at random, as random.Random(None).
         items = _single_items_insert(

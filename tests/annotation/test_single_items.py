@@ -210,7 +210,8 @@ def test_item_and_link_ids_are_drawn_a_thousand_at_a_time():
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT sequencename, cache_size FROM pg_sequences"
-            " WHERE sequencename LIKE 'annotation_item%%_id_seq' ORDER BY sequencename"
+            " WHERE sequencename IN ('annotation_item_id_seq', 'annotation_itemcandidate_id_seq')"
+            " ORDER BY sequencename"
         )
         assert cursor.fetchall() == [
             ("annotation_item_id_seq", 1000),

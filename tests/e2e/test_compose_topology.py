@@ -180,11 +180,20 @@ def test_the_loop_runs_through_the_api_on_the_compose_topology(compose_up, moto_
         },
         expect=201,
     )
-    curator.post(
-        f"/api/campaigns/{campaign['id']}/items/add/",
-        {"candidate_groups": [[c["id"]] for c in candidates], "seed": 1},
-        expect=201,
+    # Its items added by the default worker, as a selection too large for a request would be.
+    load = curator.post(
+        f"/api/campaigns/{campaign['id']}/items/load/",
+        {"batches": [batch["id"]], "seed": 1},
+        expect=202,
     )
+    load = _until(
+        curator,
+        f"/api/campaigns/{campaign['id']}/items/loads/{load['id']}/",
+        lambda x: x["status"] in ("succeeded", "failed"),
+        local=local,
+        services=["worker-default"],
+    )
+    assert (load["status"], load["items_created"]) == ("succeeded", 6), load
     curator.post(f"/api/campaigns/{campaign['id']}/start/", expect=200)
     for rater in raters:
         items = rater.post(f"/api/campaigns/{campaign['id']}/rate/", {"fetch": 1}, expect=200)[

@@ -27,7 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotation.models import Item
+from annotation.models import Item, ItemLoad
 from annotation.quality.models import AggregationRun
 from annotation.services.rating import item_next_for_rater
 from generation.models import GenerationBatch, PromptEnhancer, PromptImport
@@ -151,6 +151,9 @@ RULES: dict[str, Rule] = {
     "api-campaign-close": Rule(STAFF, kwargs=pk("campaign")),
     "api-campaign-items-add": Rule(STAFF, kwargs=pk("campaign")),
     "api-campaign-items-from-selection": Rule(STAFF, kwargs=pk("campaign")),
+    "api-campaign-items-load": Rule(STAFF, kwargs=pk("campaign")),
+    "api-campaign-item-loads": Rule(STAFF, kwargs=pk("campaign")),
+    "api-campaign-item-load": Rule(STAFF, kwargs={"pk": "campaign", "load": "item_load"}),
     "api-campaign-progress": Rule(STAFF, kwargs=pk("campaign")),
     "campaign-list": Rule(STAFF),
     "campaign-create": Rule(STAFF),
@@ -494,6 +497,7 @@ def _make_objects() -> dict:
             name="matrix import", file_format="text", location="imports/prompts/x", size_bytes=1
         ).pk,
         "batch": GenerationBatch.objects.create(kind="sticker", seeds=[1], total=1).pk,
+        "item_load": ItemLoad.objects.create(campaign=campaign, selection={}).pk,
         "quality_run": AggregationRun.objects.create(
             campaign=campaign, trigger="on_demand", methods=["majority"]
         ).pk,
