@@ -39,3 +39,20 @@ def item_load_run(load_id: int) -> None:
     from annotation.services.item_loads import item_load_execute
 
     item_load_execute(load_id=load_id)
+
+
+@shared_task(
+    name="annotation.sweep_item_loads",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def sweep_item_loads() -> None:
+    """Beat: send the item loads whose worker died to a worker again (``SWEEP_EVERY_SECONDS``)."""
+    from annotation.services.item_loads import item_loads_requeue
+
+    item_loads_requeue()

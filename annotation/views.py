@@ -342,8 +342,7 @@ def campaign_items_from_selection(request, pk: int):
             items = item_services.campaign_items_from_selection(
                 campaign=campaign, seed=data["seed"], **selection
             )
-            # A single campaign's items are a lazy queryset (up to 10,000,000): counted, not
-            # loaded.
+            # A single campaign's items are a lazy queryset: counted, not loaded.
             added = items.count() if isinstance(items, QuerySet) else len(items)
             messages.success(request, f"{added} item(s) added.")
     except ValidationError as exc:

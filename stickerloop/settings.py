@@ -461,13 +461,15 @@ CELERY_BEAT_SCHEDULE["experiments-recompute-periodic"] = {
     "schedule": float(QUALITY_AGGREGATE_EVERY_SECONDS),
 }
 
-# Self-healing: a beat sweep per app (generation chunks, dataset exports, training jobs) every
-# SWEEP_EVERY_SECONDS requeues the rows whose worker died, without waiting for the broker's
-# visibility timeout (an hour). A running task stamps its row's heartbeat every
+# Self-healing: a beat sweep per app (generation chunks, dataset exports, training jobs, item
+# loads) every SWEEP_EVERY_SECONDS requeues the rows whose worker died, without waiting for the
+# broker's visibility timeout (an hour). A running task stamps its row's heartbeat every
 # HEARTBEAT_SECONDS; a running chunk or export silent for SWEEP_STALE_SECONDS is requeued, and
 # so is one still queued after SWEEP_QUEUED_SECONDS (its message was lost with a worker that
 # had taken it). A requeued row goes back to QUEUED with a new message; a stale message that
 # turns up too is a no-op once the row runs again (its heartbeat is fresh).
+# Item loads need no heartbeat: a running load holds its row locked until it commits, so the
+# sweep sends again the RUNNING ones it finds unlocked (annotation.services.item_loads).
 SWEEP_EVERY_SECONDS = env_int("STICKERLOOP_SWEEP_EVERY_SECONDS", 30)
 SWEEP_STALE_SECONDS = env_int("STICKERLOOP_SWEEP_STALE_SECONDS", 60)
 SWEEP_QUEUED_SECONDS = env_int("STICKERLOOP_SWEEP_QUEUED_SECONDS", 900)
@@ -479,6 +481,7 @@ HEARTBEAT_SECONDS = env_int("STICKERLOOP_HEARTBEAT_SECONDS", 10)
 STORAGE_STAGED_MAX_AGE_SECONDS = env_int("STICKERLOOP_STORAGE_STAGED_MAX_AGE_SECONDS", 86400)
 for _entry, _task in (
     ("generation-sweep-chunks", "generation.sweep_chunks"),
+    ("annotation-sweep-item-loads", "annotation.sweep_item_loads"),
     ("curation-sweep-exports", "training_bridge.sweep_exports"),
     ("training-sweep-jobs", "training_jobs.sweep"),
     # Not a dead worker's row: a running pipeline whose advance message was lost moves on.

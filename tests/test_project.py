@@ -167,6 +167,7 @@ def test_every_task_is_routed_to_its_queue():
     assert routes == {
         "annotation.expire_leases": "default",
         "annotation.item_load_run": "default",
+        "annotation.sweep_item_loads": "default",
         "experiments.advance": "default",
         "experiments.compute_results": "default",
         "experiments.recompute_periodic": "default",
@@ -193,6 +194,7 @@ def test_every_task_is_routed_to_its_queue():
     }
     assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
         "annotation.expire_leases",
+        "annotation.sweep_item_loads",
         "quality.aggregate_periodic",
         "experiments.recompute_periodic",
         "generation.sweep_chunks",

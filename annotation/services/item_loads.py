@@ -8,13 +8,15 @@ the items with ``campaign_items_from_selection`` and settles the load in the sam
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.models import Campaign, CampaignStatus, ItemLoad, LoadStatus
 from annotation.services.campaigns import campaign_lock
@@ -125,3 +127,34 @@ def item_load_execute(*, load_id: int) -> ItemLoad | None:
         # Whatever broke, the load records why and ends FAILED rather than staying RUNNING.
         logger.exception("item load %s failed", load_id)
         return _load_settle(load_id, error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+@transaction.atomic
+def item_loads_requeue(*, now: datetime | None = None) -> list[int]:
+    """Send the loads whose worker is gone to a worker again, and return their ids.
+
+    Gone: RUNNING but not locked (a live load holds its row locked from the start of its
+    insert to its commit; a killed worker's transaction let go of it, and took its items with
+    it), once it started over ``SWEEP_STALE_SECONDS`` ago; or QUEUED for longer than
+    ``SWEEP_QUEUED_SECONDS`` (a worker took the message and died before claiming it). A message
+    for a load that runs or has ended is a no-op (``item_load_execute``), so a second one is
+    harmless. Without row locks (SQLite) a running load cannot be told from a dead one, and
+    only the queued ones are sent again.
+    """
+    from annotation import tasks
+
+    now = now or timezone.now()
+    gone = ItemLoad.objects.filter(
+        status=LoadStatus.QUEUED,
+        created_at__lt=now - timedelta(seconds=settings.SWEEP_QUEUED_SECONDS),
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        stale = now - timedelta(seconds=settings.SWEEP_STALE_SECONDS)
+        gone = gone | ItemLoad.objects.filter(status=LoadStatus.RUNNING, started_at__lt=stale)
+    load_ids = list(
+        gone.order_by("pk").select_for_update(skip_locked=True).values_list("pk", flat=True)
+    )
+    for load_id in load_ids:
+        logger.warning("item load %s has no live worker; sent again", load_id)
+        tasks.item_load_run.delay_on_commit(load_id)
+    return load_ids

@@ -1,13 +1,22 @@
 """Item loads: selections too large for a request, added by a worker; the request's limit."""
 
+from datetime import timedelta
+
+import psycopg2
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
-from annotation.models import Item, ItemLoad
+from annotation import tasks
+from annotation.models import Item, ItemLoad, LoadStatus
 from annotation.services.campaigns import campaign_close, campaign_create
-from annotation.services.item_loads import item_load_execute, item_load_request
+from annotation.services.item_loads import (
+    item_load_execute,
+    item_load_request,
+    item_loads_requeue,
+)
 from annotation.services.items import campaign_items_from_selection
 from stickerloop.errors import ServiceConflict
 from tests import factories as f
@@ -223,3 +232,67 @@ def test_the_campaign_page_queues_a_large_selection_and_shows_the_load(client, c
     item_load_execute(load_id=load.pk)
     page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert '<span class="status status-succeeded">succeeded</span></td><td>3</td>' in page
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The load ids the item-load task is sent, once the sending transaction commits."""
+    messages = []
+    monkeypatch.setattr(tasks.item_load_run, "delay", lambda *a: messages.append(a))
+    return messages
+
+
+def _aged(load: ItemLoad, *, status: str, seconds: float) -> ItemLoad:
+    """``load`` as if queued, and started where RUNNING, ``seconds`` ago."""
+    then = timezone.now() - timedelta(seconds=seconds)
+    started = then if status == LoadStatus.RUNNING else None
+    ItemLoad.objects.filter(pk=load.pk).update(status=status, created_at=then, started_at=started)
+    return load
+
+
+@pytest.mark.postgresql
+def test_the_sweep_sends_again_the_loads_no_worker_holds(
+    settings, sent, django_capture_on_commit_callbacks
+):
+    settings.SWEEP_STALE_SECONDS, settings.SWEEP_QUEUED_SECONDS = 60, 900
+    campaign = campaign_create(name="swept", kind="single")
+
+    def load(status: str, seconds: float) -> int:
+        made = item_load_request(campaign=campaign, model_versions=[1])
+        return _aged(made, status=status, seconds=seconds).pk
+
+    dead = load(LoadStatus.RUNNING, 61)
+    lost = load(LoadStatus.QUEUED, 901)
+    load(LoadStatus.RUNNING, 30)  # may be between its claim and its insert's lock
+    load(LoadStatus.QUEUED, 100)  # its worker may not have taken it yet
+    done = load(LoadStatus.QUEUED, 5000)
+    ItemLoad.objects.filter(pk=done).update(status=LoadStatus.SUCCEEDED, items_created=1)
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        requeued = item_loads_requeue()
+    assert requeued == [dead, lost]
+    assert sent == [(dead,), (lost,)]
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_leaves_a_load_whose_worker_holds_it(settings, sent):
+    """A live load holds its row locked from its insert to its commit, however long that is."""
+    settings.SWEEP_STALE_SECONDS = 60
+    campaign = campaign_create(name="held", kind="single")
+    held = _aged(
+        item_load_request(campaign=campaign, model_versions=[1]),
+        status=LoadStatus.RUNNING,
+        seconds=600,
+    )
+    other = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT id FROM annotation_itemload WHERE id = %s FOR UPDATE", [held.pk])
+        sent.clear()
+        assert item_loads_requeue() == []
+        other.rollback()
+        assert item_loads_requeue() == [held.pk]
+        assert sent == [(held.pk,)]
+    finally:
+        other.close()
