@@ -39,7 +39,7 @@ def test_campaign_page(browser, flat_queries):
         )
         raters_add(campaign=campaign, raters=[f.rater() for _ in range(n)])
 
-    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/campaigns/{campaign.pk}/"), count=15)
+    flat_queries(grow=grow, read=lambda: get_ok(browser, f"/campaigns/{campaign.pk}/"), count=16)
 
 
 def test_rater_home(site, rater, flat_queries):

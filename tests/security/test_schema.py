@@ -22,6 +22,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 
+from annotation.models import ItemLoad
 from annotation.quality.models import AggregationRun
 from generation.models import GenerationBatch, PromptEnhancer, PromptImport
 from tests import factories
@@ -201,14 +202,18 @@ def world(rater, curator, engineer, admin_user):
         "webhooks/deliveries": delivery.pk,
         "webhooks/endpoints": endpoint.pk,
         "users": {"rater": rater, "curator": curator, "engineer": engineer, "admin": admin_user},
+        "named": {"load": ItemLoad.objects.create(campaign=campaign, selection={}).pk},
     }
 
 
 def _fill(template: str, world: dict) -> str:
-    """The template's path with the world's ids (the ``other`` version is the same one)."""
+    """The template's path with the world's ids: the first placeholder's from the path before
+    it, a later one's by its name in ``world["named"]`` (the ``other`` version is the same one)."""
     if "{" not in template:
         return template
-    return re.sub(r"\{\w+\}", str(world[template.removeprefix("/api/").split("/{")[0]]), template)
+    first = str(world[template.removeprefix("/api/").split("/{")[0]])
+    path = re.sub(r"\{\w+\}", first, template, count=1)
+    return re.sub(r"\{(\w+)\}", lambda m: str(world["named"].get(m.group(1), first)), path)
 
 
 def test_schema_generates_without_warnings():
