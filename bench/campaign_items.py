@@ -76,21 +76,25 @@ def rate_meanwhile(campaign_id: int, rater, stop: threading.Event, waits: list[f
 
     from annotation.services.rating import Submission, rating_step
 
+    submission = None
     try:
-        [item_id] = rating_step(campaign_id=campaign_id, rater=rater, fetch=1).item_ids
-        while not stop.wait(_STEP_EVERY_SECONDS):
+        # Every step is timed, the first (a lease) and the one under way at ``stop`` too: a
+        # step held up by the call returns only once the call commits.
+        while True:
+            started = time.perf_counter()
+            result = rating_step(
+                campaign_id=campaign_id, rater=rater, submission=submission, fetch=1
+            )
+            waits.append(time.perf_counter() - started)
+            if stop.wait(_STEP_EVERY_SECONDS):
+                break
+            [item_id] = result.item_ids
             submission = Submission(
                 item_id=item_id,
                 client_id=uuid.uuid4(),
                 seconds_on_item=1.0,
                 answers={"aligned": True},
             )
-            started = time.perf_counter()
-            result = rating_step(
-                campaign_id=campaign_id, rater=rater, submission=submission, fetch=1
-            )
-            waits.append(time.perf_counter() - started)
-            [item_id] = result.item_ids
     finally:
         connection.close()
 
