@@ -138,6 +138,7 @@ def main() -> None:
     )
     setup_django("bench_campaign_items")
     _refuse_over_the_item_limit(n)
+    from django.conf import settings
     from django.db import connection
 
     from annotation.models import Item, ItemCandidate
@@ -150,6 +151,8 @@ def main() -> None:
     version_id = make_candidates(n)
     candidates_seconds = time.perf_counter() - started
     print(f"# {n:,} candidates in {candidates_seconds:.1f} s", file=sys.stderr, flush=True)
+    # The campaign holds the rated items besides the N measured, which may be the limit itself.
+    settings.CAMPAIGN_MAX_ITEMS = max(settings.CAMPAIGN_MAX_ITEMS, n + _RATED_ITEMS)
     rater = user_create_with_roles(username="bench-rater", password=None, roles=["rater"])
     campaign = campaign_create(
         name="bench", kind="single", preset="alignment", overlap=3, raters=[rater]
@@ -162,7 +165,9 @@ def main() -> None:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     stop, waits = threading.Event(), []
-    rater_thread = threading.Thread(target=rate_meanwhile, args=(campaign.pk, rater, stop, waits))
+    rater_thread = threading.Thread(
+        target=rate_meanwhile, args=(campaign.pk, rater, stop, waits), daemon=True
+    )
     rater_thread.start()
 
     # On a shared machine the wall time depends on the neighbours; the CPU seconds of the
@@ -170,10 +175,12 @@ def main() -> None:
     database_cpu = cpu_seconds(backend)
     own_cpu = time.thread_time()
     started = time.perf_counter()
-    campaign_items_from_selection(campaign=campaign, model_versions=[version_id], seed=0)
+    try:
+        campaign_items_from_selection(campaign=campaign, model_versions=[version_id], seed=0)
+    finally:
+        stop.set()
     seconds = time.perf_counter() - started
     own_cpu = time.thread_time() - own_cpu
-    stop.set()
     rater_thread.join()
     if database_cpu is not None:
         database_cpu = round(cpu_seconds(backend) - database_cpu, 2)
