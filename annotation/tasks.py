@@ -31,7 +31,7 @@ def expire_leases() -> None:
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=3,
-    # 10,000,000 single items take about four minutes on two cores (bench/campaign_items.py).
+    # 10,000,000 single items take four to eight minutes on two cores (bench/campaign_items.py).
     soft_time_limit=1800,
     time_limit=1900,
 )

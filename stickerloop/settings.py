@@ -381,9 +381,10 @@ TOKEN_TTL_HOURS = env_int("STICKERLOOP_TOKEN_TTL_HOURS", 24 * 30)
 # Campaigns (annotation.services.items): adding items that would take a campaign over this many
 # is refused (400 naming the limit) before anything is inserted.
 CAMPAIGN_MAX_ITEMS = env_int("STICKERLOOP_CAMPAIGN_MAX_ITEMS", 10_000_000)
-# A web request adds items from a selection of at most this many candidates (about 4 s on two
-# cores); a larger one is added by a worker (an item load, annotation.services.item_loads),
-# since a request has a minute at most (gunicorn's --timeout) and 10,000,000 items take minutes.
+# A web request adds items from a selection of at most this many candidates (4 to 8 s on two
+# cores, depending on the hour); a larger one is added by a worker (an item load,
+# annotation.services.item_loads): a request has a minute at most (gunicorn's --timeout), and
+# 10,000,000 items take minutes.
 CAMPAIGN_SYNC_MAX_ITEMS = env_int("STICKERLOOP_CAMPAIGN_SYNC_MAX_ITEMS", 200_000)
 
 # Cache: shared by every process through Redis when there is one (login throttling must count

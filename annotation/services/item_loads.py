@@ -1,7 +1,8 @@
 """Item loads: a selection's items added by a worker, for selections too large for a request.
 
 A web request has a minute at most (gunicorn's timeout in production); 1,000,000 single items
-take about 20 s to add on two cores and 10,000,000 about four minutes (``bench/campaign_items.py``).
+take 20 to 40 s to add on two cores and 10,000,000 four to eight minutes, depending on the hour
+(``bench/campaign_items.py``).
 So the request only checks the selection's fields and queues an ``ItemLoad``; the worker adds
 the items with ``campaign_items_from_selection`` and settles the load in the same transaction.
 """
