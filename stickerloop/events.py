@@ -33,6 +33,8 @@ BATCH_FINISHED = "batch.finished"
 BATCH_FAILED = "batch.failed"
 CAMPAIGN_COMPLETED = "campaign.completed"
 CAMPAIGN_RESULTS_COMPUTED = "campaign.results_computed"
+ITEM_LOAD_SUCCEEDED = "item_load.succeeded"
+ITEM_LOAD_FAILED = "item_load.failed"
 DATASET_VERSION_PUBLISHED = "dataset_version.published"
 EXPORT_READY = "export.ready"
 TRAINING_JOB_SUCCEEDED = "training_job.succeeded"
@@ -46,6 +48,8 @@ NAMES = frozenset(
         BATCH_FAILED,
         CAMPAIGN_COMPLETED,
         CAMPAIGN_RESULTS_COMPUTED,
+        ITEM_LOAD_SUCCEEDED,
+        ITEM_LOAD_FAILED,
         DATASET_VERSION_PUBLISHED,
         EXPORT_READY,
         TRAINING_JOB_SUCCEEDED,

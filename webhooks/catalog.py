@@ -16,6 +16,8 @@ class EventType(models.TextChoices):
     BATCH_FINISHED = events.BATCH_FINISHED, "Generation batch finished"
     BATCH_FAILED = events.BATCH_FAILED, "Generation batch failed"
     CAMPAIGN_COMPLETED = events.CAMPAIGN_COMPLETED, "Campaign completed"
+    ITEM_LOAD_SUCCEEDED = events.ITEM_LOAD_SUCCEEDED, "Campaign item load succeeded"
+    ITEM_LOAD_FAILED = events.ITEM_LOAD_FAILED, "Campaign item load failed"
     DATASET_VERSION_PUBLISHED = events.DATASET_VERSION_PUBLISHED, "Dataset version published"
     EXPORT_READY = events.EXPORT_READY, "Dataset export ready"
     TRAINING_JOB_SUCCEEDED = events.TRAINING_JOB_SUCCEEDED, "Training job succeeded"
@@ -35,6 +37,10 @@ DESCRIPTIONS = {
     EventType.BATCH_FAILED: "Every chunk of a generation batch failed (the batch's error says "
     "why).",
     EventType.CAMPAIGN_COMPLETED: "A rating campaign was closed: it takes no more judgments.",
+    EventType.ITEM_LOAD_SUCCEEDED: "A worker added a selection's items to a campaign "
+    "(data.campaign, data.items_created).",
+    EventType.ITEM_LOAD_FAILED: "A worker could not add a selection's items to a campaign, and "
+    "added none (data.campaign, data.error).",
     EventType.DATASET_VERSION_PUBLISHED: "A dataset version was published: training may use it.",
     EventType.EXPORT_READY: "A dataset export finished writing its files (data.format, "
     "data.dataset_version).",

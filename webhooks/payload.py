@@ -32,6 +32,8 @@ def object_url(object_type: str, object_id: int, data: dict) -> str:
     if object_type == "campaign_membership":
         # A membership has no page of its own: the campaign's raters list shows it.
         path = reverse("api-quality-raters", kwargs={"pk": data["campaign"]})
+    elif object_type == "item_load":
+        path = reverse("api-campaign-item-load", kwargs={"pk": data["campaign"], "load": object_id})
     else:
         path = reverse(OBJECT_URL_NAMES[object_type], kwargs={"pk": object_id})
     return settings.SITE_URL + path

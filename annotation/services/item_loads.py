@@ -26,6 +26,7 @@ from annotation.services.items import (
     selection_check,
     selection_size,
 )
+from stickerloop import events
 from stickerloop.errors import ServiceConflict
 from stickerloop.lifecycle import claim, lock_unfinished, mark_finished
 
@@ -95,7 +96,18 @@ def _load_settle(load_id: int, *, error: str) -> ItemLoad | None:
         if load is None:
             return None
         mark_finished(load, status=LoadStatus.FAILED, error=error)
+        _announce(load)
     return load
+
+
+def _announce(load: ItemLoad) -> None:
+    """Tell the outside world how the load ended, once its transaction commits."""
+    if load.status == LoadStatus.SUCCEEDED:
+        name, fact = events.ITEM_LOAD_SUCCEEDED, {"items_created": load.items_created}
+    else:
+        name, fact = events.ITEM_LOAD_FAILED, {"error": load.error}
+    data = {"campaign": load.campaign_id, **fact}
+    events.publish(name, object_type="item_load", object_id=load.pk, data=data)
 
 
 def item_load_execute(*, load_id: int) -> ItemLoad | None:
@@ -118,6 +130,7 @@ def item_load_execute(*, load_id: int) -> ItemLoad | None:
             items = campaign_items_from_selection(campaign=load.campaign, **load.selection)
             added = items.count() if isinstance(items, QuerySet) else len(items)
             mark_finished(load, status=LoadStatus.SUCCEEDED, fields={"items_created": added})
+            _announce(load)
             return load
     except ValidationError as exc:
         reasons = [m for messages in exc.message_dict.values() for m in messages]

@@ -13,6 +13,7 @@ from annotation.quality.models import AggregationRun
 from annotation.quality.services.membership import rater_pause
 from annotation.quality.services.runs import aggregation_run_execute
 from annotation.services.campaigns import campaign_close
+from annotation.services.item_loads import item_load_execute, item_load_request
 from generation.models import GenerationBatch, GenerationChunk
 from generation.services.batches import generation_batch_cancel
 from generation.services.chunks import generation_chunk_run
@@ -25,6 +26,7 @@ from training_bridge.jobs.models import TrainingJob
 from training_bridge.jobs.output import training_job_register_output
 from training_bridge.jobs.progress import training_job_progress_report
 from training_bridge.versions import dataset_version_publish
+from webhooks.payload import object_url
 
 pytestmark = pytest.mark.django_db
 
@@ -259,3 +261,38 @@ def test_pausing_a_rater_and_computing_results_are_announced(announced, committe
         ),
         ("campaign.results_computed", "campaign", campaign.pk, {"aggregation_run": run.pk}),
     ]
+
+
+def test_how_an_item_load_ended_is_announced_with_its_campaign(announced, committed, settings):
+    settings.SITE_URL = "https://stickers.example.org"
+    version = f.model_version("loaded")
+    f.candidates(2, model_version=version)
+    campaign = f.running_campaign(raters=[], n_items=1)
+    added = item_load_request(campaign=campaign, model_versions=[version.pk])
+    refused = item_load_request(campaign=campaign, model_versions=[version.pk])
+    announced.clear()
+
+    committed(lambda: item_load_execute(load_id=added.pk))
+    committed(lambda: item_load_execute(load_id=refused.pk))
+
+    assert _facts(announced) == [
+        (
+            "item_load.succeeded",
+            "item_load",
+            added.pk,
+            {"campaign": campaign.pk, "items_created": 2},
+        ),
+        (
+            "item_load.failed",
+            "item_load",
+            refused.pk,
+            {
+                "campaign": campaign.pk,
+                "error": "The selection makes no new items. "
+                "Every candidate it groups is in the campaign already.",
+            },
+        ),
+    ]
+    assert object_url("item_load", added.pk, {"campaign": campaign.pk}) == (
+        f"https://stickers.example.org/api/campaigns/{campaign.pk}/items/loads/{added.pk}/"
+    )

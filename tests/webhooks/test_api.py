@@ -82,22 +82,23 @@ def test_a_curator_registers_an_endpoint_and_sees_its_secret_once(api, curator, 
             {"url": "https://93.184.216.34/in", "events": ["export.ready", "batch.exploded"]},
             "events",
             "Unknown event(s): 'batch.exploded'. Known: batch.finished, batch.failed, "
-            "campaign.completed, dataset_version.published, export.ready, "
-            "training_job.succeeded, training_job.failed, training_job.cancelled, "
-            "evaluation.ready, rater.paused.",
+            "campaign.completed, item_load.succeeded, item_load.failed, "
+            "dataset_version.published, export.ready, training_job.succeeded, "
+            "training_job.failed, training_job.cancelled, evaluation.ready, rater.paused.",
         ),
         (
             {"url": "https://93.184.216.34/in", "events": ["webhook.test"]},
             "events",
             "Unknown event(s): 'webhook.test'. Known: batch.finished, batch.failed, "
-            "campaign.completed, dataset_version.published, export.ready, "
-            "training_job.succeeded, training_job.failed, training_job.cancelled, "
-            "evaluation.ready, rater.paused.",
+            "campaign.completed, item_load.succeeded, item_load.failed, "
+            "dataset_version.published, export.ready, training_job.succeeded, "
+            "training_job.failed, training_job.cancelled, evaluation.ready, rater.paused.",
         ),
         (
             {"url": "https://93.184.216.34/in", "events": []},
             "events",
             "Choose at least one event: batch.finished, batch.failed, campaign.completed, "
+            "item_load.succeeded, item_load.failed, "
             "dataset_version.published, export.ready, training_job.succeeded, "
             "training_job.failed, training_job.cancelled, evaluation.ready, rater.paused.",
         ),
@@ -232,7 +233,7 @@ def test_test_delivery_log_and_redelivery(api, curator, receiver):
     )
     event_types = client.get(reverse("api-webhook-event-types")).json()
     assert [e["type"] for e in event_types][:2] == ["batch.finished", "batch.failed"]
-    assert len(event_types) == 10
+    assert len(event_types) == 12
 
 
 def test_the_list_shows_each_endpoints_last_deliveries_in_three_queries(
